@@ -1,0 +1,236 @@
+//! The plugin contract's data in plain Rust.
+//!
+//! The WIT package in `wit/` is the contract plugins are built against; this
+//! crate mirrors its data types without any WebAssembly runtime, so that the
+//! retry policy, the store and the command line can speak of a [`JobContext`],
+//! a [`PostFailure`], a [`HostFault`] or a [`Classification`] without
+//! depending on wasmtime. The plugin host converts between these types and
+//! the generated bindings.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The WIT package plugins are built against, without a version.
+pub const CONTRACT_PACKAGE: &str = "orchestrator:plugin";
+
+/// The contract version this host was built from.
+pub const CONTRACT_VERSION: semver::Version = semver::Version::new(0, 1, 0);
+
+/// The contract versions this host accepts: semver-compatible with
+/// [`CONTRACT_VERSION`] (before 1.0, the same minor).
+pub fn accepted_versions() -> semver::VersionReq {
+    semver::VersionReq::parse(&format!("^{CONTRACT_VERSION}")).expect("a caret requirement parses")
+}
+
+/// Which world a plugin implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PluginKind {
+    /// Performs one attempt of one job.
+    Poster,
+    /// Turns a failure into a category.
+    Classifier,
+}
+
+impl PluginKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginKind::Poster => "poster",
+            PluginKind::Classifier => "classifier",
+        }
+    }
+
+    /// The interface whose export marks a plugin as this kind.
+    pub fn interface(self) -> &'static str {
+        match self {
+            PluginKind::Poster => "post",
+            PluginKind::Classifier => "classify",
+        }
+    }
+}
+
+impl fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a plugin says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginInfo {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+}
+
+/// The non-secret settings of an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub name: String,
+    pub base_url: String,
+    #[serde(default)]
+    pub settings: Vec<(String, String)>,
+}
+
+/// Everything a plugin learns about the job it works on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobContext {
+    pub job_id: String,
+    pub account: Account,
+    /// The job's payload as JSON text.
+    pub payload: String,
+    pub attempt: u32,
+    pub pass: u32,
+    pub idempotency_key: String,
+}
+
+/// What a successful attempt returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub remote_id: String,
+    pub url: Option<String>,
+}
+
+/// What a failed attempt returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostFailure {
+    pub message: String,
+    pub http_status: Option<u16>,
+    pub error_code: Option<String>,
+    pub retry_after_ms: Option<u64>,
+    pub rate_limit_reset: Option<String>,
+    pub transport_error: Option<String>,
+}
+
+impl PostFailure {
+    pub fn new(message: impl Into<String>) -> Self {
+        PostFailure {
+            message: message.into(),
+            ..PostFailure::default()
+        }
+    }
+}
+
+impl fmt::Display for PostFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(status) = self.http_status {
+            write!(f, "HTTP {status}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// A failure the host itself saw, independent of what the plugin said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", content = "detail")]
+pub enum HostFault {
+    /// The plugin trapped.
+    Trap(String),
+    /// The attempt ran past its deadline (milliseconds).
+    Timeout(u64),
+    /// The plugin exceeded its memory limit.
+    OutOfMemory(String),
+    /// The plugin asked for a host it was not granted.
+    DeniedRequest(String),
+    /// The host could not reach the platform.
+    ConnectionError(String),
+}
+
+impl HostFault {
+    /// The fault's kind as one word, for tables and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HostFault::Trap(_) => "trap",
+            HostFault::Timeout(_) => "timeout",
+            HostFault::OutOfMemory(_) => "out-of-memory",
+            HostFault::DeniedRequest(_) => "denied-request",
+            HostFault::ConnectionError(_) => "connection-error",
+        }
+    }
+}
+
+impl fmt::Display for HostFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostFault::Trap(msg) => write!(f, "plugin trapped: {msg}"),
+            HostFault::Timeout(ms) => write!(f, "attempt exceeded its {ms} ms deadline"),
+            HostFault::OutOfMemory(msg) => write!(f, "plugin ran out of memory: {msg}"),
+            HostFault::DeniedRequest(host) => write!(f, "request to {host} denied"),
+            HostFault::ConnectionError(msg) => write!(f, "connection error: {msg}"),
+        }
+    }
+}
+
+/// What the classifiers look at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureReport {
+    pub job: JobContext,
+    pub failure: Option<PostFailure>,
+    pub fault: Option<HostFault>,
+}
+
+/// How the host treats a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Category {
+    Retryable,
+    Infrastructure,
+    NonRetryable,
+    Unknown,
+}
+
+impl Category {
+    pub const ALL: [Category; 4] = [
+        Category::Retryable,
+        Category::Infrastructure,
+        Category::NonRetryable,
+        Category::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Retryable => "retryable",
+            Category::Infrastructure => "infrastructure",
+            Category::NonRetryable => "non-retryable",
+            Category::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A category plus why, and how long to wait at least.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Classification {
+    pub category: Category,
+    pub reason: String,
+    pub retry_after_ms: Option<u64>,
+}
+
+/// A classifier's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Decided(Classification),
+    /// Let the next classifier in the chain decide.
+    NoOpinion,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_accepts_patch_and_rejects_minor_bumps_before_1_0() {
+        let req = accepted_versions();
+        assert!(req.matches(&semver::Version::new(0, 1, 0)));
+        assert!(req.matches(&semver::Version::new(0, 1, 7)));
+        assert!(!req.matches(&semver::Version::new(0, 2, 0)));
+        assert!(!req.matches(&semver::Version::new(1, 0, 0)));
+    }
+}

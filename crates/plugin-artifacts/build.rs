@@ -1,0 +1,89 @@
+//! Builds every guest plugin in `plugins/` for `wasm32-wasip2` and writes
+//! constants with their paths, so tests use freshly built artifacts instead of
+//! checked-in binaries.
+
+use std::env;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TARGET: &str = "wasm32-wasip2";
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
+    let root = manifest_dir.parent().unwrap().parent().unwrap();
+    let plugins = root.join("plugins");
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap());
+    let target_dir = out_dir.join("plugins-target");
+
+    for watched in ["plugins", "wit"] {
+        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    }
+
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&plugins)
+        .arg("build")
+        .arg("--release")
+        .arg("--locked")
+        .arg("--target")
+        .arg(TARGET)
+        .arg("--target-dir")
+        .arg(&target_dir);
+    // The host build's settings are not the guests' business.
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_PROFILE_RELEASE_DEBUG",
+        "RUSTC_WORKSPACE_WRAPPER",
+    ] {
+        cmd.env_remove(var);
+    }
+    let output = cmd.output().expect("could not run cargo to build the plugins");
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if stderr.contains("target may not be installed") || stderr.contains("can't find crate for `core`") {
+            panic!(
+                "the {TARGET} target is missing; add it with `rustup target add {TARGET}`\n{stderr}"
+            );
+        }
+        panic!("building the plugins in {} failed:\n{stderr}", plugins.display());
+    }
+
+    let release = target_dir.join(TARGET).join("release");
+    let mut consts = String::new();
+    let mut names = Vec::new();
+    for member in members(&plugins) {
+        let artifact = release.join(format!("{}.wasm", member.replace('-', "_")));
+        assert!(artifact.exists(), "expected {} after the build", artifact.display());
+        let ident = member.to_uppercase().replace('-', "_");
+        writeln!(
+            consts,
+            "/// The built `{member}` plugin.\npub const {ident}: &str = {:?};",
+            artifact.display().to_string()
+        )
+        .unwrap();
+        names.push((member, ident));
+    }
+    writeln!(consts, "/// Every built plugin, by crate name.").unwrap();
+    writeln!(consts, "pub const ALL: &[(&str, &str)] = &[").unwrap();
+    for (member, ident) in &names {
+        writeln!(consts, "    ({member:?}, {ident}),").unwrap();
+    }
+    writeln!(consts, "];").unwrap();
+    std::fs::write(out_dir.join("artifacts.rs"), consts).unwrap();
+}
+
+/// The plugin crates: every folder of `plugins/` with a manifest.
+fn members(plugins: &Path) -> Vec<String> {
+    let mut members: Vec<String> = std::fs::read_dir(plugins)
+        .unwrap()
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.path().join("Cargo.toml").is_file())
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .collect();
+    members.sort();
+    members
+}

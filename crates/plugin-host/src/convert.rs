@@ -1,0 +1,90 @@
+//! Conversions between the generated bindings and the plain contract types.
+
+use orchestrator_contract as contract;
+use orchestrator_world::types as wit;
+
+pub(crate) fn plugin_info(info: wit::PluginInfo) -> contract::PluginInfo {
+    contract::PluginInfo {
+        name: info.name,
+        version: info.version,
+        description: info.description,
+    }
+}
+
+pub(crate) fn job(job: &contract::JobContext) -> wit::JobContext {
+    wit::JobContext {
+        job_id: job.job_id.clone(),
+        account: wit::Account {
+            name: job.account.name.clone(),
+            base_url: job.account.base_url.clone(),
+            settings: job.account.settings.clone(),
+        },
+        payload: job.payload.clone(),
+        attempt: job.attempt,
+        pass: job.pass,
+        idempotency_key: job.idempotency_key.clone(),
+    }
+}
+
+pub(crate) fn receipt(r: wit::Receipt) -> contract::Receipt {
+    contract::Receipt {
+        remote_id: r.remote_id,
+        url: r.url,
+    }
+}
+
+pub(crate) fn failure_from_wit(f: wit::PostFailure) -> contract::PostFailure {
+    contract::PostFailure {
+        message: f.message,
+        http_status: f.http_status,
+        error_code: f.error_code,
+        retry_after_ms: f.retry_after_ms,
+        rate_limit_reset: f.rate_limit_reset,
+        transport_error: f.transport_error,
+    }
+}
+
+fn failure_to_wit(f: &contract::PostFailure) -> wit::PostFailure {
+    wit::PostFailure {
+        message: f.message.clone(),
+        http_status: f.http_status,
+        error_code: f.error_code.clone(),
+        retry_after_ms: f.retry_after_ms,
+        rate_limit_reset: f.rate_limit_reset.clone(),
+        transport_error: f.transport_error.clone(),
+    }
+}
+
+fn fault_to_wit(f: &contract::HostFault) -> wit::HostFault {
+    match f {
+        contract::HostFault::Trap(m) => wit::HostFault::Trap(m.clone()),
+        contract::HostFault::Timeout(ms) => wit::HostFault::Timeout(*ms),
+        contract::HostFault::OutOfMemory(m) => wit::HostFault::OutOfMemory(m.clone()),
+        contract::HostFault::DeniedRequest(h) => wit::HostFault::DeniedRequest(h.clone()),
+        contract::HostFault::ConnectionError(m) => wit::HostFault::ConnectionError(m.clone()),
+    }
+}
+
+pub(crate) fn report(r: &contract::FailureReport) -> wit::FailureReport {
+    wit::FailureReport {
+        job: job(&r.job),
+        failure: r.failure.as_ref().map(failure_to_wit),
+        fault: r.fault.as_ref().map(fault_to_wit),
+    }
+}
+
+pub(crate) fn verdict(v: wit::Verdict) -> contract::Verdict {
+    match v {
+        wit::Verdict::NoOpinion => contract::Verdict::NoOpinion,
+        wit::Verdict::Decided(c) => contract::Verdict::Decided(contract::Classification {
+            category: match c.category {
+                wit::Category::Retryable => contract::Category::Retryable,
+                wit::Category::Infrastructure => contract::Category::Infrastructure,
+                wit::Category::NonRetryable => contract::Category::NonRetryable,
+                wit::Category::Unknown => contract::Category::Unknown,
+            },
+            reason: c.reason,
+            retry_after_ms: c.retry_after_ms,
+        }),
+    }
+}

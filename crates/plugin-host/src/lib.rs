@@ -1,0 +1,386 @@
+//! Loads, checks and runs orchestrator plugins.
+//!
+//! Start from [`PluginHost`]: it owns the wasmtime [`Engine`] and one linker
+//! per world, and [`PluginHost::load`] turns a `.wasm` file into a [`Plugin`]
+//! — compiled, its kind read from its exports, its contract version checked
+//! against [`orchestrator_contract::accepted_versions`], type-checked with
+//! `instantiate_pre`, and described. A bad file is refused with a
+//! [`LoadError`] that renders as one line.
+//!
+//! Every call gets a fresh `Store` with nothing granted but what the host
+//! decides: no filesystem, environment or sockets; outbound HTTP for posters
+//! only to the hosts in its [`OutboundAccess`], with credentials added by the
+//! host ([`outbound`]). Plugin discovery for `plugins list` is in
+//! [`discover`].
+
+pub mod discover;
+mod convert;
+mod error;
+mod inspect;
+pub mod outbound;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use orchestrator_contract::{
+    FailureReport, HostFault, JobContext, PluginInfo, PluginKind, PostFailure, Receipt, Verdict,
+};
+use orchestrator_world::classifier::ClassifierPre;
+use orchestrator_world::log;
+use orchestrator_world::poster::PosterPre;
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+pub use error::LoadError;
+pub use inspect::Interfaces;
+pub use outbound::{OutboundAccess, Secret};
+
+use outbound::{FaultLog, OutboundHooks};
+
+/// The per-call state inside a plugin's `Store`.
+struct HostState {
+    plugin: Arc<str>,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    http: WasiHttpCtx,
+    hooks: OutboundHooks,
+}
+
+impl HostState {
+    fn new(plugin: Arc<str>, access: OutboundAccess, faults: FaultLog) -> Self {
+        HostState {
+            plugin,
+            // Nothing inherited: no environment, arguments, preopened
+            // directories, stdio or sockets.
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            hooks: OutboundHooks { access, faults },
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+impl log::Host for HostState {
+    async fn log(&mut self, level: log::Level, message: String) {
+        let plugin = &*self.plugin;
+        match level {
+            log::Level::Trace => tracing::trace!(target: "plugin", plugin, "{message}"),
+            log::Level::Debug => tracing::debug!(target: "plugin", plugin, "{message}"),
+            log::Level::Info => tracing::info!(target: "plugin", plugin, "{message}"),
+            log::Level::Warn => tracing::warn!(target: "plugin", plugin, "{message}"),
+            log::Level::Error => tracing::error!(target: "plugin", plugin, "{message}"),
+        }
+    }
+}
+
+/// Why the host could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the WebAssembly engine: {0}")]
+pub struct EngineError(String);
+
+/// The wasmtime engine and one linker per world, shared by every plugin.
+#[derive(Clone)]
+pub struct PluginHost {
+    engine: Engine,
+    poster_linker: Arc<Linker<HostState>>,
+    classifier_linker: Arc<Linker<HostState>>,
+}
+
+impl PluginHost {
+    pub fn new() -> Result<Self, EngineError> {
+        let config = Config::new();
+        let engine = Engine::new(&config).map_err(|e| EngineError(format!("{e:#}")))?;
+        let link = |http: bool| -> wasmtime::Result<Linker<HostState>> {
+            let mut linker = Linker::new(&engine);
+            // The WASI a Rust or C guest's standard library needs to start;
+            // the `WasiCtx` grants none of its resources.
+            wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+            if http {
+                wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+            }
+            log::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+            Ok(linker)
+        };
+        let poster_linker = link(true).map_err(|e| EngineError(format!("{e:#}")))?;
+        let classifier_linker = link(false).map_err(|e| EngineError(format!("{e:#}")))?;
+        Ok(PluginHost {
+            engine,
+            poster_linker: Arc::new(poster_linker),
+            classifier_linker: Arc::new(classifier_linker),
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Reads, compiles, checks and describes the plugin at `path`.
+    pub async fn load(&self, path: &Path) -> Result<Plugin, LoadError> {
+        let bytes = read(path)?;
+        let sha256 = hex(&Sha256::digest(&bytes));
+        let component = self.compile(path, &bytes)?;
+        let interfaces = inspect::interfaces(&self.engine, &component);
+        let (kind, contract) = inspect::contract(path, &interfaces)?;
+        let mismatch = |e: wasmtime::Error| LoadError::Mismatch {
+            path: path.to_owned(),
+            kind,
+            reason: format!("{e:#}"),
+        };
+        let runtime = match kind {
+            PluginKind::Poster => {
+                let pre = self
+                    .poster_linker
+                    .instantiate_pre(&component)
+                    .map_err(mismatch)?;
+                Runtime::Poster(PosterPre::new(pre).map_err(mismatch)?)
+            }
+            PluginKind::Classifier => {
+                let pre = self
+                    .classifier_linker
+                    .instantiate_pre(&component)
+                    .map_err(mismatch)?;
+                Runtime::Classifier(ClassifierPre::new(pre).map_err(mismatch)?)
+            }
+        };
+        let mut plugin = Plugin {
+            meta: PluginMeta {
+                path: path.to_owned(),
+                sha256,
+                size: bytes.len() as u64,
+                info: PluginInfo {
+                    name: String::new(),
+                    version: String::new(),
+                    description: String::new(),
+                },
+                kind,
+                contract,
+                interfaces,
+            },
+            runtime,
+        };
+        plugin.meta.info = plugin.describe().await.map_err(|e| LoadError::Describe {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Ok(plugin)
+    }
+
+    /// What can be learned about a file without running it: its interfaces,
+    /// even when its contract version or world is not one this host accepts.
+    pub fn interfaces(&self, path: &Path) -> Result<Interfaces, LoadError> {
+        let bytes = read(path)?;
+        let component = self.compile(path, &bytes)?;
+        Ok(inspect::interfaces(&self.engine, &component))
+    }
+
+    fn compile(&self, path: &Path, bytes: &[u8]) -> Result<Component, LoadError> {
+        inspect::check_format(path, bytes)?;
+        Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile {
+            path: path.to_owned(),
+            reason: one_line(&format!("{e:#}")),
+        })
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, LoadError> {
+    std::fs::read(path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => LoadError::NotFound {
+            path: path.to_owned(),
+        },
+        _ => LoadError::Unreadable {
+            path: path.to_owned(),
+            source,
+        },
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// wasmtime's messages may span lines; a refusal is one line.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Everything the host knows about a loaded plugin.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PluginMeta {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub size: u64,
+    pub info: PluginInfo,
+    pub kind: PluginKind,
+    #[serde(serialize_with = "serialize_display")]
+    pub contract: semver::Version,
+    pub interfaces: Interfaces,
+}
+
+fn serialize_display<S: serde::Serializer>(
+    v: &impl std::fmt::Display,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+enum Runtime {
+    Poster(PosterPre<HostState>),
+    Classifier(ClassifierPre<HostState>),
+}
+
+/// A checked plugin, ready to be called. Cheap to share: each call gets its
+/// own `Store` and instance.
+pub struct Plugin {
+    meta: PluginMeta,
+    runtime: Runtime,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin").field("meta", &self.meta).finish()
+    }
+}
+
+/// The outcome of one attempt, as the host saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    Posted(Receipt),
+    /// What the plugin returned (if it returned) and what the host saw (if
+    /// anything); at least one of the two is present.
+    Failed {
+        failure: Option<PostFailure>,
+        fault: Option<HostFault>,
+    },
+}
+
+impl Plugin {
+    pub fn meta(&self) -> &PluginMeta {
+        &self.meta
+    }
+
+    pub fn kind(&self) -> PluginKind {
+        self.meta.kind
+    }
+
+    pub fn info(&self) -> &PluginInfo {
+        &self.meta.info
+    }
+
+    fn store(&self, access: OutboundAccess, faults: FaultLog) -> Store<HostState> {
+        let engine = match &self.runtime {
+            Runtime::Poster(pre) => pre.engine(),
+            Runtime::Classifier(pre) => pre.engine(),
+        };
+        let name: Arc<str> = if self.meta.info.name.is_empty() {
+            Arc::from(self.meta.path.display().to_string())
+        } else {
+            Arc::from(self.meta.info.name.as_str())
+        };
+        Store::new(engine, HostState::new(name, access, faults))
+    }
+
+    async fn describe(&self) -> Result<PluginInfo, HostFault> {
+        let mut store = self.store(OutboundAccess::default(), FaultLog::default());
+        let info = match &self.runtime {
+            Runtime::Poster(pre) => {
+                let instance = pre.instantiate_async(&mut store).await.map_err(trap)?;
+                instance
+                    .orchestrator_plugin_metadata()
+                    .call_describe(&mut store)
+                    .await
+                    .map_err(trap)?
+            }
+            Runtime::Classifier(pre) => {
+                let instance = pre.instantiate_async(&mut store).await.map_err(trap)?;
+                instance
+                    .orchestrator_plugin_metadata()
+                    .call_describe(&mut store)
+                    .await
+                    .map_err(trap)?
+            }
+        };
+        Ok(convert::plugin_info(info))
+    }
+
+    /// One attempt of `job`, reaching only what `access` grants.
+    ///
+    /// # Panics
+    /// If this plugin is not a poster; check [`Plugin::kind`] first.
+    pub async fn post(&self, job: &JobContext, access: OutboundAccess) -> Attempt {
+        let Runtime::Poster(pre) = &self.runtime else {
+            panic!("post called on a {} plugin", self.meta.kind);
+        };
+        let faults = FaultLog::default();
+        let mut store = self.store(access, faults.clone());
+        let result = async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            instance
+                .orchestrator_plugin_post()
+                .call_post(&mut store, &convert::job(job))
+                .await
+        }
+        .await;
+        // The first fault the host saw is the one that explains the failure.
+        let fault = faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .first()
+            .cloned();
+        match result {
+            Ok(Ok(receipt)) => Attempt::Posted(convert::receipt(receipt)),
+            Ok(Err(failure)) => Attempt::Failed {
+                failure: Some(convert::failure_from_wit(failure)),
+                fault,
+            },
+            Err(e) => Attempt::Failed {
+                failure: None,
+                fault: Some(fault.unwrap_or_else(|| trap(e))),
+            },
+        }
+    }
+
+    /// Asks this classifier about a failure.
+    ///
+    /// # Panics
+    /// If this plugin is not a classifier; check [`Plugin::kind`] first.
+    pub async fn classify(&self, report: &FailureReport) -> Result<Verdict, HostFault> {
+        let Runtime::Classifier(pre) = &self.runtime else {
+            panic!("classify called on a {} plugin", self.meta.kind);
+        };
+        let mut store = self.store(OutboundAccess::default(), FaultLog::default());
+        let instance = pre.instantiate_async(&mut store).await.map_err(trap)?;
+        let verdict = instance
+            .orchestrator_plugin_classify()
+            .call_classify(&mut store, &convert::report(report))
+            .await
+            .map_err(trap)?;
+        Ok(convert::verdict(verdict))
+    }
+}
+
+/// A wasmtime error from running guest code, as a host fault.
+fn trap(e: wasmtime::Error) -> HostFault {
+    HostFault::Trap(one_line(&format!("{e:#}")))
+}

@@ -1,0 +1,325 @@
+//! The HTTP handlers: Mastodon's statuses API subset plus test endpoints.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use dashmap::mapref::entry::Entry;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde_json::json;
+
+use crate::scenario::{AccountScript, Behaviour};
+use crate::{AccountState, CreatedStatus, Shared};
+
+/// Request bodies larger than this are refused: a status is short.
+const MAX_BODY: usize = 64 * 1024;
+
+/// Returned by the service to close the connection without answering.
+#[derive(Debug)]
+pub(crate) struct DroppedConnection;
+
+impl std::fmt::Display for DroppedConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("scripted dropped connection")
+    }
+}
+
+impl std::error::Error for DroppedConnection {}
+
+type Reply = Result<Response<Full<Bytes>>, DroppedConnection>;
+
+pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Reply {
+    shared.requests.fetch_add(1, Ordering::Relaxed);
+    match (req.method(), req.uri().path()) {
+        (&Method::POST, "/api/v1/statuses") => post_status(&shared, req).await,
+        (&Method::GET, "/api/v1/accounts/verify_credentials") => verify_credentials(&shared, &req),
+        (&Method::GET, "/_sandbox/counters") => Ok(json_response(
+            StatusCode::OK,
+            serde_json::to_string(&crate::counters(&shared)).unwrap_or_default(),
+        )),
+        (&Method::GET, "/_sandbox/statuses") => Ok(json_response(
+            StatusCode::OK,
+            serde_json::to_string(&crate::statuses(&shared)).unwrap_or_default(),
+        )),
+        _ => Ok(error(StatusCode::NOT_FOUND, "Record not found")),
+    }
+}
+
+fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    response
+}
+
+/// A Mastodon-shaped error: `{"error": "..."}`.
+fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    json_response(status, json!({ "error": message }).to_string())
+}
+
+/// The account a request's Bearer token belongs to, and its script.
+fn authenticate<'a>(
+    shared: &'a Shared,
+    req: &Request<Incoming>,
+) -> Option<(String, Option<&'a AccountScript>)> {
+    let token = req
+        .headers()
+        .get(AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")?
+        .trim();
+    if token.is_empty() {
+        return None;
+    }
+    if let Some(&i) = shared.by_token.get(token) {
+        let account = &shared.scenario.accounts[i];
+        return Some((account.name.clone(), Some(account)));
+    }
+    shared.scenario.is_open().then(|| (token.to_owned(), None))
+}
+
+fn verify_credentials(shared: &Shared, req: &Request<Incoming>) -> Reply {
+    let Some((account, _)) = authenticate(shared, req) else {
+        return Ok(error(StatusCode::UNAUTHORIZED, "The access token is invalid"));
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        json!({
+            "id": account_id(&account),
+            "username": account,
+            "acct": account,
+            "display_name": account,
+            "url": format!("{}/@{account}", shared.base_url),
+        })
+        .to_string(),
+    ))
+}
+
+fn account_id(name: &str) -> String {
+    // Stable and numeric, like Mastodon's snowflake ids.
+    let hash = name
+        .bytes()
+        .fold(1_469_598_103_934_665_603u64, |h, b| (h ^ u64::from(b)).wrapping_mul(1_099_511_628_211));
+    (hash >> 12).to_string()
+}
+
+async fn post_status(shared: &Shared, req: Request<Incoming>) -> Reply {
+    let Some((account, script)) = authenticate(shared, &req) else {
+        return Ok(error(StatusCode::UNAUTHORIZED, "The access token is invalid"));
+    };
+    let state = shared.account(&account);
+    let n = state.requests.fetch_add(1, Ordering::Relaxed);
+    let behaviour = script.map_or(&Behaviour::Ok, |s| s.behaviour_for(n));
+    if let Some(delay) = script.map(|s| s.delay_ms).filter(|d| *d > 0) {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    let (limit_used, window_reset) = rate_window(shared, &state);
+
+    let mut response = match behaviour {
+        Behaviour::InvalidToken => error(StatusCode::UNAUTHORIZED, "The access token is invalid"),
+        Behaviour::Suspended => error(StatusCode::FORBIDDEN, "Your login is currently disabled"),
+        Behaviour::ValidationError { message } => error(StatusCode::UNPROCESSABLE_ENTITY, message),
+        Behaviour::RateLimited { reset_secs } => rate_limited(*reset_secs),
+        Behaviour::ServerError { status } => {
+            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            error(status, "We're sorry, but something went wrong on our end.")
+        }
+        Behaviour::DropConnection => return Err(DroppedConnection),
+        Behaviour::Slow { delay_ms } => {
+            tokio::time::sleep(Duration::from_millis(*delay_ms)).await;
+            create(shared, &state, &account, req).await
+        }
+        Behaviour::Ok => {
+            if shared.scenario.enforce_rate_limit && limit_used > shared.scenario.rate_limit {
+                let wait = window_reset.saturating_sub(now_secs());
+                rate_limited(wait.max(1))
+            } else {
+                create(shared, &state, &account, req).await
+            }
+        }
+    };
+    let headers = response.headers_mut();
+    headers.insert("x-ratelimit-limit", shared.scenario.rate_limit.into());
+    headers
+        .entry("x-ratelimit-remaining")
+        .or_insert_with(|| shared.scenario.rate_limit.saturating_sub(limit_used).into());
+    if !headers.contains_key("x-ratelimit-reset") {
+        headers.insert("x-ratelimit-reset", timestamp(window_reset));
+    }
+    Ok(response)
+}
+
+fn rate_limited(reset_secs: u64) -> Response<Full<Bytes>> {
+    let mut response = error(StatusCode::TOO_MANY_REQUESTS, "Too many requests");
+    let headers = response.headers_mut();
+    headers.insert(RETRY_AFTER, reset_secs.into());
+    headers.insert("x-ratelimit-remaining", 0u64.into());
+    headers.insert("x-ratelimit-reset", timestamp(now_secs() + reset_secs));
+    response
+}
+
+/// Counts the request in the account's fixed window; returns the requests
+/// used in it and when it resets (epoch seconds).
+fn rate_window(shared: &Shared, state: &AccountState) -> (u64, u64) {
+    let window = shared.scenario.rate_limit_window_secs.max(1);
+    let index = now_secs() / window;
+    let mut w = state.window.lock().unwrap_or_else(|e| e.into_inner());
+    if w.0 != index {
+        *w = (index, 0);
+    }
+    w.1 += 1;
+    (w.1, (index + 1) * window)
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn timestamp(epoch_secs: u64) -> HeaderValue {
+    let t = SystemTime::UNIX_EPOCH + Duration::from_secs(epoch_secs);
+    HeaderValue::from_str(&humantime::format_rfc3339_millis(t).to_string())
+        .unwrap_or_else(|_| HeaderValue::from_static("1970-01-01T00:00:00.000Z"))
+}
+
+#[derive(serde::Deserialize)]
+struct StatusParams {
+    status: Option<String>,
+    visibility: Option<String>,
+    spoiler_text: Option<String>,
+    language: Option<String>,
+}
+
+async fn create(
+    shared: &Shared,
+    state: &AccountState,
+    account: &str,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let key = req
+        .headers()
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let is_json = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large"),
+    };
+    let params: StatusParams = if is_json {
+        match serde_json::from_slice(&body) {
+            Ok(p) => p,
+            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("Invalid JSON: {e}")),
+        }
+    } else {
+        match serde_urlencoded::from_bytes(&body) {
+            Ok(p) => p,
+            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("Invalid form: {e}")),
+        }
+    };
+    let Some(text) = params.status.filter(|s| !s.trim().is_empty()) else {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Validation failed: Text can't be blank",
+        );
+    };
+
+    let new_status = || {
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed) + shared.started_epoch_ms * 1000;
+        let body = status_json(shared, account, id, &text, &params.visibility, &params.spoiler_text, &params.language);
+        let status = CreatedStatus {
+            id,
+            account: account.to_owned(),
+            text: text.clone(),
+            idempotency_key: key.clone(),
+            body: Arc::from(body),
+            created: Instant::now(),
+        };
+        shared.created.fetch_add(1, Ordering::Relaxed);
+        state.created.fetch_add(1, Ordering::Relaxed);
+        shared.statuses.insert(id, status.clone());
+        status
+    };
+
+    let status = match &key {
+        None => new_status(),
+        Some(key) => {
+            let window = Duration::from_secs(shared.scenario.idempotency_window_secs);
+            let map_key = (account.to_owned(), key.clone());
+            // The entry holds its shard's lock while the status is created, so
+            // two concurrent requests with one key create one status.
+            let status = match shared.by_key.entry(map_key.clone()) {
+                Entry::Occupied(e) if e.get().created.elapsed() < window => {
+                    shared.duplicates_prevented.fetch_add(1, Ordering::Relaxed);
+                    return json_response(StatusCode::OK, e.get().body.to_string());
+                }
+                Entry::Occupied(mut e) => {
+                    let status = new_status();
+                    e.insert(status.clone());
+                    status
+                }
+                Entry::Vacant(e) => e.insert(new_status()).clone(),
+            };
+            *shared.created_per_key.entry(map_key).or_insert(0) += 1;
+            status
+        }
+    };
+    json_response(StatusCode::OK, status.body.to_string())
+}
+
+fn status_json(
+    shared: &Shared,
+    account: &str,
+    id: u64,
+    text: &str,
+    visibility: &Option<String>,
+    spoiler_text: &Option<String>,
+    language: &Option<String>,
+) -> String {
+    let base = &shared.base_url;
+    json!({
+        "id": id.to_string(),
+        "created_at": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+        "content": format!("<p>{}</p>", escape_html(text)),
+        "visibility": visibility.as_deref().unwrap_or("public"),
+        "spoiler_text": spoiler_text.as_deref().unwrap_or(""),
+        "sensitive": spoiler_text.as_deref().is_some_and(|s| !s.is_empty()),
+        "language": language,
+        "uri": format!("{base}/users/{account}/statuses/{id}"),
+        "url": format!("{base}/@{account}/{id}"),
+        "account": {
+            "id": account_id(account),
+            "username": account,
+            "acct": account,
+        },
+    })
+    .to_string()
+}
+
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}

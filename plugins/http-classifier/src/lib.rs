@@ -1,0 +1,161 @@
+//! A classifier for HTTP platforms.
+//!
+//! It decides from the HTTP status family and from the transport faults the
+//! host saw; faults that are not about HTTP (traps, memory, denied requests)
+//! get "no opinion", so the host's built-in rules decide them.
+
+wit_bindgen::generate!({
+    world: "classifier",
+    path: "../../wit",
+});
+
+use exports::orchestrator::plugin::{classify, metadata};
+use orchestrator::plugin::log::{Level, log};
+use orchestrator::plugin::types::{
+    Category, Classification, FailureReport, HostFault, PluginInfo, PostFailure, Verdict,
+};
+
+struct HttpClassifier;
+
+impl metadata::Guest for HttpClassifier {
+    fn describe() -> PluginInfo {
+        PluginInfo {
+            name: "http-classifier".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "Classifies HTTP platform failures by status family and transport fault"
+                .into(),
+        }
+    }
+}
+
+impl classify::Guest for HttpClassifier {
+    fn classify(report: FailureReport) -> Verdict {
+        let verdict = classify_report(&report);
+        if let Verdict::Decided(c) = &verdict {
+            log(
+                Level::Debug,
+                &format!("job {}: {:?}: {}", report.job.job_id, c.category, c.reason),
+            );
+        }
+        verdict
+    }
+}
+
+fn decided(category: Category, reason: String, retry_after_ms: Option<u64>) -> Verdict {
+    Verdict::Decided(Classification {
+        category,
+        reason,
+        retry_after_ms,
+    })
+}
+
+fn classify_report(report: &FailureReport) -> Verdict {
+    match &report.fault {
+        Some(HostFault::ConnectionError(detail)) => {
+            return decided(
+                Category::Infrastructure,
+                format!("could not reach the platform ({detail}); will retry"),
+                None,
+            );
+        }
+        Some(HostFault::Timeout(ms)) => {
+            return decided(
+                Category::Infrastructure,
+                format!("the attempt timed out after {ms} ms; will retry"),
+                None,
+            );
+        }
+        // Not about HTTP: let the host's rules decide.
+        Some(_) => return Verdict::NoOpinion,
+        None => {}
+    }
+    let Some(failure) = &report.failure else {
+        return Verdict::NoOpinion;
+    };
+    if let Some(transport) = &failure.transport_error {
+        return decided(
+            Category::Infrastructure,
+            format!("no response from the platform ({transport}); will retry"),
+            None,
+        );
+    }
+    match failure.http_status {
+        Some(status) => by_status(status, failure, &report.job.account.name),
+        None => decided(
+            Category::Unknown,
+            format!("not an HTTP failure: {}", failure.message),
+            None,
+        ),
+    }
+}
+
+fn by_status(status: u16, failure: &PostFailure, account: &str) -> Verdict {
+    let said = failure
+        .error_code
+        .as_deref()
+        .map(|e| format!(": \"{e}\""))
+        .unwrap_or_default();
+    let wait = failure.retry_after_ms;
+    match status {
+        401 => decided(
+            Category::NonRetryable,
+            format!(
+                "HTTP 401{said}: the access token of account {account} is invalid or revoked; fix the token and rerun"
+            ),
+            None,
+        ),
+        403 => decided(
+            Category::NonRetryable,
+            format!(
+                "HTTP 403{said}: account {account} may not post (suspended, disabled or missing the write scope)"
+            ),
+            None,
+        ),
+        404 => decided(
+            Category::NonRetryable,
+            format!("HTTP 404{said}: the endpoint does not exist; check the base URL of account {account}"),
+            None,
+        ),
+        410 => decided(
+            Category::NonRetryable,
+            format!("HTTP 410{said}: account {account} or the resource is gone"),
+            None,
+        ),
+        422 => decided(
+            Category::NonRetryable,
+            format!("HTTP 422{said}: the platform rejected the content; edit the job's payload"),
+            None,
+        ),
+        408 | 425 | 429 | 500 | 502 | 503 | 504 => {
+            let what = match status {
+                408 => "the platform timed out reading the request",
+                425 => "the platform asked to retry later (too early)",
+                429 => "rate limited",
+                _ => "the platform had a server error",
+            };
+            let after = wait
+                .map(|ms| format!("; retry after {}", human_ms(ms)))
+                .unwrap_or_default();
+            decided(
+                Category::Retryable,
+                format!("HTTP {status}{said}: {what}{after}"),
+                wait,
+            )
+        }
+        _ => decided(
+            Category::Unknown,
+            format!("HTTP {status}{said}: not a status this classifier knows"),
+            wait,
+        ),
+    }
+}
+
+fn human_ms(ms: u64) -> String {
+    if ms % 1000 == 0 {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{ms} ms")
+    }
+}
+
+export!(HttpClassifier);
