@@ -49,11 +49,12 @@ fn contract_export(name: &str) -> Option<(&str, Option<semver::Version>)> {
     }
 }
 
-/// The plugin's kind and contract version, read from its export names.
-pub(crate) fn contract(
+/// The plugin's kind and the contract version it was built against, read
+/// from its export names; `None` for an export without a version.
+pub(crate) fn detect(
     path: &Path,
     interfaces: &Interfaces,
-) -> Result<(PluginKind, semver::Version), LoadError> {
+) -> Result<(PluginKind, Option<semver::Version>), LoadError> {
     let mut found = Vec::new();
     for name in &interfaces.exports {
         if let Some((iface, version)) = contract_export(name) {
@@ -64,23 +65,28 @@ pub(crate) fn contract(
             }
         }
     }
-    let (kind, version) = match found.as_slice() {
-        [] => {
-            return Err(LoadError::NoWorld {
-                path: path.to_owned(),
-                package: CONTRACT_PACKAGE,
-            });
-        }
-        [one] => one.clone(),
-        _ => {
-            return Err(LoadError::BothWorlds {
-                path: path.to_owned(),
-            });
-        }
-    };
+    match found.as_slice() {
+        [] => Err(LoadError::NoWorld {
+            path: path.to_owned(),
+            package: CONTRACT_PACKAGE,
+        }),
+        [one] => Ok(one.clone()),
+        _ => Err(LoadError::BothWorlds {
+            path: path.to_owned(),
+        }),
+    }
+}
+
+/// Refuses contract versions outside [`accepted_versions`].
+pub(crate) fn check_version(
+    path: &Path,
+    version: Option<&semver::Version>,
+) -> Result<semver::Version, LoadError> {
     // An unversioned export predates versioning: treat it as 0.0.0, which
     // no host accepts, rather than guessing.
-    let version = version.unwrap_or_else(|| semver::Version::new(0, 0, 0));
+    let version = version
+        .cloned()
+        .unwrap_or_else(|| semver::Version::new(0, 0, 0));
     let accepted = accepted_versions();
     if !accepted.matches(&version) {
         return Err(LoadError::IncompatibleContract {
@@ -90,5 +96,5 @@ pub(crate) fn contract(
             accepted,
         });
     }
-    Ok((kind, version))
+    Ok(version)
 }

@@ -138,15 +138,44 @@ impl PluginHost {
 
     /// Reads, compiles, checks and describes the plugin at `path`.
     pub async fn load(&self, path: &Path) -> Result<Plugin, LoadError> {
+        self.examine(path).await.outcome
+    }
+
+    /// Like [`PluginHost::load`], but also keeps what was learned before a
+    /// refusal (hash, interfaces, kind, contract version), for
+    /// `plugins list` and `plugins inspect`.
+    pub async fn examine(&self, path: &Path) -> Examined {
+        let mut examined = Examined {
+            path: path.to_owned(),
+            sha256: None,
+            size: None,
+            kind: None,
+            contract: None,
+            interfaces: None,
+            outcome: Err(LoadError::NotFound {
+                path: path.to_owned(),
+            }),
+        };
+        examined.outcome = self.examine_into(path, &mut examined).await;
+        examined
+    }
+
+    async fn examine_into(&self, path: &Path, seen: &mut Examined) -> Result<Plugin, LoadError> {
         let bytes = read(path)?;
         let sha256 = hex(&Sha256::digest(&bytes));
+        seen.sha256 = Some(sha256.clone());
+        seen.size = Some(bytes.len() as u64);
         let component = self.compile(path, &bytes)?;
         let interfaces = inspect::interfaces(&self.engine, &component);
-        let (kind, contract) = inspect::contract(path, &interfaces)?;
+        seen.interfaces = Some(interfaces.clone());
+        let (kind, version) = inspect::detect(path, &interfaces)?;
+        seen.kind = Some(kind);
+        seen.contract = version.clone();
+        let contract = inspect::check_version(path, version.as_ref())?;
         let mismatch = |e: wasmtime::Error| LoadError::Mismatch {
             path: path.to_owned(),
             kind,
-            reason: format!("{e:#}"),
+            reason: one_line(&format!("{e:#}")),
         };
         let runtime = match kind {
             PluginKind::Poster => {
@@ -187,14 +216,6 @@ impl PluginHost {
         Ok(plugin)
     }
 
-    /// What can be learned about a file without running it: its interfaces,
-    /// even when its contract version or world is not one this host accepts.
-    pub fn interfaces(&self, path: &Path) -> Result<Interfaces, LoadError> {
-        let bytes = read(path)?;
-        let component = self.compile(path, &bytes)?;
-        Ok(inspect::interfaces(&self.engine, &component))
-    }
-
     fn compile(&self, path: &Path, bytes: &[u8]) -> Result<Component, LoadError> {
         inspect::check_format(path, bytes)?;
         Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile {
@@ -223,6 +244,20 @@ fn hex(bytes: &[u8]) -> String {
 /// wasmtime's messages may span lines; a refusal is one line.
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// What [`PluginHost::examine`] learned about a file, up to the point where
+/// it was refused (if it was).
+#[derive(Debug)]
+pub struct Examined {
+    pub path: PathBuf,
+    pub sha256: Option<String>,
+    pub size: Option<u64>,
+    pub kind: Option<PluginKind>,
+    /// The contract version of its exports, when they carry one.
+    pub contract: Option<semver::Version>,
+    pub interfaces: Option<Interfaces>,
+    pub outcome: Result<Plugin, LoadError>,
 }
 
 /// Everything the host knows about a loaded plugin.

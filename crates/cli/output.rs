@@ -1,0 +1,78 @@
+//! Writing results to stdout: plain tables and JSON, and a closed pipe
+//! (`orchestrator plugins list | head -1`) is not an error.
+
+use std::io::Write;
+
+/// Writes `text` to stdout; a broken pipe counts as success.
+pub fn print(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// Prints `value` as pretty JSON followed by a newline.
+pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut text = serde_json::to_string_pretty(value)?;
+    text.push('\n');
+    print(&text)
+}
+
+/// A plain-text table with left-aligned columns separated by two spaces.
+pub struct Table {
+    header: Vec<&'static str>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(header: Vec<&'static str>) -> Self {
+        Table {
+            header,
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn row(&mut self, row: Vec<String>) {
+        self.rows.push(row);
+    }
+
+    pub fn render(&self) -> String {
+        let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
+        for row in &self.rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let mut out = String::new();
+        let header: Vec<String> = self.header.iter().map(|h| h.to_string()).collect();
+        for row in std::iter::once(&header).chain(&self.rows) {
+            let last = row.len().saturating_sub(1);
+            for (i, (cell, w)) in row.iter().zip(&widths).enumerate() {
+                if i == last {
+                    out.push_str(cell);
+                } else {
+                    out.push_str(&format!("{cell:<w$}  "));
+                }
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Table;
+
+    #[test]
+    fn columns_line_up_and_the_last_is_not_padded() {
+        let mut t = Table::new(vec!["NAME", "KIND"]);
+        t.row(vec!["mastodon-poster".into(), "poster".into()]);
+        t.row(vec!["x".into(), "classifier".into()]);
+        assert_eq!(
+            t.render(),
+            "NAME             KIND\nmastodon-poster  poster\nx                classifier\n"
+        );
+    }
+}
