@@ -1,1 +1,10 @@
+//! End-to-end tests: the plugin host, the example plugins against the
+//! sandbox, and the `orchestrator` command line. One binary, one module per
+//! area, so wasmtime is linked once.
 
+mod support;
+
+mod bad_plugins;
+mod classifier;
+mod plugins_cli;
+mod poster;

@@ -66,10 +66,9 @@ fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
 /// The account a request's Bearer token belongs to, and its script.
 fn authenticate<'a>(
     shared: &'a Shared,
-    req: &Request<Incoming>,
+    headers: &http::HeaderMap,
 ) -> Option<(String, Option<&'a AccountScript>)> {
-    let token = req
-        .headers()
+    let token = headers
         .get(AUTHORIZATION)?
         .to_str()
         .ok()?
@@ -86,7 +85,7 @@ fn authenticate<'a>(
 }
 
 fn verify_credentials(shared: &Shared, req: &Request<Incoming>) -> Reply {
-    let Some((account, _)) = authenticate(shared, req) else {
+    let Some((account, _)) = authenticate(shared, req.headers()) else {
         return Ok(error(StatusCode::UNAUTHORIZED, "The access token is invalid"));
     };
     Ok(json_response(
@@ -111,7 +110,15 @@ fn account_id(name: &str) -> String {
 }
 
 async fn post_status(shared: &Shared, req: Request<Incoming>) -> Reply {
-    let Some((account, script)) = authenticate(shared, &req) else {
+    // Read the whole body before answering, as a real server does: closing a
+    // connection with unread request bytes makes the kernel reset it, and
+    // the client may lose the response.
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(_) => return Ok(error(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large")),
+    };
+    let Some((account, script)) = authenticate(shared, &parts.headers) else {
         return Ok(error(StatusCode::UNAUTHORIZED, "The access token is invalid"));
     };
     let state = shared.account(&account);
@@ -134,14 +141,14 @@ async fn post_status(shared: &Shared, req: Request<Incoming>) -> Reply {
         Behaviour::DropConnection => return Err(DroppedConnection),
         Behaviour::Slow { delay_ms } => {
             tokio::time::sleep(Duration::from_millis(*delay_ms)).await;
-            create(shared, &state, &account, req).await
+            create(shared, &state, &account, &parts.headers, &body)
         }
         Behaviour::Ok => {
             if shared.scenario.enforce_rate_limit && limit_used > shared.scenario.rate_limit {
                 let wait = window_reset.saturating_sub(now_secs());
                 rate_limited(wait.max(1))
             } else {
-                create(shared, &state, &account, req).await
+                create(shared, &state, &account, &parts.headers, &body)
             }
         }
     };
@@ -199,33 +206,28 @@ struct StatusParams {
     language: Option<String>,
 }
 
-async fn create(
+fn create(
     shared: &Shared,
     state: &AccountState,
     account: &str,
-    req: Request<Incoming>,
+    headers: &http::HeaderMap,
+    body: &[u8],
 ) -> Response<Full<Bytes>> {
-    let key = req
-        .headers()
+    let key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let is_json = req
-        .headers()
+    let is_json = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(body) => body.to_bytes(),
-        Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large"),
-    };
     let params: StatusParams = if is_json {
-        match serde_json::from_slice(&body) {
+        match serde_json::from_slice(body) {
             Ok(p) => p,
             Err(e) => return error(StatusCode::BAD_REQUEST, &format!("Invalid JSON: {e}")),
         }
     } else {
-        match serde_urlencoded::from_bytes(&body) {
+        match serde_urlencoded::from_bytes(body) {
             Ok(p) => p,
             Err(e) => return error(StatusCode::BAD_REQUEST, &format!("Invalid form: {e}")),
         }

@@ -152,7 +152,16 @@ fn failure_from(response: &http::Response) -> PostFailure {
     let retry_after_secs = response
         .header("retry-after")
         .and_then(|v| v.trim().parse::<u64>().ok());
-    let rate_limit_reset = response.header("x-ratelimit-reset").map(str::to_owned);
+    // Every Mastodon response carries the rate-limit window; its reset is a
+    // hint to wait only when the window is used up.
+    let exhausted = response.status == 429
+        || response
+            .header("x-ratelimit-remaining")
+            .is_some_and(|v| v.trim() == "0");
+    let rate_limit_reset = response
+        .header("x-ratelimit-reset")
+        .filter(|_| exhausted)
+        .map(str::to_owned);
     let until_reset_ms = rate_limit_reset
         .as_deref()
         .and_then(time::parse_rfc3339_ms)

@@ -1,0 +1,101 @@
+//! Every way a plugin file can be wrong gives one line that says what is
+//! wrong, and a non-zero exit — never a panic or a backtrace.
+
+use crate::support::{self, artifacts, orchestrator, run};
+
+/// Runs `plugins inspect FILE` and returns its one error line.
+fn refusal(file: &std::path::Path) -> String {
+    let out = run(orchestrator().args(["plugins", "inspect"]).arg(file));
+    assert_eq!(out.code, 3, "exit code for {}: {}", file.display(), out.stderr);
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line on stderr, got:\n{}", out.stderr);
+    assert!(lines[0].starts_with("error: plugin "), "{}", lines[0]);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    lines[0].to_owned()
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let dir = support::temp_dir();
+    let line = refusal(&dir.path().join("absent.wasm"));
+    assert!(line.contains("absent.wasm: file not found"), "{line}");
+}
+
+#[test]
+fn a_text_file_is_not_wasm() {
+    let dir = support::temp_dir();
+    let path = dir.path().join("notes.wasm");
+    std::fs::write(&path, "just some text\n").unwrap();
+    let line = refusal(&path);
+    assert!(line.contains("not a WebAssembly file"), "{line}");
+}
+
+#[test]
+fn a_core_module_is_told_to_become_a_component() {
+    let dir = support::temp_dir();
+    let path = support::write_wat(dir.path(), "core.wasm", "(module (func (export \"post\")))");
+    let line = refusal(&path);
+    assert!(line.contains("a core WebAssembly module, not a component"), "{line}");
+    assert!(line.contains("wasm32-wasip2"), "{line}");
+}
+
+#[test]
+fn a_truncated_component_cannot_be_compiled() {
+    let dir = support::temp_dir();
+    let bytes = std::fs::read(artifacts::HTTP_CLASSIFIER).unwrap();
+    let path = dir.path().join("truncated.wasm");
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let line = refusal(&path);
+    assert!(line.contains("the component is invalid and cannot be compiled"), "{line}");
+}
+
+#[test]
+fn a_component_of_neither_world_is_refused() {
+    let dir = support::temp_dir();
+    let path = support::write_wat(dir.path(), "empty.wasm", "(component)");
+    let line = refusal(&path);
+    assert!(
+        line.contains("implements neither the poster nor the classifier world"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_plugin_built_against_another_contract_names_both_versions() {
+    let line = refusal(std::path::Path::new(artifacts::FUTURE_CLASSIFIER));
+    assert!(
+        line.contains("built against contract orchestrator:plugin@0.2.0"),
+        "{line}"
+    );
+    assert!(line.contains("this host accepts orchestrator:plugin@^0.1.0"), "{line}");
+}
+
+#[test]
+fn a_poster_with_the_wrong_shape_fails_the_type_check() {
+    // Exports the `post` interface, but `post` takes nothing and
+    // `metadata` is missing: only instantiate_pre can tell.
+    let dir = support::temp_dir();
+    let path = support::write_wat(
+        dir.path(),
+        "misshapen.wasm",
+        r#"(component
+            (core module $m (func (export "post")))
+            (core instance $i (instantiate $m))
+            (func $post (canon lift (core func $i "post")))
+            (instance $api (export "post" (func $post)))
+            (export "orchestrator:plugin/post@0.1.0" (instance $api)))"#,
+    );
+    let line = refusal(&path);
+    assert!(line.contains("does not fit the poster world"), "{line}");
+}
+
+#[test]
+fn the_host_library_refuses_with_the_same_errors() {
+    use orchestrator_plugin_host::{LoadError, PluginHost};
+    let rt = support::runtime();
+    let host = PluginHost::new().unwrap();
+    let err = rt
+        .block_on(host.load(std::path::Path::new(artifacts::FUTURE_CLASSIFIER)))
+        .unwrap_err();
+    assert!(matches!(err, LoadError::IncompatibleContract { .. }), "{err}");
+}

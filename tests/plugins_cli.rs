@@ -1,0 +1,114 @@
+//! `orchestrator plugins list` and `plugins inspect`, pinned by snapshots.
+
+use crate::support::{self, artifacts, orchestrator, run};
+
+/// Replaces what differs between machines and builds.
+fn settings(dir: &std::path::Path) -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path("snapshots");
+    settings.set_prepend_module_to_snapshot(false);
+    settings.add_filter(&regex_escape(&dir.display().to_string()), "[DIR]");
+    settings.add_filter(r"[0-9a-f]{64}", "[SHA256]");
+    settings.add_filter(r"\d+ bytes", "[SIZE] bytes");
+    settings.add_filter(r#""size": \d+"#, r#""size": [SIZE]"#);
+    settings
+}
+
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '/' || c == '_' || c == '-' {
+                c.to_string()
+            } else {
+                format!("\\{c}")
+            }
+        })
+        .collect()
+}
+
+/// A plugin folder with both examples, the future-contract plugin and a
+/// file that is not wasm at all.
+fn plugin_dir() -> tempfile::TempDir {
+    let dir = support::temp_dir();
+    support::install(artifacts::MASTODON_POSTER, dir.path(), "mastodon-poster.wasm");
+    support::install(artifacts::HTTP_CLASSIFIER, dir.path(), "http-classifier.wasm");
+    support::install(artifacts::FUTURE_CLASSIFIER, dir.path(), "future-classifier.wasm");
+    std::fs::write(dir.path().join("readme.wasm"), "not a plugin").unwrap();
+    std::fs::write(dir.path().join("ignored.txt"), "not a .wasm file").unwrap();
+    dir
+}
+
+#[test]
+fn list_shows_every_plugin_with_its_status() {
+    let dir = plugin_dir();
+    // A relative folder keeps the table's column widths machine-independent.
+    let out = run(orchestrator()
+        .current_dir(dir.path())
+        .args(["plugins", "list", "--plugin-dir", "."]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    settings(dir.path()).bind(|| insta::assert_snapshot!("plugins_list", out.stdout));
+}
+
+#[test]
+fn list_as_json_has_the_same_facts() {
+    let dir = plugin_dir();
+    let out = run(orchestrator()
+        .args(["plugins", "list", "--json", "--plugin-dir"])
+        .arg(dir.path()));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let records: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let records = records.as_array().unwrap();
+    assert_eq!(records.len(), 4);
+    let compatible: Vec<&str> = records
+        .iter()
+        .filter(|r| r["compatible"] == true)
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(compatible, ["http-classifier", "mastodon-poster"]);
+    settings(dir.path()).bind(|| insta::assert_snapshot!("plugins_list_json", out.stdout));
+}
+
+#[test]
+fn list_reads_the_plugin_path_variable() {
+    let dir = plugin_dir();
+    let out = run(orchestrator()
+        .args(["plugins", "list"])
+        .env("ORCHESTRATOR_PLUGIN_PATH", dir.path()));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("mastodon-poster"), "{}", out.stdout);
+}
+
+#[test]
+fn list_says_where_it_looked_when_it_finds_nothing() {
+    let dir = support::temp_dir();
+    let out = run(orchestrator()
+        .current_dir(dir.path())
+        .args(["plugins", "list", "--plugin-dir"])
+        .arg(dir.path()));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.starts_with("no plugins found; searched: "), "{}", out.stdout);
+    assert!(out.stdout.contains(&dir.path().display().to_string()));
+}
+
+#[test]
+fn inspect_prints_what_the_host_knows() {
+    let dir = plugin_dir();
+    for name in ["mastodon-poster", "http-classifier"] {
+        let out = run(orchestrator()
+            .args(["plugins", "inspect"])
+            .arg(dir.path().join(format!("{name}.wasm"))));
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        settings(dir.path()).bind(|| insta::assert_snapshot!(format!("inspect_{name}"), out.stdout));
+    }
+}
+
+#[test]
+fn inspect_of_an_incompatible_plugin_shows_it_then_refuses() {
+    let dir = plugin_dir();
+    let out = run(orchestrator()
+        .args(["plugins", "inspect"])
+        .arg(dir.path().join("future-classifier.wasm")));
+    assert_eq!(out.code, 3);
+    assert!(out.stdout.contains("orchestrator:plugin/classify@0.2.0"), "{}", out.stdout);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+}

@@ -1,0 +1,88 @@
+//! Helpers shared by the end-to-end tests.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::process::Command;
+
+use orchestrator_plugin_host::{Plugin, PluginHost};
+
+/// The built example and test plugins.
+pub use orchestrator_plugin_artifacts as artifacts;
+
+/// The `orchestrator` binary under test, with a clean environment for the
+/// variables it reads.
+pub fn orchestrator() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_orchestrator"));
+    cmd.env_remove("ORCHESTRATOR_PLUGIN_PATH")
+        .env_remove("ORCHESTRATOR_LOG")
+        // Keep the user's data folder out of `plugins list`.
+        .env("XDG_DATA_HOME", "/nonexistent-orchestrator-test-data")
+        .env("HOME", "/nonexistent-orchestrator-test-home");
+    cmd
+}
+
+/// Output of a finished command, decoded.
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("the orchestrator binary runs");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A fresh temporary folder for one test.
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("orchestrator-test-")
+        .tempdir()
+        .expect("a temporary folder")
+}
+
+/// Copies a built plugin into `dir` as `name`.
+pub fn install(artifact: &str, dir: &Path, name: &str) -> PathBuf {
+    let to = dir.join(name);
+    std::fs::copy(artifact, &to).expect("copy the plugin");
+    to
+}
+
+/// Writes the WebAssembly text `wat` as a binary file.
+pub fn write_wat(dir: &Path, name: &str, wat: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, wat::parse_str(wat).expect("valid WAT")).unwrap();
+    path
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The plugin at `path`, compiled once per test binary: compiling is the
+/// slow part, and each call still gets a fresh instance.
+pub async fn load(path: &str) -> &'static Plugin {
+    static LOADED: OnceLock<Mutex<HashMap<String, &'static Plugin>>> = OnceLock::new();
+    let loaded = LOADED.get_or_init(Default::default);
+    if let Some(plugin) = loaded.lock().unwrap().get(path) {
+        return plugin;
+    }
+    let plugin = PluginHost::new()
+        .unwrap()
+        .load(Path::new(path))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let plugin: &'static Plugin = Box::leak(Box::new(plugin));
+    *loaded.lock().unwrap().entry(path.to_owned()).or_insert(plugin)
+}
