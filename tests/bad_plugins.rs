@@ -6,7 +6,13 @@ use crate::support::{self, artifacts, orchestrator, run};
 /// Runs `plugins inspect FILE` and returns its one error line.
 fn refusal(file: &std::path::Path) -> String {
     let out = run(orchestrator().args(["plugins", "inspect"]).arg(file));
-    assert_eq!(out.code, 3, "exit code for {}: {}", file.display(), out.stderr);
+    assert_eq!(
+        out.code,
+        3,
+        "exit code for {}: {}",
+        file.display(),
+        out.stderr
+    );
     let lines: Vec<&str> = out.stderr.lines().collect();
     assert_eq!(lines.len(), 1, "one line on stderr, got:\n{}", out.stderr);
     assert!(lines[0].starts_with("error: plugin "), "{}", lines[0]);
@@ -35,7 +41,10 @@ fn a_core_module_is_told_to_become_a_component() {
     let dir = support::temp_dir();
     let path = support::write_wat(dir.path(), "core.wasm", "(module (func (export \"post\")))");
     let line = refusal(&path);
-    assert!(line.contains("a core WebAssembly module, not a component"), "{line}");
+    assert!(
+        line.contains("a core WebAssembly module, not a component"),
+        "{line}"
+    );
     assert!(line.contains("wasm32-wasip2"), "{line}");
 }
 
@@ -46,7 +55,10 @@ fn a_truncated_component_cannot_be_compiled() {
     let path = dir.path().join("truncated.wasm");
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
     let line = refusal(&path);
-    assert!(line.contains("the component is invalid and cannot be compiled"), "{line}");
+    assert!(
+        line.contains("the component is invalid and cannot be compiled"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -67,7 +79,10 @@ fn a_plugin_built_against_another_contract_names_both_versions() {
         line.contains("built against contract orchestrator:plugin@0.2.0"),
         "{line}"
     );
-    assert!(line.contains("this host accepts orchestrator:plugin@^0.1.0"), "{line}");
+    assert!(
+        line.contains("this host accepts orchestrator:plugin@^0.1.0"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -97,5 +112,8 @@ fn the_host_library_refuses_with_the_same_errors() {
     let err = rt
         .block_on(host.load(std::path::Path::new(artifacts::FUTURE_CLASSIFIER)))
         .unwrap_err();
-    assert!(matches!(err, LoadError::IncompatibleContract { .. }), "{err}");
+    assert!(
+        matches!(err, LoadError::IncompatibleContract { .. }),
+        "{err}"
+    );
 }

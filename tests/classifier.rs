@@ -56,20 +56,38 @@ fn decided(v: &Verdict) -> &orchestrator_contract::Classification {
 #[test]
 fn client_errors_that_will_not_pass_are_non_retryable() {
     let statuses = [401, 403, 404, 410, 422];
-    let verdicts = classify_all(statuses.iter().map(|s| report(Some(http(*s)), None)).collect());
+    let verdicts = classify_all(
+        statuses
+            .iter()
+            .map(|s| report(Some(http(*s)), None))
+            .collect(),
+    );
     for (status, v) in statuses.iter().zip(&verdicts) {
         let c = decided(v);
         assert_eq!(c.category, Category::NonRetryable, "{status}: {}", c.reason);
-        assert!(c.reason.starts_with(&format!("HTTP {status}")), "{}", c.reason);
+        assert!(
+            c.reason.starts_with(&format!("HTTP {status}")),
+            "{}",
+            c.reason
+        );
         assert_eq!(c.retry_after_ms, None);
     }
-    assert!(decided(&verdicts[0]).reason.contains("access token of account alice"));
+    assert!(
+        decided(&verdicts[0])
+            .reason
+            .contains("access token of account alice")
+    );
 }
 
 #[test]
 fn rate_limits_and_server_errors_are_retryable_with_the_hint() {
     let statuses = [408, 425, 429, 500, 502, 503, 504];
-    let verdicts = classify_all(statuses.iter().map(|s| report(Some(http(*s)), None)).collect());
+    let verdicts = classify_all(
+        statuses
+            .iter()
+            .map(|s| report(Some(http(*s)), None))
+            .collect(),
+    );
     for (status, v) in statuses.iter().zip(&verdicts) {
         let c = decided(v);
         assert_eq!(c.category, Category::Retryable, "{status}: {}", c.reason);
@@ -80,7 +98,10 @@ fn rate_limits_and_server_errors_are_retryable_with_the_hint() {
 
 #[test]
 fn other_statuses_are_unknown() {
-    let verdicts = classify_all(vec![report(Some(http(418)), None), report(Some(http(301)), None)]);
+    let verdicts = classify_all(vec![
+        report(Some(http(418)), None),
+        report(Some(http(301)), None),
+    ]);
     for v in &verdicts {
         assert_eq!(decided(v).category, Category::Unknown);
     }
@@ -107,7 +128,13 @@ fn connection_and_timeout_faults_are_infrastructure() {
 fn faults_that_are_not_about_http_are_left_to_the_host() {
     let verdicts = classify_all(vec![
         report(None, Some(HostFault::Trap("unreachable".into()))),
-        report(None, Some(HostFault::DeniedRequest("evil.example:443".into()))),
+        report(
+            None,
+            Some(HostFault::DeniedRequest("evil.example:443".into())),
+        ),
     ]);
-    assert!(verdicts.iter().all(|v| *v == Verdict::NoOpinion), "{verdicts:?}");
+    assert!(
+        verdicts.iter().all(|v| *v == Verdict::NoOpinion),
+        "{verdicts:?}"
+    );
 }

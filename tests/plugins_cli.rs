@@ -30,9 +30,21 @@ fn regex_escape(text: &str) -> String {
 /// file that is not wasm at all.
 fn plugin_dir() -> tempfile::TempDir {
     let dir = support::temp_dir();
-    support::install(artifacts::MASTODON_POSTER, dir.path(), "mastodon-poster.wasm");
-    support::install(artifacts::HTTP_CLASSIFIER, dir.path(), "http-classifier.wasm");
-    support::install(artifacts::FUTURE_CLASSIFIER, dir.path(), "future-classifier.wasm");
+    support::install(
+        artifacts::MASTODON_POSTER,
+        dir.path(),
+        "mastodon-poster.wasm",
+    );
+    support::install(
+        artifacts::HTTP_CLASSIFIER,
+        dir.path(),
+        "http-classifier.wasm",
+    );
+    support::install(
+        artifacts::FUTURE_CLASSIFIER,
+        dir.path(),
+        "future-classifier.wasm",
+    );
     std::fs::write(dir.path().join("readme.wasm"), "not a plugin").unwrap();
     std::fs::write(dir.path().join("ignored.txt"), "not a .wasm file").unwrap();
     dir
@@ -42,9 +54,10 @@ fn plugin_dir() -> tempfile::TempDir {
 fn list_shows_every_plugin_with_its_status() {
     let dir = plugin_dir();
     // A relative folder keeps the table's column widths machine-independent.
-    let out = run(orchestrator()
-        .current_dir(dir.path())
-        .args(["plugins", "list", "--plugin-dir", "."]));
+    let out =
+        run(orchestrator()
+            .current_dir(dir.path())
+            .args(["plugins", "list", "--plugin-dir", "."]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     settings(dir.path()).bind(|| insta::assert_snapshot!("plugins_list", out.stdout));
 }
@@ -86,7 +99,11 @@ fn list_says_where_it_looked_when_it_finds_nothing() {
         .args(["plugins", "list", "--plugin-dir"])
         .arg(dir.path()));
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(out.stdout.starts_with("no plugins found; searched: "), "{}", out.stdout);
+    assert!(
+        out.stdout.starts_with("no plugins found; searched: "),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains(&dir.path().display().to_string()));
 }
 
@@ -98,7 +115,8 @@ fn inspect_prints_what_the_host_knows() {
             .args(["plugins", "inspect"])
             .arg(dir.path().join(format!("{name}.wasm"))));
         assert_eq!(out.code, 0, "{}", out.stderr);
-        settings(dir.path()).bind(|| insta::assert_snapshot!(format!("inspect_{name}"), out.stdout));
+        settings(dir.path())
+            .bind(|| insta::assert_snapshot!(format!("inspect_{name}"), out.stdout));
     }
 }
 
@@ -109,6 +127,10 @@ fn inspect_of_an_incompatible_plugin_shows_it_then_refuses() {
         .args(["plugins", "inspect"])
         .arg(dir.path().join("future-classifier.wasm")));
     assert_eq!(out.code, 3);
-    assert!(out.stdout.contains("orchestrator:plugin/classify@0.2.0"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("orchestrator:plugin/classify@0.2.0"),
+        "{}",
+        out.stdout
+    );
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
 }

@@ -67,7 +67,10 @@ async fn post(sandbox: &Sandbox, account: &str, id: &str) -> Attempt {
     let plugin = support::load(artifacts::MASTODON_POSTER).await;
     assert_eq!(plugin.kind(), PluginKind::Poster);
     plugin
-        .post(&job(sandbox, account, id, "hello from a test"), access(sandbox, account))
+        .post(
+            &job(sandbox, account, id, "hello from a test"),
+            access(sandbox, account),
+        )
         .await
 }
 
@@ -136,7 +139,10 @@ fn error_responses_become_structured_failures() {
 
         let f = failure(post(&sandbox, "suspended", "j2").await);
         assert_eq!(f.http_status, Some(403));
-        assert_eq!(f.error_code.as_deref(), Some("Your login is currently disabled"));
+        assert_eq!(
+            f.error_code.as_deref(),
+            Some("Your login is currently disabled")
+        );
 
         let f = failure(post(&sandbox, "wordy", "j3").await);
         assert_eq!(f.http_status, Some(422));
@@ -163,7 +169,10 @@ fn a_rate_limit_carries_its_retry_hints() {
         let reset = f.rate_limit_reset.expect("the reset time as sent");
         assert!(reset.ends_with('Z'), "{reset}");
         // The script is over: the next attempt posts.
-        assert!(matches!(post(&sandbox, "busy", "j1").await, Attempt::Posted(_)));
+        assert!(matches!(
+            post(&sandbox, "busy", "j1").await,
+            Attempt::Posted(_)
+        ));
     });
 }
 
@@ -181,7 +190,10 @@ fn a_dropped_connection_is_a_transport_failure_and_a_host_fault() {
             matches!(fault, Some(HostFault::ConnectionError(_))),
             "{fault:?}"
         );
-        assert!(matches!(post(&sandbox, "dropper", "j1").await, Attempt::Posted(_)));
+        assert!(matches!(
+            post(&sandbox, "dropper", "j1").await,
+            Attempt::Posted(_)
+        ));
     });
 }
 

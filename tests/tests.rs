@@ -6,5 +6,6 @@ mod support;
 
 mod bad_plugins;
 mod classifier;
+mod other_language;
 mod plugins_cli;
 mod poster;

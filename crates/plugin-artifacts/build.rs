@@ -41,15 +41,22 @@ fn main() {
     ] {
         cmd.env_remove(var);
     }
-    let output = cmd.output().expect("could not run cargo to build the plugins");
+    let output = cmd
+        .output()
+        .expect("could not run cargo to build the plugins");
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        if stderr.contains("target may not be installed") || stderr.contains("can't find crate for `core`") {
+        if stderr.contains("target may not be installed")
+            || stderr.contains("can't find crate for `core`")
+        {
             panic!(
                 "the {TARGET} target is missing; add it with `rustup target add {TARGET}`\n{stderr}"
             );
         }
-        panic!("building the plugins in {} failed:\n{stderr}", plugins.display());
+        panic!(
+            "building the plugins in {} failed:\n{stderr}",
+            plugins.display()
+        );
     }
 
     let release = target_dir.join(TARGET).join("release");
@@ -57,7 +64,11 @@ fn main() {
     let mut names = Vec::new();
     for member in members(&plugins) {
         let artifact = release.join(format!("{}.wasm", member.replace('-', "_")));
-        assert!(artifact.exists(), "expected {} after the build", artifact.display());
+        assert!(
+            artifact.exists(),
+            "expected {} after the build",
+            artifact.display()
+        );
         let ident = member.to_uppercase().replace('-', "_");
         writeln!(
             consts,

@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
 use std::process::Command;
+use std::sync::{Mutex, OnceLock};
 
 use orchestrator_plugin_host::{Plugin, PluginHost};
 
@@ -84,5 +84,9 @@ pub async fn load(path: &str) -> &'static Plugin {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let plugin: &'static Plugin = Box::leak(Box::new(plugin));
-    *loaded.lock().unwrap().entry(path.to_owned()).or_insert(plugin)
+    *loaded
+        .lock()
+        .unwrap()
+        .entry(path.to_owned())
+        .or_insert(plugin)
 }

@@ -132,14 +132,21 @@ async fn list(args: ListArgs) -> Result<u8> {
     let search = search_path(&args.plugin_dirs);
     let mut records = Vec::new();
     for path in search.candidates() {
-        records.push(PluginRecord::from_examined(&host.examine(&path).await, false));
+        records.push(PluginRecord::from_examined(
+            &host.examine(&path).await,
+            false,
+        ));
     }
     if args.json {
         print_json(&records)?;
         return Ok(exit::SUCCESS);
     }
     if records.is_empty() {
-        let dirs: Vec<String> = search.dirs().iter().map(|d| d.display().to_string()).collect();
+        let dirs: Vec<String> = search
+            .dirs()
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
         print(&format!(
             "no plugins found; searched: {}\nadd a folder with --plugin-dir DIR or ORCHESTRATOR_PLUGIN_PATH\n",
             dirs.join(", ")
@@ -209,7 +216,10 @@ fn render_inspect(r: &PluginRecord) -> String {
     );
     line("backend", format!("{} (sandboxed)", r.backend));
     line("path", r.path.display().to_string());
-    line("size", r.size.map(|s| format!("{s} bytes")).unwrap_or_default());
+    line(
+        "size",
+        r.size.map(|s| format!("{s} bytes")).unwrap_or_default(),
+    );
     line("sha256", dash(&r.sha256));
     for (title, names) in [("imports", &r.imports), ("exports", &r.exports)] {
         let names = names.as_deref().unwrap_or_default();

@@ -32,7 +32,10 @@ pub enum LoadError {
     #[error(
         "plugin {path}: implements neither the poster nor the classifier world of {package} (it exports none of `{package}/post` or `{package}/classify`)"
     )]
-    NoWorld { path: PathBuf, package: &'static str },
+    NoWorld {
+        path: PathBuf,
+        package: &'static str,
+    },
 
     #[error(
         "plugin {path}: exports both `post` and `classify`; a plugin implements exactly one world"

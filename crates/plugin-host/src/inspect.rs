@@ -19,8 +19,14 @@ pub struct Interfaces {
 pub(crate) fn interfaces(engine: &Engine, component: &Component) -> Interfaces {
     let ty = component.component_type();
     Interfaces {
-        imports: ty.imports(engine).map(|(name, _)| name.to_owned()).collect(),
-        exports: ty.exports(engine).map(|(name, _)| name.to_owned()).collect(),
+        imports: ty
+            .imports(engine)
+            .map(|(name, _)| name.to_owned())
+            .collect(),
+        exports: ty
+            .exports(engine)
+            .map(|(name, _)| name.to_owned())
+            .collect(),
     }
 }
 

@@ -13,8 +13,8 @@
 //! host ([`outbound`]). Plugin discovery for `plugins list` is in
 //! [`discover`].
 
-pub mod discover;
 mod convert;
+pub mod discover;
 mod error;
 mod inspect;
 pub mod outbound;

@@ -52,9 +52,10 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Reply
 fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
     response
 }
 
@@ -86,7 +87,10 @@ fn authenticate<'a>(
 
 fn verify_credentials(shared: &Shared, req: &Request<Incoming>) -> Reply {
     let Some((account, _)) = authenticate(shared, req.headers()) else {
-        return Ok(error(StatusCode::UNAUTHORIZED, "The access token is invalid"));
+        return Ok(error(
+            StatusCode::UNAUTHORIZED,
+            "The access token is invalid",
+        ));
     };
     Ok(json_response(
         StatusCode::OK,
@@ -103,9 +107,9 @@ fn verify_credentials(shared: &Shared, req: &Request<Incoming>) -> Reply {
 
 fn account_id(name: &str) -> String {
     // Stable and numeric, like Mastodon's snowflake ids.
-    let hash = name
-        .bytes()
-        .fold(1_469_598_103_934_665_603u64, |h, b| (h ^ u64::from(b)).wrapping_mul(1_099_511_628_211));
+    let hash = name.bytes().fold(1_469_598_103_934_665_603u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(1_099_511_628_211)
+    });
     (hash >> 12).to_string()
 }
 
@@ -116,10 +120,18 @@ async fn post_status(shared: &Shared, req: Request<Incoming>) -> Reply {
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, MAX_BODY).collect().await {
         Ok(body) => body.to_bytes(),
-        Err(_) => return Ok(error(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large")),
+        Err(_) => {
+            return Ok(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Request body too large",
+            ));
+        }
     };
     let Some((account, script)) = authenticate(shared, &parts.headers) else {
-        return Ok(error(StatusCode::UNAUTHORIZED, "The access token is invalid"));
+        return Ok(error(
+            StatusCode::UNAUTHORIZED,
+            "The access token is invalid",
+        ));
     };
     let state = shared.account(&account);
     let n = state.requests.fetch_add(1, Ordering::Relaxed);
@@ -241,7 +253,15 @@ fn create(
 
     let new_status = || {
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed) + shared.started_epoch_ms * 1000;
-        let body = status_json(shared, account, id, &text, &params.visibility, &params.spoiler_text, &params.language);
+        let body = status_json(
+            shared,
+            account,
+            id,
+            &text,
+            &params.visibility,
+            &params.spoiler_text,
+            &params.language,
+        );
         let status = CreatedStatus {
             id,
             account: account.to_owned(),

@@ -26,8 +26,7 @@ struct Args {
 async fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -48,7 +47,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // The first line of stdout is the URL, so scripts can read it.
     println!("{}", sandbox.url());
     eprintln!("sandbox listening on {}; Ctrl-C stops it", sandbox.url());
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     let counters = sandbox.counters();
     eprintln!(
         "sandbox stopped: {} requests, {} statuses created, {} duplicates prevented",

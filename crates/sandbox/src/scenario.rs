@@ -218,9 +218,18 @@ mod tests {
         )
         .unwrap();
         let carol = &scenario.accounts[0];
-        assert_eq!(carol.behaviour_for(0), &Behaviour::ServerError { status: 500 });
-        assert_eq!(carol.behaviour_for(1), &Behaviour::ServerError { status: 500 });
-        assert_eq!(carol.behaviour_for(2), &Behaviour::RateLimited { reset_secs: 5 });
+        assert_eq!(
+            carol.behaviour_for(0),
+            &Behaviour::ServerError { status: 500 }
+        );
+        assert_eq!(
+            carol.behaviour_for(1),
+            &Behaviour::ServerError { status: 500 }
+        );
+        assert_eq!(
+            carol.behaviour_for(2),
+            &Behaviour::RateLimited { reset_secs: 5 }
+        );
         assert_eq!(carol.behaviour_for(3), &Behaviour::Suspended);
         assert_eq!(carol.behaviour_for(99), &Behaviour::Suspended);
         assert!(!scenario.is_open());
@@ -235,10 +244,9 @@ mod tests {
 
     #[test]
     fn unknown_behaviours_and_keys_are_errors() {
-        let err = Scenario::parse(
-            "[[account]]\nname='a'\ntoken='t'\nthen = { respond = 'explode' }",
-        )
-        .unwrap_err();
+        let err =
+            Scenario::parse("[[account]]\nname='a'\ntoken='t'\nthen = { respond = 'explode' }")
+                .unwrap_err();
         assert!(err.contains("explode"), "{err}");
         let err = Scenario::parse("[[account]]\nname='a'\ntoken='t'\ncolour='red'").unwrap_err();
         assert!(err.contains("colour"), "{err}");

@@ -60,7 +60,12 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-async fn post_json(sandbox: &Sandbox, token: &str, key: Option<&str>, text: &str) -> reqwest::Response {
+async fn post_json(
+    sandbox: &Sandbox,
+    token: &str,
+    key: Option<&str>,
+    text: &str,
+) -> reqwest::Response {
     let mut req = client()
         .post(format!("{}/api/v1/statuses", sandbox.url()))
         .bearer_auth(token)
@@ -82,7 +87,11 @@ async fn a_status_is_created_with_the_mastodon_shape() {
     let sandbox = start(SCENARIO).await;
     let response = post_json(&sandbox, "alice-token", None, "hello <world>").await;
     assert_eq!(response.status(), StatusCode::OK);
-    for header in ["x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"] {
+    for header in [
+        "x-ratelimit-limit",
+        "x-ratelimit-remaining",
+        "x-ratelimit-reset",
+    ] {
         assert!(response.headers().contains_key(header), "missing {header}");
     }
     assert_eq!(response.headers()["x-ratelimit-limit"], "300");
@@ -92,7 +101,11 @@ async fn a_status_is_created_with_the_mastodon_shape() {
     assert_eq!(status["content"], "<p>hello &lt;world&gt;</p>");
     assert_eq!(status["visibility"], "public");
     assert_eq!(status["account"]["acct"], "alice");
-    let url = format!("{}/@alice/{}", sandbox.url(), status["id"].as_str().unwrap());
+    let url = format!(
+        "{}/@alice/{}",
+        sandbox.url(),
+        status["id"].as_str().unwrap()
+    );
     assert_eq!(status["url"], url.as_str());
 }
 
@@ -116,7 +129,10 @@ async fn a_form_body_works_like_json() {
 async fn missing_or_unknown_tokens_are_refused() {
     let sandbox = start(SCENARIO).await;
     let (status, error) = error_of(post_json(&sandbox, "who-knows", None, "x").await).await;
-    assert_eq!((status, error.as_str()), (StatusCode::UNAUTHORIZED, "The access token is invalid"));
+    assert_eq!(
+        (status, error.as_str()),
+        (StatusCode::UNAUTHORIZED, "The access token is invalid")
+    );
     let response = client()
         .post(format!("{}/api/v1/statuses", sandbox.url()))
         .json(&serde_json::json!({ "status": "x" }))
@@ -139,11 +155,23 @@ async fn permanent_failures_answer_every_request() {
     let sandbox = start(SCENARIO).await;
     for _ in 0..2 {
         let (s, e) = error_of(post_json(&sandbox, "revoked-token", None, "x").await).await;
-        assert_eq!((s, e.as_str()), (StatusCode::UNAUTHORIZED, "The access token is invalid"));
+        assert_eq!(
+            (s, e.as_str()),
+            (StatusCode::UNAUTHORIZED, "The access token is invalid")
+        );
         let (s, e) = error_of(post_json(&sandbox, "suspended-token", None, "x").await).await;
-        assert_eq!((s, e.as_str()), (StatusCode::FORBIDDEN, "Your login is currently disabled"));
+        assert_eq!(
+            (s, e.as_str()),
+            (StatusCode::FORBIDDEN, "Your login is currently disabled")
+        );
         let (s, e) = error_of(post_json(&sandbox, "wordy-token", None, "x").await).await;
-        assert_eq!((s, e.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "Validation failed: Text is too long"));
+        assert_eq!(
+            (s, e.as_str()),
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Validation failed: Text is too long"
+            )
+        );
     }
     assert_eq!(sandbox.counters().statuses_created, 0);
 }
@@ -156,12 +184,21 @@ async fn a_rate_limit_says_when_to_come_back() {
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()["retry-after"], "7");
         assert_eq!(response.headers()["x-ratelimit-remaining"], "0");
-        let reset = response.headers()["x-ratelimit-reset"].to_str().unwrap().to_owned();
+        let reset = response.headers()["x-ratelimit-reset"]
+            .to_str()
+            .unwrap()
+            .to_owned();
         let reset = humantime::parse_rfc3339(&reset).unwrap();
         let wait = reset.duration_since(std::time::SystemTime::now()).unwrap();
-        assert!(wait > Duration::from_secs(5) && wait <= Duration::from_secs(7), "{wait:?}");
+        assert!(
+            wait > Duration::from_secs(5) && wait <= Duration::from_secs(7),
+            "{wait:?}"
+        );
     }
-    assert_eq!(post_json(&sandbox, "busy-token", None, "x").await.status(), StatusCode::OK);
+    assert_eq!(
+        post_json(&sandbox, "busy-token", None, "x").await.status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -171,7 +208,12 @@ async fn server_errors_for_the_first_requests_then_success() {
         let (status, _) = error_of(post_json(&sandbox, "flaky-token", Some("k"), "x").await).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     }
-    assert_eq!(post_json(&sandbox, "flaky-token", Some("k"), "x").await.status(), StatusCode::OK);
+    assert_eq!(
+        post_json(&sandbox, "flaky-token", Some("k"), "x")
+            .await
+            .status(),
+        StatusCode::OK
+    );
     // Failed attempts are not remembered under the key.
     assert_eq!(sandbox.counters().created_by_idempotency_key["flaky/k"], 1);
 }
@@ -187,25 +229,45 @@ async fn a_dropped_connection_gets_no_response() {
         .await
         .unwrap_err();
     assert!(!err.is_status(), "{err}");
-    assert_eq!(post_json(&sandbox, "dropper-token", None, "x").await.status(), StatusCode::OK);
+    assert_eq!(
+        post_json(&sandbox, "dropper-token", None, "x")
+            .await
+            .status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
 async fn a_slow_response_arrives_late_but_arrives() {
     let sandbox = start(SCENARIO).await;
     let started = Instant::now();
-    assert_eq!(post_json(&sandbox, "slow-token", None, "x").await.status(), StatusCode::OK);
+    assert_eq!(
+        post_json(&sandbox, "slow-token", None, "x").await.status(),
+        StatusCode::OK
+    );
     assert!(started.elapsed() >= Duration::from_millis(300));
 }
 
 #[tokio::test]
 async fn a_repeated_idempotency_key_replays_the_first_status() {
     let sandbox = start(SCENARIO).await;
-    let first = post_json(&sandbox, "alice-token", Some("job-1"), "once").await.text().await.unwrap();
-    let again = post_json(&sandbox, "alice-token", Some("job-1"), "once").await.text().await.unwrap();
+    let first = post_json(&sandbox, "alice-token", Some("job-1"), "once")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let again = post_json(&sandbox, "alice-token", Some("job-1"), "once")
+        .await
+        .text()
+        .await
+        .unwrap();
     assert_eq!(first, again);
     // Keys are per account: another account's "job-1" is another status.
-    let other = post_json(&sandbox, "slow-token", Some("job-1"), "once").await.text().await.unwrap();
+    let other = post_json(&sandbox, "slow-token", Some("job-1"), "once")
+        .await
+        .text()
+        .await
+        .unwrap();
     assert_ne!(first, other);
 
     let counters = sandbox.counters();
@@ -249,7 +311,10 @@ async fn concurrent_requests_with_one_key_create_one_status() {
 async fn an_open_sandbox_names_accounts_after_their_tokens() {
     let sandbox = start("").await;
     let response = client()
-        .get(format!("{}/api/v1/accounts/verify_credentials", sandbox.url()))
+        .get(format!(
+            "{}/api/v1/accounts/verify_credentials",
+            sandbox.url()
+        ))
         .bearer_auth("carol")
         .send()
         .await
@@ -262,13 +327,19 @@ async fn an_open_sandbox_names_accounts_after_their_tokens() {
 async fn an_enforced_rate_limit_refuses_past_the_limit() {
     let sandbox = start("enforce_rate_limit = true\nrate_limit = 2").await;
     for _ in 0..2 {
-        assert_eq!(post_json(&sandbox, "a", None, "x").await.status(), StatusCode::OK);
+        assert_eq!(
+            post_json(&sandbox, "a", None, "x").await.status(),
+            StatusCode::OK
+        );
     }
     let response = post_json(&sandbox, "a", None, "x").await;
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(response.headers().contains_key("retry-after"));
     // Another account has its own window.
-    assert_eq!(post_json(&sandbox, "b", None, "x").await.status(), StatusCode::OK);
+    assert_eq!(
+        post_json(&sandbox, "b", None, "x").await.status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]

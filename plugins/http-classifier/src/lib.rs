@@ -113,7 +113,9 @@ fn by_status(status: u16, failure: &PostFailure, account: &str) -> Verdict {
         ),
         404 => decided(
             Category::NonRetryable,
-            format!("HTTP 404{said}: the endpoint does not exist; check the base URL of account {account}"),
+            format!(
+                "HTTP 404{said}: the endpoint does not exist; check the base URL of account {account}"
+            ),
             None,
         ),
         410 => decided(
@@ -151,7 +153,7 @@ fn by_status(status: u16, failure: &PostFailure, account: &str) -> Verdict {
 }
 
 fn human_ms(ms: u64) -> String {
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{} s", ms / 1000)
     } else {
         format!("{ms} ms")

@@ -78,7 +78,9 @@ pub fn post(request: &Request<'_>, max_body: usize) -> Result<Response, PostFail
         .map_err(|e| failure(format!("the host refused a request header: {e:?}"), None))?;
     let outgoing = OutgoingRequest::new(headers);
     let invalid = |what: &str| failure(format!("the host refused the request's {what}"), None);
-    outgoing.set_method(&Method::Post).map_err(|()| invalid("method"))?;
+    outgoing
+        .set_method(&Method::Post)
+        .map_err(|()| invalid("method"))?;
     outgoing
         .set_scheme(Some(&scheme))
         .map_err(|()| invalid("scheme"))?;
@@ -173,5 +175,8 @@ fn transport(code: ErrorCode) -> PostFailure {
         ErrorCode::HttpResponseTimeout => "http-response-timeout",
         _ => "other",
     };
-    failure(format!("the request got no response: {name}"), Some(name.into()))
+    failure(
+        format!("the request got no response: {name}"),
+        Some(name.into()),
+    )
 }

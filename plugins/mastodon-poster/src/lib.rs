@@ -77,10 +77,7 @@ impl post::Guest for MastodonPoster {
         );
         log(
             Level::Debug,
-            &format!(
-                "job {} attempt {}: POST {url}",
-                job.job_id, job.attempt
-            ),
+            &format!("job {} attempt {}: POST {url}", job.job_id, job.attempt),
         );
         let request = http::Request {
             url: &url,
@@ -88,7 +85,10 @@ impl post::Guest for MastodonPoster {
                 ("content-type", "application/json"),
                 ("accept", "application/json"),
                 ("idempotency-key", &job.idempotency_key),
-                ("user-agent", concat!("orchestrator-mastodon-poster/", env!("CARGO_PKG_VERSION"))),
+                (
+                    "user-agent",
+                    concat!("orchestrator-mastodon-poster/", env!("CARGO_PKG_VERSION")),
+                ),
             ],
             body: &body,
         };

@@ -16,7 +16,9 @@ pub fn parse_rfc3339_ms(text: &str) -> Option<u64> {
     let (date, rest) = text.split_once('T')?;
     let mut ymd = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
     let (y, m, d) = (ymd.next()??, ymd.next()??, ymd.next()??);
-    let rest = rest.strip_suffix('Z').or_else(|| rest.strip_suffix("+00:00"))?;
+    let rest = rest
+        .strip_suffix('Z')
+        .or_else(|| rest.strip_suffix("+00:00"))?;
     let (hms, frac) = rest.split_once('.').unwrap_or((rest, "0"));
     let mut t = hms.splitn(3, ':').map(|p| p.parse::<i64>().ok());
     let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
