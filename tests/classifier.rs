@@ -1,25 +1,12 @@
 //! `http-classifier` on each status family and transport fault.
 
-use orchestrator_contract::{
-    Account, Category, FailureReport, HostFault, JobContext, PluginKind, PostFailure, Verdict,
-};
+use orchestrator_contract::{Category, FailureReport, HostFault, PluginKind, PostFailure, Verdict};
 
 use crate::support::{self, artifacts};
 
 fn report(failure: Option<PostFailure>, fault: Option<HostFault>) -> FailureReport {
     FailureReport {
-        job: JobContext {
-            job_id: "j1".into(),
-            account: Account {
-                name: "alice".into(),
-                base_url: "https://example.social".into(),
-                settings: vec![],
-            },
-            payload: "{}".into(),
-            attempt: 1,
-            pass: 1,
-            idempotency_key: "k".into(),
-        },
+        job: support::job("alice", "https://example.social"),
         failure,
         fault,
     }

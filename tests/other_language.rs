@@ -4,9 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use orchestrator_contract::{
-    Account, Category, FailureReport, JobContext, PluginKind, PostFailure, Verdict,
-};
+use orchestrator_contract::{Category, FailureReport, PluginKind, PostFailure, Verdict};
 use orchestrator_plugin_host::PluginHost;
 
 use crate::support;
@@ -44,18 +42,7 @@ fn build_python_classifier(out: &Path) -> bool {
 
 fn report(error: &str) -> FailureReport {
     FailureReport {
-        job: JobContext {
-            job_id: "j1".into(),
-            account: Account {
-                name: "alice".into(),
-                base_url: "https://example.social".into(),
-                settings: vec![],
-            },
-            payload: "{}".into(),
-            attempt: 1,
-            pass: 1,
-            idempotency_key: "k".into(),
-        },
+        job: support::job("alice", "https://example.social"),
         failure: Some(PostFailure {
             http_status: Some(403),
             error_code: Some(error.into()),

@@ -90,3 +90,19 @@ pub async fn load(path: &str) -> &'static Plugin {
         .entry(path.to_owned())
         .or_insert(plugin)
 }
+
+/// A job for `account` on `base_url`, with a fixed id and key.
+pub fn job(account: &str, base_url: &str) -> orchestrator_contract::JobContext {
+    orchestrator_contract::JobContext {
+        job_id: "j1".into(),
+        account: orchestrator_contract::Account {
+            name: account.into(),
+            base_url: base_url.into(),
+            settings: vec![],
+        },
+        payload: "{}".into(),
+        attempt: 1,
+        pass: 1,
+        idempotency_key: "k".into(),
+    }
+}
