@@ -11,8 +11,11 @@ pub const SUCCESS: u8 = 0;
 pub const FAILURE: u8 = 1;
 /// The command line or an input file is wrong; nothing was done.
 pub const USAGE: u8 = 2;
+/// The run stopped before finishing (reserved for `--run`).
+#[allow(dead_code, reason = "the exit code of a stopped --run")]
+pub const STOPPED: u8 = 3;
 /// A plugin was refused: missing, not a component, wrong world or contract.
-pub const PLUGIN: u8 = 3;
+pub const PLUGIN: u8 = 4;
 
 /// An error with the exit code it should end the program with.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +46,13 @@ pub fn report(error: &anyhow::Error) -> ExitCode {
 mod tests {
     #[test]
     fn codes_are_distinct() {
-        let codes = [super::SUCCESS, super::FAILURE, super::USAGE, super::PLUGIN];
+        let codes = [
+            super::SUCCESS,
+            super::FAILURE,
+            super::USAGE,
+            super::STOPPED,
+            super::PLUGIN,
+        ];
         let unique: std::collections::BTreeSet<_> = codes.iter().collect();
         assert_eq!(unique.len(), codes.len());
     }
