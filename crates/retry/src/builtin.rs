@@ -1,0 +1,45 @@
+//! The host's own classification rules, consulted after every plugin.
+
+use orchestrator_contract::{Category, Classification, FailureReport, HostFault};
+
+/// Classifies a failure that no classifier plugin decided.
+///
+/// Host faults are facts the host saw, so they decide first: a denied
+/// request is a configuration problem (`non-retryable`); a trap, deadline,
+/// memory limit or connection error is `infrastructure`. Then HTTP statuses:
+/// 408, 425, 429 and 5xx are `retryable`; other 4xx are `non-retryable`.
+/// Anything else is `unknown`.
+pub fn builtin_classification(report: &FailureReport) -> Classification {
+    let retry_after_ms = report.failure.as_ref().and_then(|f| f.retry_after_ms);
+    let decided = |category, reason: String| Classification {
+        category,
+        reason,
+        retry_after_ms,
+    };
+    if let Some(fault) = &report.fault {
+        return match fault {
+            HostFault::DeniedRequest(host) => decided(
+                Category::NonRetryable,
+                format!("the plugin asked for {host}, which it was not granted"),
+            ),
+            other => decided(Category::Infrastructure, other.to_string()),
+        };
+    }
+    let Some(failure) = &report.failure else {
+        return decided(
+            Category::Unknown,
+            "the attempt failed without a report".into(),
+        );
+    };
+    if let Some(transport) = &failure.transport_error {
+        return decided(
+            Category::Infrastructure,
+            format!("no response from the platform ({transport})"),
+        );
+    }
+    match failure.http_status {
+        Some(408 | 425 | 429 | 500..=599) => decided(Category::Retryable, failure.to_string()),
+        Some(400..=499) => decided(Category::NonRetryable, failure.to_string()),
+        _ => decided(Category::Unknown, failure.to_string()),
+    }
+}

@@ -1,0 +1,209 @@
+//! The retry policy, as plain data and pure functions.
+//!
+//! Start from [`RetryConfig`]: built from the command line with
+//! [`RetryConfig::from_flags`], which validates it. [`decide`] says what
+//! happens to a job after a failed attempt, and [`PassManager`] counts passes
+//! and turns a finished pass's [`PassTally`] into a [`PassResult`].
+//! [`builtin_classification`] is the host's own rule set, consulted after
+//! every classifier plugin. Nothing here does I/O or knows about wasmtime,
+//! so every rule is tested without a runtime or a clock.
+
+mod builtin;
+mod pass;
+
+use std::fmt;
+use std::time::Duration;
+
+use orchestrator_contract::Category;
+use serde::{Deserialize, Serialize};
+
+pub use builtin::builtin_classification;
+pub use pass::{PassManager, PassResult, PassTally};
+
+/// How failed jobs are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryConfig {
+    /// A job is tried in at most this many passes.
+    pub max_passes: u32,
+    /// The pause between passes.
+    pub retry_delay_seconds: u64,
+    /// `infrastructure` failures are retried at most this many times per job.
+    pub infrastructure_retry_limit: u32,
+    /// Retry `unknown` failures.
+    pub retry_unknown_errors: bool,
+    /// Retry `non-retryable` failures too.
+    pub retry_non_retryable: bool,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_passes: 3,
+            retry_delay_seconds: 30,
+            infrastructure_retry_limit: 3,
+            retry_unknown_errors: true,
+            retry_non_retryable: false,
+        }
+    }
+}
+
+/// A retry setting that cannot work. The messages name the flags because
+/// that is where the values come from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--max-passes must be at least 1")]
+    MaxPasses,
+    #[error("--retry-delay cannot be negative")]
+    RetryDelay,
+    #[error("--infra-retry-limit must be at least 1")]
+    InfraRetryLimit,
+}
+
+impl RetryConfig {
+    /// Builds and validates a configuration from the flags' raw values,
+    /// which are signed so that `--retry-delay -1` reaches this check.
+    pub fn from_flags(
+        max_passes: i64,
+        retry_delay_seconds: i64,
+        infrastructure_retry_limit: i64,
+        retry_unknown_errors: bool,
+        retry_non_retryable: bool,
+    ) -> Result<Self, ConfigError> {
+        if max_passes < 1 {
+            return Err(ConfigError::MaxPasses);
+        }
+        if retry_delay_seconds < 0 {
+            return Err(ConfigError::RetryDelay);
+        }
+        if infrastructure_retry_limit < 1 {
+            return Err(ConfigError::InfraRetryLimit);
+        }
+        Ok(RetryConfig {
+            max_passes: u32::try_from(max_passes).unwrap_or(u32::MAX),
+            retry_delay_seconds: retry_delay_seconds as u64,
+            infrastructure_retry_limit: u32::try_from(infrastructure_retry_limit)
+                .unwrap_or(u32::MAX),
+            retry_unknown_errors,
+            retry_non_retryable,
+        })
+    }
+
+    pub fn retry_delay(&self) -> Duration {
+        Duration::from_secs(self.retry_delay_seconds)
+    }
+
+    /// Whether failures of `category` are retried at all under this
+    /// configuration (limits aside).
+    pub fn retries(&self, category: Category) -> bool {
+        match category {
+            Category::Retryable | Category::Infrastructure => true,
+            Category::Unknown => self.retry_unknown_errors,
+            Category::NonRetryable => self.retry_non_retryable,
+        }
+    }
+}
+
+/// The block a run logs at its start.
+impl fmt::Display for RetryConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "Retry Configuration:")?;
+        writeln!(f, "  Max passes: {}", self.max_passes)?;
+        writeln!(f, "  Retry delay: {}s", self.retry_delay_seconds)?;
+        writeln!(
+            f,
+            "  Infra retry limit: {}",
+            self.infrastructure_retry_limit
+        )?;
+        write!(f, "  Retry unknown errors: {}", self.retry_unknown_errors)?;
+        if self.retry_non_retryable {
+            write!(f, "\n  Retry non-retryable errors: true")?;
+        }
+        Ok(())
+    }
+}
+
+/// What a job has been through, counting the attempt just classified.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobHistory {
+    /// Passes in which the job was attempted.
+    pub passes_attempted: u32,
+    /// Its attempts that failed as `infrastructure`.
+    pub infrastructure_failures: u32,
+}
+
+/// What happens to a job after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "decision")]
+pub enum Decision {
+    /// Try again in the next pass.
+    Retry,
+    /// Failed for good.
+    GiveUp(GiveUpReason),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "reason")]
+pub enum GiveUpReason {
+    /// `non-retryable`, and `--retry-include-non-retryable` is off.
+    NonRetryable,
+    /// `unknown`, and `--no-retry-unknown` is on.
+    UnknownNotRetried,
+    /// `infrastructure` failures used up `--infra-retry-limit`.
+    InfraLimitReached { limit: u32 },
+    /// The job was tried in `--max-passes` passes.
+    MaxPassesReached { max: u32 },
+}
+
+impl fmt::Display for GiveUpReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GiveUpReason::NonRetryable => {
+                f.write_str("non-retryable (retry anyway with --retry-include-non-retryable)")
+            }
+            GiveUpReason::UnknownNotRetried => {
+                f.write_str("unknown, and --no-retry-unknown is set")
+            }
+            GiveUpReason::InfraLimitReached { limit } => write!(
+                f,
+                "infrastructure failures used up --infra-retry-limit {limit}"
+            ),
+            GiveUpReason::MaxPassesReached { max } => {
+                write!(f, "tried in all {max} passes (--max-passes {max})")
+            }
+        }
+    }
+}
+
+/// Decides a job's fate after a failed attempt of `category`.
+///
+/// The category's own rule comes first, so a job that fails for good says
+/// why (non-retryable, limit) rather than only "out of passes".
+pub fn decide(config: &RetryConfig, category: Category, history: JobHistory) -> Decision {
+    match category {
+        Category::NonRetryable if !config.retry_non_retryable => {
+            return Decision::GiveUp(GiveUpReason::NonRetryable);
+        }
+        Category::Unknown if !config.retry_unknown_errors => {
+            return Decision::GiveUp(GiveUpReason::UnknownNotRetried);
+        }
+        // The limit counts retries: the first infrastructure failure is not
+        // a retry, each one after it is.
+        Category::Infrastructure
+            if history.infrastructure_failures > config.infrastructure_retry_limit =>
+        {
+            return Decision::GiveUp(GiveUpReason::InfraLimitReached {
+                limit: config.infrastructure_retry_limit,
+            });
+        }
+        _ => {}
+    }
+    if history.passes_attempted >= config.max_passes {
+        return Decision::GiveUp(GiveUpReason::MaxPassesReached {
+            max: config.max_passes,
+        });
+    }
+    Decision::Retry
+}
+
+#[cfg(test)]
+mod tests;
