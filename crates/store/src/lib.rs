@@ -1,0 +1,85 @@
+//! The store: the single source of truth for a batch.
+//!
+//! Start from the [`Store`] trait: jobs imported from the jobs file, every
+//! attempt (recorded as in flight before the plugin runs, and with its
+//! outcome after), the passes, and the runs that worked on the batch.
+//! [`SqliteStore`] is the embedded default. The status command reads only
+//! the store, so it works from another terminal while a run is going on.
+//!
+//! Nothing here knows about WebAssembly; the runner hands in plain
+//! [`orchestrator_contract`] values.
+
+mod model;
+mod sqlite;
+
+pub use model::*;
+pub use sqlite::SqliteStore;
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the state file {path}: {reason}")]
+    Open { path: String, reason: String },
+    #[error(
+        "the state file {path} was written by a newer orchestrator (schema {found}, this one knows {known}); use a newer orchestrator or another --state-file"
+    )]
+    NewerSchema {
+        path: String,
+        found: i64,
+        known: i64,
+    },
+    #[error("the state file's database failed: {0}")]
+    Database(#[from] rusqlite::Error),
+    #[error("the state file holds a value it cannot read: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The store behind a run. Every method is one transaction.
+pub trait Store: Send + Sync {
+    /// Imports jobs, keeping what is already stored under the same id.
+    fn import(&self, jobs: &[NewJob], source: &str) -> Result<ImportSummary>;
+    /// Forgets the stored batch (jobs, attempts, passes, runs).
+    fn clear(&self) -> Result<()>;
+    /// How many jobs the batch holds.
+    fn job_count(&self) -> Result<u64>;
+
+    /// Records a run as started, and turns attempts that an earlier run left
+    /// in flight into `uncertain` ones, their jobs eligible again.
+    fn begin_run(&self, run: &NewRun) -> Result<RunId>;
+    fn finish_run(&self, run: RunId, state: RunState) -> Result<()>;
+    /// Asks every running run to stop; returns how many were asked.
+    fn request_stop(&self) -> Result<u32>;
+    fn stop_requested(&self, run: RunId) -> Result<bool>;
+
+    /// The number of the last pass started (0 before the first).
+    fn last_pass(&self) -> Result<u32>;
+    fn begin_pass(&self, pass: u32) -> Result<()>;
+    fn end_pass(&self, pass: u32, result: &orchestrator_retry::PassResult) -> Result<()>;
+    /// Jobs to attempt in `pass`: pending or to retry, not yet attempted in
+    /// it, optionally only of some accounts; in import order.
+    fn eligible_jobs(&self, pass: u32, accounts: Option<&[String]>) -> Result<Vec<StoredJob>>;
+    /// Counts the jobs (optionally of some accounts) by their state.
+    fn tally(&self, accounts: Option<&[String]>) -> Result<orchestrator_retry::PassTally>;
+
+    /// Records an attempt as in flight, before the plugin runs.
+    fn begin_attempt(&self, job: &StoredJob, pass: u32) -> Result<AttemptId>;
+    /// Records an attempt's outcome and the job's new state together.
+    fn finish_attempt(&self, attempt: AttemptId, outcome: &AttemptOutcome) -> Result<()>;
+
+    /// Everything `--status` shows.
+    fn status(&self) -> Result<StatusReport>;
+}
+
+/// The idempotency key of a job: stable across attempts, passes and
+/// re-imports, because it depends only on the account and the job id.
+pub fn idempotency_key(account: &str, job_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("orchestrator/v1\0{account}\0{job_id}"));
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("orch-{hex}")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,186 @@
+//! The values that go in and out of a [`crate::Store`].
+
+use orchestrator_contract::{Category, HostFault, PostFailure, Receipt};
+use orchestrator_retry::{Decision, RetryConfig};
+use serde::{Deserialize, Serialize};
+
+/// A job as imported from the jobs file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewJob {
+    pub id: String,
+    pub account: String,
+    /// The payload as JSON text.
+    pub payload: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ImportSummary {
+    pub added: u64,
+    /// Already stored under the same id and left as they were.
+    pub kept: u64,
+}
+
+/// Where a job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JobState {
+    /// Not attempted yet.
+    Pending,
+    /// An attempt is in flight.
+    Running,
+    /// Failed, and will be retried in a later pass.
+    Retry,
+    Succeeded,
+    /// Failed for good.
+    Failed,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 5] = [
+        JobState::Pending,
+        JobState::Running,
+        JobState::Retry,
+        JobState::Succeeded,
+        JobState::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Running => "running",
+            JobState::Retry => "retry",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        JobState::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// A job as the store holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredJob {
+    pub id: String,
+    pub account: String,
+    pub payload: String,
+    pub idempotency_key: String,
+    pub state: JobState,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Passes in which it was attempted.
+    pub passes_attempted: u32,
+    pub infrastructure_failures: u32,
+    /// Not to be attempted before this time (ms since the epoch), from a
+    /// retry-after hint.
+    pub not_before_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AttemptId(pub i64);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RunId(pub i64);
+
+/// A run as it starts.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub pid: u32,
+    pub config: RetryConfig,
+    pub workers: u32,
+    pub accounts: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunState {
+    Running,
+    /// Every job reached a final state or the passes ran out.
+    Finished,
+    /// Stopped by `--stop-all` or a signal before finishing.
+    Stopped,
+}
+
+impl RunState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Finished => "finished",
+            RunState::Stopped => "stopped",
+        }
+    }
+}
+
+/// A classification and who made it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decided {
+    pub category: Category,
+    pub reason: String,
+    pub retry_after_ms: Option<u64>,
+    /// The classifier plugin's name, or `built-in`.
+    pub decided_by: String,
+}
+
+/// How an attempt ended, with what the job becomes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Succeeded(Receipt),
+    Failed {
+        failure: Option<PostFailure>,
+        fault: Option<HostFault>,
+        classification: Decided,
+        decision: Decision,
+        /// When the job may be tried again (ms since the epoch).
+        not_before_ms: Option<u64>,
+    },
+}
+
+/// Everything `--status` shows, read from the store alone.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StatusReport {
+    pub jobs: u64,
+    /// state → jobs
+    pub by_state: Vec<(String, u64)>,
+    /// category of the latest failure → jobs that are failed or to retry
+    pub by_category: Vec<(String, u64)>,
+    pub passes: Vec<PassStatus>,
+    /// Jobs to retry next, in order, with why.
+    pub next_retries: Vec<RetryEntry>,
+    pub retries_total: u64,
+    /// Jobs failed for good, with why.
+    pub failures: Vec<RetryEntry>,
+    pub failures_total: u64,
+    pub last_run: Option<RunStatus>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PassStatus {
+    pub pass: u32,
+    pub attempts: u64,
+    pub succeeded: u64,
+    /// category → failed attempts
+    pub failed_by_category: Vec<(String, u64)>,
+    pub in_flight: u64,
+    pub result: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RetryEntry {
+    pub job: String,
+    pub account: String,
+    pub category: Option<String>,
+    pub reason: Option<String>,
+    pub decided_by: Option<String>,
+    pub not_before_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunStatus {
+    pub id: i64,
+    pub pid: u32,
+    pub state: String,
+    pub started_ms: u64,
+    pub ended_ms: Option<u64>,
+    pub stop_requested: bool,
+}

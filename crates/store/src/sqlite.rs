@@ -1,0 +1,578 @@
+//! [`SqliteStore`]: the embedded default store, one SQLite file.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use orchestrator_retry::{Decision, GiveUpReason, PassResult, PassTally};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use crate::{
+    AttemptId, AttemptOutcome, ImportSummary, JobState, NewJob, NewRun, PassStatus, Result,
+    RetryEntry, RunId, RunState, RunStatus, StatusReport, Store, StoreError, StoredJob,
+    idempotency_key,
+};
+
+/// The schema version this build writes; a file with a higher one is
+/// refused rather than misread.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS jobs (
+    seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+    id               TEXT NOT NULL UNIQUE,
+    account          TEXT NOT NULL,
+    payload          TEXT NOT NULL,
+    idempotency_key  TEXT NOT NULL,
+    state            TEXT NOT NULL DEFAULT 'pending',
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    passes_attempted INTEGER NOT NULL DEFAULT 0,
+    last_pass        INTEGER NOT NULL DEFAULT 0,
+    infra_failures   INTEGER NOT NULL DEFAULT 0,
+    not_before_ms    INTEGER,
+    category         TEXT,
+    reason           TEXT,
+    decided_by       TEXT,
+    gave_up          TEXT,
+    remote_id        TEXT,
+    url              TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, account);
+CREATE TABLE IF NOT EXISTS attempts (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id           TEXT NOT NULL REFERENCES jobs (id),
+    run_id           INTEGER,
+    pass             INTEGER NOT NULL,
+    number           INTEGER NOT NULL,
+    idempotency_key  TEXT NOT NULL,
+    started_ms       INTEGER NOT NULL,
+    ended_ms         INTEGER,
+    outcome          TEXT NOT NULL DEFAULT 'in-flight',
+    remote_id        TEXT,
+    url              TEXT,
+    failure          TEXT,
+    fault            TEXT,
+    category         TEXT,
+    reason           TEXT,
+    decided_by       TEXT,
+    retry_after_ms   INTEGER,
+    decision         TEXT
+);
+CREATE INDEX IF NOT EXISTS attempts_by_job ON attempts (job_id);
+CREATE INDEX IF NOT EXISTS attempts_by_pass ON attempts (pass, outcome);
+CREATE TABLE IF NOT EXISTS passes (
+    pass             INTEGER PRIMARY KEY,
+    started_ms       INTEGER NOT NULL,
+    ended_ms         INTEGER,
+    result           TEXT
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    pid              INTEGER NOT NULL,
+    started_ms       INTEGER NOT NULL,
+    ended_ms         INTEGER,
+    state            TEXT NOT NULL,
+    stop_requested   INTEGER NOT NULL DEFAULT 0,
+    config           TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key              TEXT PRIMARY KEY,
+    value            TEXT NOT NULL
+);
+";
+
+/// The embedded store: one SQLite file in WAL mode, so `--status` can read
+/// while a run writes.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let shown = path.display().to_string();
+        let open_err = |e: rusqlite::Error| StoreError::Open {
+            path: shown.clone(),
+            reason: e.to_string(),
+        };
+        let conn = Connection::open(path).map_err(open_err)?;
+        // Another process (a run, a status) may hold the write lock briefly.
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(open_err)?;
+        // WAL lets readers (`--status`) work beside the writer. FULL sync
+        // makes each committed attempt durable before the plugin that follows
+        // it runs, which the write-ahead rule needs; its cost is measured
+        // in BENCHMARKS.md.
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+        )
+        .map_err(open_err)?;
+        let found: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(open_err)?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                path: shown,
+                found,
+                known: SCHEMA_VERSION,
+            });
+        }
+        conn.execute_batch(SCHEMA).map_err(open_err)?;
+        conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
+            .map_err(open_err)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn with_tx<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let value = f(&tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+}
+
+fn accounts_clause(accounts: Option<&[String]>) -> (String, Vec<String>) {
+    match accounts {
+        None => (String::new(), Vec::new()),
+        Some(list) => {
+            let marks = vec!["?"; list.len()].join(", ");
+            (format!(" AND account IN ({marks})"), list.to_vec())
+        }
+    }
+}
+
+fn job_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredJob> {
+    let state: String = row.get(4)?;
+    Ok(StoredJob {
+        id: row.get(0)?,
+        account: row.get(1)?,
+        payload: row.get(2)?,
+        idempotency_key: row.get(3)?,
+        state: JobState::parse(&state).unwrap_or(JobState::Pending),
+        attempts: row.get(5)?,
+        passes_attempted: row.get(6)?,
+        infrastructure_failures: row.get(7)?,
+        not_before_ms: row.get::<_, Option<i64>>(8)?.map(|v| v as u64),
+    })
+}
+
+const JOB_COLUMNS: &str = "id, account, payload, idempotency_key, state, attempts, passes_attempted, infra_failures, not_before_ms";
+
+fn gave_up_text(reason: &GiveUpReason) -> String {
+    reason.to_string()
+}
+
+impl Store for SqliteStore {
+    fn import(&self, jobs: &[NewJob], source: &str) -> Result<ImportSummary> {
+        self.with_tx(|tx| {
+            let mut summary = ImportSummary::default();
+            let mut insert = tx.prepare(
+                "INSERT INTO jobs (id, account, payload, idempotency_key) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (id) DO NOTHING",
+            )?;
+            for job in jobs {
+                let added = insert.execute(params![
+                    job.id,
+                    job.account,
+                    job.payload,
+                    idempotency_key(&job.account, &job.id)
+                ])?;
+                if added == 1 {
+                    summary.added += 1;
+                } else {
+                    summary.kept += 1;
+                }
+            }
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('jobs_source', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [source],
+            )?;
+            Ok(summary)
+        })
+    }
+
+    fn clear(&self) -> Result<()> {
+        self.with_tx(|tx| {
+            tx.execute_batch(
+                "DELETE FROM attempts; DELETE FROM jobs; DELETE FROM passes; DELETE FROM runs; DELETE FROM meta;",
+            )?;
+            Ok(())
+        })
+    }
+
+    fn job_count(&self) -> Result<u64> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(conn.query_row("SELECT COUNT(*) FROM jobs", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    fn begin_run(&self, run: &NewRun) -> Result<RunId> {
+        let config = serde_json::to_string(&serde_json::json!({
+            "retry": run.config,
+            "workers": run.workers,
+            "accounts": run.accounts,
+        }))
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.with_tx(|tx| {
+            // An earlier run that died left attempts in flight: their outcome
+            // is unknown, so they are marked uncertain and their jobs tried
+            // again with the same idempotency key.
+            tx.execute(
+                "UPDATE attempts SET outcome = 'uncertain', ended_ms = ?1 WHERE outcome = 'in-flight'",
+                [now_ms() as i64],
+            )?;
+            tx.execute(
+                "UPDATE jobs SET state = CASE WHEN attempts > 0 THEN 'retry' ELSE 'pending' END,
+                                 last_pass = last_pass - 1, passes_attempted = passes_attempted - 1
+                 WHERE state = 'running'",
+                [],
+            )?;
+            tx.execute(
+                "UPDATE runs SET state = 'stopped', ended_ms = ?1 WHERE state = 'running'",
+                [now_ms() as i64],
+            )?;
+            tx.execute(
+                "INSERT INTO runs (pid, started_ms, state, config) VALUES (?1, ?2, 'running', ?3)",
+                params![run.pid, now_ms() as i64, config],
+            )?;
+            Ok(RunId(tx.last_insert_rowid()))
+        })
+    }
+
+    fn finish_run(&self, run: RunId, state: RunState) -> Result<()> {
+        self.with_tx(|tx| {
+            tx.execute(
+                "UPDATE runs SET state = ?1, ended_ms = ?2 WHERE id = ?3",
+                params![state.as_str(), now_ms() as i64, run.0],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn request_stop(&self) -> Result<u32> {
+        self.with_tx(|tx| {
+            Ok(tx.execute(
+                "UPDATE runs SET stop_requested = 1 WHERE state = 'running'",
+                [],
+            )? as u32)
+        })
+    }
+
+    fn stop_requested(&self, run: RunId) -> Result<bool> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(conn
+            .query_row(
+                "SELECT stop_requested FROM runs WHERE id = ?1",
+                [run.0],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .unwrap_or(0)
+            != 0)
+    }
+
+    fn last_pass(&self) -> Result<u32> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(
+            conn.query_row("SELECT COALESCE(MAX(pass), 0) FROM passes", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u32,
+        )
+    }
+
+    fn begin_pass(&self, pass: u32) -> Result<()> {
+        self.with_tx(|tx| {
+            tx.execute(
+                "INSERT INTO passes (pass, started_ms) VALUES (?1, ?2)
+                 ON CONFLICT (pass) DO UPDATE SET ended_ms = NULL, result = NULL",
+                params![pass, now_ms() as i64],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn end_pass(&self, pass: u32, result: &PassResult) -> Result<()> {
+        self.with_tx(|tx| {
+            tx.execute(
+                "UPDATE passes SET ended_ms = ?1, result = ?2 WHERE pass = ?3",
+                params![now_ms() as i64, result.to_string(), pass],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn eligible_jobs(&self, pass: u32, accounts: Option<&[String]>) -> Result<Vec<StoredJob>> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let (clause, values) = accounts_clause(accounts);
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE state IN ('pending', 'retry') AND last_pass < ?{clause} ORDER BY seq"
+        );
+        let mut stmt = conn.prepare(&sql)?;
+        let mut bind: Vec<&dyn rusqlite::ToSql> = vec![&pass];
+        for v in &values {
+            bind.push(v);
+        }
+        let jobs = stmt
+            .query_map(bind.as_slice(), job_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(jobs)
+    }
+
+    fn tally(&self, accounts: Option<&[String]>) -> Result<PassTally> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let (clause, values) = accounts_clause(accounts);
+        let sql = format!(
+            "SELECT
+                COALESCE(SUM(state IN ('pending', 'retry', 'running')), 0),
+                COALESCE(SUM(state = 'failed'), 0),
+                COALESCE(SUM(state = 'failed' AND gave_up LIKE 'tried in all %'), 0)
+             FROM jobs WHERE 1 = 1{clause}"
+        );
+        let bind: Vec<&dyn rusqlite::ToSql> =
+            values.iter().map(|v| v as &dyn rusqlite::ToSql).collect();
+        Ok(conn.query_row(&sql, bind.as_slice(), |r| {
+            Ok(PassTally {
+                to_retry: r.get::<_, i64>(0)? as u32,
+                failed: r.get::<_, i64>(1)? as u32,
+                out_of_passes: r.get::<_, i64>(2)? as u32,
+            })
+        })?)
+    }
+
+    fn begin_attempt(&self, job: &StoredJob, pass: u32) -> Result<AttemptId> {
+        self.with_tx(|tx| {
+            tx.execute(
+                "UPDATE jobs SET state = 'running', attempts = attempts + 1,
+                                 passes_attempted = passes_attempted + 1, last_pass = ?1
+                 WHERE id = ?2",
+                params![pass, job.id],
+            )?;
+            tx.execute(
+                "INSERT INTO attempts (job_id, run_id, pass, number, idempotency_key, started_ms)
+                 VALUES (?1, (SELECT MAX(id) FROM runs WHERE state = 'running'), ?2, ?3, ?4, ?5)",
+                params![
+                    job.id,
+                    pass,
+                    job.attempts + 1,
+                    job.idempotency_key,
+                    now_ms() as i64
+                ],
+            )?;
+            Ok(AttemptId(tx.last_insert_rowid()))
+        })
+    }
+
+    fn finish_attempt(&self, attempt: AttemptId, outcome: &AttemptOutcome) -> Result<()> {
+        self.with_tx(|tx| {
+            let job_id: String = tx.query_row(
+                "SELECT job_id FROM attempts WHERE id = ?1",
+                [attempt.0],
+                |r| r.get(0),
+            )?;
+            let ended = now_ms() as i64;
+            match outcome {
+                AttemptOutcome::Succeeded(receipt) => {
+                    tx.execute(
+                        "UPDATE attempts SET outcome = 'succeeded', ended_ms = ?1, remote_id = ?2, url = ?3
+                         WHERE id = ?4",
+                        params![ended, receipt.remote_id, receipt.url, attempt.0],
+                    )?;
+                    tx.execute(
+                        "UPDATE jobs SET state = 'succeeded', remote_id = ?1, url = ?2,
+                                         not_before_ms = NULL, category = NULL, reason = NULL,
+                                         decided_by = NULL, gave_up = NULL
+                         WHERE id = ?3",
+                        params![receipt.remote_id, receipt.url, job_id],
+                    )?;
+                }
+                AttemptOutcome::Failed {
+                    failure,
+                    fault,
+                    classification,
+                    decision,
+                    not_before_ms,
+                } => {
+                    let decision_text = match decision {
+                        Decision::Retry => "retry".to_string(),
+                        Decision::GiveUp(reason) => format!("give up: {}", gave_up_text(reason)),
+                    };
+                    tx.execute(
+                        "UPDATE attempts SET outcome = 'failed', ended_ms = ?1, failure = ?2, fault = ?3,
+                                             category = ?4, reason = ?5, decided_by = ?6,
+                                             retry_after_ms = ?7, decision = ?8
+                         WHERE id = ?9",
+                        params![
+                            ended,
+                            failure.as_ref().map(to_json),
+                            fault.as_ref().map(to_json),
+                            classification.category.as_str(),
+                            classification.reason,
+                            classification.decided_by,
+                            classification.retry_after_ms.map(|v| v as i64),
+                            decision_text,
+                            attempt.0
+                        ],
+                    )?;
+                    let (state, gave_up) = match decision {
+                        Decision::Retry => ("retry", None),
+                        Decision::GiveUp(reason) => ("failed", Some(gave_up_text(reason))),
+                    };
+                    let infra = i64::from(
+                        classification.category == orchestrator_contract::Category::Infrastructure,
+                    );
+                    tx.execute(
+                        "UPDATE jobs SET state = ?1, gave_up = ?2, category = ?3, reason = ?4,
+                                         decided_by = ?5, not_before_ms = ?6,
+                                         infra_failures = infra_failures + ?7
+                         WHERE id = ?8",
+                        params![
+                            state,
+                            gave_up,
+                            classification.category.as_str(),
+                            classification.reason,
+                            classification.decided_by,
+                            not_before_ms.map(|v| v as i64),
+                            infra,
+                            job_id
+                        ],
+                    )?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn status(&self) -> Result<StatusReport> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let pairs = |sql: &str| -> Result<Vec<(String, u64)>> {
+            let mut stmt = conn.prepare(sql)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        };
+        let mut report = StatusReport {
+            jobs: conn.query_row("SELECT COUNT(*) FROM jobs", [], |r| r.get::<_, i64>(0))? as u64,
+            ..StatusReport::default()
+        };
+        let by_state = pairs("SELECT state, COUNT(*) FROM jobs GROUP BY state")?;
+        report.by_state = JobState::ALL
+            .iter()
+            .map(|s| {
+                let n = by_state
+                    .iter()
+                    .find(|(k, _)| k == s.as_str())
+                    .map_or(0, |(_, n)| *n);
+                (s.as_str().to_owned(), n)
+            })
+            .collect();
+        report.by_category = pairs(
+            "SELECT category, COUNT(*) FROM jobs WHERE state IN ('retry', 'failed') AND category IS NOT NULL
+             GROUP BY category ORDER BY category",
+        )?;
+
+        let mut passes = conn.prepare("SELECT pass, result FROM passes ORDER BY pass")?;
+        let pass_rows = passes
+            .query_map([], |r| {
+                Ok((r.get::<_, i64>(0)? as u32, r.get::<_, Option<String>>(1)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        for (pass, result) in pass_rows {
+            let mut counts = conn.prepare(
+                "SELECT outcome, COALESCE(category, ''), COUNT(*) FROM attempts WHERE pass = ?1
+                 GROUP BY outcome, category ORDER BY category",
+            )?;
+            let rows = counts
+                .query_map([pass], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)? as u64,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut status = PassStatus {
+                pass,
+                result,
+                ..PassStatus::default()
+            };
+            for (outcome, category, n) in rows {
+                status.attempts += n;
+                match outcome.as_str() {
+                    "succeeded" => status.succeeded += n,
+                    "failed" => status.failed_by_category.push((category, n)),
+                    "in-flight" => status.in_flight += n,
+                    _ => status.failed_by_category.push((outcome, n)),
+                }
+            }
+            report.passes.push(status);
+        }
+
+        let entries = |state: &str| -> Result<(Vec<RetryEntry>, u64)> {
+            let total =
+                conn.query_row("SELECT COUNT(*) FROM jobs WHERE state = ?1", [state], |r| {
+                    r.get::<_, i64>(0)
+                })? as u64;
+            let mut stmt = conn.prepare(
+                "SELECT id, account, category, COALESCE(gave_up || ': ' || reason, reason), decided_by, not_before_ms
+                 FROM jobs WHERE state = ?1 ORDER BY seq LIMIT 10",
+            )?;
+            let list = stmt
+                .query_map([state], |r| {
+                    Ok(RetryEntry {
+                        job: r.get(0)?,
+                        account: r.get(1)?,
+                        category: r.get(2)?,
+                        reason: r.get(3)?,
+                        decided_by: r.get(4)?,
+                        not_before_ms: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok((list, total))
+        };
+        (report.next_retries, report.retries_total) = entries("retry")?;
+        (report.failures, report.failures_total) = entries("failed")?;
+
+        report.last_run = conn
+            .query_row(
+                "SELECT id, pid, state, started_ms, ended_ms, stop_requested FROM runs ORDER BY id DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok(RunStatus {
+                        id: r.get(0)?,
+                        pid: r.get::<_, i64>(1)? as u32,
+                        state: r.get(2)?,
+                        started_ms: r.get::<_, i64>(3)? as u64,
+                        ended_ms: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
+                        stop_requested: r.get::<_, i64>(5)? != 0,
+                    })
+                },
+            )
+            .optional()?;
+        Ok(report)
+    }
+}
+
+/// The failure and fault records are kept as JSON text.
+fn to_json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}

@@ -1,0 +1,184 @@
+use orchestrator_contract::{Category, PostFailure, Receipt};
+use orchestrator_retry::{Decision, GiveUpReason, PassResult, RetryConfig};
+
+use super::*;
+
+fn store() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("state.sqlite")).unwrap();
+    (dir, store)
+}
+
+fn job(id: &str, account: &str) -> NewJob {
+    NewJob {
+        id: id.into(),
+        account: account.into(),
+        payload: format!(r#"{{"status":"{id}"}}"#),
+    }
+}
+
+fn failed(category: Category, decision: Decision) -> AttemptOutcome {
+    AttemptOutcome::Failed {
+        failure: Some(PostFailure::new("no")),
+        fault: None,
+        classification: Decided {
+            category,
+            reason: "because".into(),
+            retry_after_ms: None,
+            decided_by: "built-in".into(),
+        },
+        decision,
+        not_before_ms: None,
+    }
+}
+
+fn run(store: &SqliteStore) -> RunId {
+    store
+        .begin_run(&NewRun {
+            pid: 1,
+            config: RetryConfig::default(),
+            workers: 3,
+            accounts: None,
+        })
+        .unwrap()
+}
+
+#[test]
+fn importing_twice_keeps_what_is_stored() {
+    let (_dir, store) = store();
+    let first = store
+        .import(&[job("a", "x"), job("b", "y")], "jobs.jsonl")
+        .unwrap();
+    assert_eq!((first.added, first.kept), (2, 0));
+    let again = store
+        .import(&[job("a", "x"), job("c", "y")], "jobs.jsonl")
+        .unwrap();
+    assert_eq!((again.added, again.kept), (1, 1));
+    assert_eq!(store.job_count().unwrap(), 3);
+    store.clear().unwrap();
+    assert_eq!(store.job_count().unwrap(), 0);
+}
+
+#[test]
+fn the_idempotency_key_depends_on_account_and_id_only() {
+    assert_eq!(idempotency_key("x", "a"), idempotency_key("x", "a"));
+    assert_ne!(idempotency_key("x", "a"), idempotency_key("y", "a"));
+    assert!(idempotency_key("x", "a").starts_with("orch-"));
+}
+
+#[test]
+fn a_job_moves_through_attempts_and_passes() {
+    let (_dir, store) = store();
+    store.import(&[job("a", "x"), job("b", "y")], "f").unwrap();
+    run(&store);
+    store.begin_pass(1).unwrap();
+    let eligible = store.eligible_jobs(1, None).unwrap();
+    assert_eq!(eligible.len(), 2);
+    let a = store.begin_attempt(&eligible[0], 1).unwrap();
+    let b = store.begin_attempt(&eligible[1], 1).unwrap();
+    store
+        .finish_attempt(
+            a,
+            &AttemptOutcome::Succeeded(Receipt {
+                remote_id: "1".into(),
+                url: None,
+            }),
+        )
+        .unwrap();
+    store
+        .finish_attempt(b, &failed(Category::Retryable, Decision::Retry))
+        .unwrap();
+    // Attempted in pass 1: not eligible again in it.
+    assert!(store.eligible_jobs(1, None).unwrap().is_empty());
+    let tally = store.tally(None).unwrap();
+    assert_eq!((tally.to_retry, tally.failed), (1, 0));
+    store
+        .end_pass(1, &PassResult::RetryableRemain { jobs: 1 })
+        .unwrap();
+
+    let next = store.eligible_jobs(2, None).unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].id, "b");
+    assert_eq!((next[0].attempts, next[0].passes_attempted), (1, 1));
+    assert_eq!(
+        store
+            .eligible_jobs(2, Some(&["x".to_string()]))
+            .unwrap()
+            .len(),
+        0
+    );
+
+    let status = store.status().unwrap();
+    assert_eq!(status.jobs, 2);
+    assert_eq!(status.passes.len(), 1);
+    assert_eq!(status.passes[0].succeeded, 1);
+    assert_eq!(
+        status.passes[0].failed_by_category,
+        vec![("retryable".to_string(), 1)]
+    );
+    assert_eq!(status.retries_total, 1);
+    assert_eq!(status.next_retries[0].reason.as_deref(), Some("because"));
+}
+
+#[test]
+fn giving_up_is_recorded_with_why() {
+    let (_dir, store) = store();
+    store.import(&[job("a", "x")], "f").unwrap();
+    run(&store);
+    store.begin_pass(1).unwrap();
+    let j = store.eligible_jobs(1, None).unwrap().remove(0);
+    let id = store.begin_attempt(&j, 1).unwrap();
+    store
+        .finish_attempt(
+            id,
+            &failed(
+                Category::Infrastructure,
+                Decision::GiveUp(GiveUpReason::MaxPassesReached { max: 1 }),
+            ),
+        )
+        .unwrap();
+    let tally = store.tally(None).unwrap();
+    assert_eq!(
+        (tally.to_retry, tally.failed, tally.out_of_passes),
+        (0, 1, 1)
+    );
+    let status = store.status().unwrap();
+    assert!(
+        status.failures[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .starts_with("tried in all 1 passes")
+    );
+}
+
+#[test]
+fn attempts_left_in_flight_become_uncertain_and_eligible_again() {
+    let (_dir, store) = store();
+    store.import(&[job("a", "x")], "f").unwrap();
+    run(&store);
+    store.begin_pass(1).unwrap();
+    let j = store.eligible_jobs(1, None).unwrap().remove(0);
+    store.begin_attempt(&j, 1).unwrap();
+    // The run dies here; the next one starts.
+    run(&store);
+    let again = store.eligible_jobs(1, None).unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].idempotency_key, j.idempotency_key);
+    let status = store.status().unwrap();
+    assert_eq!(
+        status.passes[0].failed_by_category,
+        vec![("uncertain".to_string(), 1)]
+    );
+}
+
+#[test]
+fn stop_requests_reach_running_runs_only() {
+    let (_dir, store) = store();
+    let first = run(&store);
+    store.finish_run(first, RunState::Finished).unwrap();
+    let second = run(&store);
+    assert_eq!(store.request_stop().unwrap(), 1);
+    assert!(store.stop_requested(second).unwrap());
+    assert!(!store.stop_requested(first).unwrap());
+}
