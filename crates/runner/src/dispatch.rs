@@ -1,0 +1,226 @@
+//! One pass: attempts in flight on tokio, bounded by `workers`, one per
+//! account at a time.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use orchestrator_contract::{Account, Category, FailureReport, JobContext, Verdict};
+use orchestrator_plugin_host::{Attempt, OutboundAccess};
+use orchestrator_retry::{JobHistory, builtin_classification, decide};
+use orchestrator_store::{AttemptOutcome, Decided, Store, StoredJob};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::{Batch, RunError, RunEvent, RunOptions};
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Runs `jobs` in pass `pass`. Returns whether a stop cut the pass short.
+pub(crate) async fn run_pass(
+    store: Arc<dyn Store>,
+    batch: Arc<Batch>,
+    options: &RunOptions,
+    pass: u32,
+    jobs: Vec<StoredJob>,
+    report: Arc<dyn Fn(RunEvent) + Send + Sync>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<bool, RunError> {
+    // One queue per account, in import order: an account never has two
+    // attempts in flight, so its own rate limit sees one client.
+    let mut queues: BTreeMap<String, Vec<StoredJob>> = BTreeMap::new();
+    for job in jobs {
+        queues.entry(job.account.clone()).or_default().push(job);
+    }
+    let workers = Arc::new(Semaphore::new(options.workers.max(1) as usize));
+    let mut tasks = JoinSet::new();
+    for (_, queue) in queues {
+        let ctx = AttemptCtx {
+            store: store.clone(),
+            batch: batch.clone(),
+            options: options.clone(),
+            pass,
+            report: report.clone(),
+        };
+        let workers = workers.clone();
+        let mut stop = stop.clone();
+        tasks.spawn(async move {
+            for job in queue {
+                if *stop.borrow() {
+                    break;
+                }
+                // A retry-after hint is a minimum: wait it out for this
+                // job (and so this account) only.
+                if let Some(wait) = job.not_before_ms.map(|t| t.saturating_sub(now_ms()))
+                    && wait > 0
+                {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+                        _ = stop.wait_for(|s| *s) => break,
+                    }
+                }
+                let permit = tokio::select! {
+                    permit = workers.clone().acquire_owned() => permit,
+                    _ = stop.wait_for(|s| *s) => break,
+                };
+                let Ok(_permit) = permit else { break };
+                if *stop.borrow() {
+                    break;
+                }
+                ctx.attempt(job).await?;
+            }
+            Ok::<(), RunError>(())
+        });
+    }
+
+    let mut stopping: Option<tokio::time::Instant> = None;
+    loop {
+        let grace_over = async {
+            match stopping {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            next = tasks.join_next() => match next {
+                None => break,
+                Some(Ok(Ok(()))) => {}
+                Some(Ok(Err(e))) => {
+                    tasks.abort_all();
+                    return Err(e);
+                }
+                Some(Err(join)) if join.is_cancelled() => {}
+                Some(Err(join)) => std::panic::resume_unwind(join.into_panic()),
+            },
+            _ = stop.wait_for(|s| *s), if stopping.is_none() => {
+                report(RunEvent::Stopping { grace: options.grace });
+                stopping = Some(tokio::time::Instant::now() + options.grace);
+            }
+            _ = grace_over => {
+                // Attempts still in flight stay recorded as such; the next
+                // run treats them as uncertain.
+                tasks.abort_all();
+                while tasks.join_next().await.is_some() {}
+                break;
+            }
+        }
+    }
+    Ok(stopping.is_some() || *stop.borrow())
+}
+
+/// What one attempt needs.
+struct AttemptCtx {
+    store: Arc<dyn Store>,
+    batch: Arc<Batch>,
+    options: RunOptions,
+    pass: u32,
+    report: Arc<dyn Fn(RunEvent) + Send + Sync>,
+}
+
+impl AttemptCtx {
+    async fn attempt(&self, job: StoredJob) -> Result<(), RunError> {
+        let account = self
+            .batch
+            .accounts
+            .get(&job.account)
+            .ok_or_else(|| RunError::UnknownAccounts(job.account.clone()))?;
+        // Read the token before the attempt is recorded: a missing token is
+        // the operator's to fix, not a failed attempt.
+        let token = account.token()?;
+        let attempt_id = self.store.begin_attempt(&job, self.pass)?;
+        let context = JobContext {
+            job_id: job.id.clone(),
+            account: Account {
+                name: account.name.clone(),
+                base_url: account.base_url.clone(),
+                settings: account.settings.clone(),
+            },
+            payload: job.payload.clone(),
+            attempt: job.attempts + 1,
+            pass: self.pass,
+            idempotency_key: job.idempotency_key.clone(),
+        };
+        let access = OutboundAccess::for_account(&account.base_url, token);
+        let (outcome, summary) = match self.batch.poster.post(&context, access).await {
+            Attempt::Posted(receipt) => {
+                let summary = format!("posted {}", receipt.remote_id);
+                (AttemptOutcome::Succeeded(receipt), summary)
+            }
+            Attempt::Failed { failure, fault } => {
+                let report = FailureReport {
+                    job: context,
+                    failure,
+                    fault,
+                };
+                let decided = self.classify(&report).await;
+                let infra = u32::from(decided.category == Category::Infrastructure);
+                let decision = decide(
+                    &self.options.config,
+                    decided.category,
+                    JobHistory {
+                        passes_attempted: job.passes_attempted + 1,
+                        infrastructure_failures: job.infrastructure_failures + infra,
+                    },
+                );
+                let summary = format!("{}: {} ({:?})", decided.category, decided.reason, decision);
+                let not_before_ms = decided.retry_after_ms.map(|ms| now_ms() + ms);
+                (
+                    AttemptOutcome::Failed {
+                        failure: report.failure,
+                        fault: report.fault,
+                        classification: decided,
+                        decision,
+                        not_before_ms,
+                    },
+                    summary,
+                )
+            }
+        };
+        self.store.finish_attempt(attempt_id, &outcome)?;
+        tracing::debug!(job = %job.id, account = %job.account, pass = self.pass, "{summary}");
+        (self.report)(RunEvent::AttemptFinished {
+            job: job.id,
+            account: job.account,
+            pass: self.pass,
+            summary,
+        });
+        Ok(())
+    }
+
+    /// Classifier plugins in order, then the built-in rules. A classifier
+    /// that fails is skipped, with a warning, rather than failing the run.
+    async fn classify(&self, report: &FailureReport) -> Decided {
+        for classifier in &self.batch.classifiers {
+            match classifier.classify(report).await {
+                Ok(Verdict::Decided(c)) => {
+                    return Decided {
+                        category: c.category,
+                        reason: c.reason,
+                        // A classifier may not shorten what the platform asked.
+                        retry_after_ms: c.retry_after_ms.max(
+                            report.failure.as_ref().and_then(|f| f.retry_after_ms),
+                        ),
+                        decided_by: classifier.info().name.clone(),
+                    };
+                }
+                Ok(Verdict::NoOpinion) => {}
+                Err(fault) => tracing::warn!(
+                    classifier = %classifier.info().name,
+                    "classifier failed, asking the next one: {fault}"
+                ),
+            }
+        }
+        let c = builtin_classification(report);
+        Decided {
+            category: c.category,
+            reason: c.reason,
+            retry_after_ms: c.retry_after_ms,
+            decided_by: "built-in".into(),
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! The run's inputs: the jobs file (JSON Lines) and the accounts file (TOML).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use orchestrator_plugin_host::Secret;
+use orchestrator_store::NewJob;
+use serde::Deserialize;
+
+/// Why an input file was refused. Nothing is imported from a refused file.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {reason}")]
+    Job {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    #[error("{path}: {reason}")]
+    Accounts { path: PathBuf, reason: String },
+    #[error("account {account}: {reason}")]
+    Credential { account: String, reason: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobLine {
+    id: String,
+    account: String,
+    payload: serde_json::Value,
+}
+
+/// Reads a jobs file: one `{"id", "account", "payload"}` object per line;
+/// blank lines are skipped. The first bad line refuses the whole file.
+pub fn read_jobs(path: &Path) -> Result<Vec<NewJob>, InputError> {
+    let text = std::fs::read_to_string(path).map_err(|source| InputError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut jobs = Vec::new();
+    let mut seen = std::collections::HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line_no = i + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |reason: String| InputError::Job {
+            path: path.to_owned(),
+            line: line_no,
+            reason,
+        };
+        let job: JobLine = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
+        if job.id.trim().is_empty() {
+            return Err(bad("the job id is empty".into()));
+        }
+        if job.account.trim().is_empty() {
+            return Err(bad("the account is empty".into()));
+        }
+        if !job.payload.is_object() {
+            return Err(bad("the payload must be a JSON object".into()));
+        }
+        if let Some(first) = seen.insert(job.id.clone(), line_no) {
+            return Err(bad(format!(
+                "job id {:?} was already used on line {first}; ids must be unique",
+                job.id
+            )));
+        }
+        jobs.push(NewJob {
+            id: job.id,
+            account: job.account,
+            payload: job.payload.to_string(),
+        });
+    }
+    Ok(jobs)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountsFile {
+    #[serde(default)]
+    accounts: BTreeMap<String, AccountEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountEntry {
+    base_url: String,
+    token: Option<String>,
+    token_env: Option<String>,
+    token_file: Option<PathBuf>,
+    #[serde(default)]
+    settings: BTreeMap<String, String>,
+}
+
+/// One account: its non-secret settings and how to find its token.
+#[derive(Debug, Clone)]
+pub struct AccountConfig {
+    pub name: String,
+    pub base_url: String,
+    pub settings: Vec<(String, String)>,
+    token: TokenSource,
+}
+
+#[derive(Debug, Clone)]
+enum TokenSource {
+    None,
+    Inline(Secret),
+    Env(String),
+    File(PathBuf),
+}
+
+impl AccountConfig {
+    /// The account's token, read now from wherever the accounts file says.
+    /// The message never contains the token.
+    pub fn token(&self) -> Result<Option<Secret>, InputError> {
+        let err = |reason: String| InputError::Credential {
+            account: self.name.clone(),
+            reason,
+        };
+        match &self.token {
+            TokenSource::None => Ok(None),
+            TokenSource::Inline(secret) => Ok(Some(secret.clone())),
+            TokenSource::Env(var) => match std::env::var(var) {
+                Ok(v) if !v.trim().is_empty() => Ok(Some(Secret::new(v.trim()))),
+                _ => Err(err(format!(
+                    "token_env = {var:?}, but that environment variable is not set"
+                ))),
+            },
+            TokenSource::File(path) => match std::fs::read_to_string(path) {
+                Ok(v) if !v.trim().is_empty() => Ok(Some(Secret::new(v.trim()))),
+                Ok(_) => Err(err(format!("token_file {} is empty", path.display()))),
+                Err(e) => Err(err(format!("cannot read token_file {}: {e}", path.display()))),
+            },
+        }
+    }
+}
+
+/// Reads the accounts file:
+///
+/// ```toml
+/// [accounts.alice]
+/// base_url = "https://mastodon.example"
+/// token_env = "ALICE_TOKEN"        # or token_file = "path", or token = "..." (tests)
+/// settings = { language = "en" }   # non-secret, passed to the plugin
+/// ```
+pub fn read_accounts(path: &Path) -> Result<BTreeMap<String, AccountConfig>, InputError> {
+    let text = std::fs::read_to_string(path).map_err(|source| InputError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let bad = |reason: String| InputError::Accounts {
+        path: path.to_owned(),
+        reason,
+    };
+    let file: AccountsFile = toml::from_str(&text).map_err(|e| {
+        bad(e
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" "))
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut accounts = BTreeMap::new();
+    for (name, entry) in file.accounts {
+        if !(entry.base_url.starts_with("http://") || entry.base_url.starts_with("https://")) {
+            return Err(bad(format!(
+                "account {name}: base_url {:?} is not an http(s) URL",
+                entry.base_url
+            )));
+        }
+        let sources = [
+            entry.token.is_some(),
+            entry.token_env.is_some(),
+            entry.token_file.is_some(),
+        ];
+        if sources.iter().filter(|s| **s).count() > 1 {
+            return Err(bad(format!(
+                "account {name}: give one of token, token_env or token_file"
+            )));
+        }
+        let token = match (entry.token, entry.token_env, entry.token_file) {
+            (Some(t), _, _) => TokenSource::Inline(Secret::new(t)),
+            (_, Some(var), _) => TokenSource::Env(var),
+            (_, _, Some(file)) => TokenSource::File(base.join(file)),
+            _ => TokenSource::None,
+        };
+        accounts.insert(
+            name.clone(),
+            AccountConfig {
+                name,
+                base_url: entry.base_url,
+                settings: entry.settings.into_iter().collect(),
+                token,
+            },
+        );
+    }
+    Ok(accounts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_bad_line_names_the_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "jobs.jsonl",
+            "{\"id\":\"a\",\"account\":\"x\",\"payload\":{}}\n\n{\"id\":\"b\",\"account\":\"x\"}\n",
+        );
+        let err = read_jobs(&path).unwrap_err().to_string();
+        assert!(err.contains("jobs.jsonl:3: missing field `payload`"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_ids_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = "{\"id\":\"a\",\"account\":\"x\",\"payload\":{}}\n";
+        let path = write(dir.path(), "jobs.jsonl", &format!("{line}{line}"));
+        let err = read_jobs(&path).unwrap_err().to_string();
+        assert!(err.contains(":2: job id \"a\" was already used on line 1"), "{err}");
+    }
+
+    #[test]
+    fn accounts_find_their_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "bob.token", "bob-secret\n");
+        let path = write(
+            dir.path(),
+            "accounts.toml",
+            "[accounts.alice]\nbase_url = \"http://a\"\ntoken = \"t\"\n\
+             [accounts.bob]\nbase_url = \"http://b\"\ntoken_file = \"bob.token\"\n\
+             [accounts.carol]\nbase_url = \"http://c\"\ntoken_env = \"ORCHESTRATOR_TEST_UNSET_VAR\"\n",
+        );
+        let accounts = read_accounts(&path).unwrap();
+        assert_eq!(accounts["alice"].token().unwrap().unwrap().expose(), "t");
+        assert_eq!(accounts["bob"].token().unwrap().unwrap().expose(), "bob-secret");
+        let err = accounts["carol"].token().unwrap_err().to_string();
+        assert!(err.contains("ORCHESTRATOR_TEST_UNSET_VAR"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_in_accounts_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "accounts.toml",
+            "[accounts.alice]\nbase_url = \"http://a\"\npassword = \"x\"\n",
+        );
+        let err = read_accounts(&path).unwrap_err().to_string();
+        assert!(err.contains("password"), "{err}");
+    }
+}

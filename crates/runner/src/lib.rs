@@ -1,0 +1,232 @@
+//! Runs a batch: the pass loop and the bounded concurrent dispatcher.
+//!
+//! Start from [`Runner::run`]. Each pass takes the jobs the store says are
+//! eligible, runs them with at most `workers` attempts in flight and never
+//! more than one per account, classifies every failure (classifier plugins
+//! in order, then [`orchestrator_retry::builtin_classification`]), and lets
+//! [`orchestrator_retry::decide`] say whether the job is retried. Between
+//! passes it waits the retry delay; a retry-after hint defers just that job
+//! (and so its account) until the hint has passed, never less.
+//!
+//! The runner reports what happens as [`RunEvent`]s and prints nothing.
+
+mod dispatch;
+pub mod input;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use orchestrator_plugin_host::Plugin;
+use orchestrator_retry::{PassManager, PassResult, PassTally, RetryConfig};
+use orchestrator_store::{NewRun, RunState, Store, StoreError};
+use tokio::sync::watch;
+
+pub use input::{AccountConfig, InputError};
+
+/// Why a run could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error(
+        "jobs refer to accounts missing from the accounts file: {0}; add them or leave their jobs out with --accounts"
+    )]
+    UnknownAccounts(String),
+}
+
+/// What the run works with.
+pub struct Batch {
+    pub poster: Arc<Plugin>,
+    /// Consulted in order; the built-in rules come last.
+    pub classifiers: Vec<Arc<Plugin>>,
+    pub accounts: BTreeMap<String, AccountConfig>,
+}
+
+/// How the run works.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub config: RetryConfig,
+    /// Attempts in flight at once.
+    pub workers: u32,
+    /// Only these accounts' jobs.
+    pub only_accounts: Option<Vec<String>>,
+    /// How long attempts in flight may take to finish after a stop.
+    pub grace: Duration,
+}
+
+/// What the run reports as it goes.
+#[derive(Debug, Clone)]
+pub enum RunEvent {
+    Started { config: RetryConfig, jobs: u64 },
+    PassStarted { pass: u32, max: u32, jobs: usize },
+    AttemptFinished { job: String, account: String, pass: u32, summary: String },
+    PassEnded { pass: u32, result: PassResult },
+    Waiting { seconds: u64 },
+    Stopping { grace: Duration },
+}
+
+/// How the run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// Every job succeeded.
+    AllSucceeded,
+    /// Some jobs failed for good or were still unfinished when passes ran out.
+    SomeFailed(PassTally),
+    /// Stopped (by `--stop-all` or a signal) before finishing.
+    Stopped,
+}
+
+/// Runs batches against one store.
+pub struct Runner {
+    store: Arc<dyn Store>,
+    batch: Arc<Batch>,
+    options: RunOptions,
+}
+
+impl Runner {
+    pub fn new(store: Arc<dyn Store>, batch: Batch, options: RunOptions) -> Self {
+        Runner {
+            store,
+            batch: Arc::new(batch),
+            options,
+        }
+    }
+
+    /// Runs passes until nothing is left to do, passes run out, or a stop is
+    /// requested. `stop` may be set by the caller (a signal); `--stop-all`
+    /// from another process is seen through the store.
+    pub async fn run(
+        &self,
+        report: Arc<dyn Fn(RunEvent) + Send + Sync>,
+        stop: watch::Sender<bool>,
+    ) -> Result<RunOutcome, RunError> {
+        let store = &self.store;
+        self.check_accounts()?;
+        let run = store.begin_run(&NewRun {
+            pid: std::process::id(),
+            config: self.options.config,
+            workers: self.options.workers,
+            accounts: self.options.only_accounts.clone(),
+        })?;
+        report(RunEvent::Started {
+            config: self.options.config,
+            jobs: store.job_count()?,
+        });
+
+        // Another process asks through the store; poll it.
+        let poller = {
+            let store = store.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    match store.stop_requested(run) {
+                        Ok(true) => {
+                            let _ = stop.send(true);
+                            return;
+                        }
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!("cannot read stop requests: {e}"),
+                    }
+                }
+            })
+        };
+        let result = self.passes(&report, &stop).await;
+        poller.abort();
+        let outcome = match result {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                let _ = store.finish_run(run, RunState::Stopped);
+                return Err(e);
+            }
+        };
+        store.finish_run(
+            run,
+            match outcome {
+                RunOutcome::Stopped => RunState::Stopped,
+                _ => RunState::Finished,
+            },
+        )?;
+        Ok(outcome)
+    }
+
+    /// Every job to run must belong to an account in the accounts file.
+    fn check_accounts(&self) -> Result<(), RunError> {
+        let only = self.options.only_accounts.as_deref();
+        let pending = self.store.eligible_jobs(u32::MAX, only)?;
+        let mut missing: Vec<&str> = pending
+            .iter()
+            .map(|j| j.account.as_str())
+            .filter(|a| !self.batch.accounts.contains_key(*a))
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if !missing.is_empty() {
+            return Err(RunError::UnknownAccounts(missing.join(", ")));
+        }
+        Ok(())
+    }
+
+    async fn passes(
+        &self,
+        report: &Arc<dyn Fn(RunEvent) + Send + Sync>,
+        stop: &watch::Sender<bool>,
+    ) -> Result<RunOutcome, RunError> {
+        let store = &self.store;
+        let only = self.options.only_accounts.as_deref();
+        let mut passes = PassManager::new(self.options.config, store.last_pass()?);
+        loop {
+            if *stop.borrow() {
+                return Ok(RunOutcome::Stopped);
+            }
+            if store.tally(only)?.to_retry == 0 {
+                break;
+            }
+            let Some(pass) = passes.start_pass() else {
+                break;
+            };
+            let jobs = store.eligible_jobs(pass, only)?;
+            store.begin_pass(pass)?;
+            report(RunEvent::PassStarted {
+                pass,
+                max: self.options.config.max_passes,
+                jobs: jobs.len(),
+            });
+            let stopped = dispatch::run_pass(
+                self.store.clone(),
+                self.batch.clone(),
+                &self.options,
+                pass,
+                jobs,
+                report.clone(),
+                stop.subscribe(),
+            )
+            .await?;
+            if stopped {
+                return Ok(RunOutcome::Stopped);
+            }
+            let result = passes.end_pass(store.tally(only)?);
+            store.end_pass(pass, &result)?;
+            report(RunEvent::PassEnded { pass, result });
+            if !result.continues() {
+                break;
+            }
+            let delay = self.options.config.retry_delay_seconds;
+            report(RunEvent::Waiting { seconds: delay });
+            let mut stopped = stop.subscribe();
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(delay)) => {}
+                _ = stopped.wait_for(|s| *s) => return Ok(RunOutcome::Stopped),
+            }
+        }
+        let tally = store.tally(only)?;
+        if tally.failed == 0 && tally.to_retry == 0 {
+            Ok(RunOutcome::AllSucceeded)
+        } else {
+            Ok(RunOutcome::SomeFailed(tally))
+        }
+    }
+}
