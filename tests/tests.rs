@@ -6,6 +6,9 @@ mod support;
 
 mod bad_plugins;
 mod classifier;
+mod cli_batch;
 mod other_language;
 mod plugins_cli;
 mod poster;
+mod run_batch;
+mod stop_and_status;

@@ -11,8 +11,7 @@ pub const SUCCESS: u8 = 0;
 pub const FAILURE: u8 = 1;
 /// The command line or an input file is wrong; nothing was done.
 pub const USAGE: u8 = 2;
-/// The run stopped before finishing (reserved for `--run`).
-#[allow(dead_code, reason = "the exit code of a stopped --run")]
+/// The run stopped before finishing.
 pub const STOPPED: u8 = 3;
 /// A plugin was refused: missing, not a component, wrong world or contract.
 pub const PLUGIN: u8 = 4;

@@ -12,7 +12,33 @@ mod output;
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{Parser, Subcommand};
+
+const EXAMPLES: &str = "\
+Examples:
+  Run a batch with 3 jobs in flight:
+    orchestrator --plugin mastodon_poster.wasm --plugin http_classifier.wasm \\
+      --jobs jobs.jsonl --accounts-file accounts.toml --workers 3 --run
+
+  Custom retry settings:
+    orchestrator --plugin mastodon_poster.wasm --accounts-file accounts.toml \\
+      --workers 3 --max-passes 5 --retry-delay 60 --run
+
+  Strict mode: give up on failures nobody recognised:
+    orchestrator --plugin mastodon_poster.wasm --accounts-file accounts.toml --no-retry-unknown --run
+
+  Check status (also while a run is in progress, from another terminal):
+    orchestrator --status
+
+  Stop every run on this state file:
+    orchestrator --stop-all
+
+  Import jobs without running them:
+    orchestrator --jobs jobs.jsonl --seed-only
+
+Exit codes: 0 every job succeeded; 1 the batch finished with jobs failed for good
+(or an unexpected error); 2 usage or configuration error; 3 stopped before
+finishing; 4 a plugin was refused.";
 
 /// Publish batches of posts across many accounts, with classified multi-pass
 /// retries and sandboxed plugins.
@@ -21,10 +47,18 @@ use clap::{CommandFactory, Parser, Subcommand};
 /// that implement the `orchestrator:plugin` contract. See `orchestrator
 /// plugins list` for the plugins this host can find.
 #[derive(Debug, Parser)]
-#[command(name = "orchestrator", version, propagate_version = true)]
+#[command(
+    name = "orchestrator",
+    version,
+    args_conflicts_with_subcommands = true,
+    after_help = EXAMPLES
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+
+    #[command(flatten)]
+    batch: commands::batch::BatchArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -35,19 +69,60 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return parse_error(e),
+    };
     init_logging();
+    let batch = &cli.batch;
     let result = match cli.command {
         Some(Command::Plugins(cmd)) => run_async(cmd.run()),
+        None if batch.run => run_async(commands::run::run(batch)),
+        None if batch.status => commands::status::run(batch),
+        None if batch.stop_all => commands::stop::run(batch),
+        None if batch.seed_only => commands::seed::run(batch),
         None => {
             // No action: show what there is to do rather than doing nothing.
-            let _ = Cli::command().print_help();
+            eprintln!(
+                "error: no action given; use one of --run, --status, --stop-all, --seed-only, or a command such as `plugins list` (see --help)"
+            );
             return ExitCode::from(exit::USAGE);
         }
     };
     match result {
         Ok(code) => ExitCode::from(code),
         Err(error) => exit::report(&error),
+    }
+}
+
+/// Help and version go to stdout with exit 0; parse errors are usage errors.
+/// The retry options' heading gets its description here, as clap has no
+/// place for one.
+fn parse_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    use commands::batch::{RETRY_DESCRIPTION, RETRY_HEADING};
+    match e.kind() {
+        ErrorKind::DisplayHelp => {
+            let help = e.render().to_string().replacen(
+                &format!("{RETRY_HEADING}:\n"),
+                &format!("{RETRY_HEADING}:\n  {RETRY_DESCRIPTION}\n\n"),
+                1,
+            );
+            let _ = output::print(&help);
+            ExitCode::SUCCESS
+        }
+        ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            ExitCode::from(if e.kind() == ErrorKind::DisplayVersion {
+                exit::SUCCESS
+            } else {
+                exit::USAGE
+            })
+        }
+        _ => {
+            let _ = e.print();
+            ExitCode::from(exit::USAGE)
+        }
     }
 }
 
@@ -62,8 +137,12 @@ fn run_async<F: std::future::Future<Output = anyhow::Result<u8>>>(fut: F) -> any
 /// Logs go to stderr so stdout stays for results; `ORCHESTRATOR_LOG` takes
 /// `tracing` filter directives (e.g. `debug`, `plugin=trace`).
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ORCHESTRATOR_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("ORCHESTRATOR_LOG").unwrap_or_else(|_| {
+            // wasi-http warns about every refused connection; the attempt's
+            // record already says it.
+            tracing_subscriber::EnvFilter::new("warn,wasmtime_wasi_http=error")
+        });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -73,6 +152,8 @@ fn init_logging() {
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
 
     #[test]

@@ -1,4 +1,10 @@
-//! One module per command; each has a clap `Args`/`Subcommand` type with a
-//! `run` method.
+//! One module per command; each has a `run` function or method. The batch
+//! actions (`--run`, `--status`, `--stop-all`, `--seed-only`) share the
+//! flags in [`batch::BatchArgs`].
 
+pub mod batch;
 pub mod plugins;
+pub mod run;
+pub mod seed;
+pub mod status;
+pub mod stop;

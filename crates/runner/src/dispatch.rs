@@ -202,9 +202,9 @@ impl AttemptCtx {
                         category: c.category,
                         reason: c.reason,
                         // A classifier may not shorten what the platform asked.
-                        retry_after_ms: c.retry_after_ms.max(
-                            report.failure.as_ref().and_then(|f| f.retry_after_ms),
-                        ),
+                        retry_after_ms: c
+                            .retry_after_ms
+                            .max(report.failure.as_ref().and_then(|f| f.retry_after_ms)),
                         decided_by: classifier.info().name.clone(),
                     };
                 }

@@ -134,7 +134,10 @@ impl AccountConfig {
             TokenSource::File(path) => match std::fs::read_to_string(path) {
                 Ok(v) if !v.trim().is_empty() => Ok(Some(Secret::new(v.trim()))),
                 Ok(_) => Err(err(format!("token_file {} is empty", path.display()))),
-                Err(e) => Err(err(format!("cannot read token_file {}: {e}", path.display()))),
+                Err(e) => Err(err(format!(
+                    "cannot read token_file {}: {e}",
+                    path.display()
+                ))),
             },
         }
     }
@@ -221,7 +224,10 @@ mod tests {
             "{\"id\":\"a\",\"account\":\"x\",\"payload\":{}}\n\n{\"id\":\"b\",\"account\":\"x\"}\n",
         );
         let err = read_jobs(&path).unwrap_err().to_string();
-        assert!(err.contains("jobs.jsonl:3: missing field `payload`"), "{err}");
+        assert!(
+            err.contains("jobs.jsonl:3: missing field `payload`"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -230,7 +236,10 @@ mod tests {
         let line = "{\"id\":\"a\",\"account\":\"x\",\"payload\":{}}\n";
         let path = write(dir.path(), "jobs.jsonl", &format!("{line}{line}"));
         let err = read_jobs(&path).unwrap_err().to_string();
-        assert!(err.contains(":2: job id \"a\" was already used on line 1"), "{err}");
+        assert!(
+            err.contains(":2: job id \"a\" was already used on line 1"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -246,7 +255,10 @@ mod tests {
         );
         let accounts = read_accounts(&path).unwrap();
         assert_eq!(accounts["alice"].token().unwrap().unwrap().expose(), "t");
-        assert_eq!(accounts["bob"].token().unwrap().unwrap().expose(), "bob-secret");
+        assert_eq!(
+            accounts["bob"].token().unwrap().unwrap().expose(),
+            "bob-secret"
+        );
         let err = accounts["carol"].token().unwrap_err().to_string();
         assert!(err.contains("ORCHESTRATOR_TEST_UNSET_VAR"), "{err}");
     }

@@ -60,12 +60,31 @@ pub struct RunOptions {
 /// What the run reports as it goes.
 #[derive(Debug, Clone)]
 pub enum RunEvent {
-    Started { config: RetryConfig, jobs: u64 },
-    PassStarted { pass: u32, max: u32, jobs: usize },
-    AttemptFinished { job: String, account: String, pass: u32, summary: String },
-    PassEnded { pass: u32, result: PassResult },
-    Waiting { seconds: u64 },
-    Stopping { grace: Duration },
+    Started {
+        config: RetryConfig,
+        jobs: u64,
+    },
+    PassStarted {
+        pass: u32,
+        max: u32,
+        jobs: usize,
+    },
+    AttemptFinished {
+        job: String,
+        account: String,
+        pass: u32,
+        summary: String,
+    },
+    PassEnded {
+        pass: u32,
+        result: PassResult,
+    },
+    Waiting {
+        seconds: u64,
+    },
+    Stopping {
+        grace: Duration,
+    },
 }
 
 /// How the run ended.

@@ -70,6 +70,8 @@ pub trait Store: Send + Sync {
 
     /// Everything `--status` shows.
     fn status(&self) -> Result<StatusReport>;
+    /// Every job's current state, in import order.
+    fn job_summaries(&self) -> Result<Vec<JobSummary>>;
 }
 
 /// The idempotency key of a job: stable across attempts, passes and

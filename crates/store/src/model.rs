@@ -184,3 +184,15 @@ pub struct RunStatus {
     pub ended_ms: Option<u64>,
     pub stop_requested: bool,
 }
+
+/// One job's standing, for listings and tests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobSummary {
+    pub id: String,
+    pub account: String,
+    pub state: JobState,
+    /// The category of the latest failure, if the job is not done.
+    pub category: Option<String>,
+    pub attempts: u32,
+    pub remote_id: Option<String>,
+}

@@ -8,8 +8,8 @@ use orchestrator_retry::{Decision, GiveUpReason, PassResult, PassTally};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::{
-    AttemptId, AttemptOutcome, ImportSummary, JobState, NewJob, NewRun, PassStatus, Result,
-    RetryEntry, RunId, RunState, RunStatus, StatusReport, Store, StoreError, StoredJob,
+    AttemptId, AttemptOutcome, ImportSummary, JobState, JobSummary, NewJob, NewRun, PassStatus,
+    Result, RetryEntry, RunId, RunState, RunStatus, StatusReport, Store, StoreError, StoredJob,
     idempotency_key,
 };
 
@@ -569,6 +569,27 @@ impl Store for SqliteStore {
             )
             .optional()?;
         Ok(report)
+    }
+
+    fn job_summaries(&self) -> Result<Vec<JobSummary>> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stmt = conn.prepare(
+            "SELECT id, account, state, category, attempts, remote_id FROM jobs ORDER BY seq",
+        )?;
+        let jobs = stmt
+            .query_map([], |r| {
+                let state: String = r.get(2)?;
+                Ok(JobSummary {
+                    id: r.get(0)?,
+                    account: r.get(1)?,
+                    state: JobState::parse(&state).unwrap_or(JobState::Pending),
+                    category: r.get(3)?,
+                    attempts: r.get(4)?,
+                    remote_id: r.get(5)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(jobs)
     }
 }
 

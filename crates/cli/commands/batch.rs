@@ -1,0 +1,153 @@
+//! The flags of the batch actions, and what they share: opening the store,
+//! reading the retry configuration, seeding.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use clap::{ArgGroup, Args};
+use orchestrator_retry::RetryConfig;
+use orchestrator_runner::input;
+use orchestrator_store::{NewJob, SqliteStore, Store};
+
+use crate::exit::{self, Exit};
+
+/// The state file used when `--state-file` is not given.
+pub const DEFAULT_STATE_FILE: &str = "orchestrator-state.sqlite";
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("action").args(["run", "status", "stop_all", "seed_only"])))]
+pub struct BatchArgs {
+    /// Import the jobs (if given) and run the batch.
+    #[arg(long, help_heading = "Actions")]
+    pub run: bool,
+    /// Show where the batch stands; works while a run is in progress.
+    #[arg(long, help_heading = "Actions")]
+    pub status: bool,
+    /// Ask every run on this state file to stop.
+    #[arg(long, help_heading = "Actions")]
+    pub stop_all: bool,
+    /// Import the jobs into the state and exit.
+    #[arg(long, help_heading = "Actions")]
+    pub seed_only: bool,
+
+    /// A plugin (.wasm): exactly one poster, and any number of classifiers,
+    /// consulted in the order given before the built-in rules.
+    #[arg(long = "plugin", value_name = "PATH")]
+    pub plugins: Vec<PathBuf>,
+    /// Jobs file: JSON Lines of {"id", "account", "payload"}.
+    #[arg(long, value_name = "FILE")]
+    pub jobs: Option<PathBuf>,
+    /// Accounts file (TOML): base URL and credential reference per account.
+    #[arg(long, value_name = "FILE")]
+    pub accounts_file: Option<PathBuf>,
+    /// The store (an embedded SQLite file).
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_STATE_FILE)]
+    pub state_file: PathBuf,
+    /// Jobs in flight at once.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 3,
+        allow_negative_numbers = true
+    )]
+    pub workers: i64,
+    /// Discard the stored batch and import the jobs again.
+    #[arg(long)]
+    pub force_reseed: bool,
+    /// Only these accounts' jobs (comma-separated).
+    #[arg(long, value_name = "A,B,C", value_delimiter = ',')]
+    pub accounts: Option<Vec<String>>,
+    /// Print JSON (with --status).
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub retry: RetryArgs,
+}
+
+/// The help heading's description is added by `main` (clap has no place
+/// for one); keep the two in step.
+pub const RETRY_HEADING: &str = "Retry Configuration";
+pub const RETRY_DESCRIPTION: &str = "Options for controlling multi-pass retry behavior";
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = RETRY_HEADING)]
+pub struct RetryArgs {
+    /// Maximum retry passes for failed jobs
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 3,
+        allow_negative_numbers = true
+    )]
+    pub max_passes: i64,
+    /// Delay in seconds between retry passes
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 30,
+        allow_negative_numbers = true
+    )]
+    pub retry_delay: i64,
+    /// Max retries for infrastructure errors before giving up
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 3,
+        allow_negative_numbers = true
+    )]
+    pub infra_retry_limit: i64,
+    /// Do not retry jobs with unknown/unclassified errors
+    #[arg(long)]
+    pub no_retry_unknown: bool,
+    /// Retry non-retryable failures too
+    #[arg(long)]
+    pub retry_include_non_retryable: bool,
+}
+
+impl BatchArgs {
+    /// Checks every flag before any work is done.
+    pub fn validate(&self) -> Result<RetryConfig> {
+        let config = RetryConfig::from_flags(
+            self.retry.max_passes,
+            self.retry.retry_delay,
+            self.retry.infra_retry_limit,
+            !self.retry.no_retry_unknown,
+            self.retry.retry_include_non_retryable,
+        )
+        .map_err(|e| Exit::new(exit::USAGE, e.to_string()))?;
+        if self.workers < 1 {
+            return Err(Exit::new(exit::USAGE, "--workers must be at least 1").into());
+        }
+        if let Some(accounts) = &self.accounts
+            && accounts.iter().any(|a| a.trim().is_empty())
+        {
+            return Err(Exit::new(exit::USAGE, "--accounts has an empty name").into());
+        }
+        Ok(config)
+    }
+
+    pub fn open_store(&self) -> Result<SqliteStore> {
+        SqliteStore::open(&self.state_file)
+            .map_err(|e| Exit::new(exit::USAGE, e.to_string()).into())
+    }
+
+    /// Reads `--jobs`; a file with a bad line is refused whole.
+    pub fn read_jobs(jobs: &Path) -> Result<Vec<NewJob>> {
+        input::read_jobs(jobs).map_err(|e| Exit::new(exit::USAGE, e.to_string()).into())
+    }
+
+    /// Imports jobs (after `--force-reseed` clears the store), keeping
+    /// those already stored.
+    pub fn seed(
+        &self,
+        store: &dyn Store,
+        jobs: &[NewJob],
+        source: &Path,
+    ) -> Result<orchestrator_store::ImportSummary> {
+        if self.force_reseed {
+            store.clear()?;
+        }
+        Ok(store.import(jobs, &source.display().to_string())?)
+    }
+}

@@ -1,0 +1,154 @@
+//! `--status`: where the batch stands, read from the store alone.
+
+use std::time::{Duration, SystemTime};
+
+use anyhow::Result;
+use orchestrator_retry::RetryConfig;
+use orchestrator_store::{RetryEntry, StatusReport, Store};
+use serde::Serialize;
+
+use crate::commands::batch::BatchArgs;
+use crate::exit;
+use crate::output::{Table, print, print_json};
+
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    state_file: String,
+    /// `null` when the state file holds no batch yet.
+    batch: Option<&'a StatusReport>,
+    retry_configuration: RetryConfig,
+    workers: i64,
+}
+
+pub fn run(args: &BatchArgs) -> Result<u8> {
+    let config = args.validate()?;
+    // Reading status must not create a state file where there is none.
+    let report = if args.state_file.exists() {
+        Some(args.open_store()?.status()?).filter(|r| r.jobs > 0)
+    } else {
+        None
+    };
+    if args.json {
+        print_json(&StatusJson {
+            state_file: args.state_file.display().to_string(),
+            batch: report.as_ref(),
+            retry_configuration: config,
+            workers: args.workers,
+        })?;
+        return Ok(exit::SUCCESS);
+    }
+    let mut out = String::new();
+    match &report {
+        None => out.push_str(&format!(
+            "No batch in {} yet; import one with --seed-only --jobs FILE or --run --jobs FILE\n",
+            args.state_file.display()
+        )),
+        Some(report) => out.push_str(&render(report, &args.state_file.display().to_string())),
+    }
+    out.push('\n');
+    out.push_str(&config.to_string());
+    out.push('\n');
+    print(&out)?;
+    Ok(exit::SUCCESS)
+}
+
+pub fn time(ms: u64) -> String {
+    let t = SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn counts(pairs: &[(String, u64)]) -> String {
+    let parts: Vec<String> = pairs
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+fn entries(title: &str, list: &[RetryEntry], total: u64, out: &mut String) {
+    if total == 0 {
+        return;
+    }
+    out.push_str(&format!("\n{title} ({total}):\n"));
+    let mut table = Table::new(vec!["  JOB", "ACCOUNT", "CATEGORY", "BY", "WHY"]);
+    for e in list {
+        let mut why = e.reason.clone().unwrap_or_default();
+        if let Some(t) = e
+            .not_before_ms
+            .filter(|t| *t > crate::commands::run::now_ms())
+        {
+            why.push_str(&format!(" (not before {})", time(t)));
+        }
+        table.row(vec![
+            format!("  {}", e.job),
+            e.account.clone(),
+            e.category.clone().unwrap_or_default(),
+            e.decided_by.clone().unwrap_or_default(),
+            why,
+        ]);
+    }
+    out.push_str(&table.render());
+    if total > list.len() as u64 {
+        out.push_str(&format!("  … and {} more\n", total - list.len() as u64));
+    }
+}
+
+/// The status text, also printed as the end-of-run summary.
+pub fn render(report: &StatusReport, state_file: &str) -> String {
+    let mut out = format!("Batch in {state_file}: {} jobs\n", report.jobs);
+    out.push_str(&format!("  by state:    {}\n", counts(&report.by_state)));
+    out.push_str(&format!("  by category: {}\n", counts(&report.by_category)));
+    if let Some(run) = &report.last_run {
+        let mut line = format!(
+            "  last run:    #{} (pid {}) {}, started {}",
+            run.id,
+            run.pid,
+            run.state,
+            time(run.started_ms)
+        );
+        if let Some(ended) = run.ended_ms {
+            line.push_str(&format!(", ended {}", time(ended)));
+        }
+        if run.stop_requested && run.state == "running" {
+            line.push_str(", stop requested");
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    if !report.passes.is_empty() {
+        out.push_str("\nPasses:\n");
+        let mut table = Table::new(vec!["  PASS", "ATTEMPTS", "SUCCEEDED", "FAILED", "RESULT"]);
+        for p in &report.passes {
+            let mut failed = counts(&p.failed_by_category);
+            if p.in_flight > 0 {
+                failed.push_str(&format!(" ({} in flight)", p.in_flight));
+            }
+            table.row(vec![
+                format!("  {}", p.pass),
+                p.attempts.to_string(),
+                p.succeeded.to_string(),
+                failed,
+                p.result.clone().unwrap_or_else(|| "in progress".into()),
+            ]);
+        }
+        out.push_str(&table.render());
+    }
+    entries(
+        "Retried next",
+        &report.next_retries,
+        report.retries_total,
+        &mut out,
+    );
+    entries(
+        "Failed for good",
+        &report.failures,
+        report.failures_total,
+        &mut out,
+    );
+    out
+}

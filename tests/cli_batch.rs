@@ -1,0 +1,138 @@
+//! The batch command line: help, validation, seeding and status.
+
+use crate::support::{self, orchestrator, run};
+
+#[test]
+fn help_is_pinned() {
+    let out = run(orchestrator().arg("--help"));
+    assert_eq!(out.code, 0);
+    insta::with_settings!({snapshot_path => "snapshots", prepend_module_to_snapshot => false}, {
+        insta::assert_snapshot!("help", out.stdout);
+    });
+}
+
+#[test]
+fn each_retry_setting_is_validated_before_any_work() {
+    let dir = support::temp_dir();
+    for (flags, message) in [
+        (
+            &["--max-passes", "0"][..],
+            "--max-passes must be at least 1",
+        ),
+        (
+            &["--retry-delay", "-1"][..],
+            "--retry-delay cannot be negative",
+        ),
+        (
+            &["--infra-retry-limit", "0"][..],
+            "--infra-retry-limit must be at least 1",
+        ),
+    ] {
+        for action in ["--run", "--status", "--seed-only"] {
+            let out = run(orchestrator()
+                .current_dir(dir.path())
+                .args(flags)
+                .arg(action));
+            assert_eq!(out.code, 2, "{flags:?} {action}");
+            assert_eq!(
+                out.stderr,
+                format!("error: {message}\n"),
+                "{flags:?} {action}"
+            );
+        }
+    }
+    // Nothing was created.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn status_without_a_batch_says_so_and_shows_the_configuration() {
+    let dir = support::temp_dir();
+    let out = run(orchestrator().current_dir(dir.path()).args([
+        "--max-passes",
+        "5",
+        "--retry-delay",
+        "60",
+        "--status",
+    ]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .starts_with("No batch in orchestrator-state.sqlite yet"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("  Max passes: 5\n  Retry delay: 60s\n"),
+        "{}",
+        out.stdout
+    );
+    let json = run(orchestrator().current_dir(dir.path()).args([
+        "--max-passes",
+        "5",
+        "--status",
+        "--json",
+    ]));
+    let value: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert!(value["batch"].is_null());
+    assert_eq!(value["retry_configuration"]["max_passes"], 5);
+}
+
+#[test]
+fn seeding_is_idempotent_and_refuses_a_bad_file_whole() {
+    let dir = support::temp_dir();
+    let good = "{\"id\": \"a\", \"account\": \"x\", \"payload\": {\"status\": \"hi\"}}\n\
+                {\"id\": \"b\", \"account\": \"x\", \"payload\": {\"status\": \"ho\"}}\n";
+    std::fs::write(dir.path().join("jobs.jsonl"), good).unwrap();
+    let seed = || {
+        run(orchestrator()
+            .current_dir(dir.path())
+            .args(["--jobs", "jobs.jsonl", "--seed-only"]))
+    };
+    let out = seed();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("Imported 2 jobs"), "{}", out.stderr);
+    let out = seed();
+    assert!(out.stderr.contains("Imported 0 jobs"), "{}", out.stderr);
+    assert!(out.stderr.contains("2 already there"), "{}", out.stderr);
+
+    std::fs::write(
+        dir.path().join("bad.jsonl"),
+        "{\"id\": \"c\", \"account\": \"x\", \"payload\": {}}\nnot json\n",
+    )
+    .unwrap();
+    let out =
+        run(orchestrator()
+            .current_dir(dir.path())
+            .args(["--jobs", "bad.jsonl", "--seed-only"]));
+    assert_eq!(out.code, 2);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with("error: bad.jsonl:2: "),
+        "{}",
+        out.stderr
+    );
+    let status = run(orchestrator()
+        .current_dir(dir.path())
+        .args(["--status", "--json"]));
+    let value: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(
+        value["batch"]["jobs"], 2,
+        "nothing of bad.jsonl was imported"
+    );
+
+    let out = run(orchestrator().current_dir(dir.path()).args([
+        "--jobs",
+        "jobs.jsonl",
+        "--seed-only",
+        "--force-reseed",
+    ]));
+    assert!(out.stderr.contains("Imported 2 jobs"), "{}", out.stderr);
+}
+
+#[test]
+fn no_action_is_a_usage_error() {
+    let out = run(&mut orchestrator());
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("no action given"), "{}", out.stderr);
+}

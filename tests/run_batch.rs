@@ -1,0 +1,315 @@
+//! `--run` end to end: the real binary, real plugins, real HTTP against the
+//! sandbox, and the state file read back through the store.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use orchestrator_sandbox::{Sandbox, Scenario};
+use orchestrator_store::{JobState, SqliteStore, Store};
+
+use crate::support::{self, Output, artifacts, orchestrator, run};
+
+/// One job per account; each account shows one kind of trouble.
+const MIXED: &str = r#"
+[[account]]
+name = "ok1"
+token = "ok1-token"
+
+[[account]]
+name = "ok2"
+token = "ok2-token"
+
+[[account]]
+name = "flaky"
+token = "flaky-token"
+script = [{ respond = "server-error", status = 503 }]
+
+[[account]]
+name = "limited"
+token = "limited-token"
+script = [{ respond = "rate-limited", reset_secs = 1 }]
+
+[[account]]
+name = "broken"
+token = "broken-token"
+script = [{ respond = "drop-connection", times = 2 }]
+
+[[account]]
+name = "suspended"
+token = "suspended-token"
+then = { respond = "suspended" }
+
+[[account]]
+name = "teapot"
+token = "teapot-token"
+then = { respond = "server-error", status = 418 }
+"#;
+
+/// A sandbox and a folder with jobs, accounts and the state file.
+pub struct Fixture {
+    pub sandbox: Sandbox,
+    pub dir: tempfile::TempDir,
+    /// Serves the sandbox while the binary under test runs.
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Fixture {
+    pub fn new(scenario: &str, jobs_per_account: usize) -> Fixture {
+        let runtime = support::runtime();
+        let scenario = Scenario::parse(scenario).unwrap();
+        let names: Vec<(String, String)> = scenario
+            .accounts
+            .iter()
+            .map(|a| (a.name.clone(), a.token.clone()))
+            .collect();
+        let sandbox = runtime.block_on(Sandbox::start_local(scenario)).unwrap();
+        let dir = support::temp_dir();
+        let mut accounts = String::new();
+        let mut jobs = String::new();
+        for (name, token) in &names {
+            accounts.push_str(&format!(
+                "[accounts.{name}]\nbase_url = \"{}\"\ntoken = \"{token}\"\n\n",
+                sandbox.url()
+            ));
+            for i in 1..=jobs_per_account {
+                jobs.push_str(&format!(
+                    "{{\"id\": \"{name}-{i}\", \"account\": \"{name}\", \"payload\": {{\"status\": \"post {i} of {name}\"}}}}\n"
+                ));
+            }
+        }
+        std::fs::write(dir.path().join("accounts.toml"), accounts).unwrap();
+        std::fs::write(dir.path().join("jobs.jsonl"), jobs).unwrap();
+        Fixture {
+            sandbox,
+            dir,
+            _runtime: runtime,
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `orchestrator` in the fixture's folder with the example plugins,
+    /// the files, a zero retry delay and `extra` flags.
+    pub fn command(&self, extra: &[&str]) -> std::process::Command {
+        let mut cmd = orchestrator();
+        cmd.current_dir(self.dir.path())
+            .arg("--plugin")
+            .arg(artifacts::MASTODON_POSTER)
+            .arg("--plugin")
+            .arg(artifacts::HTTP_CLASSIFIER)
+            .args(["--jobs", "jobs.jsonl", "--accounts-file", "accounts.toml"])
+            .args(["--retry-delay", "0"])
+            .args(extra);
+        cmd
+    }
+
+    pub fn run(&self, extra: &[&str]) -> Output {
+        run(self.command(extra).arg("--run"))
+    }
+
+    /// Every job's final state and attempt count, by id.
+    pub fn outcomes(&self) -> BTreeMap<String, (JobState, u32)> {
+        open_state(&self.path("orchestrator-state.sqlite"))
+            .job_summaries()
+            .unwrap()
+            .into_iter()
+            .map(|j| (j.id, (j.state, j.attempts)))
+            .collect()
+    }
+
+    pub fn passes(&self) -> u32 {
+        open_state(&self.path("orchestrator-state.sqlite"))
+            .last_pass()
+            .unwrap()
+    }
+}
+
+fn open_state(path: &Path) -> SqliteStore {
+    SqliteStore::open(path).unwrap()
+}
+
+use JobState::{Failed, Pending, Succeeded};
+
+fn expect(fixture: &Fixture, expected: &[(&str, JobState, u32)]) {
+    let outcomes = fixture.outcomes();
+    let expected: BTreeMap<String, (JobState, u32)> = expected
+        .iter()
+        .map(|(id, state, attempts)| (id.to_string(), (*state, *attempts)))
+        .collect();
+    assert_eq!(outcomes, expected);
+}
+
+/// Every status created once per job, never twice.
+fn assert_exactly_once(fixture: &Fixture) {
+    let counters = fixture.sandbox.counters();
+    for (key, n) in &counters.created_by_idempotency_key {
+        assert_eq!(*n, 1, "{key} created {n} statuses");
+    }
+    let succeeded = fixture
+        .outcomes()
+        .values()
+        .filter(|(s, _)| *s == Succeeded)
+        .count() as u64;
+    assert_eq!(counters.statuses_created, succeeded);
+}
+
+#[test]
+fn a_mixed_batch_with_default_flags() {
+    let f = Fixture::new(MIXED, 1);
+    let out = f.run(&[]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    expect(
+        &f,
+        &[
+            ("ok1-1", Succeeded, 1),
+            ("ok2-1", Succeeded, 1),
+            ("flaky-1", Succeeded, 2),
+            ("limited-1", Succeeded, 2),
+            ("broken-1", Succeeded, 3),
+            ("suspended-1", Failed, 1),
+            ("teapot-1", Failed, 3),
+        ],
+    );
+    assert_eq!(f.passes(), 3);
+    assert_exactly_once(&f);
+    // The log tells the story.
+    for line in [
+        "Retry Configuration:\n  Max passes: 3\n  Retry delay: 0s\n  Infra retry limit: 3\n  Retry unknown errors: true\n",
+        "Starting pass 1/3",
+        "Starting pass 2/3",
+        "Starting pass 3/3",
+        "Waiting 0s before next pass...",
+    ] {
+        assert!(
+            out.stderr.contains(line),
+            "missing {line:?} in:\n{}",
+            out.stderr
+        );
+    }
+    // The summary says why the failed jobs failed.
+    assert!(
+        out.stdout.contains("Failed for good (2):"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("account suspended may not post"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn one_pass_retries_nothing() {
+    let f = Fixture::new(MIXED, 1);
+    let out = f.run(&["--max-passes", "1"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    expect(
+        &f,
+        &[
+            ("ok1-1", Succeeded, 1),
+            ("ok2-1", Succeeded, 1),
+            ("flaky-1", Failed, 1),
+            ("limited-1", Failed, 1),
+            ("broken-1", Failed, 1),
+            ("suspended-1", Failed, 1),
+            ("teapot-1", Failed, 1),
+        ],
+    );
+    assert_eq!(f.passes(), 1);
+    assert!(!out.stderr.contains("Waiting"), "{}", out.stderr);
+}
+
+#[test]
+fn strict_mode_gives_up_on_unknown_failures() {
+    let f = Fixture::new(MIXED, 1);
+    let out = f.run(&["--no-retry-unknown"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Retry unknown errors: false"),
+        "{}",
+        out.stderr
+    );
+    let outcomes = f.outcomes();
+    assert_eq!(outcomes["teapot-1"], (Failed, 1));
+    assert_eq!(outcomes["broken-1"], (Succeeded, 3));
+    assert_eq!(f.passes(), 3);
+}
+
+#[test]
+fn non_retryable_failures_can_be_retried_on_request() {
+    let f = Fixture::new(MIXED, 1);
+    let out = f.run(&["--retry-include-non-retryable"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let outcomes = f.outcomes();
+    assert_eq!(outcomes["suspended-1"], (Failed, 3));
+    assert_eq!(outcomes["flaky-1"], (Succeeded, 2));
+}
+
+#[test]
+fn an_infrastructure_limit_of_one_allows_one_retry() {
+    let f = Fixture::new(MIXED, 1);
+    let out = f.run(&["--infra-retry-limit", "1"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let outcomes = f.outcomes();
+    assert_eq!(outcomes["broken-1"], (Failed, 2));
+    let status = run(&mut f.command(&["--status"]));
+    assert!(
+        status
+            .stdout
+            .contains("infrastructure failures used up --infra-retry-limit 1"),
+        "{}",
+        status.stdout
+    );
+}
+
+#[test]
+fn only_the_named_accounts_run() {
+    let f = Fixture::new(MIXED, 2);
+    let out = f.run(&["--accounts", "ok1,flaky"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let outcomes = f.outcomes();
+    for (id, (state, _)) in &outcomes {
+        let expected = if id.starts_with("ok1-") || id.starts_with("flaky-") {
+            Succeeded
+        } else {
+            Pending
+        };
+        assert_eq!(*state, expected, "{id}");
+    }
+    let counters = f.sandbox.counters();
+    assert_eq!(counters.statuses_created, 4);
+    assert!(!counters.requests_by_account.contains_key("teapot"));
+}
+
+#[test]
+fn rerunning_a_finished_batch_posts_nothing_again() {
+    let f = Fixture::new(MIXED, 1);
+    assert_eq!(f.run(&[]).code, 1);
+    let before = f.sandbox.counters();
+    let again = f.run(&[]);
+    assert_eq!(again.code, 1, "{}", again.stderr);
+    assert!(again.stderr.contains("Imported 0 jobs"), "{}", again.stderr);
+    assert_eq!(f.sandbox.counters().requests, before.requests);
+}
+
+#[test]
+fn an_unknown_account_in_the_jobs_is_a_usage_error() {
+    let f = Fixture::new(MIXED, 1);
+    let mut jobs = std::fs::read_to_string(f.path("jobs.jsonl")).unwrap();
+    jobs.push_str("{\"id\": \"x\", \"account\": \"nobody\", \"payload\": {\"status\": \"x\"}}\n");
+    std::fs::write(f.path("jobs.jsonl"), jobs).unwrap();
+    let out = f.run(&[]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("missing from the accounts file: nobody"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(f.sandbox.counters().requests, 0);
+    // Refused before anything was imported.
+    assert!(f.outcomes().is_empty());
+}
