@@ -190,7 +190,7 @@ fn a_mixed_batch_with_default_flags() {
     }
     // The summary says why the failed jobs failed.
     assert!(
-        out.stdout.contains("Failed for good (2):"),
+        out.stdout.contains("Failed for good (2), by reason:"),
         "{}",
         out.stdout
     );

@@ -144,11 +144,21 @@ pub fn render(report: &StatusReport, state_file: &str) -> String {
         report.retries_total,
         &mut out,
     );
-    entries(
-        "Failed for good",
-        &report.failures,
-        report.failures_total,
-        &mut out,
-    );
+    if report.failures_total > 0 {
+        out.push_str(&format!(
+            "\nFailed for good ({}), by reason:\n",
+            report.failures_total
+        ));
+        let mut table = Table::new(vec!["  JOBS", "CATEGORY", "E.G.", "WHY"]);
+        for r in &report.failure_reasons {
+            table.row(vec![
+                format!("  {}", r.jobs),
+                r.category.clone().unwrap_or_default(),
+                r.example.clone(),
+                r.reason.clone().unwrap_or_default(),
+            ]);
+        }
+        out.push_str(&table.render());
+    }
     out
 }

@@ -148,8 +148,8 @@ pub struct StatusReport {
     /// Jobs to retry next, in order, with why.
     pub next_retries: Vec<RetryEntry>,
     pub retries_total: u64,
-    /// Jobs failed for good, with why.
-    pub failures: Vec<RetryEntry>,
+    /// Jobs failed for good, grouped by why, most frequent first.
+    pub failure_reasons: Vec<ReasonCount>,
     pub failures_total: u64,
     pub last_run: Option<RunStatus>,
 }
@@ -173,6 +173,16 @@ pub struct RetryEntry {
     pub reason: Option<String>,
     pub decided_by: Option<String>,
     pub not_before_ms: Option<u64>,
+}
+
+/// How many jobs failed for one reason.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReasonCount {
+    pub category: Option<String>,
+    pub reason: Option<String>,
+    pub jobs: u64,
+    /// One of them, to look at.
+    pub example: String,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -9,8 +9,8 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::{
     AttemptId, AttemptOutcome, ImportSummary, JobState, JobSummary, NewJob, NewRun, PassStatus,
-    Result, RetryEntry, RunId, RunState, RunStatus, StatusReport, Store, StoreError, StoredJob,
-    idempotency_key,
+    ReasonCount, Result, RetryEntry, RunId, RunState, RunStatus, StatusReport, Store, StoreError,
+    StoredJob, idempotency_key,
 };
 
 /// The schema version this build writes; a file with a higher one is
@@ -550,7 +550,21 @@ impl Store for SqliteStore {
             Ok((list, total))
         };
         (report.next_retries, report.retries_total) = entries("retry")?;
-        (report.failures, report.failures_total) = entries("failed")?;
+        (_, report.failures_total) = entries("failed")?;
+        let mut reasons = conn.prepare(
+            "SELECT category, COALESCE(gave_up || ': ' || reason, reason), COUNT(*), MIN(id)
+             FROM jobs WHERE state = 'failed' GROUP BY 1, 2 ORDER BY 3 DESC, 4 LIMIT 10",
+        )?;
+        report.failure_reasons = reasons
+            .query_map([], |r| {
+                Ok(ReasonCount {
+                    category: r.get(0)?,
+                    reason: r.get(1)?,
+                    jobs: r.get::<_, i64>(2)? as u64,
+                    example: r.get(3)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
 
         report.last_run = conn
             .query_row(
