@@ -143,8 +143,10 @@ fn giving_up_is_recorded_with_why() {
         (0, 1, 1)
     );
     let status = store.status().unwrap();
+    let reason = &status.failure_reasons[0];
+    assert_eq!((reason.jobs, reason.example.as_str()), (1, "a"));
     assert!(
-        status.failures[0]
+        reason
             .reason
             .as_deref()
             .unwrap()
