@@ -313,3 +313,22 @@ fn an_unknown_account_in_the_jobs_is_a_usage_error() {
     // Refused before anything was imported.
     assert!(f.outcomes().is_empty());
 }
+
+#[test]
+fn a_retry_after_longer_than_the_delay_is_waited_out() {
+    let f = Fixture::new(
+        r#"
+[[account]]
+name = "limited"
+token = "limited-token"
+script = [{ respond = "rate-limited", reset_secs = 2 }]
+"#,
+        1,
+    );
+    let started = std::time::Instant::now();
+    let out = f.run(&[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // The retry delay is 0, but the platform asked for 2 s.
+    assert!(started.elapsed() >= std::time::Duration::from_secs(2));
+    assert_eq!(f.outcomes()["limited-1"], (Succeeded, 2));
+}
