@@ -134,7 +134,7 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
         },
         RunOptions {
             config,
-            workers: args.workers as u32,
+            workers: u32::try_from(args.workers).unwrap_or(u32::MAX),
             only_accounts: args.accounts.clone(),
             grace: GRACE,
         },
