@@ -21,6 +21,7 @@ pub mod outbound;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use orchestrator_contract::{
     FailureReport, HostFault, JobContext, PluginInfo, PluginKind, PostFailure, Receipt, Verdict,
@@ -30,7 +31,7 @@ use orchestrator_world::log;
 use orchestrator_world::poster::PosterPre;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store};
+use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -40,6 +41,58 @@ pub use outbound::{OutboundAccess, Secret};
 
 use outbound::{FaultLog, OutboundHooks};
 
+/// What the host allows every call, whatever the plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock time for one call, spinning or waiting on HTTP.
+    pub deadline: Duration,
+    /// Linear memory per instance, in bytes.
+    pub memory_bytes: usize,
+    /// Largest HTTP response body a poster may receive, in bytes.
+    pub response_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            deadline: Duration::from_secs(60),
+            memory_bytes: 64 << 20,
+            response_bytes: 4 << 20,
+        }
+    }
+}
+
+/// Refuses memory growth past the limit, and remembers that it did so a
+/// trap that follows is reported as out-of-memory.
+struct MemoryLimiter {
+    max: usize,
+    refused: Option<usize>,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max {
+            self.refused = Some(desired);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
 /// The per-call state inside a plugin's `Store`.
 struct HostState {
     plugin: Arc<str>,
@@ -47,18 +100,31 @@ struct HostState {
     table: ResourceTable,
     http: WasiHttpCtx,
     hooks: OutboundHooks,
+    memory: MemoryLimiter,
 }
 
 impl HostState {
-    fn new(plugin: Arc<str>, access: OutboundAccess, faults: FaultLog) -> Self {
+    fn new(plugin: Arc<str>, access: OutboundAccess, faults: FaultLog, limits: Limits) -> Self {
         HostState {
             plugin,
             // Nothing inherited: no environment, arguments, preopened
-            // directories, stdio or sockets.
-            wasi: WasiCtx::builder().build(),
+            // directories or stdio, and no sockets or name lookups.
+            wasi: WasiCtx::builder()
+                .allow_tcp(false)
+                .allow_udp(false)
+                .allow_ip_name_lookup(false)
+                .build(),
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
-            hooks: OutboundHooks { access, faults },
+            hooks: OutboundHooks {
+                access,
+                faults,
+                response_bytes: limits.response_bytes,
+            },
+            memory: MemoryLimiter {
+                max: limits.memory_bytes,
+                refused: None,
+            },
         }
     }
 }
@@ -106,12 +172,36 @@ pub struct PluginHost {
     engine: Engine,
     poster_linker: Arc<Linker<HostState>>,
     classifier_linker: Arc<Linker<HostState>>,
+    limits: Limits,
 }
 
+/// How often the engine's epoch advances: the granularity of deadlines,
+/// and how often a spinning guest yields its thread to other attempts.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
 impl PluginHost {
+    /// A host with the default [`Limits`].
     pub fn new() -> Result<Self, EngineError> {
-        let config = Config::new();
+        Self::with_limits(Limits::default())
+    }
+
+    pub fn with_limits(limits: Limits) -> Result<Self, EngineError> {
+        let mut config = Config::new();
+        // Deadlines interrupt guest code itself, not only the future
+        // around it: a guest spinning in a loop never returns to await.
+        config.epoch_interruption(true);
         let engine = Engine::new(&config).map_err(|e| EngineError(format!("{e:#}")))?;
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("orchestrator-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .map_err(|e| EngineError(format!("cannot start the epoch timer: {e}")))?;
         let link = |http: bool| -> wasmtime::Result<Linker<HostState>> {
             let mut linker = Linker::new(&engine);
             // The WASI a Rust or C guest's standard library needs to start;
@@ -129,11 +219,16 @@ impl PluginHost {
             engine,
             poster_linker: Arc::new(poster_linker),
             classifier_linker: Arc::new(classifier_linker),
+            limits,
         })
     }
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// Reads, compiles, checks and describes the plugin at `path`.
@@ -208,6 +303,7 @@ impl PluginHost {
                 interfaces,
             },
             runtime,
+            limits: self.limits,
         };
         plugin.meta.info = plugin.describe().await.map_err(|e| LoadError::Describe {
             path: path.to_owned(),
@@ -290,6 +386,7 @@ enum Runtime {
 pub struct Plugin {
     meta: PluginMeta,
     runtime: Runtime,
+    limits: Limits,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -333,29 +430,70 @@ impl Plugin {
         } else {
             Arc::from(self.meta.info.name.as_str())
         };
-        Store::new(engine, HostState::new(name, access, faults))
+        let mut store = Store::new(engine, HostState::new(name, access, faults, self.limits));
+        store.limiter(|s| &mut s.memory);
+        let deadline = Instant::now() + self.limits.deadline;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                // Let other attempts on this thread run, then check again.
+                UpdateDeadline::Yield(1)
+            })
+        });
+        store
+    }
+
+    /// Runs one call under the deadline, and turns what went wrong into the
+    /// host fault that explains it.
+    async fn guarded<R>(
+        &self,
+        store: &mut Store<HostState>,
+        call: impl AsyncFnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, HostFault> {
+        let deadline_ms = self.limits.deadline.as_millis() as u64;
+        // The outer timeout covers a guest blocked in a host call (waiting
+        // on HTTP), where epochs are not checked.
+        match tokio::time::timeout(self.limits.deadline, call(&mut *store)).await {
+            Err(_) => Err(HostFault::Timeout(deadline_ms)),
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => {
+                if let Some(desired) = store.data().memory.refused {
+                    return Err(HostFault::OutOfMemory(format!(
+                        "tried to grow linear memory to {} MiB, past the {} MiB limit",
+                        desired >> 20,
+                        self.limits.memory_bytes >> 20
+                    )));
+                }
+                if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+                    return Err(HostFault::Timeout(deadline_ms));
+                }
+                Err(trap(e))
+            }
+        }
     }
 
     async fn describe(&self) -> Result<PluginInfo, HostFault> {
         let mut store = self.store(OutboundAccess::default(), FaultLog::default());
-        let info = match &self.runtime {
-            Runtime::Poster(pre) => {
-                let instance = pre.instantiate_async(&mut store).await.map_err(trap)?;
-                instance
-                    .orchestrator_plugin_metadata()
-                    .call_describe(&mut store)
-                    .await
-                    .map_err(trap)?
-            }
-            Runtime::Classifier(pre) => {
-                let instance = pre.instantiate_async(&mut store).await.map_err(trap)?;
-                instance
-                    .orchestrator_plugin_metadata()
-                    .call_describe(&mut store)
-                    .await
-                    .map_err(trap)?
-            }
-        };
+        let info = self
+            .guarded(&mut store, async |store| match &self.runtime {
+                Runtime::Poster(pre) => {
+                    let instance = pre.instantiate_async(&mut *store).await?;
+                    instance
+                        .orchestrator_plugin_metadata()
+                        .call_describe(store)
+                        .await
+                }
+                Runtime::Classifier(pre) => {
+                    let instance = pre.instantiate_async(&mut *store).await?;
+                    instance
+                        .orchestrator_plugin_metadata()
+                        .call_describe(store)
+                        .await
+                }
+            })
+            .await?;
         Ok(convert::plugin_info(info))
     }
 
@@ -369,14 +507,16 @@ impl Plugin {
         };
         let faults = FaultLog::default();
         let mut store = self.store(access, faults.clone());
-        let result = async {
-            let instance = pre.instantiate_async(&mut store).await?;
-            instance
-                .orchestrator_plugin_post()
-                .call_post(&mut store, &convert::job(job))
-                .await
-        }
-        .await;
+        let job = convert::job(job);
+        let result = self
+            .guarded(&mut store, async |store| {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                instance
+                    .orchestrator_plugin_post()
+                    .call_post(store, &job)
+                    .await
+            })
+            .await;
         // The first fault the host saw is the one that explains the failure.
         let fault = faults
             .lock()
@@ -389,9 +529,11 @@ impl Plugin {
                 failure: Some(convert::failure_from_wit(failure)),
                 fault,
             },
+            // A fault the hooks saw (a denied request) explains the trap or
+            // timeout that followed it.
             Err(e) => Attempt::Failed {
                 failure: None,
-                fault: Some(fault.unwrap_or_else(|| trap(e))),
+                fault: Some(fault.unwrap_or(e)),
             },
         }
     }
@@ -405,12 +547,16 @@ impl Plugin {
             panic!("classify called on a {} plugin", self.meta.kind);
         };
         let mut store = self.store(OutboundAccess::default(), FaultLog::default());
-        let instance = pre.instantiate_async(&mut store).await.map_err(trap)?;
-        let verdict = instance
-            .orchestrator_plugin_classify()
-            .call_classify(&mut store, &convert::report(report))
-            .await
-            .map_err(trap)?;
+        let report = convert::report(report);
+        let verdict = self
+            .guarded(&mut store, async |store| {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                instance
+                    .orchestrator_plugin_classify()
+                    .call_classify(store, &report)
+                    .await
+            })
+            .await?;
         Ok(convert::verdict(verdict))
     }
 }

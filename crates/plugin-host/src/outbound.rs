@@ -91,6 +91,7 @@ pub(crate) type FaultLog = Arc<Mutex<Vec<HostFault>>>;
 pub(crate) struct OutboundHooks {
     pub(crate) access: OutboundAccess,
     pub(crate) faults: FaultLog,
+    pub(crate) response_bytes: u64,
 }
 
 impl OutboundHooks {
@@ -143,13 +144,34 @@ impl WasiHttpHooks for OutboundHooks {
             request.headers_mut().insert(AUTHORIZATION, value);
         }
 
+        let limit = self.response_bytes;
         Box::new(async move {
             use http_body_util::BodyExt;
             match wasmtime_wasi_http::default_send_request(request, options).await {
-                Ok((response, io)) => Ok((
-                    response.map(BodyExt::boxed_unsync),
-                    Box::new(io) as Box<dyn Future<Output = _> + Send>,
-                )),
+                Ok((response, io)) => {
+                    let message =
+                        format!("{shown}: the response body is larger than the {limit}-byte limit");
+                    let too_large = move |faults: &FaultLog| {
+                        Self::record(faults, HostFault::ConnectionError(message.clone()));
+                        wasmtime_wasi_http::Error::HttpResponseBodySize(Some(limit))
+                    };
+                    let declared = response
+                        .headers()
+                        .get(http::header::CONTENT_LENGTH)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok());
+                    if declared.is_some_and(|n| n > limit) {
+                        return Err(too_large(&faults));
+                    }
+                    let faults_body = faults.clone();
+                    let too_large = too_large.clone();
+                    let response = response.map(move |body| {
+                        http_body_util::Limited::new(body, limit as usize)
+                            .map_err(move |_| too_large(&faults_body))
+                            .boxed_unsync()
+                    });
+                    Ok((response, Box::new(io) as Box<dyn Future<Output = _> + Send>))
+                }
                 Err(e) => {
                     Self::record(&faults, HostFault::ConnectionError(format!("{shown}: {e}")));
                     Err(e)
