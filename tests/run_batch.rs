@@ -49,6 +49,8 @@ then = { respond = "server-error", status = 418 }
 pub struct Fixture {
     pub sandbox: Sandbox,
     pub dir: tempfile::TempDir,
+    /// The `--plugin` arguments, in order.
+    pub plugins: Vec<&'static str>,
     /// Serves the sandbox while the binary under test runs.
     _runtime: tokio::runtime::Runtime,
 }
@@ -82,8 +84,24 @@ impl Fixture {
         Fixture {
             sandbox,
             dir,
+            plugins: vec![artifacts::MASTODON_POSTER, artifacts::HTTP_CLASSIFIER],
             _runtime: runtime,
         }
+    }
+
+    /// Replaces the jobs file.
+    pub fn with_jobs(self, jobs: &str) -> Fixture {
+        std::fs::write(self.path("jobs.jsonl"), jobs).unwrap();
+        self
+    }
+
+    pub fn with_plugins(mut self, plugins: &[&'static str]) -> Fixture {
+        self.plugins = plugins.to_vec();
+        self
+    }
+
+    pub fn state(&self) -> SqliteStore {
+        open_state(&self.path("orchestrator-state.sqlite"))
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -94,12 +112,11 @@ impl Fixture {
     /// the files, a zero retry delay and `extra` flags.
     pub fn command(&self, extra: &[&str]) -> std::process::Command {
         let mut cmd = orchestrator();
-        cmd.current_dir(self.dir.path())
-            .arg("--plugin")
-            .arg(artifacts::MASTODON_POSTER)
-            .arg("--plugin")
-            .arg(artifacts::HTTP_CLASSIFIER)
-            .args(["--jobs", "jobs.jsonl", "--accounts-file", "accounts.toml"])
+        cmd.current_dir(self.dir.path());
+        for plugin in &self.plugins {
+            cmd.arg("--plugin").arg(plugin);
+        }
+        cmd.args(["--jobs", "jobs.jsonl", "--accounts-file", "accounts.toml"])
             .args(["--retry-delay", "0"])
             .args(extra);
         cmd

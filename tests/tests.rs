@@ -7,6 +7,7 @@ mod support;
 mod bad_plugins;
 mod classifier;
 mod cli_batch;
+mod hostile_plugins;
 mod other_language;
 mod plugins_cli;
 mod poster;

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::{ArgGroup, Args};
+use orchestrator_plugin_host::Limits;
 use orchestrator_retry::RetryConfig;
 use orchestrator_runner::input;
 use orchestrator_store::{NewJob, SqliteStore, Store};
@@ -63,6 +64,73 @@ pub struct BatchArgs {
 
     #[command(flatten)]
     pub retry: RetryArgs,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// What every plugin call may use; the host enforces these.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Plugin Limits")]
+pub struct LimitArgs {
+    /// Wall-clock seconds one attempt (or classification) may take
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 60,
+        allow_negative_numbers = true
+    )]
+    pub job_timeout: i64,
+    /// Linear memory per plugin instance, in MiB
+    #[arg(
+        long,
+        value_name = "MIB",
+        default_value_t = 64,
+        allow_negative_numbers = true
+    )]
+    pub plugin_memory: i64,
+    /// Largest HTTP response body a poster may receive, in MiB
+    #[arg(
+        long,
+        value_name = "MIB",
+        default_value_t = 4,
+        allow_negative_numbers = true
+    )]
+    pub response_limit: i64,
+    /// Also let posters reach HOST[:PORT] (repeatable); by default a poster
+    /// reaches only its account's base-URL host
+    #[arg(long = "allow-host", value_name = "HOST[:PORT]")]
+    pub allow_hosts: Vec<String>,
+}
+
+impl LimitArgs {
+    pub fn limits(&self) -> Result<Limits> {
+        let at_least_1 = |value: i64, flag: &str| -> Result<u64> {
+            if value < 1 {
+                return Err(Exit::new(exit::USAGE, format!("{flag} must be at least 1")).into());
+            }
+            Ok(value as u64)
+        };
+        let timeout = at_least_1(self.job_timeout, "--job-timeout")?;
+        let memory = at_least_1(self.plugin_memory, "--plugin-memory")?;
+        let response = at_least_1(self.response_limit, "--response-limit")?;
+        // Past these, a value is surely a mistake rather than a need.
+        if memory > 4096 {
+            return Err(
+                Exit::new(exit::USAGE, "--plugin-memory must be at most 4096 (MiB)").into(),
+            );
+        }
+        if response > 4096 {
+            return Err(
+                Exit::new(exit::USAGE, "--response-limit must be at most 4096 (MiB)").into(),
+            );
+        }
+        Ok(Limits {
+            deadline: std::time::Duration::from_secs(timeout),
+            memory_bytes: (memory as usize) << 20,
+            response_bytes: response << 20,
+        })
+    }
 }
 
 /// The help heading's description is added by `main` (clap has no place
@@ -116,6 +184,7 @@ impl BatchArgs {
             self.retry.retry_include_non_retryable,
         )
         .map_err(|e| Exit::new(exit::USAGE, e.to_string()))?;
+        self.limits.limits()?;
         if self.workers < 1 {
             return Err(Exit::new(exit::USAGE, "--workers must be at least 1").into());
         }

@@ -80,7 +80,7 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
         None => None,
     };
 
-    let host = PluginHost::new()?;
+    let host = PluginHost::with_limits(args.limits.limits()?)?;
     let mut posters = Vec::new();
     let mut classifiers = Vec::new();
     for path in &args.plugins {
@@ -137,6 +137,7 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
             workers: u32::try_from(args.workers).unwrap_or(u32::MAX),
             only_accounts: args.accounts.clone(),
             grace: GRACE,
+            allow_hosts: args.limits.allow_hosts.clone(),
         },
     );
     let (stop, _) = tokio::sync::watch::channel(false);

@@ -20,7 +20,10 @@ pub fn builtin_classification(report: &FailureReport) -> Classification {
         return match fault {
             HostFault::DeniedRequest(host) => decided(
                 Category::NonRetryable,
-                format!("the plugin asked for {host}, which it was not granted"),
+                format!(
+                    "the plugin asked for {host}, which it was not granted; to allow it, pass --allow-host {host} or add allow_hosts = [\"{host}\"] under [accounts.{}]",
+                    report.job.account.name
+                ),
             ),
             other => decided(Category::Infrastructure, other.to_string()),
         };

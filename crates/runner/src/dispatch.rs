@@ -145,7 +145,15 @@ impl AttemptCtx {
             pass: self.pass,
             idempotency_key: job.idempotency_key.clone(),
         };
-        let access = OutboundAccess::for_account(&account.base_url, token);
+        let access = self
+            .options
+            .allow_hosts
+            .iter()
+            .chain(&account.allow_hosts)
+            .fold(
+                OutboundAccess::for_account(&account.base_url, token),
+                |access, host| access.grant(host),
+            );
         let (outcome, summary) = match self.batch.poster.post(&context, access).await {
             Attempt::Posted(receipt) => {
                 let summary = format!("posted {}", receipt.remote_id);

@@ -93,6 +93,9 @@ struct AccountEntry {
     token: Option<String>,
     token_env: Option<String>,
     token_file: Option<PathBuf>,
+    /// Hosts (`host[:port]`) this account's posts may reach besides its own.
+    #[serde(default)]
+    allow_hosts: Vec<String>,
     #[serde(default)]
     settings: BTreeMap<String, String>,
 }
@@ -103,6 +106,8 @@ pub struct AccountConfig {
     pub name: String,
     pub base_url: String,
     pub settings: Vec<(String, String)>,
+    /// Hosts this account's posts may reach besides its base URL's.
+    pub allow_hosts: Vec<String>,
     token: TokenSource,
 }
 
@@ -150,6 +155,7 @@ impl AccountConfig {
 /// base_url = "https://mastodon.example"
 /// token_env = "ALICE_TOKEN"        # or token_file = "path", or token = "..." (tests)
 /// settings = { language = "en" }   # non-secret, passed to the plugin
+/// allow_hosts = ["media.example"]   # more hosts its posts may reach
 /// ```
 pub fn read_accounts(path: &Path) -> Result<BTreeMap<String, AccountConfig>, InputError> {
     let text = std::fs::read_to_string(path).map_err(|source| InputError::Read {
@@ -198,6 +204,7 @@ pub fn read_accounts(path: &Path) -> Result<BTreeMap<String, AccountConfig>, Inp
                 name,
                 base_url: entry.base_url,
                 settings: entry.settings.into_iter().collect(),
+                allow_hosts: entry.allow_hosts,
                 token,
             },
         );

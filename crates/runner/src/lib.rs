@@ -55,6 +55,8 @@ pub struct RunOptions {
     pub only_accounts: Option<Vec<String>>,
     /// How long attempts in flight may take to finish after a stop.
     pub grace: Duration,
+    /// Hosts every poster call may reach besides its account's own.
+    pub allow_hosts: Vec<String>,
 }
 
 /// What the run reports as it goes.

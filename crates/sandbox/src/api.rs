@@ -41,12 +41,25 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Reply
             StatusCode::OK,
             serde_json::to_string(&crate::counters(&shared)).unwrap_or_default(),
         )),
+        (_, "/_sandbox/huge") => Ok(huge(&req)),
         (&Method::GET, "/_sandbox/statuses") => Ok(json_response(
             StatusCode::OK,
             serde_json::to_string(&crate::statuses(&shared)).unwrap_or_default(),
         )),
         _ => Ok(error(StatusCode::NOT_FOUND, "Record not found")),
     }
+}
+
+/// `?bytes=N` bytes of filler, for testing response-size limits.
+fn huge(req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let bytes = req
+        .uri()
+        .query()
+        .and_then(|q| q.strip_prefix("bytes="))
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(256 << 20);
+    Response::new(Full::new(Bytes::from(vec![b'x'; bytes])))
 }
 
 fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {

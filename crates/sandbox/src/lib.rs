@@ -12,7 +12,8 @@
 //!   `Idempotency-Key` is honoured per account for the scenario's window
 //!   (default one hour): a repeated key replays the first created status.
 //! - `GET /api/v1/accounts/verify_credentials`
-//! - `GET /_sandbox/counters` and `GET /_sandbox/statuses` for tests.
+//! - `GET /_sandbox/counters` and `GET /_sandbox/statuses` for tests, and
+//!   `/_sandbox/huge?bytes=N` (any method) for response-size limits.
 //!
 //! Every response carries `X-RateLimit-Limit`, `-Remaining` and `-Reset`.
 //! Hot paths take no global lock: per-account state lives in sharded maps

@@ -72,6 +72,8 @@ pub trait Store: Send + Sync {
     fn status(&self) -> Result<StatusReport>;
     /// Every job's current state, in import order.
     fn job_summaries(&self) -> Result<Vec<JobSummary>>;
+    /// A job's attempts, oldest first.
+    fn attempts(&self, job: &str) -> Result<Vec<AttemptRecord>>;
 }
 
 /// The idempotency key of a job: stable across attempts, passes and

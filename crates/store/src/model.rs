@@ -206,3 +206,21 @@ pub struct JobSummary {
     pub attempts: u32,
     pub remote_id: Option<String>,
 }
+
+/// One attempt as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AttemptRecord {
+    pub pass: u32,
+    pub number: u32,
+    pub started_ms: u64,
+    pub ended_ms: Option<u64>,
+    /// `in-flight`, `succeeded`, `failed` or `uncertain`.
+    pub outcome: String,
+    pub remote_id: Option<String>,
+    pub failure: Option<PostFailure>,
+    pub fault: Option<HostFault>,
+    pub category: Option<String>,
+    pub decided_by: Option<String>,
+    pub reason: Option<String>,
+    pub decision: Option<String>,
+}

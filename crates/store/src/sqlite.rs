@@ -8,9 +8,9 @@ use orchestrator_retry::{Decision, GiveUpReason, PassResult, PassTally};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::{
-    AttemptId, AttemptOutcome, ImportSummary, JobState, JobSummary, NewJob, NewRun, PassStatus,
-    ReasonCount, Result, RetryEntry, RunId, RunState, RunStatus, StatusReport, Store, StoreError,
-    StoredJob, idempotency_key,
+    AttemptId, AttemptOutcome, AttemptRecord, ImportSummary, JobState, JobSummary, NewJob, NewRun,
+    PassStatus, ReasonCount, Result, RetryEntry, RunId, RunState, RunStatus, StatusReport, Store,
+    StoreError, StoredJob, idempotency_key,
 };
 
 /// The schema version this build writes; a file with a higher one is
@@ -583,6 +583,49 @@ impl Store for SqliteStore {
             )
             .optional()?;
         Ok(report)
+    }
+
+    fn attempts(&self, job: &str) -> Result<Vec<AttemptRecord>> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stmt = conn.prepare(
+            "SELECT pass, number, started_ms, ended_ms, outcome, remote_id, failure, fault,
+                    category, decided_by, reason, decision
+             FROM attempts WHERE job_id = ?1 ORDER BY id",
+        )?;
+        let rows = stmt
+            .query_map([job], |r| {
+                Ok((
+                    AttemptRecord {
+                        pass: r.get(0)?,
+                        number: r.get(1)?,
+                        started_ms: r.get::<_, i64>(2)? as u64,
+                        ended_ms: r.get::<_, Option<i64>>(3)?.map(|v| v as u64),
+                        outcome: r.get(4)?,
+                        remote_id: r.get(5)?,
+                        failure: None,
+                        fault: None,
+                        category: r.get(8)?,
+                        decided_by: r.get(9)?,
+                        reason: r.get(10)?,
+                        decision: r.get(11)?,
+                    },
+                    r.get::<_, Option<String>>(6)?,
+                    r.get::<_, Option<String>>(7)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter()
+            .map(|(mut record, failure, fault)| {
+                let parse = |text: &str| StoreError::Corrupt(format!("attempt record: {text}"));
+                record.failure = failure
+                    .map(|f| serde_json::from_str(&f).map_err(|e| parse(&e.to_string())))
+                    .transpose()?;
+                record.fault = fault
+                    .map(|f| serde_json::from_str(&f).map_err(|e| parse(&e.to_string())))
+                    .transpose()?;
+                Ok(record)
+            })
+            .collect()
     }
 
     fn job_summaries(&self) -> Result<Vec<JobSummary>> {
