@@ -12,4 +12,5 @@ mod other_language;
 mod plugins_cli;
 mod poster;
 mod run_batch;
+mod secrets;
 mod stop_and_status;
