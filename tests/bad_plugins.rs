@@ -8,7 +8,7 @@ fn refusal(file: &std::path::Path) -> String {
     let out = run(orchestrator().args(["plugins", "inspect"]).arg(file));
     assert_eq!(
         out.code,
-        4,
+        2,
         "exit code for {}: {}",
         file.display(),
         out.stderr

@@ -126,7 +126,7 @@ fn inspect_of_an_incompatible_plugin_shows_it_then_refuses() {
     let out = run(orchestrator()
         .args(["plugins", "inspect"])
         .arg(dir.path().join("future-classifier.wasm")));
-    assert_eq!(out.code, 4);
+    assert_eq!(out.code, 2);
     assert!(
         out.stdout.contains("orchestrator:plugin/classify@0.2.0"),
         "{}",

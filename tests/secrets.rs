@@ -48,7 +48,10 @@ fn no_output_log_or_state_contains_a_token() {
     written.push_str(&missing.stderr);
 
     assert!(written.len() > 1000, "the run wrote its logs");
-    assert!(!written.contains(TOKEN), "a token leaked into output:\n{written}");
+    assert!(
+        !written.contains(TOKEN),
+        "a token leaked into output:\n{written}"
+    );
     for entry in std::fs::read_dir(f.dir.path()).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod bad_input;
 mod bad_plugins;
 mod classifier;
 mod cli_batch;

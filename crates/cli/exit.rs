@@ -9,12 +9,11 @@ use std::process::ExitCode;
 pub const SUCCESS: u8 = 0;
 /// An error the program did not classify further (I/O, the engine).
 pub const FAILURE: u8 = 1;
-/// The command line or an input file is wrong; nothing was done.
+/// The command line, an input file, the state file or a plugin is wrong;
+/// nothing was done.
 pub const USAGE: u8 = 2;
 /// The run stopped before finishing.
 pub const STOPPED: u8 = 3;
-/// A plugin was refused: missing, not a component, wrong world or contract.
-pub const PLUGIN: u8 = 4;
 
 /// An error with the exit code it should end the program with.
 #[derive(Debug, thiserror::Error)]
@@ -45,13 +44,7 @@ pub fn report(error: &anyhow::Error) -> ExitCode {
 mod tests {
     #[test]
     fn codes_are_distinct() {
-        let codes = [
-            super::SUCCESS,
-            super::FAILURE,
-            super::USAGE,
-            super::STOPPED,
-            super::PLUGIN,
-        ];
+        let codes = [super::SUCCESS, super::FAILURE, super::USAGE, super::STOPPED];
         let unique: std::collections::BTreeSet<_> = codes.iter().collect();
         assert_eq!(unique.len(), codes.len());
     }

@@ -37,8 +37,8 @@ Examples:
     orchestrator --jobs jobs.jsonl --seed-only
 
 Exit codes: 0 every job succeeded; 1 the batch finished with jobs failed for good
-(or an unexpected error); 2 usage or configuration error; 3 stopped before
-finishing; 4 a plugin was refused.";
+(or an unexpected error); 2 usage or configuration error (flags, input files,
+state file, plugins); 3 stopped before finishing.";
 
 /// Publish batches of posts across many accounts, with classified multi-pass
 /// retries and sandboxed plugins.

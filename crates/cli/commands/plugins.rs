@@ -188,7 +188,7 @@ async fn inspect(args: InspectArgs) -> Result<u8> {
     }
     match examined.outcome {
         Ok(_) => Ok(exit::SUCCESS),
-        Err(e) => Err(Exit::new(exit::PLUGIN, e.to_string()).into()),
+        Err(e) => Err(Exit::new(exit::USAGE, e.to_string()).into()),
     }
 }
 

@@ -87,7 +87,7 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
         let plugin = host
             .load(path)
             .await
-            .map_err(|e| Exit::new(exit::PLUGIN, e.to_string()))?;
+            .map_err(|e| Exit::new(exit::USAGE, e.to_string()))?;
         match plugin.kind() {
             PluginKind::Poster => posters.push(Arc::new(plugin)),
             PluginKind::Classifier => classifiers.push(Arc::new(plugin)),

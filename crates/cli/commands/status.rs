@@ -23,7 +23,12 @@ struct StatusJson<'a> {
 pub fn run(args: &BatchArgs) -> Result<u8> {
     let config = args.validate()?;
     // Reading status must not create a state file where there is none.
-    let report = if args.state_file.exists() {
+    let read_only = std::fs::metadata(&args.state_file).is_ok_and(|m| m.permissions().readonly());
+    let report = if read_only {
+        let store = orchestrator_store::SqliteStore::open_read_only(&args.state_file)
+            .map_err(|e| crate::exit::Exit::new(exit::USAGE, e.to_string()))?;
+        Some(store.status()?).filter(|r| r.jobs > 0)
+    } else if args.state_file.exists() {
         Some(args.open_store()?.status()?).filter(|r| r.jobs > 0)
     } else {
         None

@@ -9,6 +9,9 @@ pub enum LoadError {
     #[error("plugin {path}: file not found; check the path or the plugin search path")]
     NotFound { path: PathBuf },
 
+    #[error("plugin {path}: is a directory; give the path of a .wasm file")]
+    Directory { path: PathBuf },
+
     #[error("plugin {path}: cannot read the file: {source}")]
     Unreadable {
         path: PathBuf,

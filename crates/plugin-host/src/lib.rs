@@ -322,6 +322,11 @@ impl PluginHost {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, LoadError> {
+    if path.is_dir() {
+        return Err(LoadError::Directory {
+            path: path.to_owned(),
+        });
+    }
     std::fs::read(path).map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => LoadError::NotFound {
             path: path.to_owned(),

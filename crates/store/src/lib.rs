@@ -28,6 +28,10 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
+    #[error(
+        "the state file {path} is read-only; make it writable (chmod u+w) or use another --state-file"
+    )]
+    ReadOnly { path: String },
     #[error("the state file's database failed: {0}")]
     Database(#[from] rusqlite::Error),
     #[error("the state file holds a value it cannot read: {0}")]

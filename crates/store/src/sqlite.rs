@@ -102,8 +102,14 @@ fn now_ms() -> u64 {
 
 impl SqliteStore {
     /// Opens (creating if needed) the store at `path`.
+    ///
+    /// A file without write permission is refused even for root, who could
+    /// write it anyway: the user marked it read-only for a reason.
     pub fn open(path: &Path) -> Result<Self> {
         let shown = path.display().to_string();
+        if std::fs::metadata(path).is_ok_and(|m| m.permissions().readonly()) {
+            return Err(StoreError::ReadOnly { path: shown });
+        }
         let open_err = |e: rusqlite::Error| StoreError::Open {
             path: shown.clone(),
             reason: e.to_string(),
@@ -133,6 +139,33 @@ impl SqliteStore {
         conn.execute_batch(SCHEMA).map_err(open_err)?;
         conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
             .map_err(open_err)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// Opens an existing store for reading only (`--status` on a file the
+    /// user made read-only).
+    pub fn open_read_only(path: &Path) -> Result<Self> {
+        let shown = path.display().to_string();
+        let open_err = |e: rusqlite::Error| StoreError::Open {
+            path: shown.clone(),
+            reason: e.to_string(),
+        };
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(open_err)?;
+        let found: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(open_err)?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                path: shown,
+                found,
+                known: SCHEMA_VERSION,
+            });
+        }
         Ok(SqliteStore {
             conn: Mutex::new(conn),
         })
