@@ -134,3 +134,49 @@ fn inspect_of_an_incompatible_plugin_shows_it_then_refuses() {
     );
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
 }
+
+#[test]
+fn inspect_shows_what_a_poster_would_be_granted() {
+    let dir = plugin_dir();
+    std::fs::write(
+        dir.path().join("accounts.toml"),
+        "[accounts.alice]\nbase_url = \"https://social.example\"\ntoken = \"t\"\n\
+         allow_hosts = [\"media.example:8443\"]\n\n\
+         [accounts.bob]\nbase_url = \"http://127.0.0.1:8080\"\n",
+    )
+    .unwrap();
+    let out = run(orchestrator()
+        .current_dir(dir.path())
+        .args(["plugins", "inspect", "mastodon-poster.wasm"])
+        .args([
+            "--accounts-file",
+            "accounts.toml",
+            "--allow-host",
+            "cdn.example",
+        ]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let capabilities = out.stdout.split("capabilities:\n").nth(1).unwrap();
+    assert_eq!(
+        capabilities,
+        "  filesystem   none\n\
+         \x20 environment  none (no variables, no arguments, no stdio)\n\
+         \x20 sockets      none (no TCP, UDP or name lookups)\n\
+         \x20 http         per account:\n\
+         \x20   alice: social.example:443, cdn.example:443, media.example:8443 (token added for social.example:443 only)\n\
+         \x20   bob: 127.0.0.1:8080, cdn.example:443\n\
+         \x20 limits       60 s per call, 64 MiB memory, 4 MiB per HTTP response\n"
+    );
+    // A classifier gets no network, whatever the accounts.
+    let out = run(orchestrator().current_dir(dir.path()).args([
+        "plugins",
+        "inspect",
+        "http-classifier.wasm",
+        "--accounts-file",
+        "accounts.toml",
+    ]));
+    assert!(
+        out.stdout.contains("  http         none\n"),
+        "{}",
+        out.stdout
+    );
+}

@@ -4,9 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use orchestrator_contract::{CONTRACT_PACKAGE, accepted_versions};
+use orchestrator_contract::{CONTRACT_PACKAGE, PluginKind, accepted_versions};
 use orchestrator_plugin_host::discover::SearchPath;
-use orchestrator_plugin_host::{Examined, PluginHost};
+use orchestrator_plugin_host::{Examined, Limits, OutboundAccess, PluginHost, outbound};
+use orchestrator_runner::input;
 use serde::Serialize;
 
 use crate::exit::{self, Exit};
@@ -40,9 +41,43 @@ pub struct InspectArgs {
     /// The plugin file (.wasm).
     file: PathBuf,
 
+    /// Show what a poster would be granted for each account of this file.
+    #[arg(long, value_name = "FILE")]
+    accounts_file: Option<PathBuf>,
+
+    /// Hosts granted to every poster besides its account's own (as for --run).
+    #[arg(long = "allow-host", value_name = "HOST[:PORT]")]
+    allow_hosts: Vec<String>,
+
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+}
+
+/// What a plugin may use when it runs, as the host would grant it.
+#[derive(Debug, Serialize)]
+struct Capabilities {
+    filesystem: &'static str,
+    environment: &'static str,
+    sockets: &'static str,
+    /// account → hosts its posts may reach (`host:port`), with whether the
+    /// host adds the account's credential there.
+    outbound_http: Vec<AccountGrant>,
+    limits: LimitsView,
+}
+
+#[derive(Debug, Serialize)]
+struct AccountGrant {
+    account: String,
+    hosts: Vec<String>,
+    credential_added_for: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct LimitsView {
+    deadline_seconds: u64,
+    memory_mib: usize,
+    response_mib: u64,
 }
 
 impl PluginsCommand {
@@ -88,6 +123,8 @@ struct PluginRecord {
     imports: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     exports: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    capabilities: Option<Capabilities>,
 }
 
 impl PluginRecord {
@@ -112,6 +149,7 @@ impl PluginRecord {
             size: e.size,
             imports: interfaces.map(|i| i.imports.clone()),
             exports: interfaces.map(|i| i.exports.clone()),
+            capabilities: None,
         };
         if let Ok(plugin) = &e.outcome {
             let info = plugin.info();
@@ -174,10 +212,46 @@ async fn list(args: ListArgs) -> Result<u8> {
     Ok(exit::SUCCESS)
 }
 
+/// What `--run` would grant the plugin, for `plugins inspect`.
+fn capabilities(args: &InspectArgs, kind: Option<PluginKind>) -> Result<Capabilities> {
+    let limits = Limits::default();
+    let mut outbound_http = Vec::new();
+    if kind == Some(PluginKind::Poster)
+        && let Some(file) = &args.accounts_file
+    {
+        let accounts =
+            input::read_accounts(file).map_err(|e| Exit::new(exit::USAGE, e.to_string()))?;
+        for account in accounts.values() {
+            let access = args.allow_hosts.iter().chain(&account.allow_hosts).fold(
+                OutboundAccess::for_account(&account.base_url, None),
+                |a, h| a.grant(h),
+            );
+            outbound_http.push(AccountGrant {
+                account: account.name.clone(),
+                hosts: access.granted.clone(),
+                credential_added_for: outbound::authority_of(&account.base_url)
+                    .filter(|_| account.has_token()),
+            });
+        }
+    }
+    Ok(Capabilities {
+        filesystem: "none",
+        environment: "none (no variables, no arguments, no stdio)",
+        sockets: "none (no TCP, UDP or name lookups)",
+        outbound_http,
+        limits: LimitsView {
+            deadline_seconds: limits.deadline.as_secs(),
+            memory_mib: limits.memory_bytes >> 20,
+            response_mib: limits.response_bytes >> 20,
+        },
+    })
+}
+
 async fn inspect(args: InspectArgs) -> Result<u8> {
     let host = PluginHost::new()?;
     let examined = host.examine(&args.file).await;
-    let record = PluginRecord::from_examined(&examined, true);
+    let mut record = PluginRecord::from_examined(&examined, true);
+    record.capabilities = Some(capabilities(&args, examined.kind)?);
     // A file that is not even a component has nothing to show but the error.
     if examined.interfaces.is_some() {
         if args.json {
@@ -227,6 +301,36 @@ fn render_inspect(r: &PluginRecord) -> String {
         for name in names {
             out.push_str(&format!("  {name}\n"));
         }
+    }
+    if let Some(c) = &r.capabilities {
+        out.push_str("capabilities:\n");
+        out.push_str(&format!("  filesystem   {}\n", c.filesystem));
+        out.push_str(&format!("  environment  {}\n", c.environment));
+        out.push_str(&format!("  sockets      {}\n", c.sockets));
+        let http = match r.kind.as_deref() {
+            Some("poster") if c.outbound_http.is_empty() => {
+                "only each job's account base-URL host (give --accounts-file to list them)".into()
+            }
+            Some("poster") => "per account:".into(),
+            _ => "none".to_string(),
+        };
+        out.push_str(&format!("  http         {http}\n"));
+        for grant in &c.outbound_http {
+            let credential = grant
+                .credential_added_for
+                .as_ref()
+                .map(|h| format!(" (token added for {h} only)"))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "    {}: {}{credential}\n",
+                grant.account,
+                grant.hosts.join(", ")
+            ));
+        }
+        out.push_str(&format!(
+            "  limits       {} s per call, {} MiB memory, {} MiB per HTTP response\n",
+            c.limits.deadline_seconds, c.limits.memory_mib, c.limits.response_mib
+        ));
     }
     out
 }

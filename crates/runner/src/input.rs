@@ -120,6 +120,11 @@ enum TokenSource {
 }
 
 impl AccountConfig {
+    /// Whether the accounts file gives this account a token at all.
+    pub fn has_token(&self) -> bool {
+        !matches!(self.token, TokenSource::None)
+    }
+
     /// The account's token, read now from wherever the accounts file says.
     /// The message never contains the token.
     pub fn token(&self) -> Result<Option<Secret>, InputError> {
