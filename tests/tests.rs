@@ -8,6 +8,7 @@ mod bad_input;
 mod bad_plugins;
 mod classifier;
 mod cli_batch;
+mod crash;
 mod hostile_plugins;
 mod other_language;
 mod plugins_cli;

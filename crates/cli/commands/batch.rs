@@ -61,6 +61,27 @@ pub struct BatchArgs {
     /// Print JSON (with --status).
     #[arg(long)]
     pub json: bool,
+    /// Seconds attempts in flight may take to finish after --stop-all or a
+    /// first signal; a second signal aborts at once.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 30,
+        allow_negative_numbers = true
+    )]
+    pub grace_period: i64,
+    /// How long the platform remembers an idempotency key (Mastodon: one
+    /// hour); an attempt cut off by a crash longer ago is held for review.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 3600,
+        allow_negative_numbers = true
+    )]
+    pub key_window: i64,
+    /// With --run: retry the jobs held for review.
+    #[arg(long)]
+    pub release_held: bool,
 
     #[command(flatten)]
     pub retry: RetryArgs,
@@ -185,6 +206,12 @@ impl BatchArgs {
         )
         .map_err(|e| Exit::new(exit::USAGE, e.to_string()))?;
         self.limits.limits()?;
+        if self.key_window < 0 {
+            return Err(Exit::new(exit::USAGE, "--key-window cannot be negative").into());
+        }
+        if self.grace_period < 0 {
+            return Err(Exit::new(exit::USAGE, "--grace-period cannot be negative").into());
+        }
         if self.workers < 1 {
             return Err(Exit::new(exit::USAGE, "--workers must be at least 1").into());
         }

@@ -7,15 +7,12 @@ use anyhow::Result;
 use orchestrator_contract::PluginKind;
 use orchestrator_plugin_host::PluginHost;
 use orchestrator_runner::{Batch, RunEvent, RunOptions, RunOutcome, Runner, input};
-use orchestrator_store::Store;
+use orchestrator_store::{Acquired, RunLock, Store};
 
 use crate::commands::batch::BatchArgs;
 use crate::commands::status;
 use crate::exit::{self, Exit};
 use crate::output::print;
-
-/// How long attempts in flight may take to finish after a stop.
-const GRACE: Duration = Duration::from_secs(30);
 
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -109,6 +106,14 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
         }
     };
 
+    // One run per state file; the lock goes with this process, however it ends.
+    let (_lock, acquired) = RunLock::acquire(&args.state_file).map_err(|e| usage(e.to_string()))?;
+    if let Acquired::TakenOver(pid) = acquired {
+        eprintln!(
+            "Taking over {} from a run (pid {pid}) that is no longer running",
+            args.state_file.display()
+        );
+    }
     let store = Arc::new(args.open_store()?);
     if let Some((path, parsed)) = &jobs {
         let summary = args.seed(store.as_ref(), parsed, path)?;
@@ -125,6 +130,10 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
         )));
     }
 
+    if args.release_held {
+        let released = store.release_held()?;
+        eprintln!("Released {released} jobs held for review");
+    }
     let runner = Runner::new(
         store.clone(),
         Batch {
@@ -136,18 +145,13 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
             config,
             workers: u32::try_from(args.workers).unwrap_or(u32::MAX),
             only_accounts: args.accounts.clone(),
-            grace: GRACE,
+            grace: Duration::from_secs(args.grace_period as u64),
             allow_hosts: args.limits.allow_hosts.clone(),
+            key_window: Duration::from_secs(args.key_window as u64),
         },
     );
     let (stop, _) = tokio::sync::watch::channel(false);
-    let on_signal = stop.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("Interrupted: stopping");
-            let _ = on_signal.send(true);
-        }
-    });
+    watch_signals(stop.clone())?;
     let outcome = runner
         .run(Arc::new(log_event), stop)
         .await
@@ -168,8 +172,8 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
         }
         RunOutcome::SomeFailed(tally) => {
             eprintln!(
-                "Finished with {} jobs failed for good and {} unfinished; see --status for why.",
-                tally.failed, tally.to_retry
+                "Finished with {} jobs failed for good, {} unfinished and {} held for review; see --status for why.",
+                tally.failed, tally.to_retry, tally.held
             );
             exit::FAILURE
         }
@@ -178,6 +182,35 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
             exit::STOPPED
         }
     })
+}
+
+/// SIGINT or SIGTERM stops the run the way `--stop-all` does; a second one
+/// aborts at once, leaving attempts in flight to the next run, which treats
+/// them as uncertain and retries them under the same idempotency key.
+fn watch_signals(stop: tokio::sync::watch::Sender<bool>) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    tokio::spawn(async move {
+        let mut seen = 0;
+        loop {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            seen += 1;
+            if seen == 1 {
+                eprintln!("Signal received: stopping; send another to abort at once");
+                let _ = stop.send(true);
+            } else {
+                eprintln!(
+                    "Second signal: aborting; attempts in flight are resumed by the next run"
+                );
+                std::process::exit(i32::from(exit::STOPPED));
+            }
+        }
+    });
+    Ok(())
 }
 
 /// The run's log: the configuration, pass boundaries and waits.

@@ -149,6 +149,7 @@ pub fn render(report: &StatusReport, state_file: &str) -> String {
         report.retries_total,
         &mut out,
     );
+    entries("Held for review", &report.held, report.held_total, &mut out);
     if report.failures_total > 0 {
         out.push_str(&format!(
             "\nFailed for good ({}), by reason:\n",

@@ -13,6 +13,9 @@ pub struct PassTally {
     pub failed: u32,
     /// Of `failed`, those that gave up only because passes ran out.
     pub out_of_passes: u32,
+    /// Jobs held for a person to review (an uncertain attempt too old to
+    /// retry blindly); no pass touches them.
+    pub held: u32,
 }
 
 /// How a pass ended, and so what the run does next.

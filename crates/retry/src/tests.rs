@@ -176,6 +176,7 @@ fn a_pass_result_says_what_comes_next() {
         to_retry,
         failed,
         out_of_passes,
+        held: 0,
     };
     assert_eq!(pm.end_pass(tally(0, 0, 0)), PassResult::AllDone);
     assert_eq!(

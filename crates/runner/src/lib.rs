@@ -57,6 +57,8 @@ pub struct RunOptions {
     pub grace: Duration,
     /// Hosts every poster call may reach besides its account's own.
     pub allow_hosts: Vec<String>,
+    /// How long the platform remembers idempotency keys.
+    pub key_window: Duration,
 }
 
 /// What the run reports as it goes.
@@ -131,6 +133,7 @@ impl Runner {
             config: self.options.config,
             workers: self.options.workers,
             accounts: self.options.only_accounts.clone(),
+            key_window_ms: self.options.key_window.as_millis() as u64,
         })?;
         report(RunEvent::Started {
             config: self.options.config,
@@ -244,7 +247,7 @@ impl Runner {
             }
         }
         let tally = store.tally(only)?;
-        if tally.failed == 0 && tally.to_retry == 0 {
+        if tally.failed == 0 && tally.to_retry == 0 && tally.held == 0 {
             Ok(RunOutcome::AllSucceeded)
         } else {
             Ok(RunOutcome::SomeFailed(tally))

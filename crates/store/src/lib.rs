@@ -9,9 +9,11 @@
 //! Nothing here knows about WebAssembly; the runner hands in plain
 //! [`orchestrator_contract`] values.
 
+mod lock;
 mod model;
 mod sqlite;
 
+pub use lock::{Acquired, RunLock};
 pub use model::*;
 pub use sqlite::SqliteStore;
 
@@ -32,6 +34,11 @@ pub enum StoreError {
         "the state file {path} is read-only; make it writable (chmod u+w) or use another --state-file"
     )]
     ReadOnly { path: String },
+    #[error(
+        "another run{} is working on {path}; wait for it, or stop it with --stop-all",
+        pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+    )]
+    Locked { path: String, pid: Option<u32> },
     #[error("the state file's database failed: {0}")]
     Database(#[from] rusqlite::Error),
     #[error("the state file holds a value it cannot read: {0}")]
@@ -50,14 +57,18 @@ pub trait Store: Send + Sync {
     fn job_count(&self) -> Result<u64>;
 
     /// Records a run as started, and turns attempts that an earlier run left
-    /// in flight into `uncertain` ones, their jobs eligible again.
+    /// in flight into `uncertain` ones: their jobs are eligible again (same
+    /// idempotency key), or held for review when the attempt is older than
+    /// the platform's key window.
     fn begin_run(&self, run: &NewRun) -> Result<RunId>;
     fn finish_run(&self, run: RunId, state: RunState) -> Result<()>;
     /// Asks every running run to stop; returns how many were asked.
     fn request_stop(&self) -> Result<u32>;
+    /// Lets jobs held for review be retried; returns how many.
+    fn release_held(&self) -> Result<u64>;
     fn stop_requested(&self, run: RunId) -> Result<bool>;
 
-    /// The number of the last pass started (0 before the first).
+    /// The number of the last pass that ended (0 before the first).
     fn last_pass(&self) -> Result<u32>;
     fn begin_pass(&self, pass: u32) -> Result<()>;
     fn end_pass(&self, pass: u32, result: &orchestrator_retry::PassResult) -> Result<()>;

@@ -33,15 +33,20 @@ pub enum JobState {
     Succeeded,
     /// Failed for good.
     Failed,
+    /// An attempt was in flight when a run died, longer ago than the
+    /// platform remembers idempotency keys: retrying blindly could post
+    /// twice, so a person decides (`--release-held`).
+    NeedsReview,
 }
 
 impl JobState {
-    pub const ALL: [JobState; 5] = [
+    pub const ALL: [JobState; 6] = [
         JobState::Pending,
         JobState::Running,
         JobState::Retry,
         JobState::Succeeded,
         JobState::Failed,
+        JobState::NeedsReview,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -51,6 +56,7 @@ impl JobState {
             JobState::Retry => "retry",
             JobState::Succeeded => "succeeded",
             JobState::Failed => "failed",
+            JobState::NeedsReview => "needs-review",
         }
     }
 
@@ -90,6 +96,9 @@ pub struct NewRun {
     pub config: RetryConfig,
     pub workers: u32,
     pub accounts: Option<Vec<String>>,
+    /// How long the platform remembers an idempotency key: an uncertain
+    /// attempt older than this is held for review instead of retried.
+    pub key_window_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,6 +157,9 @@ pub struct StatusReport {
     /// Jobs to retry next, in order, with why.
     pub next_retries: Vec<RetryEntry>,
     pub retries_total: u64,
+    /// Jobs held for review, with why.
+    pub held: Vec<RetryEntry>,
+    pub held_total: u64,
     /// Jobs failed for good, grouped by why, most frequent first.
     pub failure_reasons: Vec<ReasonCount>,
     pub failures_total: u64,

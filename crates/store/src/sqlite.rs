@@ -264,17 +264,30 @@ impl Store for SqliteStore {
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.with_tx(|tx| {
             // An earlier run that died left attempts in flight: their outcome
-            // is unknown, so they are marked uncertain and their jobs tried
-            // again with the same idempotency key.
+            // is unknown. Within the platform's key window, retrying with the
+            // same idempotency key is safe; past it, a person decides.
+            let now = now_ms() as i64;
+            let cutoff = now - run.key_window_ms as i64;
             tx.execute(
-                "UPDATE attempts SET outcome = 'uncertain', ended_ms = ?1 WHERE outcome = 'in-flight'",
-                [now_ms() as i64],
+                "UPDATE jobs SET
+                    state = CASE
+                        WHEN (SELECT MIN(started_ms) FROM attempts a
+                              WHERE a.job_id = jobs.id AND a.outcome = 'in-flight') < ?1
+                            THEN 'needs-review'
+                        WHEN attempts > 0 THEN 'retry'
+                        ELSE 'pending' END,
+                    reason = CASE
+                        WHEN (SELECT MIN(started_ms) FROM attempts a
+                              WHERE a.job_id = jobs.id AND a.outcome = 'in-flight') < ?1
+                            THEN 'an attempt was in flight when a run died, longer ago than the platform remembers idempotency keys; check whether it was posted, then --run --release-held'
+                        ELSE reason END,
+                    last_pass = last_pass - 1, passes_attempted = passes_attempted - 1
+                 WHERE state = 'running'",
+                [cutoff],
             )?;
             tx.execute(
-                "UPDATE jobs SET state = CASE WHEN attempts > 0 THEN 'retry' ELSE 'pending' END,
-                                 last_pass = last_pass - 1, passes_attempted = passes_attempted - 1
-                 WHERE state = 'running'",
-                [],
+                "UPDATE attempts SET outcome = 'uncertain', ended_ms = ?1 WHERE outcome = 'in-flight'",
+                [now],
             )?;
             tx.execute(
                 "UPDATE runs SET state = 'stopped', ended_ms = ?1 WHERE state = 'running'",
@@ -307,6 +320,16 @@ impl Store for SqliteStore {
         })
     }
 
+    fn release_held(&self) -> Result<u64> {
+        self.with_tx(|tx| {
+            Ok(tx.execute(
+                "UPDATE jobs SET state = 'retry', reason = 'released for retry after review'
+                 WHERE state = 'needs-review'",
+                [],
+            )? as u64)
+        })
+    }
+
     fn stop_requested(&self, run: RunId) -> Result<bool> {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         Ok(conn
@@ -322,11 +345,13 @@ impl Store for SqliteStore {
 
     fn last_pass(&self) -> Result<u32> {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(
-            conn.query_row("SELECT COALESCE(MAX(pass), 0) FROM passes", [], |r| {
-                r.get::<_, i64>(0)
-            })? as u32,
-        )
+        // A pass a dead or stopped run did not end is done again by the next
+        // run, for the jobs it had not reached.
+        Ok(conn.query_row(
+            "SELECT COALESCE(MAX(pass), 0) FROM passes WHERE ended_ms IS NOT NULL",
+            [],
+            |r| r.get::<_, i64>(0),
+        )? as u32)
     }
 
     fn begin_pass(&self, pass: u32) -> Result<()> {
@@ -374,7 +399,8 @@ impl Store for SqliteStore {
             "SELECT
                 COALESCE(SUM(state IN ('pending', 'retry', 'running')), 0),
                 COALESCE(SUM(state = 'failed'), 0),
-                COALESCE(SUM(state = 'failed' AND gave_up LIKE 'tried in all %'), 0)
+                COALESCE(SUM(state = 'failed' AND gave_up LIKE 'tried in all %'), 0),
+                COALESCE(SUM(state = 'needs-review'), 0)
              FROM jobs WHERE 1 = 1{clause}"
         );
         let bind: Vec<&dyn rusqlite::ToSql> =
@@ -384,6 +410,7 @@ impl Store for SqliteStore {
                 to_retry: r.get::<_, i64>(0)? as u32,
                 failed: r.get::<_, i64>(1)? as u32,
                 out_of_passes: r.get::<_, i64>(2)? as u32,
+                held: r.get::<_, i64>(3)? as u32,
             })
         })?)
     }
@@ -584,6 +611,7 @@ impl Store for SqliteStore {
         };
         (report.next_retries, report.retries_total) = entries("retry")?;
         (_, report.failures_total) = entries("failed")?;
+        (report.held, report.held_total) = entries("needs-review")?;
         let mut reasons = conn.prepare(
             "SELECT category, COALESCE(gave_up || ': ' || reason, reason), COUNT(*), MIN(id)
              FROM jobs WHERE state = 'failed' GROUP BY 1, 2 ORDER BY 3 DESC, 4 LIMIT 10",

@@ -39,6 +39,7 @@ fn run(store: &SqliteStore) -> RunId {
             config: RetryConfig::default(),
             workers: 3,
             accounts: None,
+            key_window_ms: 3_600_000,
         })
         .unwrap()
 }
@@ -183,4 +184,38 @@ fn stop_requests_reach_running_runs_only() {
     assert_eq!(store.request_stop().unwrap(), 1);
     assert!(store.stop_requested(second).unwrap());
     assert!(!store.stop_requested(first).unwrap());
+}
+
+#[test]
+fn an_uncertain_attempt_past_the_key_window_is_held_for_review() {
+    let (_dir, store) = store();
+    store.import(&[job("a", "x")], "f").unwrap();
+    run(&store);
+    store.begin_pass(1).unwrap();
+    let j = store.eligible_jobs(1, None).unwrap().remove(0);
+    store.begin_attempt(&j, 1).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    // The next run starts with a key window shorter than the attempt's age.
+    store
+        .begin_run(&NewRun {
+            pid: 2,
+            config: RetryConfig::default(),
+            workers: 3,
+            accounts: None,
+            key_window_ms: 1,
+        })
+        .unwrap();
+    assert!(store.eligible_jobs(1, None).unwrap().is_empty());
+    assert_eq!(store.tally(None).unwrap().held, 1);
+    let status = store.status().unwrap();
+    assert_eq!(status.held_total, 1);
+    assert!(
+        status.held[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("--release-held")
+    );
+    assert_eq!(store.release_held().unwrap(), 1);
+    assert_eq!(store.eligible_jobs(1, None).unwrap().len(), 1);
 }

@@ -1,0 +1,97 @@
+//! [`RunLock`]: one run per state file.
+//!
+//! The lock is an OS file lock on `<state file>.lock`, so the kernel drops
+//! it when its process dies, however it dies; the file holds the pid of the
+//! run that has it, for the refusal message and the takeover log line.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use crate::{Result, StoreError};
+
+/// Held for as long as a run works on a state file.
+#[derive(Debug)]
+pub struct RunLock {
+    file: File,
+}
+
+/// What acquiring the lock found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acquired {
+    /// Nobody had it.
+    Free,
+    /// A run that no longer exists had it (it was killed): its pid.
+    TakenOver(u32),
+}
+
+impl RunLock {
+    /// Takes the lock of `state_file`, or says which process holds it.
+    pub fn acquire(state_file: &Path) -> Result<(RunLock, Acquired)> {
+        let path = PathBuf::from(format!("{}.lock", state_file.display()));
+        let io = |e: std::io::Error| StoreError::Open {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        let mut previous = String::new();
+        let _ = file.read_to_string(&mut previous);
+        let previous: Option<u32> = previous.trim().parse().ok();
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked {
+                    path: state_file.display().to_string(),
+                    pid: previous,
+                });
+            }
+            Err(TryLockError::Error(e)) => return Err(io(e)),
+        }
+        file.set_len(0).map_err(io)?;
+        file.seek(SeekFrom::Start(0)).map_err(io)?;
+        write!(file, "{}", std::process::id()).map_err(io)?;
+        file.flush().map_err(io)?;
+        let acquired = match previous {
+            Some(pid) if pid != std::process::id() => Acquired::TakenOver(pid),
+            _ => Acquired::Free,
+        };
+        Ok((RunLock { file }, acquired))
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        // A clean end leaves no pid behind, so the next run does not report
+        // a takeover; the lock itself goes with the file handle.
+        let _ = self.file.set_len(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_holder_is_refused_and_a_dead_one_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state.sqlite");
+        let (first, acquired) = RunLock::acquire(&state).unwrap();
+        assert_eq!(acquired, Acquired::Free);
+        let err = RunLock::acquire(&state).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+        drop(first);
+        // A holder that died without cleaning up leaves its pid.
+        std::fs::write(dir.path().join("state.sqlite.lock"), "4194303").unwrap();
+        let (_lock, acquired) = RunLock::acquire(&state).unwrap();
+        assert_eq!(acquired, Acquired::TakenOver(4194303));
+    }
+}

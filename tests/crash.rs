@@ -1,0 +1,178 @@
+//! Crash safety: SIGKILL at seeded random moments, resume each time, and
+//! nothing is lost or posted twice. Also signals and one run per state.
+
+use std::collections::BTreeMap;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use orchestrator_store::{JobState, Store};
+
+use crate::run_batch::Fixture;
+use crate::support::run;
+
+/// A small deterministic generator, so a failing seed reproduces.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % below
+    }
+}
+
+/// 50 accounts, 40 jobs each; every tenth account has scripted trouble.
+fn scenario() -> String {
+    let mut s = String::new();
+    for i in 0..50 {
+        s.push_str(&format!(
+            "[[account]]\nname = \"a{i:02}\"\ntoken = \"t{i:02}\"\ndelay_ms = 40\n"
+        ));
+        match i % 10 {
+            1 => s.push_str("script = [{ respond = \"server-error\", status = 503, times = 5 }]\n"),
+            2 => s.push_str("script = [{ respond = \"drop-connection\", times = 3 }]\n"),
+            3 => s.push_str("then = { respond = \"suspended\" }\n"),
+            _ => {}
+        }
+    }
+    s
+}
+
+fn spawn(f: &Fixture, extra: &[&str]) -> Child {
+    f.command(extra)
+        .arg("--run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until the `n`th run has started on the state.
+fn wait_for_run(f: &Fixture, n: i64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = run(&mut f.command(&["--status", "--json"]));
+        if let Ok(value) = serde_json::from_str::<serde_json::Value>(&status.stdout)
+            && value["batch"]["last_run"]["id"].as_i64() == Some(n)
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "run {n} never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigkill_at_random_moments_loses_nothing_and_posts_nothing_twice() {
+    let seed = 0x5eed_2026;
+    let mut rng = Lcg(seed);
+    let f = Fixture::new(&scenario(), 40);
+    let flags = ["--workers", "8", "--max-passes", "4"];
+    let mut kills = 0;
+    let mut took_over = 0;
+    while kills < 5 {
+        let mut child = spawn(&f, &flags);
+        // Kill at a random moment once the run is working, not while it is
+        // still loading plugins: then every kill interrupts attempts.
+        wait_for_run(&f, kills + 1);
+        let wait = Duration::from_millis(rng.next(600));
+        std::thread::sleep(wait);
+        if let Some(status) = child.try_wait().unwrap() {
+            let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+            panic!(
+                "seed {seed:#x}: the run ended ({status}) before kill {} at {wait:?}:\n{stderr}",
+                kills + 1
+            );
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        kills += 1;
+        let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+        took_over += usize::from(stderr.contains("Taking over"));
+    }
+    let last = run(&mut f.command(&flags).arg("--run"));
+    assert_eq!(last.code, 1, "seed {seed:#x}: {}", last.stderr);
+    assert!(last.stderr.contains("Taking over"), "{}", last.stderr);
+    assert_eq!(took_over, 4, "every run after a kill takes over the lock");
+
+    let state = f.state();
+    let jobs = state.job_summaries().unwrap();
+    assert_eq!(jobs.len(), 2000, "no job is missing from the store");
+    let counters = f.sandbox.counters();
+    let mut succeeded = 0;
+    for job in &jobs {
+        let account: usize = job.account[1..].parse().unwrap();
+        let expected = if account % 10 == 3 {
+            JobState::Failed
+        } else {
+            JobState::Succeeded
+        };
+        assert_eq!(job.state, expected, "seed {seed:#x}: {job:?}");
+        let attempts = state.attempts(&job.id).unwrap();
+        assert!(
+            attempts.iter().all(|a| a.outcome != "in-flight"),
+            "{attempts:?}"
+        );
+        // Passes in which the job had an attempt that counted: never more
+        // than --max-passes, and a non-retryable job only one.
+        let mut passes: Vec<u32> = attempts
+            .iter()
+            .filter(|a| a.outcome != "uncertain")
+            .map(|a| a.pass)
+            .collect();
+        passes.dedup();
+        assert!(passes.len() <= 4, "{job:?}: {attempts:?}");
+        if expected == JobState::Failed {
+            assert_eq!(passes.len(), 1, "{job:?}: {attempts:?}");
+        } else {
+            succeeded += 1;
+            let key = format!(
+                "{}/{}",
+                job.account,
+                orchestrator_store::idempotency_key(&job.account, &job.id)
+            );
+            assert_eq!(
+                counters.created_by_idempotency_key.get(&key),
+                Some(&1),
+                "{job:?}"
+            );
+        }
+    }
+    assert_eq!(counters.statuses_created, succeeded);
+    let per_key: BTreeMap<_, _> = counters.created_by_idempotency_key;
+    assert!(per_key.values().all(|n| *n == 1));
+}
+
+#[test]
+fn a_second_run_on_the_same_state_is_refused_by_name() {
+    let f = Fixture::new(
+        "[[account]]\nname = \"slow\"\ntoken = \"t\"\ndelay_ms = 200\n",
+        10,
+    );
+    let mut first = spawn(&f, &[]);
+    wait_for_run(&f, 1);
+    let second = run(&mut f.command(&["--run"]));
+    assert_eq!(second.code, 2, "{}", second.stderr);
+    assert!(
+        second
+            .stderr
+            .contains(&format!("another run (pid {}) is working on", first.id())),
+        "{}",
+        second.stderr
+    );
+    // SIGTERM stops it like --stop-all.
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &first.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = first.wait().unwrap();
+    let stderr = std::io::read_to_string(first.stderr.take().unwrap()).unwrap();
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("Signal received: stopping"), "{stderr}");
+    let after = run(&mut f.command(&["--status", "--json"]));
+    let value: serde_json::Value = serde_json::from_str(&after.stdout).unwrap();
+    assert_eq!(value["batch"]["last_run"]["state"], "stopped");
+}
