@@ -92,7 +92,7 @@ fn sigkill_at_random_moments_loses_nothing_and_posts_nothing_twice() {
         let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
         took_over += usize::from(stderr.contains("Taking over"));
     }
-    let last = run(&mut f.command(&flags).arg("--run"));
+    let last = run(f.command(&flags).arg("--run"));
     assert_eq!(last.code, 1, "seed {seed:#x}: {}", last.stderr);
     assert!(last.stderr.contains("Taking over"), "{}", last.stderr);
     assert_eq!(took_over, 4, "every run after a kill takes over the lock");
