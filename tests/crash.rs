@@ -176,3 +176,76 @@ fn a_second_run_on_the_same_state_is_refused_by_name() {
     let value: serde_json::Value = serde_json::from_str(&after.stdout).unwrap();
     assert_eq!(value["batch"]["last_run"]["state"], "stopped");
 }
+
+/// Runs `mount` with `args`; false when this machine does not allow it.
+fn mount(args: &[&str]) -> bool {
+    std::process::Command::new("mount")
+        .args(args)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn a_state_disk_that_fills_up_mid_run_stops_cleanly() {
+    let f = Fixture::new(
+        "[[account]]\nname = \"slow\"\ntoken = \"t\"\ndelay_ms = 100\n",
+        30,
+    );
+    let disk = f.path("disk");
+    std::fs::create_dir(&disk).unwrap();
+    let disk_str = disk.display().to_string();
+    if !mount(&["-t", "tmpfs", "-o", "size=8m", "tmpfs", &disk_str]) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root and must run this test"
+        );
+        eprintln!("\n*** SKIPPED: mounting a tmpfs needs root ***\n");
+        return;
+    }
+    struct Unmount(String);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(disk_str.clone());
+    let flags = ["--state-file", "disk/state.sqlite"];
+    let mut child = spawn(&f, &flags);
+    // Let it record some attempts, then fill the disk so writes fail.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while f.sandbox.counters().statuses_created < 3 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let filler = disk.join("filler");
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while file.write_all(&block).and_then(|()| file.flush()).is_ok() {}
+    }
+    let status = child.wait().unwrap();
+    let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let error: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(error.len(), 1, "{stderr}");
+    assert!(error[0].contains("database or disk is full"), "{stderr}");
+
+    // Space comes back; the state is intact and the batch finishes, each
+    // job posted once.
+    std::fs::remove_file(&filler).unwrap();
+    let done = run(f.command(&flags).arg("--run"));
+    assert_eq!(done.code, 0, "{}", done.stderr);
+    let counters = f.sandbox.counters();
+    assert_eq!(counters.statuses_created, 30);
+    assert!(
+        counters
+            .created_by_idempotency_key
+            .values()
+            .all(|n| *n == 1)
+    );
+}

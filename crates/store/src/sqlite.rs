@@ -119,9 +119,11 @@ impl SqliteStore {
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(open_err)?;
         // WAL lets readers (`--status`) work beside the writer. FULL sync
-        // makes each committed attempt durable before the plugin that follows
-        // it runs, which the write-ahead rule needs; its cost is measured
-        // in BENCHMARKS.md.
+        // makes each commit durable before it returns: an attempt recorded
+        // as in flight is on disk before its plugin runs, and an outcome is
+        // on disk before anything reports it, even if the machine loses
+        // power (NORMAL would only survive a process crash). The price is
+        // one fsync per commit.
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
         )
