@@ -128,16 +128,7 @@ impl SqliteStore {
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
         )
         .map_err(open_err)?;
-        let found: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(open_err)?;
-        if found > SCHEMA_VERSION {
-            return Err(StoreError::NewerSchema {
-                path: shown,
-                found,
-                known: SCHEMA_VERSION,
-            });
-        }
+        check_schema(&conn, &shown)?;
         conn.execute_batch(SCHEMA).map_err(open_err)?;
         conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
             .map_err(open_err)?;
@@ -158,16 +149,7 @@ impl SqliteStore {
             .map_err(open_err)?;
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(open_err)?;
-        let found: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(open_err)?;
-        if found > SCHEMA_VERSION {
-            return Err(StoreError::NewerSchema {
-                path: shown,
-                found,
-                known: SCHEMA_VERSION,
-            });
-        }
+        check_schema(&conn, &shown)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
         })
@@ -180,6 +162,25 @@ impl SqliteStore {
         tx.commit()?;
         Ok(value)
     }
+}
+
+/// Refuses a file whose schema is newer than this build's, rather than
+/// misreading it.
+fn check_schema(conn: &Connection, path: &str) -> Result<()> {
+    let found: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| StoreError::Open {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            path: path.to_owned(),
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
 }
 
 fn accounts_clause(accounts: Option<&[String]>) -> (String, Vec<String>) {

@@ -33,13 +33,17 @@ fn failed(category: Category, decision: Decision) -> AttemptOutcome {
 }
 
 fn run(store: &SqliteStore) -> RunId {
+    run_with_key_window(store, 3_600_000)
+}
+
+fn run_with_key_window(store: &SqliteStore, key_window_ms: u64) -> RunId {
     store
         .begin_run(&NewRun {
             pid: 1,
             config: RetryConfig::default(),
             workers: 3,
             accounts: None,
-            key_window_ms: 3_600_000,
+            key_window_ms,
         })
         .unwrap()
 }
@@ -196,15 +200,7 @@ fn an_uncertain_attempt_past_the_key_window_is_held_for_review() {
     store.begin_attempt(&j, 1).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(5));
     // The next run starts with a key window shorter than the attempt's age.
-    store
-        .begin_run(&NewRun {
-            pid: 2,
-            config: RetryConfig::default(),
-            workers: 3,
-            accounts: None,
-            key_window_ms: 1,
-        })
-        .unwrap();
+    run_with_key_window(&store, 1);
     assert!(store.eligible_jobs(1, None).unwrap().is_empty());
     assert_eq!(store.tally(None).unwrap().held, 1);
     let status = store.status().unwrap();
