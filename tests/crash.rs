@@ -249,3 +249,73 @@ fn a_state_disk_that_fills_up_mid_run_stops_cleanly() {
             .all(|n| *n == 1)
     );
 }
+
+#[test]
+fn a_second_signal_aborts_and_an_old_uncertain_attempt_is_held_for_review() {
+    let f = Fixture::new(
+        "[[account]]\nname = \"slow\"\ntoken = \"t\"\ndelay_ms = 300\n",
+        6,
+    );
+    let mut child = spawn(&f, &["--workers", "1"]);
+    wait_for_run(&f, 1);
+    // Wait until an attempt is in flight, then signal twice.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while f
+        .sandbox
+        .counters()
+        .requests_by_account
+        .get("slow")
+        .copied()
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for _ in 0..2 {
+        let pid = child.id().to_string();
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = child.wait().unwrap();
+    let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("Second signal: aborting"), "{stderr}");
+
+    // With a key window of 0 s, the attempt cut off is too old to retry
+    // blindly: its job is held, and --status says so.
+    let held = run(&mut f.command(&["--key-window", "0", "--run"]));
+    assert_eq!(held.code, 1, "{}", held.stderr);
+    assert!(held.stderr.contains("1 held for review"), "{}", held.stderr);
+    let status = run(&mut f.command(&["--status"]));
+    assert!(
+        status.stdout.contains("Held for review (1):"),
+        "{}",
+        status.stdout
+    );
+    assert!(
+        status.stdout.contains("--release-held"),
+        "{}",
+        status.stdout
+    );
+
+    // Released after review, it is retried with its key: posted once.
+    let released = run(&mut f.command(&["--release-held", "--run"]));
+    assert_eq!(released.code, 0, "{}", released.stderr);
+    assert!(
+        released.stderr.contains("Released 1 jobs held for review"),
+        "{}",
+        released.stderr
+    );
+    let counters = f.sandbox.counters();
+    assert_eq!(counters.statuses_created, 6);
+    assert!(
+        counters
+            .created_by_idempotency_key
+            .values()
+            .all(|n| *n == 1)
+    );
+}

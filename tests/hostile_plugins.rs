@@ -8,40 +8,45 @@ use orchestrator_store::{AttemptRecord, JobState, Store};
 use crate::run_batch::Fixture;
 use crate::support::artifacts;
 
-/// Each misbehaviour on its own account, so they run side by side with
-/// the good jobs.
-const MISBEHAVIOURS: &[(&str, &str)] = &[
-    ("loop", r#""misbehave": "loop""#),
-    ("alloc", r#""misbehave": "alloc""#),
-    ("trap", r#""misbehave": "trap""#),
-    ("snoop", r#""misbehave": "snoop""#),
-    (
-        "stray",
-        r#""misbehave": "stray", "url": "http://127.0.0.1:9/api/v1/statuses""#,
-    ),
-    ("forge", r#""misbehave": "forge""#),
-    ("glutton", r#""misbehave": "glutton", "bytes": 8388608"#),
-];
-
-fn fixture() -> Fixture {
-    let mut scenario = String::from("[[account]]\nname = \"good\"\ntoken = \"good-token\"\n");
+/// Good jobs beside one misbehaving job, run with `flags` in one pass.
+/// Asserts that the run completes and the good jobs come out exactly as
+/// they would without the bad one; returns the bad job's only attempt.
+fn misbehave(name: &str, fields: &str, flags: &[&str]) -> (Fixture, AttemptRecord) {
+    let scenario = format!(
+        "[[account]]\nname = \"good\"\ntoken = \"good-token\"\n\n\
+         [[account]]\nname = \"{name}\"\ntoken = \"{name}-token\"\n"
+    );
     let mut jobs = String::new();
     for i in 1..=4 {
         jobs.push_str(&format!(
             "{{\"id\": \"good-{i}\", \"account\": \"good\", \"payload\": {{\"status\": \"fine {i}\"}}}}\n"
         ));
     }
-    for (name, fields) in MISBEHAVIOURS {
-        scenario.push_str(&format!(
-            "[[account]]\nname = \"{name}\"\ntoken = \"{name}-token\"\n"
-        ));
-        jobs.push_str(&format!(
-            "{{\"id\": \"{name}-1\", \"account\": \"{name}\", \"payload\": {{\"status\": \"x\", {fields}}}}}\n"
-        ));
-    }
-    Fixture::new(&scenario, 0)
+    jobs.push_str(&format!(
+        "{{\"id\": \"{name}-1\", \"account\": \"{name}\", \"payload\": {{\"status\": \"x\", {fields}}}}}\n"
+    ));
+    let f = Fixture::new(&scenario, 0)
         .with_jobs(&jobs)
-        .with_plugins(&[artifacts::MISBEHAVING_POSTER, artifacts::HTTP_CLASSIFIER])
+        .with_plugins(&[artifacts::MISBEHAVING_POSTER, artifacts::HTTP_CLASSIFIER]);
+    let mut args = vec!["--max-passes", "1", "--workers", "4"];
+    args.extend_from_slice(flags);
+    let out = f.run(&args);
+    assert_eq!(
+        out.code, 1,
+        "the run completes with one failure: {}",
+        out.stderr
+    );
+
+    let outcomes = f.outcomes();
+    for i in 1..=4 {
+        assert_eq!(outcomes[&format!("good-{i}")], (JobState::Succeeded, 1));
+    }
+    assert_eq!(outcomes[&format!("{name}-1")].0, JobState::Failed);
+    let counters = f.sandbox.counters();
+    assert_eq!(counters.statuses_created, 4);
+    assert_eq!(counters.created_by_account["good"], 4);
+    let attempt = only_attempt(&f, &format!("{name}-1"));
+    (f, attempt)
 }
 
 fn only_attempt(f: &Fixture, job: &str) -> AttemptRecord {
@@ -51,107 +56,127 @@ fn only_attempt(f: &Fixture, job: &str) -> AttemptRecord {
 }
 
 #[test]
-fn misbehaving_posters_fail_only_their_own_attempts() {
-    let f = fixture();
-    let out = f.run(&[
-        "--max-passes",
-        "1",
-        "--workers",
-        "8",
-        "--job-timeout",
-        "3",
-        "--response-limit",
-        "1",
-    ]);
-    assert_eq!(out.code, 1, "{}", out.stderr);
+fn a_poster_that_loops_forever_hits_the_deadline() {
+    let (_, attempt) = misbehave("loop", r#""misbehave": "loop""#, &["--job-timeout", "2"]);
+    assert_eq!(attempt.fault, Some(HostFault::Timeout(2000)));
+    assert_eq!(attempt.category.as_deref(), Some("infrastructure"));
+}
 
-    // The good jobs come out exactly as without the bad ones.
-    let outcomes = f.outcomes();
-    for i in 1..=4 {
-        assert_eq!(outcomes[&format!("good-{i}")], (JobState::Succeeded, 1));
-    }
-    let counters = f.sandbox.counters();
-    assert_eq!(counters.statuses_created, 4);
-    assert_eq!(counters.created_by_account["good"], 4);
-    for (name, _) in MISBEHAVIOURS {
-        assert_eq!(outcomes[&format!("{name}-1")].0, JobState::Failed, "{name}");
-    }
-
-    let loop_ = only_attempt(&f, "loop-1");
-    assert_eq!(loop_.fault, Some(HostFault::Timeout(3000)));
-    assert_eq!(loop_.category.as_deref(), Some("infrastructure"));
-
-    let alloc = only_attempt(&f, "alloc-1");
-    assert!(
-        matches!(&alloc.fault, Some(HostFault::OutOfMemory(m)) if m.contains("past the 64 MiB limit")),
-        "{alloc:?}"
+#[test]
+fn a_poster_that_allocates_without_bound_runs_out_of_memory() {
+    let (_, attempt) = misbehave(
+        "alloc",
+        r#""misbehave": "alloc""#,
+        &["--plugin-memory", "32"],
     );
-    assert_eq!(alloc.category.as_deref(), Some("infrastructure"));
-    assert_eq!(alloc.decided_by.as_deref(), Some("built-in"));
+    assert!(
+        matches!(&attempt.fault, Some(HostFault::OutOfMemory(m)) if m.contains("past the 32 MiB limit")),
+        "{attempt:?}"
+    );
+    assert_eq!(attempt.category.as_deref(), Some("infrastructure"));
+    assert_eq!(attempt.decided_by.as_deref(), Some("built-in"));
+}
 
-    let trap = only_attempt(&f, "trap-1");
-    assert!(matches!(trap.fault, Some(HostFault::Trap(_))), "{trap:?}");
-    assert_eq!(trap.category.as_deref(), Some("infrastructure"));
+#[test]
+fn a_poster_that_traps_fails_its_attempt_only() {
+    let (_, attempt) = misbehave("trap", r#""misbehave": "trap""#, &[]);
+    assert!(
+        matches!(attempt.fault, Some(HostFault::Trap(_))),
+        "{attempt:?}"
+    );
+    assert_eq!(attempt.category.as_deref(), Some("infrastructure"));
+}
 
-    let snoop = only_attempt(&f, "snoop-1");
-    let said = snoop
+#[test]
+fn a_poster_sees_no_files_and_no_environment() {
+    let (_, attempt) = misbehave("snoop", r#""misbehave": "snoop""#, &[]);
+    let said = attempt
         .failure
         .expect("the plugin reported what it saw")
         .message;
     assert!(said.contains("file Err("), "{said}");
     assert!(said.contains("0 environment variables"), "{said}");
+}
 
-    let stray = only_attempt(&f, "stray-1");
+#[test]
+fn a_poster_cannot_reach_a_host_it_was_not_granted() {
+    let (_, attempt) = misbehave(
+        "stray",
+        r#""misbehave": "stray", "url": "http://127.0.0.1:9/api/v1/statuses""#,
+        &[],
+    );
     assert_eq!(
-        stray.fault,
+        attempt.fault,
         Some(HostFault::DeniedRequest("127.0.0.1:9".into()))
     );
-    assert_eq!(stray.category.as_deref(), Some("non-retryable"));
-    let reason = stray.reason.unwrap();
+    assert_eq!(attempt.category.as_deref(), Some("non-retryable"));
+    let reason = attempt.reason.unwrap();
     assert!(reason.contains("--allow-host 127.0.0.1:9"), "{reason}");
     assert!(
         reason.contains("allow_hosts = [\"127.0.0.1:9\"] under [accounts.stray]"),
         "{reason}"
     );
+}
 
-    let forge = only_attempt(&f, "forge-1");
-    let said = forge
+#[test]
+fn a_poster_cannot_set_its_own_authorization() {
+    let (f, attempt) = misbehave("forge", r#""misbehave": "forge""#, &[]);
+    let said = attempt
         .failure
         .expect("the plugin reported the refusal")
         .message;
     assert!(said.contains("refused a request header"), "{said}");
-    assert!(!counters.requests_by_account.contains_key("forge"));
-
-    let glutton = only_attempt(&f, "glutton-1");
     assert!(
-        matches!(&glutton.fault, Some(HostFault::ConnectionError(m)) if m.contains("larger than the 1048576-byte limit")),
-        "{glutton:?}"
+        !f.sandbox
+            .counters()
+            .requests_by_account
+            .contains_key("forge")
     );
 }
 
 #[test]
-fn a_granted_host_is_reachable() {
-    // The same stray request, granted: now it reaches the sandbox (as a
-    // second host name for it) instead of being denied.
-    let f = fixture();
-    let sandbox = f.sandbox.url().trim_start_matches("http://").to_owned();
-    let port = sandbox.rsplit(':').next().unwrap().to_owned();
-    let jobs = format!(
-        "{{\"id\": \"stray-1\", \"account\": \"stray\", \"payload\": {{\"status\": \"x\", \"misbehave\": \"stray\", \"url\": \"http://localhost:{port}/api/v1/statuses\"}}}}\n"
+fn a_poster_cannot_download_more_than_the_response_limit() {
+    let (_, attempt) = misbehave(
+        "glutton",
+        r#""misbehave": "glutton", "bytes": 8388608"#,
+        &["--response-limit", "1"],
     );
-    let f = f.with_jobs(&jobs);
+    assert!(
+        matches!(&attempt.fault, Some(HostFault::ConnectionError(m)) if m.contains("larger than the 1048576-byte limit")),
+        "{attempt:?}"
+    );
+}
+
+/// The stray poster's account and job, pointed at `url`.
+fn stray_fixture(url: &str) -> Fixture {
+    let scenario = "[[account]]\nname = \"stray\"\ntoken = \"stray-token\"\n";
+    let jobs = format!(
+        "{{\"id\": \"stray-1\", \"account\": \"stray\", \"payload\": {{\"status\": \"x\", \"misbehave\": \"stray\", \"url\": \"{url}\"}}}}\n"
+    );
+    Fixture::new(scenario, 0)
+        .with_jobs(&jobs)
+        .with_plugins(&[artifacts::MISBEHAVING_POSTER, artifacts::HTTP_CLASSIFIER])
+}
+
+#[test]
+fn a_granted_host_is_reachable() {
+    // The sandbox under a second name: denied until granted.
+    let f = stray_fixture("http://localhost:9/");
+    let host = format!("localhost:{}", f.sandbox.addr().port());
+    let f = f.with_jobs(&format!(
+        "{{\"id\": \"stray-1\", \"account\": \"stray\", \"payload\": {{\"status\": \"x\", \"misbehave\": \"stray\", \"url\": \"http://{host}/api/v1/statuses\"}}}}\n"
+    ));
     let denied = f.run(&["--max-passes", "1"]);
     assert_eq!(denied.code, 1, "{}", denied.stderr);
-    let host = format!("localhost:{port}");
     assert_eq!(
         only_attempt(&f, "stray-1").fault,
         Some(HostFault::DeniedRequest(host.clone()))
     );
 
-    let f = fixture().with_jobs(&jobs);
+    std::fs::remove_file(f.path("orchestrator-state.sqlite")).unwrap();
     let granted = f.run(&["--max-passes", "1", "--allow-host", &host]);
     // Granted, but the token is only added for the account's own host, so
-    // the sandbox refuses it: the grant does not carry credentials along.
+    // the platform refuses it: a grant does not carry credentials along.
     let attempt = only_attempt(&f, "stray-1");
     assert_eq!(attempt.fault, None, "{attempt:?}");
     assert_eq!(attempt.failure.unwrap().http_status, Some(401));
