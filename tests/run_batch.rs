@@ -349,3 +349,64 @@ script = [{ respond = "rate-limited", reset_secs = 2 }]
     assert!(started.elapsed() >= std::time::Duration::from_secs(2));
     assert_eq!(f.outcomes()["limited-1"], (Succeeded, 2));
 }
+
+#[test]
+fn explain_and_report_tell_each_jobs_story() {
+    let f = Fixture::new(MIXED, 1);
+    assert_eq!(f.run(&[]).code, 1);
+    let explain = |job: &str| {
+        let out = run(orchestrator()
+            .current_dir(f.dir.path())
+            .args(["explain", job]));
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        out.stdout
+    };
+    let broken = explain("broken-1");
+    assert!(
+        broken.starts_with("Job broken-1 (account broken): succeeded\n"),
+        "{broken}"
+    );
+    assert_eq!(
+        broken.matches("host fault:  connection-error").count(),
+        2,
+        "{broken}"
+    );
+    assert!(broken.contains("Attempt 3, pass 3: succeeded"), "{broken}");
+    assert!(broken.ends_with("\nDone: posted.\n"), "{broken}");
+    let suspended = explain("suspended-1");
+    assert!(
+        suspended.contains("decided:     non-retryable by http-classifier"),
+        "{suspended}"
+    );
+    assert!(
+        suspended.ends_with("\nFailed for good: it will not be retried.\n"),
+        "{suspended}"
+    );
+    let missing = run(orchestrator()
+        .current_dir(f.dir.path())
+        .args(["explain", "nope"]));
+    assert_eq!(missing.code, 2);
+
+    let attempts: u32 = f.outcomes().values().map(|(_, n)| n).sum();
+    let csv = run(orchestrator()
+        .current_dir(f.dir.path())
+        .args(["report", "--format", "csv"]));
+    assert_eq!(csv.code, 0, "{}", csv.stderr);
+    let mut lines = csv.stdout.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("job,account,pass,attempt,")
+    );
+    assert_eq!(lines.count() as u32, attempts);
+    let json = run(orchestrator()
+        .current_dir(f.dir.path())
+        .args(["report", "--format", "json"]));
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(rows.len() as u32, attempts);
+    assert!(
+        rows.iter()
+            .any(|r| r["fault"]["kind"] == "connection-error")
+    );
+}

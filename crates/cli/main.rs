@@ -66,6 +66,10 @@ enum Command {
     /// Find, list and inspect plugins.
     #[command(subcommand)]
     Plugins(commands::plugins::PluginsCommand),
+    /// Why did a job fail? Its whole attempt history and what happens next.
+    Explain(commands::explain::ExplainArgs),
+    /// Every attempt of the batch as CSV or JSON.
+    Report(commands::report::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +81,8 @@ fn main() -> ExitCode {
     let batch = &cli.batch;
     let result = match cli.command {
         Some(Command::Plugins(cmd)) => run_async(cmd.run()),
+        Some(Command::Explain(cmd)) => cmd.run(),
+        Some(Command::Report(cmd)) => cmd.run(),
         None if batch.run => run_async(commands::run::run(batch)),
         None if batch.status => commands::status::run(batch),
         None if batch.stop_all => commands::stop::run(batch),

@@ -3,7 +3,9 @@
 //! flags in [`batch::BatchArgs`].
 
 pub mod batch;
+pub mod explain;
 pub mod plugins;
+pub mod report;
 pub mod run;
 pub mod seed;
 pub mod status;

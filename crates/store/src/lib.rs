@@ -89,6 +89,10 @@ pub trait Store: Send + Sync {
     fn job_summaries(&self) -> Result<Vec<JobSummary>>;
     /// A job's attempts, oldest first.
     fn attempts(&self, job: &str) -> Result<Vec<AttemptRecord>>;
+    /// One job, if the batch has it.
+    fn job(&self, id: &str) -> Result<Option<StoredJob>>;
+    /// Every attempt of the batch, by job in import order, oldest first.
+    fn report(&self) -> Result<Vec<ReportRow>>;
 }
 
 /// The idempotency key of a job: stable across attempts, passes and

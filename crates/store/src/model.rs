@@ -234,5 +234,15 @@ pub struct AttemptRecord {
     pub category: Option<String>,
     pub decided_by: Option<String>,
     pub reason: Option<String>,
+    pub retry_after_ms: Option<u64>,
     pub decision: Option<String>,
+}
+
+/// An attempt with the job it belongs to, for reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReportRow {
+    pub job: String,
+    pub account: String,
+    #[serde(flatten)]
+    pub attempt: AttemptRecord,
 }

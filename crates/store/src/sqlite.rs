@@ -9,8 +9,8 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::{
     AttemptId, AttemptOutcome, AttemptRecord, ImportSummary, JobState, JobSummary, NewJob, NewRun,
-    PassStatus, ReasonCount, Result, RetryEntry, RunId, RunState, RunStatus, StatusReport, Store,
-    StoreError, StoredJob, idempotency_key,
+    PassStatus, ReasonCount, ReportRow, Result, RetryEntry, RunId, RunState, RunStatus,
+    StatusReport, Store, StoreError, StoredJob, idempotency_key,
 };
 
 /// The schema version this build writes; a file with a higher one is
@@ -161,6 +161,60 @@ impl SqliteStore {
         let value = f(&tx)?;
         tx.commit()?;
         Ok(value)
+    }
+}
+
+impl SqliteStore {
+    /// Attempts with their jobs, filtered by `filter` (a `WHERE` clause on
+    /// `attempts a`).
+    fn attempt_rows(&self, filter: &str, bind: &[&dyn rusqlite::ToSql]) -> Result<Vec<ReportRow>> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stmt = conn.prepare(&format!(
+            "SELECT a.pass, a.number, a.started_ms, a.ended_ms, a.outcome, a.remote_id, a.failure,
+                    a.fault, a.category, a.decided_by, a.reason, a.retry_after_ms, a.decision,
+                    a.job_id, j.account
+             FROM attempts a JOIN jobs j ON j.id = a.job_id {filter}
+             ORDER BY j.seq, a.id"
+        ))?;
+        let rows = stmt
+            .query_map(bind, |r| {
+                Ok((
+                    ReportRow {
+                        job: r.get(13)?,
+                        account: r.get(14)?,
+                        attempt: AttemptRecord {
+                            pass: r.get(0)?,
+                            number: r.get(1)?,
+                            started_ms: r.get::<_, i64>(2)? as u64,
+                            ended_ms: r.get::<_, Option<i64>>(3)?.map(|v| v as u64),
+                            outcome: r.get(4)?,
+                            remote_id: r.get(5)?,
+                            failure: None,
+                            fault: None,
+                            category: r.get(8)?,
+                            decided_by: r.get(9)?,
+                            reason: r.get(10)?,
+                            retry_after_ms: r.get::<_, Option<i64>>(11)?.map(|v| v as u64),
+                            decision: r.get(12)?,
+                        },
+                    },
+                    r.get::<_, Option<String>>(6)?,
+                    r.get::<_, Option<String>>(7)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let parse = |e: serde_json::Error| StoreError::Corrupt(format!("attempt record: {e}"));
+        rows.into_iter()
+            .map(|(mut row, failure, fault)| {
+                row.attempt.failure = failure
+                    .map(|f| serde_json::from_str(&f).map_err(parse))
+                    .transpose()?;
+                row.attempt.fault = fault
+                    .map(|f| serde_json::from_str(&f).map_err(parse))
+                    .transpose()?;
+                Ok(row)
+            })
+            .collect()
     }
 }
 
@@ -650,46 +704,26 @@ impl Store for SqliteStore {
     }
 
     fn attempts(&self, job: &str) -> Result<Vec<AttemptRecord>> {
+        Ok(self
+            .attempt_rows("WHERE a.job_id = ?1", &[&job])?
+            .into_iter()
+            .map(|row| row.attempt)
+            .collect())
+    }
+
+    fn report(&self) -> Result<Vec<ReportRow>> {
+        self.attempt_rows("", &[])
+    }
+
+    fn job(&self, id: &str) -> Result<Option<StoredJob>> {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        let mut stmt = conn.prepare(
-            "SELECT pass, number, started_ms, ended_ms, outcome, remote_id, failure, fault,
-                    category, decided_by, reason, decision
-             FROM attempts WHERE job_id = ?1 ORDER BY id",
-        )?;
-        let rows = stmt
-            .query_map([job], |r| {
-                Ok((
-                    AttemptRecord {
-                        pass: r.get(0)?,
-                        number: r.get(1)?,
-                        started_ms: r.get::<_, i64>(2)? as u64,
-                        ended_ms: r.get::<_, Option<i64>>(3)?.map(|v| v as u64),
-                        outcome: r.get(4)?,
-                        remote_id: r.get(5)?,
-                        failure: None,
-                        fault: None,
-                        category: r.get(8)?,
-                        decided_by: r.get(9)?,
-                        reason: r.get(10)?,
-                        decision: r.get(11)?,
-                    },
-                    r.get::<_, Option<String>>(6)?,
-                    r.get::<_, Option<String>>(7)?,
-                ))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        rows.into_iter()
-            .map(|(mut record, failure, fault)| {
-                let parse = |text: &str| StoreError::Corrupt(format!("attempt record: {text}"));
-                record.failure = failure
-                    .map(|f| serde_json::from_str(&f).map_err(|e| parse(&e.to_string())))
-                    .transpose()?;
-                record.fault = fault
-                    .map(|f| serde_json::from_str(&f).map_err(|e| parse(&e.to_string())))
-                    .transpose()?;
-                Ok(record)
-            })
-            .collect()
+        Ok(conn
+            .query_row(
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
+                [id],
+                job_from_row,
+            )
+            .optional()?)
     }
 
     fn job_summaries(&self) -> Result<Vec<JobSummary>> {

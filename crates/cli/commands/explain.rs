@@ -1,0 +1,120 @@
+//! `orchestrator explain JOB_ID`: a job's whole attempt history, and what
+//! happens to it next.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use orchestrator_store::{JobState, SqliteStore, Store};
+
+use crate::commands::batch::DEFAULT_STATE_FILE;
+use crate::commands::run::now_ms;
+use crate::commands::status::time;
+use crate::exit::{self, Exit};
+use crate::output::print;
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The job's id, as in the jobs file.
+    job: String,
+
+    /// The store.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_STATE_FILE)]
+    state_file: PathBuf,
+}
+
+impl ExplainArgs {
+    pub fn run(self) -> Result<u8> {
+        if !self.state_file.exists() {
+            return Err(Exit::new(
+                exit::USAGE,
+                format!(
+                    "no state file at {}; give --state-file PATH",
+                    self.state_file.display()
+                ),
+            )
+            .into());
+        }
+        let store = SqliteStore::open_read_only(&self.state_file)
+            .map_err(|e| Exit::new(exit::USAGE, e.to_string()))?;
+        let Some(job) = store.job(&self.job)? else {
+            return Err(Exit::new(
+                exit::USAGE,
+                format!("no job {:?} in {}", self.job, self.state_file.display()),
+            )
+            .into());
+        };
+        let attempts = store.attempts(&job.id)?;
+        let mut out = format!(
+            "Job {} (account {}): {}\nIdempotency key: {}\n",
+            job.id,
+            job.account,
+            job.state.as_str(),
+            job.idempotency_key
+        );
+        if attempts.is_empty() {
+            out.push_str("No attempts yet.\n");
+        }
+        for a in &attempts {
+            let took = match a.ended_ms {
+                Some(end) => format!(
+                    "{} → {} ({} ms)",
+                    time(a.started_ms),
+                    time(end),
+                    end.saturating_sub(a.started_ms)
+                ),
+                None => format!("{} → (no end recorded)", time(a.started_ms)),
+            };
+            out.push_str(&format!(
+                "\nAttempt {}, pass {}: {}\n  when:        {took}\n",
+                a.number, a.pass, a.outcome
+            ));
+            if let Some(id) = &a.remote_id {
+                out.push_str(&format!("  posted:      {id}\n"));
+            }
+            if let Some(f) = &a.failure {
+                out.push_str(&format!("  failure:     {f}\n"));
+                if let Some(t) = &f.transport_error {
+                    out.push_str(&format!("  transport:   {t}\n"));
+                }
+            }
+            if let Some(fault) = &a.fault {
+                out.push_str(&format!("  host fault:  {} ({fault})\n", fault.kind()));
+            }
+            if let Some(category) = &a.category {
+                out.push_str(&format!(
+                    "  decided:     {category} by {}: {}\n",
+                    a.decided_by.as_deref().unwrap_or("?"),
+                    a.reason.as_deref().unwrap_or("")
+                ));
+            }
+            if let Some(ms) = a.retry_after_ms {
+                out.push_str(&format!("  retry after: {ms} ms\n"));
+            }
+            if let Some(decision) = &a.decision {
+                out.push_str(&format!("  then:        {decision}\n"));
+            }
+            if a.outcome == "uncertain" {
+                out.push_str(
+                    "  then:        a run died with this attempt in flight; retried with the same key\n",
+                );
+            }
+        }
+        let next = match job.state {
+            JobState::Succeeded => "Done: posted.".to_string(),
+            JobState::Failed => "Failed for good: it will not be retried.".to_string(),
+            JobState::Pending => "Not attempted yet: the next --run tries it.".to_string(),
+            JobState::Running => "An attempt is in flight now.".to_string(),
+            JobState::NeedsReview => {
+                "Held for review: check the platform, then --run --release-held.".to_string()
+            }
+            JobState::Retry => match job.not_before_ms.filter(|t| *t > now_ms()) {
+                Some(t) => format!("Will be retried in the next pass, not before {}.", time(t)),
+                None => "Will be retried in the next pass.".to_string(),
+            },
+        };
+        out.push_str(&format!("\n{next}\n"));
+        print(&out)?;
+        Ok(exit::SUCCESS)
+    }
+}

@@ -1,0 +1,119 @@
+//! `orchestrator report --format csv|json`: every attempt, for spreadsheets
+//! and scripts.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+use orchestrator_store::{ReportRow, SqliteStore, Store};
+
+use crate::commands::batch::DEFAULT_STATE_FILE;
+use crate::exit::{self, Exit};
+use crate::output::{print, print_json};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "csv")]
+    format: Format,
+
+    /// The store.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_STATE_FILE)]
+    state_file: PathBuf,
+}
+
+/// The CSV columns, one row per attempt.
+const COLUMNS: [&str; 17] = [
+    "job",
+    "account",
+    "pass",
+    "attempt",
+    "started_ms",
+    "ended_ms",
+    "outcome",
+    "remote_id",
+    "http_status",
+    "error_code",
+    "failure",
+    "fault_kind",
+    "fault",
+    "category",
+    "decided_by",
+    "reason",
+    "decision",
+];
+
+fn opt<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref().map(ToString::to_string).unwrap_or_default()
+}
+
+fn csv_row(r: &ReportRow) -> Vec<String> {
+    let a = &r.attempt;
+    let failure = a.failure.as_ref();
+    vec![
+        r.job.clone(),
+        r.account.clone(),
+        a.pass.to_string(),
+        a.number.to_string(),
+        a.started_ms.to_string(),
+        opt(&a.ended_ms),
+        a.outcome.clone(),
+        opt(&a.remote_id),
+        opt(&failure.and_then(|f| f.http_status)),
+        opt(&failure.and_then(|f| f.error_code.clone())),
+        opt(&failure.map(|f| f.message.clone())),
+        opt(&a.fault.as_ref().map(|f| f.kind())),
+        opt(&a.fault.as_ref().map(|f| f.to_string())),
+        opt(&a.category),
+        opt(&a.decided_by),
+        opt(&a.reason),
+        opt(&a.decision),
+    ]
+}
+
+/// RFC 4180 quoting: a field with a comma, quote or line break is quoted.
+fn csv_field(field: &str) -> String {
+    if field.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    } else {
+        field.to_owned()
+    }
+}
+
+impl ReportArgs {
+    pub fn run(self) -> Result<u8> {
+        if !self.state_file.exists() {
+            return Err(Exit::new(
+                exit::USAGE,
+                format!(
+                    "no state file at {}; give --state-file PATH",
+                    self.state_file.display()
+                ),
+            )
+            .into());
+        }
+        let store = SqliteStore::open_read_only(&self.state_file)
+            .map_err(|e| Exit::new(exit::USAGE, e.to_string()))?;
+        let rows = store.report()?;
+        match self.format {
+            Format::Json => print_json(&rows)?,
+            Format::Csv => {
+                let mut out = COLUMNS.join(",");
+                out.push('\n');
+                for row in &rows {
+                    let fields: Vec<String> = csv_row(row).iter().map(|f| csv_field(f)).collect();
+                    out.push_str(&fields.join(","));
+                    out.push('\n');
+                }
+                print(&out)?;
+            }
+        }
+        Ok(exit::SUCCESS)
+    }
+}
