@@ -136,3 +136,50 @@ fn no_action_is_a_usage_error() {
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("no action given"), "{}", out.stderr);
 }
+
+#[test]
+fn completions_and_the_man_page_come_from_the_flags() {
+    let bash = run(orchestrator().args(["completions", "bash"]));
+    assert_eq!(bash.code, 0, "{}", bash.stderr);
+    assert!(bash.stdout.contains("--max-passes"), "{}", bash.stdout);
+    let fish = run(orchestrator().args(["completions", "fish"]));
+    assert!(fish.stdout.contains("retry-delay"), "{}", fish.stdout);
+    let man = run(orchestrator().arg("man"));
+    assert_eq!(man.code, 0, "{}", man.stderr);
+    assert!(
+        man.stdout.starts_with(".ie \\n(.g .ds Aq"),
+        "{}",
+        &man.stdout[..80]
+    );
+    assert!(
+        man.stdout.contains("infra\\-retry\\-limit"),
+        "roff escapes dashes"
+    );
+}
+
+#[test]
+fn a_closed_pipe_is_not_an_error() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = orchestrator()
+        .args(["completions", "bash"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one byte, then hang up, like `| head -c1`.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut byte = [0u8; 1];
+    stdout.read_exact(&mut byte).unwrap();
+    drop(stdout);
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+}

@@ -410,3 +410,30 @@ fn explain_and_report_tell_each_jobs_story() {
             .any(|r| r["fault"]["kind"] == "connection-error")
     );
 }
+
+#[test]
+fn logs_can_be_json_and_verbosity_is_a_flag() {
+    let f = Fixture::new(MIXED, 1);
+    let out = f.run(&["-vv", "--log-format", "json", "--max-passes", "1"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let json_lines: Vec<serde_json::Value> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).expect("each log line is a JSON object"))
+        .collect();
+    assert!(
+        json_lines
+            .iter()
+            .any(|l| l["level"] == "DEBUG" && l["fields"]["job"] == "ok1-1"),
+        "{}",
+        out.stderr
+    );
+    let quiet = Fixture::new(MIXED, 1);
+    let out = quiet.run(&["-q", "--max-passes", "1"]);
+    assert!(
+        !out.stderr.contains("DEBUG") && !out.stderr.contains("WARN"),
+        "{}",
+        out.stderr
+    );
+}

@@ -58,6 +58,9 @@ struct Cli {
     command: Option<Command>,
 
     #[command(flatten)]
+    log: LogArgs,
+
+    #[command(flatten)]
     batch: commands::batch::BatchArgs,
 }
 
@@ -70,6 +73,32 @@ enum Command {
     Explain(commands::explain::ExplainArgs),
     /// Every attempt of the batch as CSV or JSON.
     Report(commands::report::ReportArgs),
+    /// Shell completions (bash, zsh, fish, elvish, powershell).
+    Completions(commands::completions::CompletionsArgs),
+    /// The man page, in roff.
+    Man,
+}
+
+/// How much the program logs, and how.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Logging")]
+struct LogArgs {
+    /// More log detail (-v info, -vv debug, -vvv trace); RUST_LOG or
+    /// ORCHESTRATOR_LOG give full control
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Only errors
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Log lines as text or JSON objects
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 fn main() -> ExitCode {
@@ -77,12 +106,14 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return parse_error(e),
     };
-    init_logging();
+    init_logging(&cli.log);
     let batch = &cli.batch;
     let result = match cli.command {
         Some(Command::Plugins(cmd)) => run_async(cmd.run()),
         Some(Command::Explain(cmd)) => cmd.run(),
         Some(Command::Report(cmd)) => cmd.run(),
+        Some(Command::Completions(cmd)) => cmd.run(),
+        Some(Command::Man) => commands::completions::man(),
         None if batch.run => run_async(commands::run::run(batch)),
         None if batch.status => commands::status::run(batch),
         None if batch.stop_all => commands::stop::run(batch),
@@ -140,20 +171,36 @@ fn run_async<F: std::future::Future<Output = anyhow::Result<u8>>>(fut: F) -> any
     runtime.block_on(fut)
 }
 
-/// Logs go to stderr so stdout stays for results; `ORCHESTRATOR_LOG` takes
-/// `tracing` filter directives (e.g. `debug`, `plugin=trace`).
-fn init_logging() {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("ORCHESTRATOR_LOG").unwrap_or_else(|_| {
+/// Logs go to stderr so stdout stays for results. `ORCHESTRATOR_LOG` (or
+/// `RUST_LOG`) takes `tracing` filter directives (e.g. `debug`,
+/// `plugin=trace`); otherwise `-v`/`-q` pick the level. Colour only on a
+/// terminal, and never with `NO_COLOR` set.
+fn init_logging(args: &LogArgs) {
+    use std::io::IsTerminal;
+    let level = match (args.quiet, args.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ORCHESTRATOR_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| {
             // wasi-http warns about every refused connection; the attempt's
             // record already says it.
-            tracing_subscriber::EnvFilter::new("warn,wasmtime_wasi_http=error")
+            tracing_subscriber::EnvFilter::new(format!("{level},wasmtime_wasi_http=error"))
         });
-    tracing_subscriber::fmt()
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
-        .init();
+        .with_ansi(colour);
+    match args.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub fn orchestrator() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_orchestrator"));
     cmd.env_remove("ORCHESTRATOR_PLUGIN_PATH")
         .env_remove("ORCHESTRATOR_LOG")
+        .env_remove("RUST_LOG")
         // Keep the user's data folder out of `plugins list`.
         .env("XDG_DATA_HOME", "/nonexistent-orchestrator-test-data")
         .env("HOME", "/nonexistent-orchestrator-test-home");

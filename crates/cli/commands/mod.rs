@@ -3,6 +3,7 @@
 //! flags in [`batch::BatchArgs`].
 
 pub mod batch;
+pub mod completions;
 pub mod explain;
 pub mod plugins;
 pub mod report;
