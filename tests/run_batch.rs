@@ -437,3 +437,54 @@ fn logs_can_be_json_and_verbosity_is_a_flag() {
         out.stderr
     );
 }
+
+#[test]
+fn a_batch_that_is_clearly_going_wrong_halts() {
+    // Every token revoked: after 10 attempts all failed, the run stops
+    // instead of burning through all 30 jobs.
+    let mut scenario = String::new();
+    for i in 0..30 {
+        scenario.push_str(&format!(
+            "[[account]]\nname = \"r{i:02}\"\ntoken = \"t{i:02}\"\nthen = {{ respond = \"invalid-token\" }}\n"
+        ));
+    }
+    let f = Fixture::new(&scenario, 1);
+    let out = f.run(&["--workers", "2", "--halt-on-failure-rate", "50"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("attempts failed, more than --halt-on-failure-rate 50%"),
+        "{}",
+        out.stderr
+    );
+    let requests = f.sandbox.counters().requests;
+    assert!((10..=12).contains(&requests), "{requests} requests");
+}
+
+#[test]
+fn backoff_shows_in_the_configuration_and_the_waits() {
+    let f = Fixture::new(MIXED, 1);
+    let out = f.run(&[
+        "--retry-delay",
+        "1",
+        "--retry-backoff",
+        "--retry-backoff-cap",
+        "1",
+    ]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("  Backoff: exponential with jitter, capped at 1s"),
+        "{}",
+        out.stderr
+    );
+    // Waits are jittered within the upper half: 0.5 to 1 s.
+    let waits: Vec<f64> = out
+        .stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("Waiting "))
+        .map(|l| l.split('s').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(waits.len(), 2, "{}", out.stderr);
+    assert!(waits.iter().all(|w| (0.5..=1.0).contains(w)), "{waits:?}");
+}

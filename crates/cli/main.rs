@@ -51,6 +51,7 @@ state file, plugins); 3 stopped before finishing.";
     name = "orchestrator",
     version,
     args_conflicts_with_subcommands = true,
+    args_override_self = true,
     after_help = EXAMPLES
 )]
 struct Cli {

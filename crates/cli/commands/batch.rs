@@ -192,6 +192,22 @@ pub struct RetryArgs {
     /// Retry non-retryable failures too
     #[arg(long)]
     pub retry_include_non_retryable: bool,
+    /// Back off exponentially between passes (from --retry-delay, doubling,
+    /// with jitter) instead of waiting the same delay each time
+    #[arg(long)]
+    pub retry_backoff: bool,
+    /// The longest wait --retry-backoff grows to, in seconds
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 600,
+        allow_negative_numbers = true
+    )]
+    pub retry_backoff_cap: i64,
+    /// Stop the run when more than PCT percent of its attempts failed
+    /// (judged after 10 attempts), e.g. when every token was revoked
+    #[arg(long, value_name = "PCT", allow_negative_numbers = true)]
+    pub halt_on_failure_rate: Option<f64>,
 }
 
 impl BatchArgs {
@@ -205,6 +221,25 @@ impl BatchArgs {
             self.retry.retry_include_non_retryable,
         )
         .map_err(|e| Exit::new(exit::USAGE, e.to_string()))?;
+        let config = if self.retry.retry_backoff {
+            if self.retry.retry_backoff_cap < 0 {
+                return Err(
+                    Exit::new(exit::USAGE, "--retry-backoff-cap cannot be negative").into(),
+                );
+            }
+            config.with_backoff(self.retry.retry_backoff_cap as u64)
+        } else {
+            config
+        };
+        if let Some(pct) = self.retry.halt_on_failure_rate
+            && !(0.0..=100.0).contains(&pct)
+        {
+            return Err(Exit::new(
+                exit::USAGE,
+                "--halt-on-failure-rate must be a percentage from 0 to 100",
+            )
+            .into());
+        }
         self.limits.limits()?;
         if self.key_window < 0 {
             return Err(Exit::new(exit::USAGE, "--key-window cannot be negative").into());

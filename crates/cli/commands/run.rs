@@ -148,6 +148,7 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
             grace: Duration::from_secs(args.grace_period as u64),
             allow_hosts: args.limits.allow_hosts.clone(),
             key_window: Duration::from_secs(args.key_window as u64),
+            halt_on_failure_rate: args.retry.halt_on_failure_rate,
         },
     );
     let (stop, _) = tokio::sync::watch::channel(false);
@@ -224,7 +225,22 @@ fn log_event(event: RunEvent) {
             eprintln!("Starting pass {pass}/{max} ({jobs} jobs)");
         }
         RunEvent::PassEnded { pass, result } => eprintln!("Pass {pass} ended: {result}"),
-        RunEvent::Waiting { seconds } => eprintln!("Waiting {seconds}s before next pass..."),
+        RunEvent::Waiting { seconds } => {
+            // Whole seconds read as the flag was given; backoff's jittered
+            // waits show a decimal.
+            if seconds.fract() == 0.0 {
+                eprintln!("Waiting {seconds:.0}s before next pass...");
+            } else {
+                eprintln!("Waiting {seconds:.1}s before next pass...");
+            }
+        }
+        RunEvent::Halting {
+            failed,
+            finished,
+            limit,
+        } => eprintln!(
+            "Halting: {failed} of {finished} attempts failed, more than --halt-on-failure-rate {limit}%; stopping"
+        ),
         RunEvent::Stopping { grace } => eprintln!(
             "Stopping: no new attempts; waiting up to {}s for attempts in flight",
             grace.as_secs()

@@ -33,6 +33,10 @@ pub struct RetryConfig {
     pub retry_unknown_errors: bool,
     /// Retry `non-retryable` failures too.
     pub retry_non_retryable: bool,
+    /// Exponential backoff between passes, capped at this many seconds;
+    /// `None` waits `retry_delay_seconds` every time.
+    #[serde(default)]
+    pub backoff_cap_seconds: Option<u64>,
 }
 
 impl Default for RetryConfig {
@@ -43,6 +47,7 @@ impl Default for RetryConfig {
             infrastructure_retry_limit: 3,
             retry_unknown_errors: true,
             retry_non_retryable: false,
+            backoff_cap_seconds: None,
         }
     }
 }
@@ -85,7 +90,30 @@ impl RetryConfig {
                 .unwrap_or(u32::MAX),
             retry_unknown_errors,
             retry_non_retryable,
+            backoff_cap_seconds: None,
         })
+    }
+
+    /// Turns on exponential backoff between passes, capped at `cap_seconds`.
+    pub fn with_backoff(mut self, cap_seconds: u64) -> Self {
+        self.backoff_cap_seconds = Some(cap_seconds);
+        self
+    }
+
+    /// The wait before pass `next_pass` (2 or later). Without backoff it is
+    /// the retry delay. With backoff it doubles each pass from the retry
+    /// delay up to the cap, and `jitter` (a sample in `[0, 1)`) spreads it
+    /// over its upper half, so many batches started together do not retry
+    /// in step ("equal jitter").
+    pub fn delay_before(&self, next_pass: u32, jitter: f64) -> Duration {
+        let base = self.retry_delay_seconds as f64;
+        let Some(cap) = self.backoff_cap_seconds else {
+            return Duration::from_secs(self.retry_delay_seconds);
+        };
+        let doublings = next_pass.saturating_sub(2).min(62);
+        let full = (base * f64::from(2u32).powi(doublings as i32)).min(cap as f64);
+        let jitter = jitter.clamp(0.0, 1.0);
+        Duration::from_secs_f64(full / 2.0 + full / 2.0 * jitter)
     }
 
     pub fn retry_delay(&self) -> Duration {
@@ -117,6 +145,9 @@ impl fmt::Display for RetryConfig {
         write!(f, "  Retry unknown errors: {}", self.retry_unknown_errors)?;
         if self.retry_non_retryable {
             write!(f, "\n  Retry non-retryable errors: true")?;
+        }
+        if let Some(cap) = self.backoff_cap_seconds {
+            write!(f, "\n  Backoff: exponential with jitter, capped at {cap}s")?;
         }
         Ok(())
     }

@@ -270,3 +270,32 @@ fn builtin_rules_classify_faults_then_statuses() {
         Some(1500)
     );
 }
+
+#[test]
+fn without_backoff_every_wait_is_the_retry_delay() {
+    let c = RetryConfig::from_flags(5, 60, 3, true, false).unwrap();
+    for pass in 2..6 {
+        assert_eq!(
+            c.delay_before(pass, 0.7),
+            std::time::Duration::from_secs(60)
+        );
+    }
+}
+
+#[test]
+fn backoff_doubles_up_to_the_cap_with_jitter_in_the_upper_half() {
+    let c = RetryConfig::from_flags(10, 10, 3, true, false)
+        .unwrap()
+        .with_backoff(35);
+    let secs = |pass, jitter| c.delay_before(pass, jitter).as_secs_f64();
+    // Before pass 2: between 5 and 10 s; pass 3: 10-20; pass 4: capped, 17.5-35.
+    assert_eq!((secs(2, 0.0), secs(2, 1.0)), (5.0, 10.0));
+    assert_eq!((secs(3, 0.0), secs(3, 1.0)), (10.0, 20.0));
+    assert_eq!((secs(4, 0.0), secs(4, 1.0)), (17.5, 35.0));
+    assert_eq!(secs(60, 0.5), 26.25);
+    // A delay of 0 stays 0.
+    let zero = RetryConfig::from_flags(3, 0, 3, true, false)
+        .unwrap()
+        .with_backoff(60);
+    assert_eq!(zero.delay_before(3, 0.9), std::time::Duration::ZERO);
+}

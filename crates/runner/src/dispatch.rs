@@ -12,7 +12,7 @@ use orchestrator_store::{AttemptOutcome, Decided, Store, StoredJob};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::{Batch, RunError, RunEvent, RunOptions};
+use crate::{Batch, RunCounters, RunError, RunEvent, RunOptions};
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -29,8 +29,10 @@ pub(crate) async fn run_pass(
     pass: u32,
     jobs: Vec<StoredJob>,
     report: Arc<dyn Fn(RunEvent) + Send + Sync>,
-    mut stop: watch::Receiver<bool>,
+    stop_sender: watch::Sender<bool>,
+    counters: Arc<RunCounters>,
 ) -> Result<bool, RunError> {
+    let mut stop = stop_sender.subscribe();
     // One queue per account, in import order: an account never has two
     // attempts in flight, so its own rate limit sees one client.
     let mut queues: BTreeMap<String, Vec<StoredJob>> = BTreeMap::new();
@@ -46,6 +48,8 @@ pub(crate) async fn run_pass(
             options: options.clone(),
             pass,
             report: report.clone(),
+            stop: stop_sender.clone(),
+            counters: counters.clone(),
         };
         let workers = workers.clone();
         let mut stop = stop.clone();
@@ -120,6 +124,8 @@ struct AttemptCtx {
     options: RunOptions,
     pass: u32,
     report: Arc<dyn Fn(RunEvent) + Send + Sync>,
+    stop: watch::Sender<bool>,
+    counters: Arc<RunCounters>,
 }
 
 impl AttemptCtx {
@@ -190,6 +196,7 @@ impl AttemptCtx {
             }
         };
         self.store.finish_attempt(attempt_id, &outcome)?;
+        self.count(matches!(outcome, AttemptOutcome::Failed { .. }));
         tracing::debug!(job = %job.id, account = %job.account, pass = self.pass, "{summary}");
         (self.report)(RunEvent::AttemptFinished {
             job: job.id,
@@ -198,6 +205,26 @@ impl AttemptCtx {
             summary,
         });
         Ok(())
+    }
+
+    /// Counts the attempt, and halts the run when too many failed.
+    fn count(&self, failed: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let finished = self.counters.finished.fetch_add(1, Relaxed) + 1;
+        let failures =
+            self.counters.failed.fetch_add(u64::from(failed), Relaxed) + u64::from(failed);
+        if let Some(limit) = self.options.halt_on_failure_rate
+            && finished >= crate::HALT_MIN_ATTEMPTS
+            && failures as f64 * 100.0 > limit * finished as f64
+            && !*self.stop.borrow()
+        {
+            (self.report)(RunEvent::Halting {
+                failed: failures,
+                finished,
+                limit,
+            });
+            let _ = self.stop.send(true);
+        }
     }
 
     /// Classifier plugins in order, then the built-in rules. A classifier

@@ -59,6 +59,20 @@ pub struct RunOptions {
     pub allow_hosts: Vec<String>,
     /// How long the platform remembers idempotency keys.
     pub key_window: Duration,
+    /// Stop the run when more than this percentage of its attempts failed
+    /// (after at least [`HALT_MIN_ATTEMPTS`]).
+    pub halt_on_failure_rate: Option<f64>,
+}
+
+/// Attempts a run makes before `--halt-on-failure-rate` may judge it: a
+/// couple of early failures say little.
+pub const HALT_MIN_ATTEMPTS: u64 = 10;
+
+/// Attempts finished and failed in this run, for the halt rule.
+#[derive(Debug, Default)]
+pub(crate) struct RunCounters {
+    pub(crate) finished: std::sync::atomic::AtomicU64,
+    pub(crate) failed: std::sync::atomic::AtomicU64,
 }
 
 /// What the run reports as it goes.
@@ -84,10 +98,16 @@ pub enum RunEvent {
         result: PassResult,
     },
     Waiting {
-        seconds: u64,
+        seconds: f64,
     },
     Stopping {
         grace: Duration,
+    },
+    /// Too many attempts failed: the run stops as if asked to.
+    Halting {
+        failed: u64,
+        finished: u64,
+        limit: f64,
     },
 }
 
@@ -107,6 +127,7 @@ pub struct Runner {
     store: Arc<dyn Store>,
     batch: Arc<Batch>,
     options: RunOptions,
+    counters: Arc<RunCounters>,
 }
 
 impl Runner {
@@ -115,6 +136,7 @@ impl Runner {
             store,
             batch: Arc::new(batch),
             options,
+            counters: Arc::default(),
         }
     }
 
@@ -226,7 +248,8 @@ impl Runner {
                 pass,
                 jobs,
                 report.clone(),
-                stop.subscribe(),
+                stop.clone(),
+                self.counters.clone(),
             )
             .await?;
             if stopped {
@@ -238,11 +261,13 @@ impl Runner {
             if !result.continues() {
                 break;
             }
-            let delay = self.options.config.retry_delay_seconds;
-            report(RunEvent::Waiting { seconds: delay });
+            let delay = self.options.config.delay_before(pass + 1, jitter());
+            report(RunEvent::Waiting {
+                seconds: delay.as_secs_f64(),
+            });
             let mut stopped = stop.subscribe();
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(delay)) => {}
+                _ = tokio::time::sleep(delay) => {}
                 _ = stopped.wait_for(|s| *s) => return Ok(RunOutcome::Stopped),
             }
         }
@@ -253,4 +278,14 @@ impl Runner {
             Ok(RunOutcome::SomeFailed(tally))
         }
     }
+}
+
+/// A jitter sample in `[0, 1)`; the clock's nanoseconds are random enough to
+/// keep batches started together out of step.
+fn jitter() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    f64::from(nanos % 1_000_000) / 1_000_000.0
 }
