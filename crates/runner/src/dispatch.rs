@@ -12,7 +12,7 @@ use orchestrator_store::{AttemptOutcome, Decided, Store, StoredJob};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::{Batch, RunCounters, RunError, RunEvent, RunOptions};
+use crate::{Batch, RunCounters, RunError, RunEvent, RunOptions, Runner};
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -23,15 +23,18 @@ fn now_ms() -> u64 {
 
 /// Runs `jobs` in pass `pass`. Returns whether a stop cut the pass short.
 pub(crate) async fn run_pass(
-    store: Arc<dyn Store>,
-    batch: Arc<Batch>,
-    options: &RunOptions,
+    runner: &Runner,
     pass: u32,
     jobs: Vec<StoredJob>,
     report: Arc<dyn Fn(RunEvent) + Send + Sync>,
     stop_sender: watch::Sender<bool>,
-    counters: Arc<RunCounters>,
 ) -> Result<bool, RunError> {
+    let (store, batch, options, counters) = (
+        &runner.store,
+        &runner.batch,
+        &runner.options,
+        &runner.counters,
+    );
     let mut stop = stop_sender.subscribe();
     // One queue per account, in import order: an account never has two
     // attempts in flight, so its own rate limit sees one client.

@@ -241,17 +241,8 @@ impl Runner {
                 max: self.options.config.max_passes,
                 jobs: jobs.len(),
             });
-            let stopped = dispatch::run_pass(
-                self.store.clone(),
-                self.batch.clone(),
-                &self.options,
-                pass,
-                jobs,
-                report.clone(),
-                stop.clone(),
-                self.counters.clone(),
-            )
-            .await?;
+            let stopped =
+                dispatch::run_pass(self, pass, jobs, report.clone(), stop.clone()).await?;
             if stopped {
                 return Ok(RunOutcome::Stopped);
             }
