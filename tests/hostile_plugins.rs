@@ -201,3 +201,48 @@ fn a_classifier_that_never_returns_is_skipped() {
     assert_eq!(attempt.category.as_deref(), Some("non-retryable"));
     assert!(out.stderr.contains("looping-classifier"), "{}", out.stderr);
 }
+
+#[test]
+fn a_plugin_fixed_between_passes_serves_the_next_pass() {
+    use std::io::BufRead;
+    let f = Fixture::new("[[account]]\nname = \"ok\"\ntoken = \"ok-token\"\n", 0).with_jobs(
+        "{\"id\": \"j1\", \"account\": \"ok\", \"payload\": {\"status\": \"hi\", \"misbehave\": \"trap\"}}\n",
+    );
+    // The buggy poster traps on this job; the fixed one posts it.
+    let poster = f.path("poster.wasm");
+    std::fs::copy(artifacts::MISBEHAVING_POSTER, &poster).unwrap();
+    let poster: &'static str = Box::leak(poster.display().to_string().into_boxed_str());
+    let f = f.with_plugins(&[poster, artifacts::HTTP_CLASSIFIER]);
+    let mut child = f
+        .command(&["--retry-delay", "2", "--run"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut log = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "no wait in:\n{log}"
+        );
+        log.push_str(&line);
+        if line.starts_with("Waiting") {
+            break;
+        }
+    }
+    std::fs::copy(artifacts::MASTODON_POSTER, poster).unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    log.push_str(&rest);
+    assert_eq!(child.wait().unwrap().code(), Some(0), "{log}");
+    assert!(
+        log.contains("poster.wasm changed: loaded version 0.1.0 (sha256 "),
+        "{log}"
+    );
+    assert_eq!(f.outcomes()["j1"], (JobState::Succeeded, 2));
+    let attempts = f.state().attempts("j1").unwrap();
+    assert!(matches!(attempts[0].fault, Some(HostFault::Trap(_))));
+    assert_eq!(attempts[1].outcome, "succeeded");
+}

@@ -140,6 +140,7 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
             poster,
             classifiers,
             accounts,
+            reload_with: Some(host),
         },
         RunOptions {
             config,
@@ -244,6 +245,18 @@ fn log_event(event: RunEvent) {
         RunEvent::Stopping { grace } => eprintln!(
             "Stopping: no new attempts; waiting up to {}s for attempts in flight",
             grace.as_secs()
+        ),
+        RunEvent::PluginReloaded { path, old, new } => eprintln!(
+            "Plugin {} changed: loaded version {} (sha256 {}), was {} (sha256 {})",
+            path.display(),
+            new.0,
+            &new.1[..12],
+            old.0,
+            &old.1[..12]
+        ),
+        RunEvent::PluginReloadRefused { path, reason } => eprintln!(
+            "Plugin {} changed but the new file is refused ({reason}); keeping the loaded one",
+            path.display()
         ),
         RunEvent::AttemptFinished { .. } => {}
     }

@@ -338,6 +338,11 @@ fn read(path: &Path) -> Result<Vec<u8>, LoadError> {
     })
 }
 
+/// The SHA-256 of a file, in hex: how a changed plugin file is noticed.
+pub fn file_sha256(path: &Path) -> std::io::Result<String> {
+    Ok(hex(&Sha256::digest(std::fs::read(path)?)))
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -29,12 +29,8 @@ pub(crate) async fn run_pass(
     report: Arc<dyn Fn(RunEvent) + Send + Sync>,
     stop_sender: watch::Sender<bool>,
 ) -> Result<bool, RunError> {
-    let (store, batch, options, counters) = (
-        &runner.store,
-        &runner.batch,
-        &runner.options,
-        &runner.counters,
-    );
+    let batch = &runner.batch();
+    let (store, options, counters) = (&runner.store, &runner.options, &runner.counters);
     let mut stop = stop_sender.subscribe();
     // One queue per account, in import order: an account never has two
     // attempts in flight, so its own rate limit sees one client.

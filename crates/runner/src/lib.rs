@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use orchestrator_plugin_host::Plugin;
+use orchestrator_plugin_host::{Plugin, PluginHost};
 use orchestrator_retry::{PassManager, PassResult, PassTally, RetryConfig};
 use orchestrator_store::{NewRun, RunState, Store, StoreError};
 use tokio::sync::watch;
@@ -38,11 +38,15 @@ pub enum RunError {
 }
 
 /// What the run works with.
+#[derive(Clone)]
 pub struct Batch {
     pub poster: Arc<Plugin>,
     /// Consulted in order; the built-in rules come last.
     pub classifiers: Vec<Arc<Plugin>>,
     pub accounts: BTreeMap<String, AccountConfig>,
+    /// Reloads a plugin whose file changed, before the next pass; `None`
+    /// keeps the plugins loaded at the start.
+    pub reload_with: Option<PluginHost>,
 }
 
 /// How the run works.
@@ -87,6 +91,17 @@ pub enum RunEvent {
         max: u32,
         jobs: usize,
     },
+    /// A plugin file changed between passes and the new one was loaded.
+    PluginReloaded {
+        path: std::path::PathBuf,
+        old: (String, String),
+        new: (String, String),
+    },
+    /// A plugin file changed but the new one was refused: the old one stays.
+    PluginReloadRefused {
+        path: std::path::PathBuf,
+        reason: String,
+    },
     AttemptFinished {
         job: String,
         account: String,
@@ -125,7 +140,8 @@ pub enum RunOutcome {
 /// Runs batches against one store.
 pub struct Runner {
     store: Arc<dyn Store>,
-    batch: Arc<Batch>,
+    /// Swapped between passes when a plugin file changes.
+    batch: std::sync::Mutex<Arc<Batch>>,
     options: RunOptions,
     counters: Arc<RunCounters>,
 }
@@ -134,7 +150,7 @@ impl Runner {
     pub fn new(store: Arc<dyn Store>, batch: Batch, options: RunOptions) -> Self {
         Runner {
             store,
-            batch: Arc::new(batch),
+            batch: std::sync::Mutex::new(Arc::new(batch)),
             options,
             counters: Arc::default(),
         }
@@ -199,6 +215,53 @@ impl Runner {
         Ok(outcome)
     }
 
+    pub(crate) fn batch(&self) -> Arc<Batch> {
+        self.batch.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Loads the new version of any plugin whose file changed since it was
+    /// loaded, so a fixed poster serves the next pass without a restart.
+    async fn reload_changed(&self, report: &Arc<dyn Fn(RunEvent) + Send + Sync>) {
+        let current = self.batch();
+        let Some(host) = &current.reload_with else {
+            return;
+        };
+        let mut next = (*current).clone();
+        let mut changed = false;
+        let plugins = std::iter::once(&mut next.poster).chain(next.classifiers.iter_mut());
+        for plugin in plugins {
+            let meta = plugin.meta();
+            let Ok(sha) = orchestrator_plugin_host::file_sha256(&meta.path) else {
+                continue;
+            };
+            if sha == meta.sha256 {
+                continue;
+            }
+            match host.load(&meta.path).await {
+                Ok(new) if new.kind() == plugin.kind() => {
+                    report(RunEvent::PluginReloaded {
+                        path: meta.path.clone(),
+                        old: (meta.info.version.clone(), meta.sha256.clone()),
+                        new: (new.info().version.clone(), new.meta().sha256.clone()),
+                    });
+                    *plugin = Arc::new(new);
+                    changed = true;
+                }
+                Ok(new) => report(RunEvent::PluginReloadRefused {
+                    path: meta.path.clone(),
+                    reason: format!("it is now a {}, not a {}", new.kind(), plugin.kind()),
+                }),
+                Err(e) => report(RunEvent::PluginReloadRefused {
+                    path: meta.path.clone(),
+                    reason: e.reason(),
+                }),
+            }
+        }
+        if changed {
+            *self.batch.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        }
+    }
+
     /// Every job to run must belong to an account in the accounts file.
     fn check_accounts(&self) -> Result<(), RunError> {
         let only = self.options.only_accounts.as_deref();
@@ -206,7 +269,7 @@ impl Runner {
         let mut missing: Vec<&str> = pending
             .iter()
             .map(|j| j.account.as_str())
-            .filter(|a| !self.batch.accounts.contains_key(*a))
+            .filter(|a| !self.batch().accounts.contains_key(*a))
             .collect();
         missing.sort_unstable();
         missing.dedup();
@@ -234,6 +297,7 @@ impl Runner {
             let Some(pass) = passes.start_pass() else {
                 break;
             };
+            self.reload_changed(report).await;
             let jobs = store.eligible_jobs(pass, only)?;
             store.begin_pass(pass)?;
             report(RunEvent::PassStarted {
