@@ -488,3 +488,33 @@ fn backoff_shows_in_the_configuration_and_the_waits() {
     assert_eq!(waits.len(), 2, "{}", out.stderr);
     assert!(waits.iter().all(|w| (0.5..=1.0).contains(w)), "{waits:?}");
 }
+
+#[test]
+fn progress_lines_report_the_pass_in_progress() {
+    // Not a terminal here: plain lines every --progress-interval.
+    let f = Fixture::new(
+        "[[account]]\nname = \"slow\"\ntoken = \"t\"\ndelay_ms = 250\n\
+         [[account]]\nname = \"down\"\ntoken = \"d\"\nthen = { respond = \"suspended\" }\n",
+        8,
+    );
+    let out = f.run(&[
+        "--workers",
+        "2",
+        "--progress-interval",
+        "1",
+        "--max-passes",
+        "1",
+    ]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let lines: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("Pass 1/1: "))
+        .filter(|l| l.contains(" done, "))
+        .collect();
+    assert!(!lines.is_empty(), "{}", out.stderr);
+    let last = lines.last().unwrap();
+    assert!(last.contains("/16 done"), "{last}");
+    assert!(last.contains("(failed: non-retryable 8)"), "{last}");
+    assert!(last.contains("/s, ETA "), "{last}");
+}

@@ -79,6 +79,14 @@ pub struct BatchArgs {
         allow_negative_numbers = true
     )]
     pub key_window: i64,
+    /// Seconds between progress lines during --run (0: none)
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 5,
+        allow_negative_numbers = true
+    )]
+    pub progress_interval: i64,
     /// With --run: retry the jobs held for review.
     #[arg(long)]
     pub release_held: bool,
@@ -241,6 +249,9 @@ impl BatchArgs {
             .into());
         }
         self.limits.limits()?;
+        if self.progress_interval < 0 {
+            return Err(Exit::new(exit::USAGE, "--progress-interval cannot be negative").into());
+        }
         if self.key_window < 0 {
             return Err(Exit::new(exit::USAGE, "--key-window cannot be negative").into());
         }

@@ -6,6 +6,7 @@ pub mod batch;
 pub mod completions;
 pub mod explain;
 pub mod plugins;
+pub mod progress;
 pub mod report;
 pub mod run;
 pub mod seed;

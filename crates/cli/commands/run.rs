@@ -10,7 +10,7 @@ use orchestrator_runner::{Batch, RunEvent, RunOptions, RunOutcome, Runner, input
 use orchestrator_store::{Acquired, RunLock, Store};
 
 use crate::commands::batch::BatchArgs;
-use crate::commands::status;
+use crate::commands::{progress, status};
 use crate::exit::{self, Exit};
 use crate::output::print;
 
@@ -154,8 +154,23 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
     );
     let (stop, _) = tokio::sync::watch::channel(false);
     watch_signals(stop.clone())?;
+    let progress = Arc::new(std::sync::Mutex::new(progress::Progress::default()));
+    let ticker = (args.progress_interval > 0).then(|| {
+        progress::every(
+            Duration::from_secs(args.progress_interval as u64),
+            progress.clone(),
+        )
+    });
+    let observed = progress.clone();
+    let on_event = move |event: RunEvent| {
+        observed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .observe(&event);
+        log_event(event);
+    };
     let outcome = runner
-        .run(Arc::new(log_event), stop)
+        .run(Arc::new(on_event), stop)
         .await
         .map_err(|e| match e {
             // Stored jobs of an account the accounts file lacks: the
@@ -164,6 +179,9 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
             | orchestrator_runner::RunError::Input(_) => usage(e.to_string()),
             other => other.into(),
         })?;
+    if let Some(ticker) = ticker {
+        ticker.abort();
+    }
 
     let summary = status::render(&store.status()?, &args.state_file.display().to_string());
     print(&format!("\n{summary}"))?;
@@ -258,6 +276,6 @@ fn log_event(event: RunEvent) {
             "Plugin {} changed but the new file is refused ({reason}); keeping the loaded one",
             path.display()
         ),
-        RunEvent::AttemptFinished { .. } => {}
+        RunEvent::AttemptStarted { .. } | RunEvent::AttemptFinished { .. } => {}
     }
 }

@@ -138,6 +138,7 @@ impl AttemptCtx {
         // the operator's to fix, not a failed attempt.
         let token = account.token()?;
         let attempt_id = self.store.begin_attempt(&job, self.pass)?;
+        (self.report)(RunEvent::AttemptStarted { pass: self.pass });
         let context = JobContext {
             job_id: job.id.clone(),
             account: Account {
@@ -197,10 +198,15 @@ impl AttemptCtx {
         self.store.finish_attempt(attempt_id, &outcome)?;
         self.count(matches!(outcome, AttemptOutcome::Failed { .. }));
         tracing::debug!(job = %job.id, account = %job.account, pass = self.pass, "{summary}");
+        let failed = match &outcome {
+            AttemptOutcome::Succeeded(_) => None,
+            AttemptOutcome::Failed { classification, .. } => Some(classification.category),
+        };
         (self.report)(RunEvent::AttemptFinished {
             job: job.id,
             account: job.account,
             pass: self.pass,
+            failed,
             summary,
         });
         Ok(())

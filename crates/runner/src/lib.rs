@@ -102,10 +102,15 @@ pub enum RunEvent {
         path: std::path::PathBuf,
         reason: String,
     },
+    AttemptStarted {
+        pass: u32,
+    },
     AttemptFinished {
         job: String,
         account: String,
         pass: u32,
+        /// `None` when it posted; else the failure's category.
+        failed: Option<orchestrator_contract::Category>,
         summary: String,
     },
     PassEnded {
