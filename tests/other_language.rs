@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use orchestrator_contract::{Category, FailureReport, PluginKind, PostFailure, Verdict};
-use orchestrator_plugin_host::PluginHost;
+use orchestrator_store::Store;
 
 use crate::support;
 
@@ -52,15 +52,54 @@ fn report(error: &str) -> FailureReport {
     }
 }
 
+/// The Python classifier, built once per test run (building it takes
+/// seconds); `None` when componentize-py is missing outside CI.
+fn python_classifier() -> Option<&'static str> {
+    static BUILT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let wasm = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-classifier.wasm");
+            build_python_classifier(&wasm).then(|| wasm.display().to_string())
+        })
+        .as_deref()
+}
+
+#[test]
+fn a_python_classifier_decides_in_a_real_run() {
+    let Some(wasm) = python_classifier() else {
+        return;
+    };
+    let f = crate::run_batch::Fixture::new(
+        "[[account]]\nname = \"dave\"\ntoken = \"d\"\nthen = { respond = \"suspended\" }\n\
+         [[account]]\nname = \"ok\"\ntoken = \"o\"\n",
+        1,
+    )
+    .with_plugins(&[crate::support::artifacts::MASTODON_POSTER, wasm]);
+    let out = f.run(&[]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let attempts = f.state().attempts("dave-1").unwrap();
+    assert_eq!(attempts.len(), 1, "non-retryable: tried once");
+    assert_eq!(attempts[0].decided_by.as_deref(), Some("python-classifier"));
+    assert!(
+        attempts[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("login is disabled")
+    );
+    assert_eq!(
+        f.outcomes()["ok-1"].0,
+        orchestrator_store::JobState::Succeeded
+    );
+}
+
 #[test]
 fn a_python_classifier_loads_and_decides() {
-    let dir = support::temp_dir();
-    let wasm = dir.path().join("python-classifier.wasm");
-    if !build_python_classifier(&wasm) {
+    let Some(wasm) = python_classifier() else {
         return;
-    }
+    };
     support::runtime().block_on(async {
-        let plugin = PluginHost::new().unwrap().load(&wasm).await.unwrap();
+        let plugin = support::load(wasm).await;
         assert_eq!(plugin.kind(), PluginKind::Classifier);
         assert_eq!(plugin.info().name, "python-classifier");
 
