@@ -183,3 +183,74 @@ fn a_closed_pipe_is_not_an_error() {
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(stderr.is_empty(), "{stderr}");
 }
+
+#[test]
+fn the_configuration_file_fills_in_what_the_flags_leave_out() {
+    let dir = support::temp_dir();
+    std::fs::write(
+        dir.path().join("orchestrator.toml"),
+        "# shared settings\nmax-passes = 5\nretry-delay = 60\nworkers = 8\nallow-hosts = [\"media.example\"]\n",
+    )
+    .unwrap();
+    // Flags win over the file; the file over the defaults.
+    let out =
+        run(orchestrator()
+            .current_dir(dir.path())
+            .args(["--workers", "2", "config", "show"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let row = |key: &str| {
+        out.stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{key} ")))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|| panic!("no {key} in {}", out.stdout))
+    };
+    assert_eq!(row("max-passes"), "max-passes 5 orchestrator.toml:2");
+    assert_eq!(row("retry-delay"), "retry-delay 60s orchestrator.toml:3");
+    assert_eq!(row("workers"), "workers 2 command line");
+    assert_eq!(row("infra-retry-limit"), "infra-retry-limit 3 default");
+    assert_eq!(
+        row("allow-hosts"),
+        "allow-hosts media.example orchestrator.toml:5"
+    );
+    // And the batch actions use it.
+    let status = run(orchestrator().current_dir(dir.path()).arg("--status"));
+    assert!(
+        status
+            .stdout
+            .contains("  Max passes: 5\n  Retry delay: 60s\n"),
+        "{}",
+        status.stdout
+    );
+}
+
+#[test]
+fn an_unknown_configuration_key_names_its_line() {
+    let dir = support::temp_dir();
+    std::fs::write(
+        dir.path().join("custom.toml"),
+        "workers = 2\n\ncolour = \"red\"\n",
+    )
+    .unwrap();
+    let out =
+        run(orchestrator()
+            .current_dir(dir.path())
+            .args(["--config", "custom.toml", "--status"]));
+    assert_eq!(out.code, 2);
+    assert_eq!(
+        out.stderr,
+        "error: custom.toml:3: unknown key `colour`; keys are the long flag names, e.g. max-passes\n"
+    );
+    std::fs::write(dir.path().join("custom.toml"), "workers = \"many\"\n").unwrap();
+    let out =
+        run(orchestrator()
+            .current_dir(dir.path())
+            .args(["--config", "custom.toml", "--status"]));
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr
+            .starts_with("error: custom.toml:1: workers has the wrong type"),
+        "{}",
+        out.stderr
+    );
+}

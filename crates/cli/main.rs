@@ -7,6 +7,7 @@
 //! ([`exit`]). It is the only place that prints.
 
 mod commands;
+mod config;
 mod exit;
 mod output;
 
@@ -50,7 +51,6 @@ state file, plugins); 3 stopped before finishing.";
 #[command(
     name = "orchestrator",
     version,
-    args_conflicts_with_subcommands = true,
     args_override_self = true,
     after_help = EXAMPLES
 )]
@@ -60,6 +60,11 @@ struct Cli {
 
     #[command(flatten)]
     log: LogArgs,
+
+    /// Configuration file (default: orchestrator.toml in the working
+    /// directory, if there is one); flags override it
+    #[arg(long, value_name = "PATH", global = true)]
+    config: Option<std::path::PathBuf>,
 
     #[command(flatten)]
     batch: commands::batch::BatchArgs,
@@ -78,6 +83,16 @@ enum Command {
     Completions(commands::completions::CompletionsArgs),
     /// The man page, in roff.
     Man,
+    /// The effective configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print every option's value and where it came from (command line,
+    /// configuration file and line, or default); flags go before `config`.
+    Show,
 }
 
 /// How much the program logs, and how.
@@ -103,13 +118,29 @@ enum LogFormat {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    use clap::{CommandFactory, FromArgMatches};
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches).map(|cli| (matches, cli)));
+    let (matches, mut cli) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => return parse_error(e),
     };
     init_logging(&cli.log);
+    // The file fills in what the command line left out, for the batch
+    // actions and `config show`; other commands do not read it.
+    let uses_config = matches!(cli.command, None | Some(Command::Config(_)));
+    let effective = if uses_config {
+        match config::apply(&mut cli.batch, &matches, cli.config.as_deref()) {
+            Ok(effective) => effective,
+            Err(error) => return exit::report(&error),
+        }
+    } else {
+        config::Effective::default()
+    };
     let batch = &cli.batch;
     let result = match cli.command {
+        Some(Command::Config(ConfigCommand::Show)) => show_config(&effective),
         Some(Command::Plugins(cmd)) => run_async(cmd.run()),
         Some(Command::Explain(cmd)) => cmd.run(),
         Some(Command::Report(cmd)) => cmd.run(),
@@ -131,6 +162,22 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(error) => exit::report(&error),
     }
+}
+
+fn show_config(effective: &config::Effective) -> anyhow::Result<u8> {
+    let mut table = output::Table::new(vec!["OPTION", "VALUE", "FROM"]);
+    for (key, value, source) in &effective.values {
+        table.row(vec![key.to_string(), value.clone(), source.clone()]);
+    }
+    let file = match &effective.file {
+        Some(path) => format!("Configuration file: {}\n\n", path.display()),
+        None => format!(
+            "No configuration file ({} not found)\n\n",
+            config::DEFAULT_CONFIG
+        ),
+    };
+    output::print(&format!("{file}{}", table.render()))?;
+    Ok(exit::SUCCESS)
 }
 
 /// Help and version go to stdout with exit 0; parse errors are usage errors.
