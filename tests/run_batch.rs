@@ -518,3 +518,15 @@ fn progress_lines_report_the_pass_in_progress() {
     assert!(last.contains("(failed: non-retryable 8)"), "{last}");
     assert!(last.contains("/s, ETA "), "{last}");
 }
+
+#[test]
+fn the_end_of_run_summary_is_pinned() {
+    let f = Fixture::new(MIXED, 1);
+    let out = f.run(&[]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path("snapshots");
+    settings.set_prepend_module_to_snapshot(false);
+    settings.add_filter(r"last run: .*", "last run: [RUN]");
+    settings.bind(|| insta::assert_snapshot!("run_summary", out.stdout));
+}

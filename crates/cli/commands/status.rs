@@ -166,5 +166,16 @@ pub fn render(report: &StatusReport, state_file: &str) -> String {
         }
         out.push_str(&table.render());
     }
+    let example = report
+        .failure_reasons
+        .first()
+        .map(|r| r.example.clone())
+        .or_else(|| report.next_retries.first().map(|e| e.job.clone()))
+        .or_else(|| report.held.first().map(|e| e.job.clone()));
+    if let Some(job) = example {
+        out.push_str(&format!(
+            "\nNext: `orchestrator explain {job}` shows a job's attempts; `orchestrator report --format csv` exports them all.\n"
+        ));
+    }
     out
 }
