@@ -16,3 +16,4 @@ mod poster;
 mod run_batch;
 mod secrets;
 mod stop_and_status;
+mod terminal;

@@ -74,17 +74,69 @@ impl Progress {
     }
 }
 
-/// Prints a progress line every `interval` until the returned handle is
-/// aborted.
-pub fn every(interval: Duration, progress: Arc<Mutex<Progress>>) -> tokio::task::JoinHandle<()> {
+/// Where the run's log lines and progress go: on a terminal, a live status
+/// line kept below the log (log lines are printed above it, never through
+/// it); elsewhere, plain lines.
+#[derive(Clone)]
+pub enum Display {
+    Live(indicatif::ProgressBar),
+    Plain,
+}
+
+impl Display {
+    /// A live display when stderr is a terminal and nothing asked for
+    /// plain output.
+    pub fn for_stderr(plain: bool) -> Display {
+        use std::io::IsTerminal;
+        if plain || !std::io::stderr().is_terminal() {
+            return Display::Plain;
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+        Display::Live(bar)
+    }
+
+    /// Prints one log line.
+    pub fn say(&self, line: &str) {
+        match self {
+            Display::Live(bar) => bar.suspend(|| eprintln!("{line}")),
+            Display::Plain => eprintln!("{line}"),
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Display::Live(bar) = self {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Shows progress until the returned handle is aborted: the live line is
+/// refreshed four times a second; plain lines come every `interval`.
+pub fn every(
+    interval: Duration,
+    progress: Arc<Mutex<Progress>>,
+    display: Display,
+) -> tokio::task::JoinHandle<()> {
+    let period = match display {
+        Display::Live(_) => Duration::from_millis(250),
+        Display::Plain => interval,
+    };
     tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(interval);
+        let mut ticks = tokio::time::interval(period);
         ticks.tick().await;
         loop {
             ticks.tick().await;
             let line = progress.lock().unwrap_or_else(|e| e.into_inner()).line();
-            if let Some(line) = line {
-                eprintln!("{line}");
+            match (&display, line) {
+                (Display::Live(bar), Some(line)) => bar.set_message(line),
+                (Display::Live(bar), None) => bar.set_message(""),
+                (Display::Plain, Some(line)) => eprintln!("{line}"),
+                (Display::Plain, None) => {}
             }
         }
     })

@@ -155,19 +155,24 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
     let (stop, _) = tokio::sync::watch::channel(false);
     watch_signals(stop.clone())?;
     let progress = Arc::new(std::sync::Mutex::new(progress::Progress::default()));
+    let display = progress::Display::for_stderr(args.progress_interval == 0);
     let ticker = (args.progress_interval > 0).then(|| {
         progress::every(
             Duration::from_secs(args.progress_interval as u64),
             progress.clone(),
+            display.clone(),
         )
     });
     let observed = progress.clone();
+    let shown = display.clone();
     let on_event = move |event: RunEvent| {
         observed
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .observe(&event);
-        log_event(event);
+        if let Some(line) = log_line(event) {
+            shown.say(&line);
+        }
     };
     let outcome = runner
         .run(Arc::new(on_event), stop)
@@ -182,6 +187,7 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
     if let Some(ticker) = ticker {
         ticker.abort();
     }
+    display.finish();
 
     let summary = status::render(&store.status()?, &args.state_file.display().to_string());
     print(&format!("\n{summary}"))?;
@@ -233,38 +239,36 @@ fn watch_signals(stop: tokio::sync::watch::Sender<bool>) -> Result<()> {
     Ok(())
 }
 
-/// The run's log: the configuration, pass boundaries and waits.
-fn log_event(event: RunEvent) {
-    match event {
-        RunEvent::Started { config, jobs } => {
-            eprintln!("{config}");
-            eprintln!("Batch of {jobs} jobs");
-        }
+/// The run's log line for an event: the configuration, pass boundaries,
+/// waits, reloads and stops.
+fn log_line(event: RunEvent) -> Option<String> {
+    Some(match event {
+        RunEvent::Started { config, jobs } => format!("{config}\nBatch of {jobs} jobs"),
         RunEvent::PassStarted { pass, max, jobs } => {
-            eprintln!("Starting pass {pass}/{max} ({jobs} jobs)");
+            format!("Starting pass {pass}/{max} ({jobs} jobs)")
         }
-        RunEvent::PassEnded { pass, result } => eprintln!("Pass {pass} ended: {result}"),
+        RunEvent::PassEnded { pass, result } => format!("Pass {pass} ended: {result}"),
         RunEvent::Waiting { seconds } => {
             // Whole seconds read as the flag was given; backoff's jittered
             // waits show a decimal.
             if seconds.fract() == 0.0 {
-                eprintln!("Waiting {seconds:.0}s before next pass...");
+                format!("Waiting {seconds:.0}s before next pass...")
             } else {
-                eprintln!("Waiting {seconds:.1}s before next pass...");
+                format!("Waiting {seconds:.1}s before next pass...")
             }
         }
         RunEvent::Halting {
             failed,
             finished,
             limit,
-        } => eprintln!(
+        } => format!(
             "Halting: {failed} of {finished} attempts failed, more than --halt-on-failure-rate {limit}%; stopping"
         ),
-        RunEvent::Stopping { grace } => eprintln!(
+        RunEvent::Stopping { grace } => format!(
             "Stopping: no new attempts; waiting up to {}s for attempts in flight",
             grace.as_secs()
         ),
-        RunEvent::PluginReloaded { path, old, new } => eprintln!(
+        RunEvent::PluginReloaded { path, old, new } => format!(
             "Plugin {} changed: loaded version {} (sha256 {}), was {} (sha256 {})",
             path.display(),
             new.0,
@@ -272,10 +276,10 @@ fn log_event(event: RunEvent) {
             old.0,
             &old.1[..12]
         ),
-        RunEvent::PluginReloadRefused { path, reason } => eprintln!(
+        RunEvent::PluginReloadRefused { path, reason } => format!(
             "Plugin {} changed but the new file is refused ({reason}); keeping the loaded one",
             path.display()
         ),
-        RunEvent::AttemptStarted { .. } | RunEvent::AttemptFinished { .. } => {}
-    }
+        RunEvent::AttemptStarted { .. } | RunEvent::AttemptFinished { .. } => return None,
+    })
 }
