@@ -530,3 +530,34 @@ fn the_end_of_run_summary_is_pinned() {
     settings.add_filter(r"last run: .*", "last run: [RUN]");
     settings.bind(|| insta::assert_snapshot!("run_summary", out.stdout));
 }
+
+#[test]
+fn a_rate_limit_pauses_only_its_account() {
+    let f = Fixture::new(
+        "[[account]]\nname = \"limited\"\ntoken = \"l\"\nscript = [{ respond = \"rate-limited\", reset_secs = 2 }]\n\
+         [[account]]\nname = \"free\"\ntoken = \"f\"\ndelay_ms = 100\n",
+        3,
+    );
+    let out = f.run(&["--workers", "2"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let state = f.state();
+    let first = |job: &str| state.attempts(job).unwrap().remove(0);
+    let limited_1 = first("limited-1");
+    let limited_2 = first("limited-2");
+    assert_eq!(limited_1.failure.unwrap().http_status, Some(429));
+    // limited's next job waited for the reset (about 2 s)...
+    let paused = limited_2.started_ms - limited_1.ended_ms.unwrap();
+    assert!(
+        paused >= 1_500,
+        "limited-2 started {paused} ms after the 429"
+    );
+    // ...while free posted all of its jobs in the meantime.
+    for job in ["free-1", "free-2", "free-3"] {
+        let attempt = first(job);
+        assert_eq!(attempt.outcome, "succeeded");
+        assert!(
+            attempt.ended_ms.unwrap() < limited_2.started_ms,
+            "{job} waited too"
+        );
+    }
+}

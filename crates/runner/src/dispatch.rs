@@ -75,7 +75,16 @@ pub(crate) async fn run_pass(
                 if *stop.borrow() {
                     break;
                 }
-                ctx.attempt(job).await?;
+                // A rate limit is the account's, not the job's: its next job
+                // waits for the reset while other accounts keep posting.
+                if let Some(until) = ctx.attempt(job).await? {
+                    let wait = until.saturating_sub(now_ms());
+                    drop(_permit);
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+                        _ = stop.wait_for(|s| *s) => break,
+                    }
+                }
             }
             Ok::<(), RunError>(())
         });
@@ -128,7 +137,9 @@ struct AttemptCtx {
 }
 
 impl AttemptCtx {
-    async fn attempt(&self, job: StoredJob) -> Result<(), RunError> {
+    /// Runs one attempt; returns when the account may post again if the
+    /// platform said its rate limit is used up.
+    async fn attempt(&self, job: StoredJob) -> Result<Option<u64>, RunError> {
         let account = self
             .batch
             .accounts
@@ -195,6 +206,14 @@ impl AttemptCtx {
                 )
             }
         };
+        let account_pause = match &outcome {
+            AttemptOutcome::Failed {
+                failure: Some(f),
+                not_before_ms,
+                ..
+            } if f.http_status == Some(429) || f.rate_limit_reset.is_some() => *not_before_ms,
+            _ => None,
+        };
         self.store.finish_attempt(attempt_id, &outcome)?;
         self.count(matches!(outcome, AttemptOutcome::Failed { .. }));
         tracing::debug!(job = %job.id, account = %job.account, pass = self.pass, "{summary}");
@@ -209,7 +228,7 @@ impl AttemptCtx {
             failed,
             summary,
         });
-        Ok(())
+        Ok(account_pause)
     }
 
     /// Counts the attempt, and halts the run when too many failed.
