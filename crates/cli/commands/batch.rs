@@ -15,6 +15,22 @@ use crate::exit::{self, Exit};
 /// The state file used when `--state-file` is not given.
 pub const DEFAULT_STATE_FILE: &str = "orchestrator-state.sqlite";
 
+/// Opens a state file that must already exist, for reading only (the
+/// commands that only look: `explain`, `report`).
+pub fn open_existing(path: &Path) -> Result<SqliteStore> {
+    if !path.exists() {
+        return Err(Exit::new(
+            exit::USAGE,
+            format!(
+                "no state file at {}; give --state-file PATH",
+                path.display()
+            ),
+        )
+        .into());
+    }
+    SqliteStore::open_read_only(path).map_err(|e| Exit::new(exit::USAGE, e.to_string()).into())
+}
+
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("action").args(["run", "status", "stop_all", "seed_only"])))]
 pub struct BatchArgs {

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use orchestrator_store::{JobState, SqliteStore, Store};
+use orchestrator_store::{JobState, Store};
 
-use crate::commands::batch::DEFAULT_STATE_FILE;
+use crate::commands::batch::{DEFAULT_STATE_FILE, open_existing};
 use crate::commands::run::now_ms;
 use crate::commands::status::time;
 use crate::exit::{self, Exit};
@@ -25,18 +25,7 @@ pub struct ExplainArgs {
 
 impl ExplainArgs {
     pub fn run(self) -> Result<u8> {
-        if !self.state_file.exists() {
-            return Err(Exit::new(
-                exit::USAGE,
-                format!(
-                    "no state file at {}; give --state-file PATH",
-                    self.state_file.display()
-                ),
-            )
-            .into());
-        }
-        let store = SqliteStore::open_read_only(&self.state_file)
-            .map_err(|e| Exit::new(exit::USAGE, e.to_string()))?;
+        let store = open_existing(&self.state_file)?;
         let Some(job) = store.job(&self.job)? else {
             return Err(Exit::new(
                 exit::USAGE,

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
-use orchestrator_store::{ReportRow, SqliteStore, Store};
+use orchestrator_store::{ReportRow, Store};
 
-use crate::commands::batch::DEFAULT_STATE_FILE;
-use crate::exit::{self, Exit};
+use crate::commands::batch::{DEFAULT_STATE_FILE, open_existing};
+use crate::exit;
 use crate::output::{print, print_json};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -88,18 +88,7 @@ fn csv_field(field: &str) -> String {
 
 impl ReportArgs {
     pub fn run(self) -> Result<u8> {
-        if !self.state_file.exists() {
-            return Err(Exit::new(
-                exit::USAGE,
-                format!(
-                    "no state file at {}; give --state-file PATH",
-                    self.state_file.display()
-                ),
-            )
-            .into());
-        }
-        let store = SqliteStore::open_read_only(&self.state_file)
-            .map_err(|e| Exit::new(exit::USAGE, e.to_string()))?;
+        let store = open_existing(&self.state_file)?;
         let rows = store.report()?;
         match self.format {
             Format::Json => print_json(&rows)?,
