@@ -561,3 +561,42 @@ fn a_rate_limit_pauses_only_its_account() {
         );
     }
 }
+
+#[test]
+fn platform_settings_from_the_configuration_reach_every_account_on_it() {
+    let f = Fixture::new(
+        "[[account]]\nname = \"anna\"\ntoken = \"a\"\n[[account]]\nname = \"ben\"\ntoken = \"b\"\n",
+        1,
+    );
+    std::fs::write(
+        f.path("accounts.toml"),
+        format!(
+            "[accounts.anna]\nbase_url = \"{url}\"\ntoken = \"a\"\n\n\
+             [accounts.ben]\nbase_url = \"{url}\"\ntoken = \"b\"\nsettings = {{ language = \"fr\" }}\n",
+            url = f.sandbox.url()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        f.path("orchestrator.toml"),
+        "[platform.\"127.0.0.1\"]\nsettings = { language = \"de\", visibility = \"unlisted\" }\n",
+    )
+    .unwrap();
+    let out = f.run(&[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let statuses = f.sandbox.statuses();
+    let of = |account: &str| statuses.iter().find(|s| s.account == account).unwrap();
+    // The platform's settings apply; an account's own setting wins.
+    assert_eq!(of("anna").language.as_deref(), Some("de"));
+    assert_eq!(of("ben").language.as_deref(), Some("fr"));
+    assert_eq!(of("ben").visibility.as_deref(), Some("unlisted"));
+    let show = run(orchestrator()
+        .current_dir(f.dir.path())
+        .args(["config", "show"]));
+    assert!(show.stdout.contains("platform"), "{}", show.stdout);
+    assert!(
+        show.stdout.contains("orchestrator.toml:1"),
+        "{}",
+        show.stdout
+    );
+}

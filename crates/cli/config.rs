@@ -28,6 +28,18 @@ pub struct Effective {
     pub values: Vec<(&'static str, String, String)>,
 }
 
+/// Settings for every account on one platform (by base-URL host):
+/// `[platform."mastodon.example"]` with `settings = {...}` (defaults under
+/// each account's own) and `allow-hosts = [...]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Platform {
+    #[serde(default)]
+    pub settings: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub allow_hosts: Vec<String>,
+}
+
 /// Config key → the clap id of its flag.
 const KEYS: &[(&str, &str)] = &[
     ("plugins", "plugins"),
@@ -58,6 +70,9 @@ fn line_of(text: &str, key: &str) -> usize {
     text.lines()
         .position(|l| {
             let l = l.trim_start();
+            if key.starts_with('[') {
+                return l.starts_with(key);
+            }
             l.strip_prefix(key)
                 .is_some_and(|rest| rest.trim_start().starts_with('='))
                 || l.strip_prefix(&format!("\"{key}\"")).is_some()
@@ -116,7 +131,26 @@ pub fn apply(
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
+    if let Some(platforms) = table.get("platform") {
+        let at = format!("{shown}:{}", line_of(&text, "[platform"));
+        let platforms: std::collections::BTreeMap<String, Platform> =
+            value(platforms, "platform", &at)?;
+        for (host, platform) in &platforms {
+            effective.values.push((
+                "platform",
+                format!(
+                    "{host}: settings {:?}, allow-hosts {:?}",
+                    platform.settings, platform.allow_hosts
+                ),
+                at.clone(),
+            ));
+        }
+        args.platforms = platforms;
+    }
     for key in table.keys() {
+        if key == "platform" {
+            continue;
+        }
         if !KEYS.iter().any(|(k, _)| *k == key.as_str()) {
             return Err(Exit::new(
                 exit::USAGE,

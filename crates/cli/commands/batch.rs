@@ -112,6 +112,10 @@ pub struct BatchArgs {
 
     #[command(flatten)]
     pub limits: LimitArgs,
+
+    /// `[platform."host"]` tables of the configuration file.
+    #[arg(skip)]
+    pub platforms: std::collections::BTreeMap<String, crate::config::Platform>,
 }
 
 /// What every plugin call may use; the host enforces these.

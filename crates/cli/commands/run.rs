@@ -37,7 +37,22 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
             "--run needs --accounts-file FILE (base URL and token per account)",
         ));
     };
-    let accounts = input::read_accounts(accounts_file).map_err(|e| usage(e.to_string()))?;
+    let mut accounts = input::read_accounts(accounts_file).map_err(|e| usage(e.to_string()))?;
+    // A platform's settings are defaults under each of its accounts' own.
+    for account in accounts.values_mut() {
+        let host = orchestrator_plugin_host::outbound::authority_of(&account.base_url)
+            .and_then(|a| a.rsplit_once(':').map(|(h, _)| h.to_owned()));
+        if let Some(platform) = host.and_then(|h| args.platforms.get(&h)) {
+            for (key, value) in &platform.settings {
+                if !account.settings.iter().any(|(k, _)| k == key) {
+                    account.settings.push((key.clone(), value.clone()));
+                }
+            }
+            account
+                .allow_hosts
+                .extend(platform.allow_hosts.iter().cloned());
+        }
+    }
     if let Some(only) = &args.accounts
         && let Some(unknown) = only.iter().find(|a| !accounts.contains_key(*a))
     {

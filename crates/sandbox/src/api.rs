@@ -279,6 +279,8 @@ fn create(
             id,
             account: account.to_owned(),
             text: text.clone(),
+            visibility: params.visibility.clone(),
+            language: params.language.clone(),
             idempotency_key: key.clone(),
             body: Arc::from(body),
             created: Instant::now(),

@@ -41,6 +41,8 @@ pub struct CreatedStatus {
     pub id: u64,
     pub account: String,
     pub text: String,
+    pub visibility: Option<String>,
+    pub language: Option<String>,
     pub idempotency_key: Option<String>,
     /// The JSON body that was answered, replayed for a repeated key.
     #[serde(skip)]

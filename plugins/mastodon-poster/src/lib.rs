@@ -63,11 +63,20 @@ impl post::Guest for MastodonPoster {
             .status
             .filter(|s| !s.trim().is_empty())
             .ok_or_else(|| failure_without_response("the job's payload has no `status` text"))?;
+        // The account's (or its platform's) settings give defaults; the
+        // payload says last.
+        let setting = |key: &str| {
+            job.account
+                .settings
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        };
         let body = serde_json::to_vec(&StatusForm {
             status: &status,
-            visibility: payload.visibility.as_deref(),
+            visibility: payload.visibility.as_deref().or(setting("visibility")),
             spoiler_text: payload.spoiler_text.as_deref(),
-            language: payload.language.as_deref(),
+            language: payload.language.as_deref().or(setting("language")),
         })
         .expect("a status form always serializes");
 
