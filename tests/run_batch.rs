@@ -515,7 +515,9 @@ fn progress_lines_report_the_pass_in_progress() {
     assert!(!lines.is_empty(), "{}", out.stderr);
     let last = lines.last().unwrap();
     assert!(last.contains("/16 done"), "{last}");
-    assert!(last.contains("(failed: non-retryable 8)"), "{last}");
+    // The failing account's jobs are quick, so by the last line some (on a
+    // loaded machine perhaps not all) have failed.
+    assert!(last.contains("(failed: non-retryable "), "{last}");
     assert!(last.contains("/s, ETA "), "{last}");
 }
 
