@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use orchestrator_contract::{CONTRACT_PACKAGE, PluginKind, accepted_versions};
 use orchestrator_plugin_host::discover::SearchPath;
-use orchestrator_plugin_host::{Examined, Limits, OutboundAccess, PluginHost, outbound};
+use orchestrator_plugin_host::{Examined, Limits, PluginHost, outbound};
 use orchestrator_runner::input;
 use serde::Serialize;
 
@@ -222,10 +222,7 @@ fn capabilities(args: &InspectArgs, kind: Option<PluginKind>) -> Result<Capabili
         let accounts =
             input::read_accounts(file).map_err(|e| Exit::new(exit::USAGE, e.to_string()))?;
         for account in accounts.values() {
-            let access = args.allow_hosts.iter().chain(&account.allow_hosts).fold(
-                OutboundAccess::for_account(&account.base_url, None),
-                |a, h| a.grant(h),
-            );
+            let access = account.access(&args.allow_hosts);
             outbound_http.push(AccountGrant {
                 account: account.name.clone(),
                 hosts: access.granted.clone(),

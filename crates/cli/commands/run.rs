@@ -63,28 +63,19 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
     }
 
     // A missing token is found now, not in the middle of a pass.
-    for account in accounts.values() {
-        account.token().map_err(|e| usage(e.to_string()))?;
+    for account in accounts.values_mut() {
+        account.resolve_token().map_err(|e| usage(e.to_string()))?;
     }
     // Everything the files say is checked before anything is imported.
     let jobs = match &args.jobs {
         Some(path) => {
             let parsed = BatchArgs::read_jobs(path)?;
-            let mut missing: Vec<&str> = parsed
-                .iter()
-                .map(|j| j.account.as_str())
-                .filter(|a| !accounts.contains_key(*a))
-                .filter(|a| {
-                    args.accounts
-                        .as_ref()
-                        .is_none_or(|only| only.iter().any(|o| o == a))
-                })
-                .collect();
-            missing.sort_unstable();
-            missing.dedup();
-            if !missing.is_empty() {
+            let used = parsed.iter().map(|j| j.account.as_str());
+            if let Some(missing) =
+                input::missing_accounts(used, &accounts, args.accounts.as_deref())
+            {
                 return Err(usage(
-                    orchestrator_runner::RunError::UnknownAccounts(missing.join(", ")).to_string(),
+                    orchestrator_runner::RunError::UnknownAccounts(missing).to_string(),
                 ));
             }
             Some((path, parsed))
@@ -195,8 +186,7 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
         .map_err(|e| match e {
             // Stored jobs of an account the accounts file lacks: the
             // operator's to fix.
-            orchestrator_runner::RunError::UnknownAccounts(_)
-            | orchestrator_runner::RunError::Input(_) => usage(e.to_string()),
+            orchestrator_runner::RunError::UnknownAccounts(_) => usage(e.to_string()),
             other => other.into(),
         })?;
     if let Some(ticker) = ticker {

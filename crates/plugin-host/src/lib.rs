@@ -223,14 +223,6 @@ impl PluginHost {
         })
     }
 
-    pub fn engine(&self) -> &Engine {
-        &self.engine
-    }
-
-    pub fn limits(&self) -> Limits {
-        self.limits
-    }
-
     /// Reads, compiles, checks and describes the plugin at `path`.
     pub async fn load(&self, path: &Path) -> Result<Plugin, LoadError> {
         self.examine(path).await.outcome

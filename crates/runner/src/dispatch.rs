@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use orchestrator_contract::{Account, Category, FailureReport, JobContext, Verdict};
-use orchestrator_plugin_host::{Attempt, OutboundAccess};
+use orchestrator_plugin_host::Attempt;
 use orchestrator_retry::{JobHistory, builtin_classification, decide};
 use orchestrator_store::{AttemptOutcome, Decided, Store, StoredJob};
 use tokio::sync::{Semaphore, watch};
@@ -145,9 +145,6 @@ impl AttemptCtx {
             .accounts
             .get(&job.account)
             .ok_or_else(|| RunError::UnknownAccounts(job.account.clone()))?;
-        // Read the token before the attempt is recorded: a missing token is
-        // the operator's to fix, not a failed attempt.
-        let token = account.token()?;
         let attempt_id = self.store.begin_attempt(&job, self.pass)?;
         (self.report)(RunEvent::AttemptStarted { pass: self.pass });
         let context = JobContext {
@@ -162,15 +159,7 @@ impl AttemptCtx {
             pass: self.pass,
             idempotency_key: job.idempotency_key.clone(),
         };
-        let access = self
-            .options
-            .allow_hosts
-            .iter()
-            .chain(&account.allow_hosts)
-            .fold(
-                OutboundAccess::for_account(&account.base_url, token),
-                |access, host| access.grant(host),
-            );
+        let access = account.access(&self.options.allow_hosts);
         let (outcome, summary) = match self.batch.poster.post(&context, access).await {
             Attempt::Posted(receipt) => {
                 let summary = format!("posted {}", receipt.remote_id);

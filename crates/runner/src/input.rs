@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use orchestrator_plugin_host::Secret;
+use orchestrator_plugin_host::{OutboundAccess, Secret};
 use orchestrator_store::NewJob;
 use serde::Deserialize;
 
@@ -120,6 +120,29 @@ enum TokenSource {
 }
 
 impl AccountConfig {
+    /// Reads the token now, once, so attempts never touch the environment
+    /// or the disk for it; the message never contains the token.
+    pub fn resolve_token(&mut self) -> Result<(), InputError> {
+        if let Some(secret) = self.token()? {
+            self.token = TokenSource::Inline(secret);
+        }
+        Ok(())
+    }
+
+    /// What this account's posts may reach: its own base-URL host (with its
+    /// token, once resolved), its `allow_hosts`, and `extra` hosts granted to
+    /// every account.
+    pub fn access(&self, extra: &[String]) -> OutboundAccess {
+        let token = match &self.token {
+            TokenSource::Inline(secret) => Some(secret.clone()),
+            _ => None,
+        };
+        extra.iter().chain(&self.allow_hosts).fold(
+            OutboundAccess::for_account(&self.base_url, token),
+            |access, host| access.grant(host),
+        )
+    }
+
     /// Whether the accounts file gives this account a token at all.
     pub fn has_token(&self) -> bool {
         !matches!(self.token, TokenSource::None)
@@ -127,7 +150,7 @@ impl AccountConfig {
 
     /// The account's token, read now from wherever the accounts file says.
     /// The message never contains the token.
-    pub fn token(&self) -> Result<Option<Secret>, InputError> {
+    fn token(&self) -> Result<Option<Secret>, InputError> {
         let err = |reason: String| InputError::Credential {
             account: self.name.clone(),
             reason,
@@ -217,6 +240,23 @@ pub fn read_accounts(path: &Path) -> Result<BTreeMap<String, AccountConfig>, Inp
     Ok(accounts)
 }
 
+/// The accounts among `used` (with `only`, just those) that `known` lacks,
+/// sorted and once each; `None` when there is none.
+pub fn missing_accounts<'a>(
+    used: impl IntoIterator<Item = &'a str>,
+    known: &BTreeMap<String, AccountConfig>,
+    only: Option<&[String]>,
+) -> Option<String> {
+    let mut missing: Vec<&str> = used
+        .into_iter()
+        .filter(|a| !known.contains_key(*a))
+        .filter(|a| only.is_none_or(|only| only.iter().any(|o| o == a)))
+        .collect();
+    missing.sort_unstable();
+    missing.dedup();
+    (!missing.is_empty()).then(|| missing.join(", "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,7 +305,7 @@ mod tests {
              [accounts.bob]\nbase_url = \"http://b\"\ntoken_file = \"bob.token\"\n\
              [accounts.carol]\nbase_url = \"http://c\"\ntoken_env = \"ORCHESTRATOR_TEST_UNSET_VAR\"\n",
         );
-        let accounts = read_accounts(&path).unwrap();
+        let mut accounts = read_accounts(&path).unwrap();
         assert_eq!(accounts["alice"].token().unwrap().unwrap().expose(), "t");
         assert_eq!(
             accounts["bob"].token().unwrap().unwrap().expose(),
@@ -273,6 +313,14 @@ mod tests {
         );
         let err = accounts["carol"].token().unwrap_err().to_string();
         assert!(err.contains("ORCHESTRATOR_TEST_UNSET_VAR"), "{err}");
+        // Once resolved, the token is the one sent: bob's file is read no more.
+        let bob = accounts.get_mut("bob").unwrap();
+        bob.resolve_token().unwrap();
+        std::fs::remove_file(dir.path().join("bob.token")).unwrap();
+        let access = bob.access(&["extra.example".into()]);
+        assert_eq!(access.granted, ["b:80", "extra.example:443"]);
+        let (host, token) = access.credential.unwrap();
+        assert_eq!((host.as_str(), token.expose()), ("b:80", "bob-secret"));
     }
 
     #[test]

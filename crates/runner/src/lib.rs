@@ -29,8 +29,6 @@ pub use input::{AccountConfig, InputError};
 pub enum RunError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error(transparent)]
-    Input(#[from] InputError),
     #[error(
         "jobs refer to accounts missing from the accounts file: {0}; add them or leave their jobs out with --accounts"
     )]
@@ -270,18 +268,15 @@ impl Runner {
     /// Every job to run must belong to an account in the accounts file.
     fn check_accounts(&self) -> Result<(), RunError> {
         let only = self.options.only_accounts.as_deref();
-        let pending = self.store.eligible_jobs(u32::MAX, only)?;
-        let mut missing: Vec<&str> = pending
-            .iter()
-            .map(|j| j.account.as_str())
-            .filter(|a| !self.batch().accounts.contains_key(*a))
-            .collect();
-        missing.sort_unstable();
-        missing.dedup();
-        if !missing.is_empty() {
-            return Err(RunError::UnknownAccounts(missing.join(", ")));
+        let used = self.store.accounts_with_work()?;
+        match input::missing_accounts(
+            used.iter().map(String::as_str),
+            &self.batch().accounts,
+            only,
+        ) {
+            Some(missing) => Err(RunError::UnknownAccounts(missing)),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     async fn passes(

@@ -75,6 +75,8 @@ pub trait Store: Send + Sync {
     /// Jobs to attempt in `pass`: pending or to retry, not yet attempted in
     /// it, optionally only of some accounts; in import order.
     fn eligible_jobs(&self, pass: u32, accounts: Option<&[String]>) -> Result<Vec<StoredJob>>;
+    /// The accounts that have jobs left to attempt (pending or to retry).
+    fn accounts_with_work(&self) -> Result<Vec<String>>;
     /// Counts the jobs (optionally of some accounts) by their state.
     fn tally(&self, accounts: Option<&[String]>) -> Result<orchestrator_retry::PassTally>;
 

@@ -449,6 +449,17 @@ impl Store for SqliteStore {
         Ok(jobs)
     }
 
+    fn accounts_with_work(&self) -> Result<Vec<String>> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stmt = conn.prepare(
+            "SELECT DISTINCT account FROM jobs WHERE state IN ('pending', 'retry') ORDER BY account",
+        )?;
+        let accounts = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(accounts)
+    }
+
     fn tally(&self, accounts: Option<&[String]>) -> Result<PassTally> {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         let (clause, values) = accounts_clause(accounts);
