@@ -254,3 +254,60 @@ fn an_unknown_configuration_key_names_its_line() {
         out.stderr
     );
 }
+
+#[test]
+fn every_other_setting_is_validated_before_any_work_too() {
+    let dir = support::temp_dir();
+    for (flags, message) in [
+        (&["--workers", "0"][..], "--workers must be at least 1"),
+        (
+            &["--grace-period", "-1"][..],
+            "--grace-period cannot be negative",
+        ),
+        (
+            &["--key-window", "-1"][..],
+            "--key-window cannot be negative",
+        ),
+        (
+            &["--progress-interval", "-1"][..],
+            "--progress-interval cannot be negative",
+        ),
+        (
+            &["--job-timeout", "0"][..],
+            "--job-timeout must be at least 1",
+        ),
+        (
+            &["--plugin-memory", "0"][..],
+            "--plugin-memory must be at least 1",
+        ),
+        (
+            &["--plugin-memory", "5000"][..],
+            "--plugin-memory must be at most 4096 (MiB)",
+        ),
+        (
+            &["--response-limit", "0"][..],
+            "--response-limit must be at least 1",
+        ),
+        (
+            &["--response-limit", "5000"][..],
+            "--response-limit must be at most 4096 (MiB)",
+        ),
+        (
+            &["--retry-backoff", "--retry-backoff-cap", "-1"][..],
+            "--retry-backoff-cap cannot be negative",
+        ),
+        (
+            &["--halt-on-failure-rate", "101"][..],
+            "--halt-on-failure-rate must be a percentage from 0 to 100",
+        ),
+        (&["--accounts", "a,,b"][..], "--accounts has an empty name"),
+    ] {
+        let out = run(orchestrator()
+            .current_dir(dir.path())
+            .args(flags)
+            .arg("--run"));
+        assert_eq!(out.code, 2, "{flags:?}");
+        assert_eq!(out.stderr, format!("error: {message}\n"), "{flags:?}");
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}

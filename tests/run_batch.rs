@@ -602,3 +602,69 @@ fn platform_settings_from_the_configuration_reach_every_account_on_it() {
         show.stdout
     );
 }
+
+#[test]
+fn a_run_without_what_it_needs_says_what_to_add() {
+    let f = Fixture::new(MIXED, 1);
+    let refused = |cmd: &mut std::process::Command, expected: &str| {
+        let out = run(cmd);
+        assert_eq!(out.code, 2, "{}", out.stderr);
+        assert!(
+            out.stderr.starts_with("error: ") && out.stderr.contains(expected),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    };
+    let bare = || {
+        let mut cmd = orchestrator();
+        cmd.current_dir(f.dir.path());
+        cmd
+    };
+    refused(
+        bare().args(["--accounts-file", "accounts.toml", "--run"]),
+        "--run needs a poster plugin: add --plugin POSTER.wasm",
+    );
+    refused(
+        bare().args(["--plugin", artifacts::MASTODON_POSTER, "--run"]),
+        "--run needs --accounts-file FILE",
+    );
+    refused(
+        bare()
+            .args([
+                "--plugin",
+                artifacts::HTTP_CLASSIFIER,
+                "--accounts-file",
+                "accounts.toml",
+            ])
+            .arg("--run"),
+        "every --plugin given is a classifier",
+    );
+    refused(
+        bare()
+            .args([
+                "--plugin",
+                artifacts::MASTODON_POSTER,
+                "--plugin",
+                artifacts::MISBEHAVING_POSTER,
+            ])
+            .args(["--accounts-file", "accounts.toml", "--run"]),
+        "--run takes exactly one poster plugin; got mastodon-poster and misbehaving-poster",
+    );
+    refused(
+        bare()
+            .args([
+                "--plugin",
+                artifacts::MASTODON_POSTER,
+                "--accounts-file",
+                "accounts.toml",
+            ])
+            .arg("--run"),
+        "no batch in orchestrator-state.sqlite yet; give --jobs FILE",
+    );
+    refused(
+        &mut f.command(&["--accounts", "ok1,zed", "--run"]),
+        "--accounts names zed",
+    );
+    assert_eq!(f.sandbox.counters().requests, 0);
+}
