@@ -76,13 +76,38 @@ fn a_component_of_neither_world_is_refused() {
 fn a_plugin_built_against_another_contract_names_both_versions() {
     let line = refusal(std::path::Path::new(artifacts::FUTURE_CLASSIFIER));
     assert!(
-        line.contains("built against contract orchestrator:plugin@0.2.0"),
+        line.contains("built against contract orchestrator:plugin@0.3.0"),
         "{line}"
     );
     assert!(
-        line.contains("this host accepts orchestrator:plugin@^0.1.0"),
+        line.contains("this host accepts orchestrator:plugin@^0.2.0"),
         "{line}"
     );
+}
+
+#[test]
+fn a_plugin_built_against_an_older_contract_is_refused_too() {
+    // 0.1.0 classifications had no retry scope: the shapes differ.
+    let dir = support::temp_dir();
+    let path = support::write_wat(dir.path(), "old.wasm", &misshapen_poster("0.1.0"));
+    let line = refusal(&path);
+    assert!(
+        line.contains("built against contract orchestrator:plugin@0.1.0"),
+        "{line}"
+    );
+    assert!(line.contains("rebuild the plugin"), "{line}");
+}
+
+/// A component exporting a `post` that takes nothing, and no `metadata`.
+fn misshapen_poster(version: &str) -> String {
+    format!(
+        r#"(component
+            (core module $m (func (export "post")))
+            (core instance $i (instantiate $m))
+            (func $post (canon lift (core func $i "post")))
+            (instance $api (export "post" (func $post)))
+            (export "orchestrator:plugin/post@{version}" (instance $api)))"#
+    )
 }
 
 #[test]
@@ -90,16 +115,8 @@ fn a_poster_with_the_wrong_shape_fails_the_type_check() {
     // Exports the `post` interface, but `post` takes nothing and
     // `metadata` is missing: only instantiate_pre can tell.
     let dir = support::temp_dir();
-    let path = support::write_wat(
-        dir.path(),
-        "misshapen.wasm",
-        r#"(component
-            (core module $m (func (export "post")))
-            (core instance $i (instantiate $m))
-            (func $post (canon lift (core func $i "post")))
-            (instance $api (export "post" (func $post)))
-            (export "orchestrator:plugin/post@0.1.0" (instance $api)))"#,
-    );
+    let version = orchestrator_contract::CONTRACT_VERSION.to_string();
+    let path = support::write_wat(dir.path(), "misshapen.wasm", &misshapen_poster(&version));
     let line = refusal(&path);
     assert!(line.contains("does not fit the poster world"), "{line}");
 }

@@ -79,8 +79,25 @@ fn rate_limits_and_server_errors_are_retryable_with_the_hint() {
         let c = decided(v);
         assert_eq!(c.category, Category::Retryable, "{status}: {}", c.reason);
         assert_eq!(c.retry_after_ms, Some(7_000), "{status}");
-        assert!(c.reason.contains("retry after 7 s"), "{}", c.reason);
+        assert!(c.reason.contains("retries after 7 s"), "{}", c.reason);
     }
+}
+
+#[test]
+fn a_rate_limit_holds_back_the_account_and_an_outage_the_instance() {
+    let statuses = [408, 425, 429, 500, 502, 503, 504];
+    let verdicts = classify_all(
+        statuses
+            .iter()
+            .map(|s| report(Some(http(*s)), None))
+            .collect(),
+    );
+    let scopes: Vec<_> = verdicts.iter().map(|v| decided(v).scope).collect();
+    use orchestrator_contract::RetryScope::{Account, Job, Platform};
+    assert_eq!(
+        scopes,
+        [Job, Job, Account, Platform, Platform, Platform, Platform]
+    );
 }
 
 #[test]

@@ -113,6 +113,13 @@ fn a_python_classifier_loads_and_decides() {
         assert_eq!(c.category, Category::NonRetryable);
         assert!(c.reason.contains("login is disabled"), "{}", c.reason);
 
+        let verdict = plugin.classify(&report("Too many requests")).await.unwrap();
+        let Verdict::Decided(c) = verdict else {
+            panic!("expected a decision, got {verdict:?}");
+        };
+        assert_eq!(c.category, Category::Retryable);
+        assert_eq!(c.scope, orchestrator_contract::RetryScope::Account);
+
         let verdict = plugin.classify(&report("Something else")).await.unwrap();
         assert_eq!(verdict, Verdict::NoOpinion);
     });

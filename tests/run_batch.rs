@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use orchestrator_contract::RetryScope;
 use orchestrator_sandbox::{Sandbox, Scenario};
 use orchestrator_store::{JobState, SqliteStore, Store};
 
@@ -382,6 +383,11 @@ fn explain_and_report_tell_each_jobs_story() {
         suspended.ends_with("\nFailed for good: it will not be retried.\n"),
         "{suspended}"
     );
+    let limited = explain("limited-1");
+    assert!(
+        limited.contains(" ms (account limited waits)\n"),
+        "{limited}"
+    );
     let missing = run(orchestrator()
         .current_dir(f.dir.path())
         .args(["explain", "nope"]));
@@ -409,6 +415,7 @@ fn explain_and_report_tell_each_jobs_story() {
         rows.iter()
             .any(|r| r["fault"]["kind"] == "connection-error")
     );
+    assert!(rows.iter().any(|r| r["retry_scope"] == "account"));
 }
 
 #[test]
@@ -562,6 +569,88 @@ fn a_rate_limit_pauses_only_its_account() {
             "{job} waited too"
         );
     }
+}
+
+#[test]
+fn a_server_outage_pauses_every_account_on_that_instance_only() {
+    let f = Fixture::new(
+        "[[account]]\nname = \"down\"\ntoken = \"d\"\n\
+         script = [{ respond = \"server-error\", status = 503, retry_after_secs = 2 }]\n\
+         [[account]]\nname = \"same\"\ntoken = \"s\"\n\
+         [[account]]\nname = \"other\"\ntoken = \"o\"\n",
+        3,
+    );
+    // `other` reaches the same sandbox under another name: another instance.
+    let accounts = std::fs::read_to_string(f.path("accounts.toml")).unwrap();
+    let other_url = f.sandbox.url().replace("127.0.0.1", "localhost");
+    let accounts = accounts.replace(
+        &format!("[accounts.other]\nbase_url = \"{}\"", f.sandbox.url()),
+        &format!("[accounts.other]\nbase_url = \"{other_url}\""),
+    );
+    std::fs::write(f.path("accounts.toml"), accounts).unwrap();
+
+    // One worker: every attempt after the 503 begins after its pause was
+    // recorded, so what follows holds however the attempts interleave.
+    let out = f.run(&["--workers", "1"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("Pausing every account on down's platform"),
+        "{}",
+        out.stderr
+    );
+    let state = f.state();
+    let outage = state.attempts("down-1").unwrap().remove(0);
+    assert_eq!(outage.failure.unwrap().http_status, Some(503));
+    assert_eq!(outage.retry_scope, Some(RetryScope::Platform));
+    let outage_end = outage.ended_ms.unwrap();
+    let started_after = |account: &str| -> Vec<u64> {
+        (1..=3)
+            .flat_map(|i| state.attempts(&format!("{account}-{i}")).unwrap())
+            .map(|a| a.started_ms)
+            .filter(|t| *t >= outage_end)
+            .collect()
+    };
+    // Nothing on the instance started during the 2 s the server asked for...
+    let same = started_after("same");
+    assert!(!same.is_empty(), "same finished before the outage");
+    for t in same.iter().chain(&started_after("down")) {
+        assert!(
+            *t - outage_end >= 1_500,
+            "started {} ms after the 503",
+            t - outage_end
+        );
+    }
+    // ...while the account on another instance kept posting.
+    let other = started_after("other");
+    assert!(
+        other.iter().any(|t| *t - outage_end < 1_500),
+        "other waited too: {other:?}"
+    );
+}
+
+#[test]
+fn a_jobs_own_wait_does_not_hold_back_its_account() {
+    let f = Fixture::new(
+        "[[account]]\nname = \"solo\"\ntoken = \"s\"\n\
+         script = [{ respond = \"server-error\", status = 408, retry_after_secs = 2 }]\n",
+        3,
+    );
+    let out = f.run(&[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let state = f.state();
+    let first = state.attempts("solo-1").unwrap();
+    assert_eq!(first[0].retry_scope, Some(RetryScope::Job));
+    let failed_at = first[0].ended_ms.unwrap();
+    // The other jobs posted at once, in pass 1...
+    for job in ["solo-2", "solo-3"] {
+        let attempt = state.attempts(job).unwrap().remove(0);
+        assert_eq!((attempt.pass, attempt.outcome.as_str()), (1, "succeeded"));
+        assert!(attempt.started_ms - failed_at < 1_500, "{job} waited");
+    }
+    // ...and the job itself waited what the platform asked.
+    assert_eq!(first[1].outcome, "succeeded");
+    assert!(first[1].started_ms - failed_at >= 1_500);
 }
 
 #[test]

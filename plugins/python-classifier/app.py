@@ -12,16 +12,17 @@ from wit_world import exports
 from wit_world.imports import types
 from wit_world.imports.log import Level, log
 
-# Phrases in Mastodon's `error` texts, and what they mean for a retry.
+# Phrases in Mastodon's `error` texts, what they mean for a retry, and who
+# waits out the platform's retry-after.
 RULES = [
     ("account is suspended", types.Category.NON_RETRYABLE,
-     "the account is suspended; a retry will not help"),
+     "the account is suspended; a retry will not help", types.RetryScope.JOB),
     ("login is currently disabled", types.Category.NON_RETRYABLE,
-     "the account's login is disabled; a retry will not help"),
+     "the account's login is disabled; a retry will not help", types.RetryScope.JOB),
     ("validation failed", types.Category.NON_RETRYABLE,
-     "the platform rejected the content; edit the payload"),
+     "the platform rejected the content; edit the payload", types.RetryScope.JOB),
     ("too many requests", types.Category.RETRYABLE,
-     "rate limited; retry after the reset"),
+     "rate limited; the account retries after the reset", types.RetryScope.ACCOUNT),
 ]
 
 
@@ -40,7 +41,7 @@ class Classify(exports.Classify):
         if failure is None or failure.error_code is None:
             return types.Verdict_NoOpinion()
         said = failure.error_code.lower()
-        for phrase, category, reason in RULES:
+        for phrase, category, reason, scope in RULES:
             if phrase in said:
                 log(Level.DEBUG, f"job {report.job.job_id}: matched '{phrase}'")
                 return types.Verdict_Decided(
@@ -48,6 +49,7 @@ class Classify(exports.Classify):
                         category=category,
                         reason=f"{reason} (platform said: {failure.error_code})",
                         retry_after_ms=failure.retry_after_ms,
+                        scope=scope,
                     )
                 )
         return types.Verdict_NoOpinion()

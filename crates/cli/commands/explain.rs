@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
+use orchestrator_contract::RetryScope;
 use orchestrator_store::{JobState, Store};
 
 use crate::commands::batch::{DEFAULT_STATE_FILE, open_existing};
@@ -78,7 +79,12 @@ impl ExplainArgs {
                 ));
             }
             if let Some(ms) = a.retry_after_ms {
-                out.push_str(&format!("  retry after: {ms} ms\n"));
+                let whom = match a.retry_scope {
+                    Some(RetryScope::Account) => format!("account {} waits", job.account),
+                    Some(RetryScope::Platform) => "every account on its platform waits".into(),
+                    Some(RetryScope::Job) | None => "this job waits".into(),
+                };
+                out.push_str(&format!("  retry after: {ms} ms ({whom})\n"));
             }
             if let Some(decision) = &a.decision {
                 out.push_str(&format!("  then:        {decision}\n"));

@@ -29,7 +29,7 @@ pub struct ReportArgs {
 }
 
 /// The CSV columns, one row per attempt.
-const COLUMNS: [&str; 17] = [
+const COLUMNS: [&str; 19] = [
     "job",
     "account",
     "pass",
@@ -46,6 +46,8 @@ const COLUMNS: [&str; 17] = [
     "category",
     "decided_by",
     "reason",
+    "retry_after_ms",
+    "retry_scope",
     "decision",
 ];
 
@@ -73,6 +75,8 @@ fn csv_row(r: &ReportRow) -> Vec<String> {
         opt(&a.category),
         opt(&a.decided_by),
         opt(&a.reason),
+        opt(&a.retry_after_ms),
+        opt(&a.retry_scope),
         opt(&a.decision),
     ]
 }

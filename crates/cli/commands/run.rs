@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
-use orchestrator_contract::PluginKind;
+use orchestrator_contract::{PluginKind, RetryScope};
 use orchestrator_plugin_host::PluginHost;
 use orchestrator_runner::{Batch, RunEvent, RunOptions, RunOutcome, Runner, input};
 use orchestrator_store::{Acquired, RunLock, Store};
@@ -285,6 +285,17 @@ fn log_line(event: RunEvent) -> Option<String> {
             "Plugin {} changed but the new file is refused ({reason}); keeping the loaded one",
             path.display()
         ),
+        RunEvent::Paused {
+            scope,
+            account,
+            seconds,
+            reason,
+        } => match scope {
+            RetryScope::Platform => format!(
+                "Pausing every account on {account}'s platform for {seconds:.1}s ({reason}); others go on"
+            ),
+            _ => format!("Pausing account {account} for {seconds:.1}s ({reason}); others go on"),
+        },
         RunEvent::AttemptStarted { .. } | RunEvent::AttemptFinished { .. } => return None,
     })
 }

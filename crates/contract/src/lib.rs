@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 pub const CONTRACT_PACKAGE: &str = "orchestrator:plugin";
 
 /// The contract version this host was built from.
-pub const CONTRACT_VERSION: semver::Version = semver::Version::new(0, 1, 0);
+pub const CONTRACT_VERSION: semver::Version = semver::Version::new(0, 2, 0);
 
 /// The contract versions this host accepts: semver-compatible with
 /// [`CONTRACT_VERSION`] (before 1.0, the same minor).
@@ -204,12 +204,51 @@ impl fmt::Display for Category {
     }
 }
 
-/// A category plus why, and how long to wait at least.
+/// Who waits out a retry-after.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum RetryScope {
+    /// Only the job that failed.
+    #[default]
+    Job,
+    /// Every job of the job's account.
+    Account,
+    /// Every account on the same platform instance (host of its base URL).
+    Platform,
+}
+
+impl RetryScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetryScope::Job => "job",
+            RetryScope::Account => "account",
+            RetryScope::Platform => "platform",
+        }
+    }
+
+    /// Reads the word [`RetryScope::as_str`] writes.
+    pub fn parse(word: &str) -> Option<RetryScope> {
+        [RetryScope::Job, RetryScope::Account, RetryScope::Platform]
+            .into_iter()
+            .find(|s| s.as_str() == word)
+    }
+}
+
+impl fmt::Display for RetryScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A category plus why, and how long to wait at least, and who waits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Classification {
     pub category: Category,
     pub reason: String,
     pub retry_after_ms: Option<u64>,
+    pub scope: RetryScope,
 }
 
 /// A classifier's answer.
@@ -228,9 +267,10 @@ mod tests {
     #[test]
     fn the_host_accepts_patch_and_rejects_minor_bumps_before_1_0() {
         let req = accepted_versions();
-        assert!(req.matches(&semver::Version::new(0, 1, 0)));
-        assert!(req.matches(&semver::Version::new(0, 1, 7)));
-        assert!(!req.matches(&semver::Version::new(0, 2, 0)));
+        assert!(req.matches(&semver::Version::new(0, 2, 0)));
+        assert!(req.matches(&semver::Version::new(0, 2, 7)));
+        assert!(!req.matches(&semver::Version::new(0, 1, 0)));
+        assert!(!req.matches(&semver::Version::new(0, 3, 0)));
         assert!(!req.matches(&semver::Version::new(1, 0, 0)));
     }
 }

@@ -85,6 +85,11 @@ pub(crate) fn verdict(v: wit::Verdict) -> contract::Verdict {
             },
             reason: c.reason,
             retry_after_ms: c.retry_after_ms,
+            scope: match c.scope {
+                wit::RetryScope::Job => contract::RetryScope::Job,
+                wit::RetryScope::Account => contract::RetryScope::Account,
+                wit::RetryScope::Platform => contract::RetryScope::Platform,
+            },
         }),
     }
 }

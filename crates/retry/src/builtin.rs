@@ -1,6 +1,6 @@
 //! The host's own classification rules, consulted after every plugin.
 
-use orchestrator_contract::{Category, Classification, FailureReport, HostFault};
+use orchestrator_contract::{Category, Classification, FailureReport, HostFault, RetryScope};
 
 /// Classifies a failure that no classifier plugin decided.
 ///
@@ -9,12 +9,19 @@ use orchestrator_contract::{Category, Classification, FailureReport, HostFault};
 /// memory limit or connection error is `infrastructure`. Then HTTP statuses:
 /// 408, 425, 429 and 5xx are `retryable`; other 4xx are `non-retryable`.
 /// Anything else is `unknown`.
+///
+/// A platform's wait applies to the account when it is a rate limit (429, or
+/// a rate-limit reset was sent: the budget is the account's), to the whole
+/// instance when a 5xx asked for it (the server is down for everyone), and
+/// otherwise to the job alone.
 pub fn builtin_classification(report: &FailureReport) -> Classification {
     let retry_after_ms = report.failure.as_ref().and_then(|f| f.retry_after_ms);
+    let scope = builtin_scope(report);
     let decided = |category, reason: String| Classification {
         category,
         reason,
         retry_after_ms,
+        scope,
     };
     if let Some(fault) = &report.fault {
         return match fault {
@@ -44,5 +51,19 @@ pub fn builtin_classification(report: &FailureReport) -> Classification {
         Some(408 | 425 | 429 | 500..=599) => decided(Category::Retryable, failure.to_string()),
         Some(400..=499) => decided(Category::NonRetryable, failure.to_string()),
         _ => decided(Category::Unknown, failure.to_string()),
+    }
+}
+
+/// Who waits out the platform's retry-after, by the rules above.
+pub fn builtin_scope(report: &FailureReport) -> RetryScope {
+    let Some(failure) = &report.failure else {
+        return RetryScope::Job;
+    };
+    match failure.http_status {
+        _ if report.fault.is_some() => RetryScope::Job,
+        Some(429) => RetryScope::Account,
+        _ if failure.rate_limit_reset.is_some() => RetryScope::Account,
+        Some(500..=599) => RetryScope::Platform,
+        _ => RetryScope::Job,
     }
 }

@@ -1,4 +1,6 @@
-use orchestrator_contract::{Account, Category, FailureReport, HostFault, JobContext, PostFailure};
+use orchestrator_contract::{
+    Account, Category, FailureReport, HostFault, JobContext, PostFailure, RetryScope,
+};
 
 use super::*;
 
@@ -269,6 +271,26 @@ fn builtin_rules_classify_faults_then_statuses() {
         builtin_classification(&report(status(429), None)).retry_after_ms,
         Some(1500)
     );
+}
+
+#[test]
+fn a_rate_limit_pauses_the_account_and_a_server_outage_the_platform() {
+    let scope = |r: &FailureReport| builtin_classification(r).scope;
+    assert_eq!(scope(&report(status(429), None)), RetryScope::Account);
+    let reset = Some(PostFailure {
+        rate_limit_reset: Some("2026-11-28T12:00:00Z".into()),
+        ..status(403).unwrap()
+    });
+    assert_eq!(scope(&report(reset, None)), RetryScope::Account);
+    for code in [500, 503] {
+        assert_eq!(scope(&report(status(code), None)), RetryScope::Platform);
+    }
+    for code in [408, 422] {
+        assert_eq!(scope(&report(status(code), None)), RetryScope::Job);
+    }
+    let fault = Some(HostFault::Timeout(1000));
+    assert_eq!(scope(&report(status(503), fault)), RetryScope::Job);
+    assert_eq!(scope(&report(None, None)), RetryScope::Job);
 }
 
 #[test]

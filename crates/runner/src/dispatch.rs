@@ -5,16 +5,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use orchestrator_contract::{Account, Category, FailureReport, JobContext, Verdict};
+use orchestrator_contract::{Account, Category, FailureReport, JobContext, RetryScope, Verdict};
 use orchestrator_plugin_host::Attempt;
 use orchestrator_retry::{JobHistory, builtin_classification, decide};
 use orchestrator_store::{AttemptOutcome, Decided, Store, StoredJob};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::{Batch, RunCounters, RunError, RunEvent, RunOptions, Runner};
+use crate::pause::Pauses;
+use crate::{AccountConfig, Batch, RunCounters, RunError, RunEvent, RunOptions, Runner};
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -40,7 +41,15 @@ pub(crate) async fn run_pass(
     }
     let workers = Arc::new(Semaphore::new(options.workers.max(1) as usize));
     let mut tasks = JoinSet::new();
-    for (_, queue) in queues {
+    for (name, mut queue) in queues {
+        let account = batch
+            .accounts
+            .get(&name)
+            .cloned()
+            .ok_or_else(|| RunError::UnknownAccounts(name.clone()))?;
+        // A job told to wait goes behind its account's other jobs, which
+        // need not wait with it (stable: import order otherwise).
+        queue.sort_by_key(|job| job.not_before_ms.unwrap_or(0));
         let ctx = AttemptCtx {
             store: store.clone(),
             batch: batch.clone(),
@@ -49,42 +58,38 @@ pub(crate) async fn run_pass(
             report: report.clone(),
             stop: stop_sender.clone(),
             counters: counters.clone(),
+            pauses: runner.pauses.clone(),
         };
         let workers = workers.clone();
         let mut stop = stop.clone();
         tasks.spawn(async move {
             for job in queue {
-                if *stop.borrow() {
-                    break;
-                }
-                // A retry-after hint is a minimum: wait it out for this
-                // job (and so this account) only.
-                if let Some(wait) = job.not_before_ms.map(|t| t.saturating_sub(now_ms()))
-                    && wait > 0
-                {
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
-                        _ = stop.wait_for(|s| *s) => break,
+                // Wait out the job's own retry-after and any pause of its
+                // account or platform, then for a worker; a pause that began
+                // meanwhile sends it back to waiting.
+                let permit = loop {
+                    let until = job.not_before_ms.max(ctx.pauses.until(&account));
+                    let wait = until.map_or(0, |t| t.saturating_sub(now_ms()));
+                    if wait > 0 {
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+                            _ = stop.wait_for(|s| *s) => return Ok(()),
+                        }
                     }
-                }
-                let permit = tokio::select! {
-                    permit = workers.clone().acquire_owned() => permit,
-                    _ = stop.wait_for(|s| *s) => break,
+                    let permit = tokio::select! {
+                        permit = workers.clone().acquire_owned() => permit,
+                        _ = stop.wait_for(|s| *s) => return Ok(()),
+                    };
+                    let Ok(permit) = permit else { return Ok(()) };
+                    if *stop.borrow() {
+                        return Ok(());
+                    }
+                    if ctx.pauses.until(&account).is_none_or(|t| t <= now_ms()) {
+                        break permit;
+                    }
                 };
-                let Ok(_permit) = permit else { break };
-                if *stop.borrow() {
-                    break;
-                }
-                // A rate limit is the account's, not the job's: its next job
-                // waits for the reset while other accounts keep posting.
-                if let Some(until) = ctx.attempt(job).await? {
-                    let wait = until.saturating_sub(now_ms());
-                    drop(_permit);
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
-                        _ = stop.wait_for(|s| *s) => break,
-                    }
-                }
+                ctx.attempt(&account, job).await?;
+                drop(permit);
             }
             Ok::<(), RunError>(())
         });
@@ -134,17 +139,12 @@ struct AttemptCtx {
     report: Arc<dyn Fn(RunEvent) + Send + Sync>,
     stop: watch::Sender<bool>,
     counters: Arc<RunCounters>,
+    pauses: Arc<Pauses>,
 }
 
 impl AttemptCtx {
-    /// Runs one attempt; returns when the account may post again if the
-    /// platform said its rate limit is used up.
-    async fn attempt(&self, job: StoredJob) -> Result<Option<u64>, RunError> {
-        let account = self
-            .batch
-            .accounts
-            .get(&job.account)
-            .ok_or_else(|| RunError::UnknownAccounts(job.account.clone()))?;
+    /// Runs one attempt, and holds back whom its retry-after names.
+    async fn attempt(&self, account: &AccountConfig, job: StoredJob) -> Result<(), RunError> {
         let attempt_id = self.store.begin_attempt(&job, self.pass)?;
         (self.report)(RunEvent::AttemptStarted { pass: self.pass });
         let context = JobContext {
@@ -195,15 +195,22 @@ impl AttemptCtx {
                 )
             }
         };
-        let account_pause = match &outcome {
-            AttemptOutcome::Failed {
-                failure: Some(f),
-                not_before_ms,
-                ..
-            } if f.http_status == Some(429) || f.rate_limit_reset.is_some() => *not_before_ms,
-            _ => None,
-        };
         self.store.finish_attempt(attempt_id, &outcome)?;
+        if let AttemptOutcome::Failed {
+            classification,
+            not_before_ms: Some(until),
+            ..
+        } = &outcome
+            && classification.scope != RetryScope::Job
+        {
+            self.pauses.hold(classification.scope, account, *until);
+            (self.report)(RunEvent::Paused {
+                scope: classification.scope,
+                account: account.name.clone(),
+                seconds: until.saturating_sub(now_ms()) as f64 / 1000.0,
+                reason: classification.reason.clone(),
+            });
+        }
         self.count(matches!(outcome, AttemptOutcome::Failed { .. }));
         tracing::debug!(job = %job.id, account = %job.account, pass = self.pass, "{summary}");
         let failed = match &outcome {
@@ -217,7 +224,7 @@ impl AttemptCtx {
             failed,
             summary,
         });
-        Ok(account_pause)
+        Ok(())
     }
 
     /// Counts the attempt, and halts the run when too many failed.
@@ -253,6 +260,7 @@ impl AttemptCtx {
                         retry_after_ms: c
                             .retry_after_ms
                             .max(report.failure.as_ref().and_then(|f| f.retry_after_ms)),
+                        scope: c.scope,
                         decided_by: classifier.info().name.clone(),
                     };
                 }
@@ -268,6 +276,7 @@ impl AttemptCtx {
             category: c.category,
             reason: c.reason,
             retry_after_ms: c.retry_after_ms,
+            scope: c.scope,
             decided_by: "built-in".into(),
         }
     }

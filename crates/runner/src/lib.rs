@@ -5,13 +5,15 @@
 //! more than one per account, classifies every failure (classifier plugins
 //! in order, then [`orchestrator_retry::builtin_classification`]), and lets
 //! [`orchestrator_retry::decide`] say whether the job is retried. Between
-//! passes it waits the retry delay; a retry-after hint defers just that job
-//! (and so its account) until the hint has passed, never less.
+//! passes it waits the retry delay. A retry-after hint is a minimum, and
+//! holds back whom its scope names: the job, its account, or every account
+//! on the same platform instance (see [`pause`]), while the others go on.
 //!
 //! The runner reports what happens as [`RunEvent`]s and prints nothing.
 
 mod dispatch;
 pub mod input;
+mod pause;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -118,6 +120,14 @@ pub enum RunEvent {
     Waiting {
         seconds: f64,
     },
+    /// A retry-after holds back an account, or every account on a
+    /// platform instance, while the others go on.
+    Paused {
+        scope: orchestrator_contract::RetryScope,
+        account: String,
+        seconds: f64,
+        reason: String,
+    },
     Stopping {
         grace: Duration,
     },
@@ -147,6 +157,7 @@ pub struct Runner {
     batch: std::sync::Mutex<Arc<Batch>>,
     options: RunOptions,
     counters: Arc<RunCounters>,
+    pauses: Arc<pause::Pauses>,
 }
 
 impl Runner {
@@ -156,6 +167,7 @@ impl Runner {
             batch: std::sync::Mutex::new(Arc::new(batch)),
             options,
             counters: Arc::default(),
+            pauses: Arc::default(),
         }
     }
 
@@ -180,6 +192,9 @@ impl Runner {
             config: self.options.config,
             jobs: store.job_count()?,
         });
+        // The platform's waits outlast the run that was told of them.
+        self.pauses
+            .restore(&store.pauses(dispatch::now_ms())?, &self.batch().accounts);
 
         // Another process asks through the store; poll it.
         let poller = {

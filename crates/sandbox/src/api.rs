@@ -159,9 +159,16 @@ async fn post_status(shared: &Shared, req: Request<Incoming>) -> Reply {
         Behaviour::Suspended => error(StatusCode::FORBIDDEN, "Your login is currently disabled"),
         Behaviour::ValidationError { message } => error(StatusCode::UNPROCESSABLE_ENTITY, message),
         Behaviour::RateLimited { reset_secs } => rate_limited(*reset_secs),
-        Behaviour::ServerError { status } => {
+        Behaviour::ServerError {
+            status,
+            retry_after_secs,
+        } => {
             let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            error(status, "We're sorry, but something went wrong on our end.")
+            let mut response = error(status, "We're sorry, but something went wrong on our end.");
+            if let Some(secs) = retry_after_secs {
+                response.headers_mut().insert("retry-after", (*secs).into());
+            }
+            response
         }
         Behaviour::DropConnection => return Err(DroppedConnection),
         Behaviour::Slow { delay_ms } => {

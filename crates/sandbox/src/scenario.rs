@@ -47,10 +47,13 @@ pub enum Behaviour {
         #[serde(default = "default_reset_secs")]
         reset_secs: u64,
     },
-    /// A 5xx error (`status`, default 503).
+    /// An error status (`status`, default 503), with `Retry-After` when
+    /// `retry_after_secs` is given.
     ServerError {
         #[serde(default = "default_server_status")]
         status: u16,
+        #[serde(default)]
+        retry_after_secs: Option<u64>,
     },
     /// Close the connection without answering.
     DropConnection,
@@ -220,11 +223,17 @@ mod tests {
         let carol = &scenario.accounts[0];
         assert_eq!(
             carol.behaviour_for(0),
-            &Behaviour::ServerError { status: 500 }
+            &Behaviour::ServerError {
+                status: 500,
+                retry_after_secs: None
+            }
         );
         assert_eq!(
             carol.behaviour_for(1),
-            &Behaviour::ServerError { status: 500 }
+            &Behaviour::ServerError {
+                status: 500,
+                retry_after_secs: None
+            }
         );
         assert_eq!(
             carol.behaviour_for(2),

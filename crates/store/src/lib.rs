@@ -84,6 +84,10 @@ pub trait Store: Send + Sync {
     fn begin_attempt(&self, job: &StoredJob, pass: u32) -> Result<AttemptId>;
     /// Records an attempt's outcome and the job's new state together.
     fn finish_attempt(&self, attempt: AttemptId, outcome: &AttemptOutcome) -> Result<()>;
+    /// The account and platform waits still running at `now_ms`, the latest
+    /// per account and scope: a run that starts (or resumes) honours what
+    /// the platform asked of the runs before it.
+    fn pauses(&self, now_ms: u64) -> Result<Vec<Pause>>;
 
     /// Everything `--status` shows.
     fn status(&self) -> Result<StatusReport>;

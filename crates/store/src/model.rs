@@ -1,6 +1,6 @@
 //! The values that go in and out of a [`crate::Store`].
 
-use orchestrator_contract::{Category, HostFault, PostFailure, Receipt};
+use orchestrator_contract::{Category, HostFault, PostFailure, Receipt, RetryScope};
 use orchestrator_retry::{Decision, RetryConfig};
 use serde::{Deserialize, Serialize};
 
@@ -127,8 +127,22 @@ pub struct Decided {
     pub category: Category,
     pub reason: String,
     pub retry_after_ms: Option<u64>,
+    /// Who waits out `retry_after_ms`.
+    pub scope: RetryScope,
     /// The classifier plugin's name, or `built-in`.
     pub decided_by: String,
+}
+
+/// A wait that holds back more than one job: an account's, or every account
+/// on the platform instance the account posts to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Pause {
+    /// [`RetryScope::Account`] or [`RetryScope::Platform`].
+    pub scope: RetryScope,
+    /// The account whose attempt asked for the wait.
+    pub account: String,
+    /// Until when (ms since the epoch).
+    pub until_ms: u64,
 }
 
 /// How an attempt ended, with what the job becomes.
@@ -235,6 +249,8 @@ pub struct AttemptRecord {
     pub decided_by: Option<String>,
     pub reason: Option<String>,
     pub retry_after_ms: Option<u64>,
+    /// Who waits out `retry_after_ms`, when there is one.
+    pub retry_scope: Option<RetryScope>,
     pub decision: Option<String>,
 }
 

@@ -4,20 +4,28 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
+use orchestrator_contract::RetryScope;
 use orchestrator_retry::{Decision, GiveUpReason, PassResult, PassTally};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::{
     AttemptId, AttemptOutcome, AttemptRecord, ImportSummary, JobState, JobSummary, NewJob, NewRun,
-    PassStatus, ReasonCount, ReportRow, Result, RetryEntry, RunId, RunState, RunStatus,
+    PassStatus, Pause, ReasonCount, ReportRow, Result, RetryEntry, RunId, RunState, RunStatus,
     StatusReport, Store, StoreError, StoredJob, idempotency_key,
 };
 
 /// The schema version this build writes; a file with a higher one is
-/// refused rather than misread.
-const SCHEMA_VERSION: i64 = 1;
+/// refused rather than misread, one with a lower one is brought up to date
+/// by [`MIGRATIONS`].
+const SCHEMA_VERSION: i64 = 2;
 
-const SCHEMA: &str = "
+/// What turns schema version `n` into `n + 1`, at index `n - 1`.
+const MIGRATIONS: &[&str] = &[
+    // 2: who waits out a retry-after.
+    "ALTER TABLE attempts ADD COLUMN retry_scope TEXT;",
+];
+
+pub(crate) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS jobs (
     seq              INTEGER PRIMARY KEY AUTOINCREMENT,
     id               TEXT NOT NULL UNIQUE,
@@ -56,7 +64,8 @@ CREATE TABLE IF NOT EXISTS attempts (
     reason           TEXT,
     decided_by       TEXT,
     retry_after_ms   INTEGER,
-    decision         TEXT
+    decision         TEXT,
+    retry_scope      TEXT
 );
 CREATE INDEX IF NOT EXISTS attempts_by_job ON attempts (job_id);
 CREATE INDEX IF NOT EXISTS attempts_by_pass ON attempts (pass, outcome);
@@ -85,6 +94,8 @@ CREATE TABLE IF NOT EXISTS meta (
 /// while a run writes.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// The file's schema version: a read-only file keeps the one it has.
+    schema: i64,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -128,12 +139,23 @@ impl SqliteStore {
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
         )
         .map_err(open_err)?;
-        check_schema(&conn, &shown)?;
-        conn.execute_batch(SCHEMA).map_err(open_err)?;
-        conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
-            .map_err(open_err)?;
+        let found = check_schema(&conn, &shown)?;
+        // A new file gets the current schema at once; an older one is
+        // migrated step by step, in one transaction, so a failure leaves it
+        // as it was.
+        let upgrade = if found == 0 {
+            format!("{SCHEMA} PRAGMA user_version = {SCHEMA_VERSION};")
+        } else {
+            let steps: String = MIGRATIONS[found as usize - 1..].concat();
+            format!("{steps} PRAGMA user_version = {SCHEMA_VERSION};")
+        };
+        if found < SCHEMA_VERSION {
+            conn.execute_batch(&format!("BEGIN IMMEDIATE; {upgrade} COMMIT;"))
+                .map_err(open_err)?;
+        }
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            schema: SCHEMA_VERSION,
         })
     }
 
@@ -149,9 +171,10 @@ impl SqliteStore {
             .map_err(open_err)?;
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(open_err)?;
-        check_schema(&conn, &shown)?;
+        let schema = check_schema(&conn, &shown)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            schema,
         })
     }
 
@@ -169,10 +192,16 @@ impl SqliteStore {
     /// `attempts a`).
     fn attempt_rows(&self, filter: &str, bind: &[&dyn rusqlite::ToSql]) -> Result<Vec<ReportRow>> {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        // A read-only file from before schema 2 has no scopes to show.
+        let scope = if self.schema >= 2 {
+            "a.retry_scope"
+        } else {
+            "NULL"
+        };
         let mut stmt = conn.prepare(&format!(
             "SELECT a.pass, a.number, a.started_ms, a.ended_ms, a.outcome, a.remote_id, a.failure,
                     a.fault, a.category, a.decided_by, a.reason, a.retry_after_ms, a.decision,
-                    a.job_id, j.account
+                    a.job_id, j.account, {scope}
              FROM attempts a JOIN jobs j ON j.id = a.job_id {filter}
              ORDER BY j.seq, a.id"
         ))?;
@@ -195,6 +224,10 @@ impl SqliteStore {
                             decided_by: r.get(9)?,
                             reason: r.get(10)?,
                             retry_after_ms: r.get::<_, Option<i64>>(11)?.map(|v| v as u64),
+                            retry_scope: r
+                                .get::<_, Option<String>>(15)?
+                                .as_deref()
+                                .and_then(RetryScope::parse),
                             decision: r.get(12)?,
                         },
                     },
@@ -219,8 +252,8 @@ impl SqliteStore {
 }
 
 /// Refuses a file whose schema is newer than this build's, rather than
-/// misreading it.
-fn check_schema(conn: &Connection, path: &str) -> Result<()> {
+/// misreading it; returns the file's version (0 for a new file).
+fn check_schema(conn: &Connection, path: &str) -> Result<i64> {
     let found: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(|e| StoreError::Open {
@@ -234,7 +267,7 @@ fn check_schema(conn: &Connection, path: &str) -> Result<()> {
             known: SCHEMA_VERSION,
         });
     }
-    Ok(())
+    Ok(found)
 }
 
 fn accounts_clause(accounts: Option<&[String]>) -> (String, Vec<String>) {
@@ -543,8 +576,8 @@ impl Store for SqliteStore {
                     tx.execute(
                         "UPDATE attempts SET outcome = 'failed', ended_ms = ?1, failure = ?2, fault = ?3,
                                              category = ?4, reason = ?5, decided_by = ?6,
-                                             retry_after_ms = ?7, decision = ?8
-                         WHERE id = ?9",
+                                             retry_after_ms = ?7, decision = ?8, retry_scope = ?9
+                         WHERE id = ?10",
                         params![
                             ended,
                             failure.as_ref().map(to_json),
@@ -554,6 +587,9 @@ impl Store for SqliteStore {
                             classification.decided_by,
                             classification.retry_after_ms.map(|v| v as i64),
                             decision_text,
+                            classification
+                                .retry_after_ms
+                                .map(|_| classification.scope.as_str()),
                             attempt.0
                         ],
                     )?;
@@ -584,6 +620,35 @@ impl Store for SqliteStore {
             }
             Ok(())
         })
+    }
+
+    fn pauses(&self, now_ms: u64) -> Result<Vec<Pause>> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stmt = conn.prepare(
+            "SELECT a.retry_scope, j.account, MAX(a.ended_ms + a.retry_after_ms) AS until_ms
+             FROM attempts a JOIN jobs j ON j.id = a.job_id
+             WHERE a.retry_scope IN ('account', 'platform') AND a.retry_after_ms IS NOT NULL
+             GROUP BY a.retry_scope, j.account
+             HAVING until_ms > ?1
+             ORDER BY j.account, a.retry_scope",
+        )?;
+        let pauses = stmt
+            .query_map([now_ms as i64], |r| {
+                Ok((r.get::<_, String>(0)?, r.get(1)?, r.get::<_, i64>(2)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        pauses
+            .into_iter()
+            .map(|(scope, account, until)| {
+                let scope = RetryScope::parse(&scope)
+                    .ok_or_else(|| StoreError::Corrupt(format!("retry scope {scope:?}")))?;
+                Ok(Pause {
+                    scope,
+                    account,
+                    until_ms: until as u64,
+                })
+            })
+            .collect()
     }
 
     fn status(&self) -> Result<StatusReport> {

@@ -1,4 +1,4 @@
-use orchestrator_contract::{Category, PostFailure, Receipt};
+use orchestrator_contract::{Category, PostFailure, Receipt, RetryScope};
 use orchestrator_retry::{Decision, GiveUpReason, PassResult, RetryConfig};
 
 use super::*;
@@ -25,6 +25,7 @@ fn failed(category: Category, decision: Decision) -> AttemptOutcome {
             category,
             reason: "because".into(),
             retry_after_ms: None,
+            scope: RetryScope::Job,
             decided_by: "built-in".into(),
         },
         decision,
@@ -214,4 +215,110 @@ fn an_uncertain_attempt_past_the_key_window_is_held_for_review() {
     );
     assert_eq!(store.release_held().unwrap(), 1);
     assert_eq!(store.eligible_jobs(1, None).unwrap().len(), 1);
+}
+
+fn waited(scope: RetryScope, retry_after_ms: u64) -> AttemptOutcome {
+    let AttemptOutcome::Failed {
+        failure,
+        fault,
+        mut classification,
+        decision,
+        ..
+    } = failed(Category::Retryable, Decision::Retry)
+    else {
+        unreachable!()
+    };
+    classification.retry_after_ms = Some(retry_after_ms);
+    classification.scope = scope;
+    AttemptOutcome::Failed {
+        failure,
+        fault,
+        classification,
+        decision,
+        not_before_ms: None,
+    }
+}
+
+#[test]
+fn account_and_platform_waits_outlive_the_run_that_saw_them() {
+    let (_dir, store) = store();
+    let jobs = [
+        job("a1", "a"),
+        job("a2", "a"),
+        job("b1", "b"),
+        job("c1", "c"),
+    ];
+    store.import(&jobs, "f").unwrap();
+    run(&store);
+    store.begin_pass(1).unwrap();
+    let eligible = store.eligible_jobs(1, None).unwrap();
+    let outcomes = [
+        waited(RetryScope::Account, 60_000),
+        waited(RetryScope::Account, 120_000),
+        waited(RetryScope::Platform, 30_000),
+        waited(RetryScope::Job, 90_000),
+    ];
+    for (job, outcome) in eligible.iter().zip(&outcomes) {
+        let attempt = store.begin_attempt(job, 1).unwrap();
+        store.finish_attempt(attempt, outcome).unwrap();
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let pauses = store.pauses(now).unwrap();
+    // The job's own wait is not a pause; the account keeps its latest one.
+    let seen: Vec<_> = pauses
+        .iter()
+        .map(|p| (p.scope, p.account.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [(RetryScope::Account, "a"), (RetryScope::Platform, "b")]
+    );
+    let left = |p: &Pause| p.until_ms - now;
+    assert!(
+        (110_000..=120_000).contains(&left(&pauses[0])),
+        "{pauses:?}"
+    );
+    assert!((20_000..=30_000).contains(&left(&pauses[1])), "{pauses:?}");
+    // Once over, they are gone.
+    assert_eq!(store.pauses(now + 120_001).unwrap(), []);
+    let recorded = store.attempts("a1").unwrap();
+    assert_eq!(recorded[0].retry_scope, Some(RetryScope::Account));
+}
+
+#[test]
+fn a_state_file_from_schema_1_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.sqlite");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let v1 = super::sqlite::SCHEMA.replace(",\n    retry_scope      TEXT", "");
+        assert_ne!(
+            v1,
+            super::sqlite::SCHEMA,
+            "the schema 1 text is derived by removing the column"
+        );
+        conn.execute_batch(&format!("{v1} PRAGMA user_version = 1;"))
+            .unwrap();
+        conn.execute(
+            "INSERT INTO jobs (id, account, payload, idempotency_key) VALUES ('j', 'a', '{}', 'k')",
+            [],
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.job_count().unwrap(), 1);
+    run(&store);
+    store.begin_pass(1).unwrap();
+    let job = store.eligible_jobs(1, None).unwrap().remove(0);
+    let attempt = store.begin_attempt(&job, 1).unwrap();
+    store
+        .finish_attempt(attempt, &waited(RetryScope::Account, 5_000))
+        .unwrap();
+    assert_eq!(
+        store.attempts("j").unwrap()[0].retry_scope,
+        Some(RetryScope::Account)
+    );
 }

@@ -40,6 +40,6 @@ pub mod classifier {
 pub use poster::orchestrator::plugin::{log, types};
 
 /// The contract version these bindings were generated from.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 /// The WIT package name, without a version.
 pub const CONTRACT_PACKAGE: &str = "orchestrator:plugin";

@@ -12,7 +12,8 @@ wit_bindgen::generate!({
 use exports::orchestrator::plugin::{classify, metadata};
 use orchestrator::plugin::log::{Level, log};
 use orchestrator::plugin::types::{
-    Category, Classification, FailureReport, HostFault, PluginInfo, PostFailure, Verdict,
+    Category, Classification, FailureReport, HostFault, PluginInfo, PostFailure, RetryScope,
+    Verdict,
 };
 
 struct HttpClassifier;
@@ -46,6 +47,7 @@ fn decided(category: Category, reason: String, retry_after_ms: Option<u64>) -> V
         category,
         reason,
         retry_after_ms,
+        scope: RetryScope::Job,
     })
 }
 
@@ -135,14 +137,23 @@ fn by_status(status: u16, failure: &PostFailure, account: &str) -> Verdict {
                 429 => "rate limited",
                 _ => "the platform had a server error",
             };
+            // A rate limit is the account's budget; a server that asks
+            // everyone to wait is down for every account on it.
+            let (scope, whom) = match status {
+                429 => (RetryScope::Account, "the account"),
+                _ if failure.rate_limit_reset.is_some() => (RetryScope::Account, "the account"),
+                500..=599 => (RetryScope::Platform, "every account on the instance"),
+                _ => (RetryScope::Job, "this job"),
+            };
             let after = wait
-                .map(|ms| format!("; retry after {}", human_ms(ms)))
+                .map(|ms| format!("; {whom} retries after {}", human_ms(ms)))
                 .unwrap_or_default();
-            decided(
-                Category::Retryable,
-                format!("HTTP {status}{said}: {what}{after}"),
-                wait,
-            )
+            Verdict::Decided(Classification {
+                category: Category::Retryable,
+                reason: format!("HTTP {status}{said}: {what}{after}"),
+                retry_after_ms: wait,
+                scope,
+            })
         }
         _ => decided(
             Category::Unknown,
