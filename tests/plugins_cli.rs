@@ -11,6 +11,9 @@ fn settings(dir: &std::path::Path) -> insta::Settings {
     settings.add_filter(r"[0-9a-f]{64}", "[SHA256]");
     settings.add_filter(r"\d+ bytes", "[SIZE] bytes");
     settings.add_filter(r#""size": \d+"#, r#""size": [SIZE]"#);
+    // The suite shares one cache: whether a plugin was in it depends on
+    // which test ran first.
+    settings.add_filter(r"cached       (yes|now) \([^)]*\)", "cached       [CACHED]");
     settings
 }
 
@@ -53,11 +56,12 @@ fn plugin_dir() -> tempfile::TempDir {
 #[test]
 fn list_shows_every_plugin_with_its_status() {
     let dir = plugin_dir();
+    let cache = support::temp_dir();
     // A relative folder keeps the table's column widths machine-independent.
-    let out =
-        run(orchestrator()
-            .current_dir(dir.path())
-            .args(["plugins", "list", "--plugin-dir", "."]));
+    let out = run(orchestrator()
+        .current_dir(dir.path())
+        .env("ORCHESTRATOR_CACHE_DIR", cache.path())
+        .args(["plugins", "list", "--plugin-dir", "."]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     settings(dir.path()).bind(|| insta::assert_snapshot!("plugins_list", out.stdout));
 }
@@ -65,7 +69,9 @@ fn list_shows_every_plugin_with_its_status() {
 #[test]
 fn list_as_json_has_the_same_facts() {
     let dir = plugin_dir();
+    let cache = support::temp_dir();
     let out = run(orchestrator()
+        .env("ORCHESTRATOR_CACHE_DIR", cache.path())
         .args(["plugins", "list", "--json", "--plugin-dir"])
         .arg(dir.path()));
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -79,6 +85,77 @@ fn list_as_json_has_the_same_facts() {
         .collect();
     assert_eq!(compatible, ["http-classifier", "mastodon-poster"]);
     settings(dir.path()).bind(|| insta::assert_snapshot!("plugins_list_json", out.stdout));
+}
+
+/// The CACHED column of `plugins list`, by plugin name.
+fn cached_column(out: &str) -> Vec<(String, String)> {
+    let header = out.lines().next().unwrap();
+    let at = header.find("CACHED").unwrap();
+    out.lines()
+        .skip(1)
+        .map(|l| {
+            let name = l.split_whitespace().next().unwrap().to_string();
+            let cached = l[at..].split_whitespace().next().unwrap().to_string();
+            (name, cached)
+        })
+        .collect()
+}
+
+#[test]
+fn compiled_plugins_are_cached_and_a_bad_cache_entry_is_compiled_again() {
+    let dir = plugin_dir();
+    std::fs::remove_file(dir.path().join("future-classifier.wasm")).unwrap();
+    std::fs::remove_file(dir.path().join("readme.wasm")).unwrap();
+    let cache = support::temp_dir();
+    let list = |extra: &[&str]| {
+        let out = run(orchestrator()
+            .current_dir(dir.path())
+            .env("ORCHESTRATOR_CACHE_DIR", cache.path())
+            .args(["plugins", "list", "--plugin-dir", "."])
+            .args(extra));
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        cached_column(&out.stdout)
+    };
+    let both = |state: &str| {
+        vec![
+            ("http-classifier".to_string(), state.to_string()),
+            ("mastodon-poster".to_string(), state.to_string()),
+        ]
+    };
+    assert_eq!(list(&[]), both("now"), "the first load compiles and stores");
+    assert_eq!(list(&[]), both("yes"), "the second load uses the cache");
+    assert_eq!(list(&["--no-cache"]), both("off"));
+
+    // Damage every entry in a different way: the plugins still load,
+    // compiled afresh, and the entries are replaced.
+    let mut entries: Vec<_> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    let bytes = std::fs::read(&entries[0]).unwrap();
+    std::fs::write(&entries[0], &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::write(&entries[1], b"not a compiled plugin at all").unwrap();
+    assert_eq!(list(&[]), both("now"));
+    assert_eq!(list(&[]), both("yes"));
+}
+
+#[test]
+fn a_run_uses_the_cache_it_filled() {
+    let f = crate::run_batch::Fixture::new("[[account]]\nname = \"a\"\ntoken = \"t\"\n", 1);
+    let cache = support::temp_dir();
+    let out = run(f
+        .command(&["-v"])
+        .env("ORCHESTRATOR_CACHE_DIR", cache.path())
+        .arg("--run"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let stored = std::fs::read_dir(cache.path()).unwrap().count();
+    assert_eq!(stored, 2, "the poster and the classifier");
+    let list = run(orchestrator()
+        .env("ORCHESTRATOR_CACHE_DIR", cache.path())
+        .args(["plugins", "inspect", artifacts::MASTODON_POSTER]));
+    assert!(list.stdout.contains("cached       yes"), "{}", list.stdout);
 }
 
 #[test]

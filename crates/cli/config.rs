@@ -63,6 +63,7 @@ const KEYS: &[(&str, &str)] = &[
     ("plugin-memory", "plugin_memory"),
     ("response-limit", "response_limit"),
     ("allow-hosts", "allow_hosts"),
+    ("no-cache", "no_cache"),
 ];
 
 /// The line of `key = …` in `text`, for messages.
@@ -206,6 +207,7 @@ fn set(args: &mut BatchArgs, key: &str, v: &toml::Value, at: &str) -> Result<()>
         "plugin-memory" => l.plugin_memory = value(v, key, at)?,
         "response-limit" => l.response_limit = value(v, key, at)?,
         "allow-hosts" => l.allow_hosts = value(v, key, at)?,
+        "no-cache" => l.cache.no_cache = value(v, key, at)?,
         _ => unreachable!("every key in KEYS is handled"),
     }
     Ok(())
@@ -250,6 +252,7 @@ fn show(args: &BatchArgs, key: &str) -> String {
         "plugin-memory" => format!("{} MiB", l.plugin_memory),
         "response-limit" => format!("{} MiB", l.response_limit),
         "allow-hosts" => l.allow_hosts.join(", "),
+        "no-cache" => l.cache.no_cache.to_string(),
         _ => String::new(),
     }
 }

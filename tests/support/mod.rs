@@ -21,8 +21,15 @@ pub fn orchestrator() -> Command {
         .env_remove("RUST_LOG")
         // Keep the user's data folder out of `plugins list`.
         .env("XDG_DATA_HOME", "/nonexistent-orchestrator-test-data")
-        .env("HOME", "/nonexistent-orchestrator-test-home");
+        .env("HOME", "/nonexistent-orchestrator-test-home")
+        // One compiled-plugin cache for the whole suite, never the user's.
+        .env("ORCHESTRATOR_CACHE_DIR", test_cache_dir());
     cmd
+}
+
+/// The compiled-plugin cache the suite's commands share.
+pub fn test_cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("compiled-plugins")
 }
 
 /// Output of a finished command, decoded.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::{ArgGroup, Args};
-use orchestrator_plugin_host::Limits;
+use orchestrator_plugin_host::{CompileCache, Limits};
 use orchestrator_retry::RetryConfig;
 use orchestrator_runner::input;
 use orchestrator_store::{NewJob, SqliteStore, Store};
@@ -150,6 +150,32 @@ pub struct LimitArgs {
     /// reaches only its account's base-URL host
     #[arg(long = "allow-host", value_name = "HOST[:PORT]")]
     pub allow_hosts: Vec<String>,
+
+    #[command(flatten)]
+    pub cache: CacheArgs,
+}
+
+/// Where compiled plugins are kept between starts.
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    /// Compile plugins afresh instead of using the compiled-plugin cache
+    /// (ORCHESTRATOR_CACHE_DIR, or e.g. ~/.cache/orchestrator/compiled)
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+impl CacheArgs {
+    /// The cache to use, unless it is turned off.
+    pub fn cache(&self) -> Option<CompileCache> {
+        if self.no_cache {
+            return None;
+        }
+        std::env::var_os("ORCHESTRATOR_CACHE_DIR")
+            .filter(|dir| !dir.is_empty())
+            .map(std::path::PathBuf::from)
+            .or_else(CompileCache::default_dir)
+            .map(CompileCache::new)
+    }
 }
 
 impl LimitArgs {

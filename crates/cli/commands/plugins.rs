@@ -6,10 +6,11 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use orchestrator_contract::{CONTRACT_PACKAGE, PluginKind, accepted_versions};
 use orchestrator_plugin_host::discover::SearchPath;
-use orchestrator_plugin_host::{Examined, Limits, PluginHost, outbound};
+use orchestrator_plugin_host::{CacheUse, Examined, Limits, PluginHost, outbound};
 use orchestrator_runner::input;
 use serde::Serialize;
 
+use crate::commands::batch::CacheArgs;
 use crate::exit::{self, Exit};
 use crate::output::{Table, print, print_json};
 
@@ -34,6 +35,9 @@ pub struct ListArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+
+    #[command(flatten)]
+    cache: CacheArgs,
 }
 
 #[derive(Debug, Args)]
@@ -52,6 +56,9 @@ pub struct InspectArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+
+    #[command(flatten)]
+    cache: CacheArgs,
 }
 
 /// What a plugin may use when it runs, as the host would grant it.
@@ -119,6 +126,9 @@ struct PluginRecord {
     path: PathBuf,
     sha256: Option<String>,
     size: Option<u64>,
+    /// `hit` (compiled code came from the cache), `stored` (compiled now
+    /// and cached), `compiled` (the cache is off) or none (not compiled).
+    cache: Option<CacheUse>,
     #[serde(skip_serializing_if = "Option::is_none")]
     imports: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -147,6 +157,7 @@ impl PluginRecord {
             path: e.path.clone(),
             sha256: e.sha256.clone(),
             size: e.size,
+            cache: e.cache,
             imports: interfaces.map(|i| i.imports.clone()),
             exports: interfaces.map(|i| i.exports.clone()),
             capabilities: None,
@@ -165,8 +176,19 @@ fn dash(value: &Option<String>) -> String {
     value.clone().unwrap_or_else(|| "-".into())
 }
 
+/// The `CACHED` column: was the compiled code already in the cache?
+fn cached(cache: Option<CacheUse>) -> String {
+    match cache {
+        Some(CacheUse::Hit) => "yes",
+        Some(CacheUse::Stored) => "now",
+        Some(CacheUse::Compiled) => "off",
+        None => "-",
+    }
+    .into()
+}
+
 async fn list(args: ListArgs) -> Result<u8> {
-    let host = PluginHost::new()?;
+    let host = PluginHost::new()?.with_cache(args.cache.cache());
     let search = search_path(&args.plugin_dirs);
     let mut records = Vec::new();
     for path in search.candidates() {
@@ -192,7 +214,7 @@ async fn list(args: ListArgs) -> Result<u8> {
         return Ok(exit::SUCCESS);
     }
     let mut table = Table::new(vec![
-        "NAME", "VERSION", "KIND", "CONTRACT", "BACKEND", "PATH", "STATUS",
+        "NAME", "VERSION", "KIND", "CONTRACT", "BACKEND", "CACHED", "PATH", "STATUS",
     ]);
     for r in &records {
         table.row(vec![
@@ -201,6 +223,7 @@ async fn list(args: ListArgs) -> Result<u8> {
             dash(&r.kind),
             dash(&r.contract),
             r.backend.to_string(),
+            cached(r.cache),
             r.path.display().to_string(),
             match &r.reason {
                 None => "compatible".to_string(),
@@ -245,7 +268,7 @@ fn capabilities(args: &InspectArgs, kind: Option<PluginKind>) -> Result<Capabili
 }
 
 async fn inspect(args: InspectArgs) -> Result<u8> {
-    let host = PluginHost::new()?;
+    let host = PluginHost::new()?.with_cache(args.cache.cache());
     let examined = host.examine(&args.file).await;
     let mut record = PluginRecord::from_examined(&examined, true);
     record.capabilities = Some(capabilities(&args, examined.kind)?);
@@ -292,6 +315,15 @@ fn render_inspect(r: &PluginRecord) -> String {
         r.size.map(|s| format!("{s} bytes")).unwrap_or_default(),
     );
     line("sha256", dash(&r.sha256));
+    line(
+        "cached",
+        match r.cache {
+            Some(CacheUse::Hit) => "yes (compiled code loaded from the cache)".into(),
+            Some(CacheUse::Stored) => "now (compiled and stored in the cache)".into(),
+            Some(CacheUse::Compiled) => "off (compiled, not cached)".into(),
+            None => "-".into(),
+        },
+    );
     for (title, names) in [("imports", &r.imports), ("exports", &r.exports)] {
         let names = names.as_deref().unwrap_or_default();
         out.push_str(&format!("{title} ({}):\n", names.len()));

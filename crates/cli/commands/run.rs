@@ -83,7 +83,8 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
         None => None,
     };
 
-    let host = PluginHost::with_limits(args.limits.limits()?)?;
+    let host =
+        PluginHost::with_limits(args.limits.limits()?)?.with_cache(args.limits.cache.cache());
     let mut posters = Vec::new();
     let mut classifiers = Vec::new();
     for path in &args.plugins {

@@ -13,6 +13,7 @@
 //! host ([`outbound`]). Plugin discovery for `plugins list` is in
 //! [`discover`].
 
+mod cache;
 mod convert;
 pub mod discover;
 mod error;
@@ -35,6 +36,7 @@ use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+pub use cache::{CacheUse, CompileCache};
 pub use error::LoadError;
 pub use inspect::Interfaces;
 pub use outbound::{OutboundAccess, Secret};
@@ -173,6 +175,7 @@ pub struct PluginHost {
     poster_linker: Arc<Linker<HostState>>,
     classifier_linker: Arc<Linker<HostState>>,
     limits: Limits,
+    cache: Option<CompileCache>,
 }
 
 /// How often the engine's epoch advances: the granularity of deadlines,
@@ -220,7 +223,22 @@ impl PluginHost {
             poster_linker: Arc::new(poster_linker),
             classifier_linker: Arc::new(classifier_linker),
             limits,
+            cache: None,
         })
+    }
+
+    /// Keeps compiled plugins in `cache` (or, with `None`, compiles every
+    /// load afresh).
+    pub fn with_cache(mut self, cache: Option<CompileCache>) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    /// Whether the cache holds a compiled plugin with this SHA-256.
+    pub fn is_cached(&self, sha256: &str) -> bool {
+        self.cache
+            .as_ref()
+            .is_some_and(|c| c.contains(&self.engine, sha256))
     }
 
     /// Reads, compiles, checks and describes the plugin at `path`.
@@ -239,6 +257,7 @@ impl PluginHost {
             kind: None,
             contract: None,
             interfaces: None,
+            cache: None,
             outcome: Err(LoadError::NotFound {
                 path: path.to_owned(),
             }),
@@ -252,7 +271,8 @@ impl PluginHost {
         let sha256 = hex(&Sha256::digest(&bytes));
         seen.sha256 = Some(sha256.clone());
         seen.size = Some(bytes.len() as u64);
-        let component = self.compile(path, &bytes)?;
+        let (component, cache) = self.compile(path, &bytes, &sha256)?;
+        seen.cache = Some(cache);
         let interfaces = inspect::interfaces(&self.engine, &component);
         seen.interfaces = Some(interfaces.clone());
         let (kind, version) = inspect::detect(path, &interfaces)?;
@@ -293,6 +313,7 @@ impl PluginHost {
                 kind,
                 contract,
                 interfaces,
+                cache,
             },
             runtime,
             limits: self.limits,
@@ -304,12 +325,35 @@ impl PluginHost {
         Ok(plugin)
     }
 
-    fn compile(&self, path: &Path, bytes: &[u8]) -> Result<Component, LoadError> {
+    /// The compiled component, from the cache when it has it.
+    fn compile(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        sha256: &str,
+    ) -> Result<(Component, CacheUse), LoadError> {
         inspect::check_format(path, bytes)?;
-        Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile {
+        if let Some(component) = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.get(&self.engine, sha256))
+        {
+            return Ok((component, CacheUse::Hit));
+        }
+        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile {
             path: path.to_owned(),
             reason: one_line(&format!("{e:#}")),
-        })
+        })?;
+        let stored = self
+            .cache
+            .as_ref()
+            .is_some_and(|c| c.put(&self.engine, sha256, &component));
+        let used = if stored {
+            CacheUse::Stored
+        } else {
+            CacheUse::Compiled
+        };
+        Ok((component, used))
     }
 }
 
@@ -355,6 +399,8 @@ pub struct Examined {
     /// The contract version of its exports, when they carry one.
     pub contract: Option<semver::Version>,
     pub interfaces: Option<Interfaces>,
+    /// Whether the compiled code came from the cache, once compiled.
+    pub cache: Option<CacheUse>,
     pub outcome: Result<Plugin, LoadError>,
 }
 
@@ -369,6 +415,8 @@ pub struct PluginMeta {
     #[serde(serialize_with = "serialize_display")]
     pub contract: semver::Version,
     pub interfaces: Interfaces,
+    /// Whether the compiled code came from the cache.
+    pub cache: CacheUse,
 }
 
 fn serialize_display<S: serde::Serializer>(

@@ -35,7 +35,13 @@ type Reply = Result<Response<Full<Bytes>>, DroppedConnection>;
 pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Reply {
     shared.requests.fetch_add(1, Ordering::Relaxed);
     match (req.method(), req.uri().path()) {
-        (&Method::POST, "/api/v1/statuses") => post_status(&shared, req).await,
+        (&Method::POST, "/api/v1/statuses") => {
+            let now = shared.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+            shared.max_in_flight.fetch_max(now, Ordering::Relaxed);
+            let reply = post_status(&shared, req).await;
+            shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+            reply
+        }
         (&Method::GET, "/api/v1/accounts/verify_credentials") => verify_credentials(&shared, &req),
         (&Method::GET, "/_sandbox/counters") => Ok(json_response(
             StatusCode::OK,
@@ -149,7 +155,8 @@ async fn post_status(shared: &Shared, req: Request<Incoming>) -> Reply {
     let state = shared.account(&account);
     let n = state.requests.fetch_add(1, Ordering::Relaxed);
     let behaviour = script.map_or(&Behaviour::Ok, |s| s.behaviour_for(n));
-    if let Some(delay) = script.map(|s| s.delay_ms).filter(|d| *d > 0) {
+    let delay = script.map_or(shared.scenario.open_delay_ms, |s| s.delay_ms);
+    if let Some(delay) = Some(delay).filter(|d| *d > 0) {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
     let (limit_used, window_reset) = rate_window(shared, &state);

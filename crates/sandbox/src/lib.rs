@@ -71,6 +71,9 @@ struct Shared {
     requests: AtomicU64,
     created: AtomicU64,
     duplicates_prevented: AtomicU64,
+    /// `POST /statuses` being answered now, and the most there ever were.
+    in_flight: AtomicU64,
+    max_in_flight: AtomicU64,
     accounts: DashMap<String, Arc<AccountState>>,
     /// (account, idempotency key) → the status it created.
     by_key: DashMap<(String, String), CreatedStatus>,
@@ -95,6 +98,9 @@ pub struct Counters {
     pub requests: u64,
     pub statuses_created: u64,
     pub duplicates_prevented: u64,
+    /// The most `POST /statuses` requests the sandbox was answering at once.
+    #[serde(default)]
+    pub max_in_flight: u64,
     /// account → requests it made
     pub requests_by_account: std::collections::BTreeMap<String, u64>,
     /// account → statuses created
@@ -139,6 +145,8 @@ impl Sandbox {
             requests: AtomicU64::new(0),
             created: AtomicU64::new(0),
             duplicates_prevented: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            max_in_flight: AtomicU64::new(0),
             accounts: DashMap::new(),
             by_key: DashMap::new(),
             created_per_key: DashMap::new(),
@@ -201,6 +209,7 @@ fn counters(shared: &Shared) -> Counters {
         requests: shared.requests.load(Ordering::Relaxed),
         statuses_created: shared.created.load(Ordering::Relaxed),
         duplicates_prevented: shared.duplicates_prevented.load(Ordering::Relaxed),
+        max_in_flight: shared.max_in_flight.load(Ordering::Relaxed),
         requests_by_account: shared
             .accounts
             .iter()

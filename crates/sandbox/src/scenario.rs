@@ -134,6 +134,11 @@ pub struct Scenario {
     /// How long an `Idempotency-Key` is remembered (Mastodon: one hour).
     #[serde(default = "default_idempotency_window")]
     pub idempotency_window_secs: u64,
+    /// Added to every response of an account the scenario does not list
+    /// (open scenarios): a slow platform, for tests and benchmarks of many
+    /// attempts in flight.
+    #[serde(default)]
+    pub open_delay_ms: u64,
     #[serde(default, rename = "account")]
     pub accounts: Vec<AccountScript>,
 }

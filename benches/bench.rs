@@ -1,0 +1,482 @@
+//! The throughput benchmark: `cargo bench --bench bench`.
+//!
+//! Starts the sandbox in this process and measures, in one run, what
+//! `BENCHMARKS.md` reports: the ceiling a minimal async load generator
+//! reaches against the sandbox, the orchestrator's own rate on the same
+//! sandbox (and its ratio to the ceiling), the host's cost per attempt, plugin
+//! load times, peak memory with many attempts in flight, and seeding and
+//! `--status` on a large batch. It prints a Markdown table; `--write PATH`
+//! also writes it to a file.
+//!
+//! Without `--bench` (that is, under `cargo test`) it runs a small smoke
+//! version with the same code paths, so the benchmark cannot rot unnoticed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use orchestrator_contract::{Account, JobContext};
+use orchestrator_plugin_artifacts as artifacts;
+use orchestrator_plugin_host::{Attempt, CacheUse, CompileCache, OutboundAccess, PluginHost};
+use orchestrator_sandbox::{Sandbox, Scenario};
+
+/// How big each measurement is.
+struct Sizes {
+    jobs: usize,
+    accounts: usize,
+    workers: usize,
+    overhead_calls: usize,
+    in_flight: usize,
+    slow_ms: u64,
+    seeded: usize,
+}
+
+const FULL: Sizes = Sizes {
+    jobs: 20_000,
+    accounts: 200,
+    workers: 256,
+    overhead_calls: 5_000,
+    in_flight: 10_000,
+    slow_ms: 5_000,
+    seeded: 1_000_000,
+};
+
+const SMOKE: Sizes = Sizes {
+    jobs: 200,
+    accounts: 20,
+    workers: 16,
+    overhead_calls: 20,
+    in_flight: 100,
+    slow_ms: 300,
+    seeded: 5_000,
+};
+
+const ORCHESTRATOR: &str = env!("CARGO_BIN_EXE_orchestrator");
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let full = args.iter().any(|a| a == "--bench");
+    let write = args
+        .iter()
+        .position(|a| a == "--write")
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from);
+    let sizes = if full { FULL } else { SMOKE };
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut table = Table::default();
+
+    let concurrency = sizes.workers.min(sizes.accounts);
+    let ceiling = runtime.block_on(ceiling(&sizes, concurrency));
+    table.row(
+        "ceiling: load generator → sandbox",
+        format!("{ceiling:.0} req/s"),
+        format!(
+            "{} POSTs, {concurrency} keep-alive connections, one per account",
+            sizes.jobs
+        ),
+    );
+
+    let run = runtime.block_on(orchestrator_run(&sizes, dir.path()));
+    table.row(
+        "orchestrator --run",
+        format!("{:.0} jobs/s", run.per_sec),
+        format!(
+            "{} jobs, {} accounts, --workers {}, mastodon-poster + http-classifier, state on disk; {:.0}% of the ceiling; {:.2} s wall",
+            sizes.jobs,
+            sizes.accounts,
+            sizes.workers,
+            100.0 * run.per_sec / ceiling,
+            run.wall.as_secs_f64()
+        ),
+    );
+    table.row(
+        "orchestrator, attempts only",
+        format!("{:.0} jobs/s", run.steady_per_sec),
+        "first attempt start to last attempt end, from the store (start-up excluded)".into(),
+    );
+
+    let overhead = runtime.block_on(overhead(&sizes));
+    table.row(
+        "host overhead per attempt",
+        format!("{:.1} µs", overhead.as_secs_f64() * 1e6),
+        format!(
+            "noop-poster, fresh store + instantiate + call, no network, mean of {}",
+            sizes.overhead_calls
+        ),
+    );
+
+    for (name, path) in [
+        ("mastodon-poster", artifacts::MASTODON_POSTER),
+        ("http-classifier", artifacts::HTTP_CLASSIFIER),
+    ] {
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let loads = runtime.block_on(load_times(path, &dir.path().join("load-cache")));
+        table.row(
+            &format!("load {name}, cold"),
+            format!("{:.1} ms", loads.cold.as_secs_f64() * 1e3),
+            format!(
+                "{} KiB component: compile + type-check + describe",
+                size / 1024
+            ),
+        );
+        table.row(
+            &format!("load {name}, cached"),
+            format!("{:.1} ms", loads.cached.as_secs_f64() * 1e3),
+            "from the compiled-plugin cache: check + deserialize + type-check + describe".into(),
+        );
+    }
+
+    let memory = runtime.block_on(in_flight_memory(&sizes, dir.path()));
+    table.row(
+        "peak memory, attempts in flight",
+        format!("{:.0} MiB", memory.peak_kib as f64 / 1024.0),
+        format!(
+            "{} attempts in flight (one per account, --workers {}) against a {} ms endpoint; {:.1} KiB per attempt",
+            memory.in_flight,
+            sizes.in_flight,
+            sizes.slow_ms,
+            memory.peak_kib as f64 / memory.in_flight.max(1) as f64
+        ),
+    );
+
+    let (seed, status) = seed_and_status(&sizes, dir.path());
+    table.row(
+        "--seed-only",
+        format!("{:.2} s", seed.as_secs_f64()),
+        format!(
+            "{} jobs from a JSON Lines file into a new state file",
+            sizes.seeded
+        ),
+    );
+    table.row(
+        "--status",
+        format!("{:.0} ms", status.as_secs_f64() * 1e3),
+        format!("on the {} seeded jobs", sizes.seeded),
+    );
+
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let text = format!(
+        "Machine: {cores} cores; {} mode.\n\n{}",
+        if full { "full" } else { "smoke" },
+        table.render()
+    );
+    println!("{text}");
+    if let Some(path) = write {
+        std::fs::write(&path, &text).expect("cannot write the results");
+    }
+}
+
+#[derive(Default)]
+struct Table {
+    rows: Vec<[String; 3]>,
+}
+
+impl Table {
+    fn row(&mut self, what: &str, value: String, how: String) {
+        eprintln!("{what}: {value} ({how})");
+        self.rows.push([what.to_owned(), value, how]);
+    }
+
+    fn render(&self) -> String {
+        let mut out = String::from("| measure | result | how |\n|---|---:|---|\n");
+        for [a, b, c] in &self.rows {
+            out.push_str(&format!("| {a} | {b} | {c} |\n"));
+        }
+        out
+    }
+}
+
+/// Requests per second that `concurrency` keep-alive connections reach.
+async fn ceiling(sizes: &Sizes, concurrency: usize) -> f64 {
+    let sandbox = Sandbox::start_local(Scenario::default())
+        .await
+        .expect("the sandbox starts");
+    let addr = sandbox.addr();
+    let next = Arc::new(AtomicUsize::new(0));
+    let ok = Arc::new(AtomicU64::new(0));
+    let total = sizes.jobs;
+    let accounts = sizes.accounts;
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (next, ok) = (next.clone(), ok.clone());
+        tasks.spawn(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            stream.set_nodelay(true).ok();
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let (mut send, conn) = hyper::client::conn::http1::handshake(io)
+                .await
+                .expect("handshake");
+            tokio::spawn(conn);
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    break;
+                }
+                let body = format!(r#"{{"status":"post {i}"}}"#);
+                let request = hyper::Request::post("/api/v1/statuses")
+                    .header("host", addr.to_string())
+                    .header("authorization", format!("Bearer acct-{}", i % accounts))
+                    .header("idempotency-key", format!("bench-{i}"))
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(body)))
+                    .expect("a request");
+                let response = send.send_request(request).await.expect("a response");
+                let status = response.status();
+                response.into_body().collect().await.expect("a body");
+                if status.is_success() {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let elapsed = started.elapsed();
+    assert_eq!(
+        ok.load(Ordering::Relaxed) as usize,
+        total,
+        "every POST succeeds"
+    );
+    total as f64 / elapsed.as_secs_f64()
+}
+
+struct RunResult {
+    per_sec: f64,
+    steady_per_sec: f64,
+    wall: Duration,
+}
+
+/// Writes `accounts` accounts on `url` and `jobs` jobs spread over them.
+fn write_batch(dir: &Path, url: &str, accounts: usize, jobs: usize) {
+    let mut text = String::new();
+    for a in 0..accounts {
+        text.push_str(&format!(
+            "[accounts.acct-{a}]\nbase_url = \"{url}\"\ntoken = \"acct-{a}\"\n"
+        ));
+    }
+    std::fs::write(dir.join("accounts.toml"), text).unwrap();
+    let mut text = String::with_capacity(jobs * 80);
+    for j in 0..jobs {
+        text.push_str(&format!(
+            "{{\"id\":\"job-{j}\",\"account\":\"acct-{}\",\"payload\":{{\"status\":\"post {j}\"}}}}\n",
+            j % accounts
+        ));
+    }
+    std::fs::write(dir.join("jobs.jsonl"), text).unwrap();
+}
+
+/// The binary in `dir`, with a compiled-plugin cache beside it (never the
+/// user's).
+fn orchestrator(dir: &Path) -> Command {
+    let mut cmd = Command::new(ORCHESTRATOR);
+    let cache = dir.parent().unwrap_or(dir).join("compiled");
+    cmd.current_dir(dir)
+        .env("ORCHESTRATOR_CACHE_DIR", cache)
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Runs the whole batch through the binary and times it.
+async fn orchestrator_run(sizes: &Sizes, root: &Path) -> RunResult {
+    let sandbox = Sandbox::start_local(Scenario::default())
+        .await
+        .expect("the sandbox starts");
+    let dir = root.join("run");
+    std::fs::create_dir_all(&dir).unwrap();
+    write_batch(&dir, sandbox.url(), sizes.accounts, sizes.jobs);
+    let mut cmd = orchestrator(&dir);
+    cmd.args(["--run", "--quiet", "--jobs", "jobs.jsonl"])
+        .args(["--accounts-file", "accounts.toml"])
+        .args(["--workers", &sizes.workers.to_string()])
+        .args(["--plugin", artifacts::MASTODON_POSTER])
+        .args(["--plugin", artifacts::HTTP_CLASSIFIER]);
+    let started = Instant::now();
+    let output = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .expect("the orchestrator runs");
+    let wall = started.elapsed();
+    assert!(
+        output.status.success(),
+        "the run failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let posted = sandbox.counters().statuses_created;
+    assert_eq!(posted as usize, sizes.jobs, "every job posted once");
+    let (first, last) = attempt_span(&dir.join("orchestrator-state.sqlite"));
+    RunResult {
+        per_sec: sizes.jobs as f64 / wall.as_secs_f64(),
+        steady_per_sec: sizes.jobs as f64 / ((last - first).max(1) as f64 / 1e3),
+        wall,
+    }
+}
+
+/// The first attempt's start and the last one's end, in ms.
+fn attempt_span(state: &Path) -> (u64, u64) {
+    use orchestrator_store::Store;
+    let store = orchestrator_store::SqliteStore::open_read_only(state).expect("the state opens");
+    let rows = store.report().expect("the report reads");
+    let first = rows.iter().map(|r| r.attempt.started_ms).min().unwrap_or(0);
+    let last = rows
+        .iter()
+        .filter_map(|r| r.attempt.ended_ms)
+        .max()
+        .unwrap_or(first);
+    (first, last)
+}
+
+/// Mean time of one attempt with the no-op poster: the host's own cost.
+async fn overhead(sizes: &Sizes) -> Duration {
+    let host = PluginHost::new().expect("an engine");
+    let poster = host
+        .load(Path::new(artifacts::NOOP_POSTER))
+        .await
+        .expect("the noop poster loads");
+    let job = |i: usize| JobContext {
+        job_id: format!("job-{i}"),
+        account: Account {
+            name: "acct".into(),
+            base_url: "http://127.0.0.1:9".into(),
+            settings: vec![],
+        },
+        payload: r#"{"status":"hello"}"#.into(),
+        attempt: 1,
+        pass: 1,
+        idempotency_key: format!("key-{i}"),
+    };
+    // Warm up caches and the allocator before timing.
+    for i in 0..sizes.overhead_calls.min(100) {
+        poster.post(&job(i), OutboundAccess::default()).await;
+    }
+    let started = Instant::now();
+    for i in 0..sizes.overhead_calls {
+        let attempt = poster.post(&job(i), OutboundAccess::default()).await;
+        assert!(matches!(attempt, Attempt::Posted(_)), "{attempt:?}");
+    }
+    started.elapsed() / sizes.overhead_calls as u32
+}
+
+struct Loads {
+    cold: Duration,
+    cached: Duration,
+}
+
+/// How long a fresh host takes to load a plugin, compiling it and then
+/// from the cache.
+async fn load_times(path: &str, cache: &Path) -> Loads {
+    let _ = std::fs::remove_dir_all(cache);
+    let time = async || {
+        let host = PluginHost::new()
+            .expect("an engine")
+            .with_cache(Some(CompileCache::new(cache)));
+        let started = Instant::now();
+        let plugin = host.load(Path::new(path)).await.expect("the plugin loads");
+        (started.elapsed(), plugin.meta().cache)
+    };
+    let (cold, first) = time().await;
+    let (cached, second) = time().await;
+    assert_eq!((first, second), (CacheUse::Stored, CacheUse::Hit));
+    Loads { cold, cached }
+}
+
+struct Memory {
+    peak_kib: u64,
+    in_flight: usize,
+}
+
+/// Peak resident memory of a run with one slow attempt per account, all in
+/// flight at once.
+async fn in_flight_memory(sizes: &Sizes, root: &Path) -> Memory {
+    let scenario = Scenario {
+        open_delay_ms: sizes.slow_ms,
+        ..Scenario::default()
+    };
+    let sandbox = Sandbox::start_local(scenario)
+        .await
+        .expect("the sandbox starts");
+    let dir = root.join("memory");
+    std::fs::create_dir_all(&dir).unwrap();
+    write_batch(&dir, sandbox.url(), sizes.in_flight, sizes.in_flight);
+    let mut cmd = orchestrator(&dir);
+    cmd.args(["--run", "--quiet", "--jobs", "jobs.jsonl"])
+        .args(["--accounts-file", "accounts.toml"])
+        .args(["--workers", &sizes.in_flight.to_string()])
+        .args(["--plugin", artifacts::MASTODON_POSTER])
+        .args(["--plugin", artifacts::HTTP_CLASSIFIER]);
+    let peak = tokio::task::spawn_blocking(move || {
+        let mut child = cmd.spawn().expect("the orchestrator starts");
+        let status_file = format!("/proc/{}/status", child.id());
+        let mut peak = 0;
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&status_file)
+                && let Some(kib) = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak = peak.max(kib);
+            }
+            if let Some(status) = child.try_wait().expect("the child can be waited on") {
+                let mut stderr = String::new();
+                if let Some(mut pipe) = child.stderr.take() {
+                    use std::io::Read;
+                    pipe.read_to_string(&mut stderr).ok();
+                }
+                assert!(status.success(), "the run failed: {stderr}");
+                break peak;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await
+    .unwrap();
+    let posted = sandbox.counters().statuses_created as usize;
+    assert_eq!(posted, sizes.in_flight, "every job posted once");
+    Memory {
+        peak_kib: peak,
+        in_flight: sandbox.counters().max_in_flight as usize,
+    }
+}
+
+/// Seeds a large batch, then asks for its status.
+fn seed_and_status(sizes: &Sizes, root: &Path) -> (Duration, Duration) {
+    let dir = root.join("seed");
+    std::fs::create_dir_all(&dir).unwrap();
+    write_batch(
+        &dir,
+        "http://127.0.0.1:9",
+        1_000.min(sizes.seeded),
+        sizes.seeded,
+    );
+    let started = Instant::now();
+    let out = orchestrator(&dir)
+        .args(["--seed-only", "--jobs", "jobs.jsonl"])
+        .output()
+        .expect("the orchestrator runs");
+    let seed = started.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let started = Instant::now();
+    let out = orchestrator(&dir)
+        .arg("--status")
+        .output()
+        .expect("the orchestrator runs");
+    let status = started.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (seed, status)
+}
