@@ -204,6 +204,7 @@ impl LimitArgs {
             deadline: std::time::Duration::from_secs(timeout),
             memory_bytes: (memory as usize) << 20,
             response_bytes: response << 20,
+            ..Limits::default()
         })
     }
 }

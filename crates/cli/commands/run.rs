@@ -83,8 +83,14 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
         None => None,
     };
 
-    let host =
-        PluginHost::with_limits(args.limits.limits()?)?.with_cache(args.limits.cache.cache());
+    let limits = orchestrator_plugin_host::Limits {
+        // One call per worker at a time, and a reload's describe.
+        concurrency: u32::try_from(args.workers)
+            .unwrap_or(u32::MAX)
+            .saturating_add(1),
+        ..args.limits.limits()?
+    };
+    let host = PluginHost::with_limits(limits)?.with_cache(args.limits.cache.cache());
     let mut posters = Vec::new();
     let mut classifiers = Vec::new();
     for path in &args.plugins {

@@ -52,6 +52,9 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// Largest HTTP response body a poster may receive, in bytes.
     pub response_bytes: u64,
+    /// Calls that may run at once (a run: its workers, plus one): the size
+    /// of the pooled instance allocator, when the machine allows one.
+    pub concurrency: u32,
 }
 
 impl Default for Limits {
@@ -60,8 +63,43 @@ impl Default for Limits {
             deadline: Duration::from_secs(60),
             memory_bytes: 64 << 20,
             response_bytes: 4 << 20,
+            concurrency: 16,
         }
     }
+}
+
+/// The most core instances, memories and tables one plugin may have: a
+/// Rust component has a handful, one built by componentize-py a few dozen.
+const PER_COMPONENT: u32 = 64;
+
+/// The engine's configuration for `limits`: instances from a pool sized for
+/// `limits.concurrency` (no mmap or munmap per call, memory images reused
+/// copy-on-write), or allocated on demand.
+fn engine_config(limits: &Limits, pooled: bool) -> Config {
+    let mut config = Config::new();
+    // Deadlines interrupt guest code itself, not only the future
+    // around it: a guest spinning in a loop never returns to await.
+    config.epoch_interruption(true);
+    // Reserve only what a memory may grow to, not 4 GiB per instance, so
+    // ten thousand instances fit the address space; the price is a bounds
+    // check per access, which an I/O-bound plugin does not notice.
+    config.memory_reservation(limits.memory_bytes as u64);
+    config.memory_guard_size(64 << 10);
+    if pooled {
+        let slots = limits.concurrency.max(1) + 2;
+        let mut pool = wasmtime::PoolingAllocationConfig::new();
+        pool.total_component_instances(slots)
+            .total_core_instances(slots * 8)
+            .total_memories(slots * 2)
+            .total_tables(slots * 4)
+            .total_stacks(slots)
+            .max_memory_size(limits.memory_bytes)
+            .max_core_instances_per_component(PER_COMPONENT)
+            .max_memories_per_component(PER_COMPONENT)
+            .max_tables_per_component(PER_COMPONENT);
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
 }
 
 /// Refuses memory growth past the limit, and remembers that it did so a
@@ -106,7 +144,13 @@ struct HostState {
 }
 
 impl HostState {
-    fn new(plugin: Arc<str>, access: OutboundAccess, faults: FaultLog, limits: Limits) -> Self {
+    fn new(
+        plugin: Arc<str>,
+        access: OutboundAccess,
+        faults: FaultLog,
+        limits: Limits,
+        pool: outbound::Pool,
+    ) -> Self {
         HostState {
             plugin,
             // Nothing inherited: no environment, arguments, preopened
@@ -122,6 +166,7 @@ impl HostState {
                 access,
                 faults,
                 response_bytes: limits.response_bytes,
+                pool,
             },
             memory: MemoryLimiter {
                 max: limits.memory_bytes,
@@ -176,6 +221,8 @@ pub struct PluginHost {
     classifier_linker: Arc<Linker<HostState>>,
     limits: Limits,
     cache: Option<CompileCache>,
+    /// Keep-alive connections shared by every poster call.
+    pool: outbound::Pool,
 }
 
 /// How often the engine's epoch advances: the granularity of deadlines,
@@ -189,11 +236,16 @@ impl PluginHost {
     }
 
     pub fn with_limits(limits: Limits) -> Result<Self, EngineError> {
-        let mut config = Config::new();
-        // Deadlines interrupt guest code itself, not only the future
-        // around it: a guest spinning in a loop never returns to await.
-        config.epoch_interruption(true);
-        let engine = Engine::new(&config).map_err(|e| EngineError(format!("{e:#}")))?;
+        // The pool reserves its address space up front; where that is
+        // refused (a `ulimit -v`, a small address space), allocate on demand.
+        let engine = match Engine::new(&engine_config(&limits, true)) {
+            Ok(engine) => engine,
+            Err(e) => {
+                tracing::debug!("no pooled instance allocator ({e:#}); allocating on demand");
+                Engine::new(&engine_config(&limits, false))
+                    .map_err(|e| EngineError(format!("{e:#}")))?
+            }
+        };
         let weak = engine.weak();
         std::thread::Builder::new()
             .name("orchestrator-epoch".into())
@@ -224,6 +276,7 @@ impl PluginHost {
             classifier_linker: Arc::new(classifier_linker),
             limits,
             cache: None,
+            pool: outbound::pool(),
         })
     }
 
@@ -317,6 +370,7 @@ impl PluginHost {
             },
             runtime,
             limits: self.limits,
+            pool: self.pool.clone(),
         };
         plugin.meta.info = plugin.describe().await.map_err(|e| LoadError::Describe {
             path: path.to_owned(),
@@ -437,6 +491,7 @@ pub struct Plugin {
     meta: PluginMeta,
     runtime: Runtime,
     limits: Limits,
+    pool: outbound::Pool,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -480,7 +535,10 @@ impl Plugin {
         } else {
             Arc::from(self.meta.info.name.as_str())
         };
-        let mut store = Store::new(engine, HostState::new(name, access, faults, self.limits));
+        let mut store = Store::new(
+            engine,
+            HostState::new(name, access, faults, self.limits, self.pool.clone()),
+        );
         store.limiter(|s| &mut s.memory);
         let deadline = Instant::now() + self.limits.deadline;
         store.set_epoch_deadline(1);

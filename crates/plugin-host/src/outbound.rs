@@ -87,11 +87,33 @@ impl OutboundAccess {
 /// Faults the hooks saw during an attempt, read by the host afterwards.
 pub(crate) type FaultLog = Arc<Mutex<Vec<HostFault>>>;
 
+/// Keep-alive connections for plain-HTTP requests, shared by every attempt
+/// of a host: an account's next post reuses the connection its last one
+/// opened instead of paying a new TCP handshake. (HTTPS goes through
+/// wasmtime-wasi-http's own client, a connection per request.)
+pub(crate) type Pool = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    WasiBody,
+>;
+
+/// A connection pool for the host.
+pub(crate) fn pool() -> Pool {
+    use hyper_util::rt::{TokioExecutor, TokioTimer};
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(std::time::Duration::from_secs(30)));
+    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(std::time::Duration::from_secs(30))
+        .pool_timer(TokioTimer::new())
+        .build(connector)
+}
+
 /// The `wasi:http` hooks that enforce [`OutboundAccess`].
 pub(crate) struct OutboundHooks {
     pub(crate) access: OutboundAccess,
     pub(crate) faults: FaultLog,
     pub(crate) response_bytes: u64,
+    pub(crate) pool: Pool,
 }
 
 impl OutboundHooks {
@@ -145,9 +167,20 @@ impl WasiHttpHooks for OutboundHooks {
         }
 
         let limit = self.response_bytes;
+        let pool = self.pool.clone();
         Box::new(async move {
             use http_body_util::BodyExt;
-            match wasmtime_wasi_http::default_send_request(request, options).await {
+            let sent = if request.uri().scheme() == Some(&http::uri::Scheme::HTTP) {
+                pooled_send(pool, request, options).await
+            } else {
+                wasmtime_wasi_http::default_send_request(request, options)
+                    .await
+                    .map(|(response, io)| {
+                        let response = response.map(|body| body.boxed_unsync());
+                        (response, Box::new(io) as Box<dyn Future<Output = _> + Send>)
+                    })
+            };
+            match sent {
                 Ok((response, io)) => {
                     let message =
                         format!("{shown}: the response body is larger than the {limit}-byte limit");
@@ -170,7 +203,7 @@ impl WasiHttpHooks for OutboundHooks {
                             .map_err(move |_| too_large(&faults_body))
                             .boxed_unsync()
                     });
-                    Ok((response, Box::new(io) as Box<dyn Future<Output = _> + Send>))
+                    Ok((response, io))
                 }
                 Err(e) => {
                     Self::record(&faults, HostFault::ConnectionError(format!("{shown}: {e}")));
@@ -179,4 +212,52 @@ impl WasiHttpHooks for OutboundHooks {
             }
         })
     }
+}
+
+type Io = Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>;
+
+/// Sends a plain-HTTP request over the host's keep-alive pool.
+async fn pooled_send(
+    pool: Pool,
+    request: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+) -> wasmtime_wasi_http::Result<(http::Response<WasiBody>, Io)> {
+    use http_body_util::BodyExt;
+    use wasmtime_wasi_http::Error;
+    let first_byte = options
+        .and_then(|o| o.first_byte_timeout)
+        .unwrap_or(std::time::Duration::from_secs(600));
+    let response = match tokio::time::timeout(first_byte, pool.request(request)).await {
+        Err(_) => return Err(Error::ConnectionReadTimeout),
+        Ok(Err(e)) => return Err(transport_error(&e)),
+        Ok(Ok(response)) => response,
+    };
+    let response = response.map(|body| body.map_err(Error::from).boxed_unsync());
+    // The pool drives the connection itself.
+    Ok((response, Box::new(async { Ok(()) }) as Io))
+}
+
+/// What the guest is told when the pool could not get a response: the
+/// same codes a fresh connection would have produced.
+fn transport_error(e: &hyper_util::client::legacy::Error) -> wasmtime_wasi_http::Error {
+    use wasmtime_wasi_http::Error;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return Error::Connect(std::io::Error::new(io.kind(), io.to_string()));
+        }
+        if let Some(h) = cause.downcast_ref::<hyper::Error>() {
+            if h.is_timeout() {
+                return Error::HttpResponseTimeout;
+            }
+            if h.is_incomplete_message() || h.is_closed() || h.is_canceled() {
+                return Error::ConnectionTerminated;
+            }
+        }
+        source = cause.source();
+    }
+    if e.is_connect() {
+        return Error::ConnectionRefused;
+    }
+    Error::HttpProtocolError
 }

@@ -9,6 +9,7 @@
 //! Nothing here knows about WebAssembly; the runner hands in plain
 //! [`orchestrator_contract`] values.
 
+mod group;
 mod lock;
 mod model;
 mod sqlite;
@@ -43,6 +44,8 @@ pub enum StoreError {
     Database(#[from] rusqlite::Error),
     #[error("the state file holds a value it cannot read: {0}")]
     Corrupt(String),
+    #[error("the state file's database could not commit: {0}")]
+    Commit(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -8,6 +8,7 @@ use orchestrator_contract::RetryScope;
 use orchestrator_retry::{Decision, GiveUpReason, PassResult, PassTally};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
+use crate::group::{GroupCommit, Write, Written};
 use crate::{
     AttemptId, AttemptOutcome, AttemptRecord, ImportSummary, JobState, JobSummary, NewJob, NewRun,
     PassStatus, Pause, ReasonCount, ReportRow, Result, RetryEntry, RunId, RunState, RunStatus,
@@ -94,6 +95,8 @@ CREATE TABLE IF NOT EXISTS meta (
 /// while a run writes.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// The attempts' writes, committed in groups.
+    group: GroupCommit,
     /// The file's schema version: a read-only file keeps the one it has.
     schema: i64,
 }
@@ -155,6 +158,7 @@ impl SqliteStore {
         }
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            group: GroupCommit::default(),
             schema: SCHEMA_VERSION,
         })
     }
@@ -174,6 +178,7 @@ impl SqliteStore {
         let schema = check_schema(&conn, &shown)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            group: GroupCommit::default(),
             schema,
         })
     }
@@ -517,109 +522,28 @@ impl Store for SqliteStore {
     }
 
     fn begin_attempt(&self, job: &StoredJob, pass: u32) -> Result<AttemptId> {
-        self.with_tx(|tx| {
-            tx.execute(
-                "UPDATE jobs SET state = 'running', attempts = attempts + 1,
-                                 passes_attempted = passes_attempted + 1, last_pass = ?1
-                 WHERE id = ?2",
-                params![pass, job.id],
-            )?;
-            tx.execute(
-                "INSERT INTO attempts (job_id, run_id, pass, number, idempotency_key, started_ms)
-                 VALUES (?1, (SELECT MAX(id) FROM runs WHERE state = 'running'), ?2, ?3, ?4, ?5)",
-                params![
-                    job.id,
-                    pass,
-                    job.attempts + 1,
-                    job.idempotency_key,
-                    now_ms() as i64
-                ],
-            )?;
-            Ok(AttemptId(tx.last_insert_rowid()))
-        })
+        match self.group.submit(
+            &self.conn,
+            Write::Begin {
+                job: job.clone(),
+                pass,
+            },
+        )? {
+            Written::Begun(id) => Ok(id),
+            Written::Finished => unreachable!("a begin is answered with its id"),
+        }
     }
 
     fn finish_attempt(&self, attempt: AttemptId, outcome: &AttemptOutcome) -> Result<()> {
-        self.with_tx(|tx| {
-            let job_id: String = tx.query_row(
-                "SELECT job_id FROM attempts WHERE id = ?1",
-                [attempt.0],
-                |r| r.get(0),
-            )?;
-            let ended = now_ms() as i64;
-            match outcome {
-                AttemptOutcome::Succeeded(receipt) => {
-                    tx.execute(
-                        "UPDATE attempts SET outcome = 'succeeded', ended_ms = ?1, remote_id = ?2, url = ?3
-                         WHERE id = ?4",
-                        params![ended, receipt.remote_id, receipt.url, attempt.0],
-                    )?;
-                    tx.execute(
-                        "UPDATE jobs SET state = 'succeeded', remote_id = ?1, url = ?2,
-                                         not_before_ms = NULL, category = NULL, reason = NULL,
-                                         decided_by = NULL, gave_up = NULL
-                         WHERE id = ?3",
-                        params![receipt.remote_id, receipt.url, job_id],
-                    )?;
-                }
-                AttemptOutcome::Failed {
-                    failure,
-                    fault,
-                    classification,
-                    decision,
-                    not_before_ms,
-                } => {
-                    let decision_text = match decision {
-                        Decision::Retry => "retry".to_string(),
-                        Decision::GiveUp(reason) => format!("give up: {}", gave_up_text(reason)),
-                    };
-                    tx.execute(
-                        "UPDATE attempts SET outcome = 'failed', ended_ms = ?1, failure = ?2, fault = ?3,
-                                             category = ?4, reason = ?5, decided_by = ?6,
-                                             retry_after_ms = ?7, decision = ?8, retry_scope = ?9
-                         WHERE id = ?10",
-                        params![
-                            ended,
-                            failure.as_ref().map(to_json),
-                            fault.as_ref().map(to_json),
-                            classification.category.as_str(),
-                            classification.reason,
-                            classification.decided_by,
-                            classification.retry_after_ms.map(|v| v as i64),
-                            decision_text,
-                            classification
-                                .retry_after_ms
-                                .map(|_| classification.scope.as_str()),
-                            attempt.0
-                        ],
-                    )?;
-                    let (state, gave_up) = match decision {
-                        Decision::Retry => ("retry", None),
-                        Decision::GiveUp(reason) => ("failed", Some(gave_up_text(reason))),
-                    };
-                    let infra = i64::from(
-                        classification.category == orchestrator_contract::Category::Infrastructure,
-                    );
-                    tx.execute(
-                        "UPDATE jobs SET state = ?1, gave_up = ?2, category = ?3, reason = ?4,
-                                         decided_by = ?5, not_before_ms = ?6,
-                                         infra_failures = infra_failures + ?7
-                         WHERE id = ?8",
-                        params![
-                            state,
-                            gave_up,
-                            classification.category.as_str(),
-                            classification.reason,
-                            classification.decided_by,
-                            not_before_ms.map(|v| v as i64),
-                            infra,
-                            job_id
-                        ],
-                    )?;
-                }
-            }
-            Ok(())
-        })
+        self.group
+            .submit(
+                &self.conn,
+                Write::Finish {
+                    attempt,
+                    outcome: outcome.clone(),
+                },
+            )
+            .map(|_| ())
     }
 
     fn pauses(&self, now_ms: u64) -> Result<Vec<Pause>> {
@@ -827,4 +751,138 @@ impl Store for SqliteStore {
 /// The failure and fault records are kept as JSON text.
 fn to_json(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).unwrap_or_default()
+}
+
+/// Records an attempt as in flight, in `tx`.
+pub(crate) fn begin_attempt_in(tx: &Connection, job: &StoredJob, pass: u32) -> Result<AttemptId> {
+    {
+        exec(
+            tx,
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1,
+                                 passes_attempted = passes_attempted + 1, last_pass = ?1
+                 WHERE id = ?2",
+            params![pass, job.id],
+        )?;
+        exec(
+            tx,
+            "INSERT INTO attempts (job_id, run_id, pass, number, idempotency_key, started_ms)
+                 VALUES (?1, (SELECT MAX(id) FROM runs WHERE state = 'running'), ?2, ?3, ?4, ?5)",
+            params![
+                job.id,
+                pass,
+                job.attempts + 1,
+                job.idempotency_key,
+                now_ms() as i64
+            ],
+        )?;
+        Ok(AttemptId(tx.last_insert_rowid()))
+    }
+}
+
+/// Records an attempt's outcome and its job's new state, in `tx`.
+pub(crate) fn finish_attempt_in(
+    tx: &Connection,
+    attempt: AttemptId,
+    outcome: &AttemptOutcome,
+) -> Result<()> {
+    {
+        let job_id: String = one(
+            tx,
+            "SELECT job_id FROM attempts WHERE id = ?1",
+            [attempt.0],
+            |r| r.get(0),
+        )?;
+        let ended = now_ms() as i64;
+        match outcome {
+            AttemptOutcome::Succeeded(receipt) => {
+                exec(
+                tx,
+                        "UPDATE attempts SET outcome = 'succeeded', ended_ms = ?1, remote_id = ?2, url = ?3
+                         WHERE id = ?4",
+                        params![ended, receipt.remote_id, receipt.url, attempt.0],
+                    )?;
+                exec(
+                    tx,
+                    "UPDATE jobs SET state = 'succeeded', remote_id = ?1, url = ?2,
+                                         not_before_ms = NULL, category = NULL, reason = NULL,
+                                         decided_by = NULL, gave_up = NULL
+                         WHERE id = ?3",
+                    params![receipt.remote_id, receipt.url, job_id],
+                )?;
+            }
+            AttemptOutcome::Failed {
+                failure,
+                fault,
+                classification,
+                decision,
+                not_before_ms,
+            } => {
+                let decision_text = match decision {
+                    Decision::Retry => "retry".to_string(),
+                    Decision::GiveUp(reason) => format!("give up: {}", gave_up_text(reason)),
+                };
+                exec(
+                tx,
+                        "UPDATE attempts SET outcome = 'failed', ended_ms = ?1, failure = ?2, fault = ?3,
+                                             category = ?4, reason = ?5, decided_by = ?6,
+                                             retry_after_ms = ?7, decision = ?8, retry_scope = ?9
+                         WHERE id = ?10",
+                        params![
+                            ended,
+                            failure.as_ref().map(to_json),
+                            fault.as_ref().map(to_json),
+                            classification.category.as_str(),
+                            classification.reason,
+                            classification.decided_by,
+                            classification.retry_after_ms.map(|v| v as i64),
+                            decision_text,
+                            classification
+                                .retry_after_ms
+                                .map(|_| classification.scope.as_str()),
+                            attempt.0
+                        ],
+                    )?;
+                let (state, gave_up) = match decision {
+                    Decision::Retry => ("retry", None),
+                    Decision::GiveUp(reason) => ("failed", Some(gave_up_text(reason))),
+                };
+                let infra = i64::from(
+                    classification.category == orchestrator_contract::Category::Infrastructure,
+                );
+                exec(
+                    tx,
+                    "UPDATE jobs SET state = ?1, gave_up = ?2, category = ?3, reason = ?4,
+                                         decided_by = ?5, not_before_ms = ?6,
+                                         infra_failures = infra_failures + ?7
+                         WHERE id = ?8",
+                    params![
+                        state,
+                        gave_up,
+                        classification.category.as_str(),
+                        classification.reason,
+                        classification.decided_by,
+                        not_before_ms.map(|v| v as i64),
+                        infra,
+                        job_id
+                    ],
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs a statement from the connection's statement cache.
+fn exec(tx: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<usize> {
+    Ok(tx.prepare_cached(sql)?.execute(params)?)
+}
+
+/// Reads one row with a statement from the connection's statement cache.
+fn one<T>(
+    tx: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<T> {
+    Ok(tx.prepare_cached(sql)?.query_row(params, f)?)
 }

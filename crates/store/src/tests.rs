@@ -322,3 +322,53 @@ fn a_state_file_from_schema_1_is_upgraded_in_place() {
         Some(RetryScope::Account)
     );
 }
+
+#[test]
+fn writes_from_many_threads_commit_together_and_each_gets_its_own_answer() {
+    let (_dir, store) = store();
+    let jobs: Vec<NewJob> = (0..64).map(|i| job(&format!("j{i}"), "x")).collect();
+    store.import(&jobs, "f").unwrap();
+    run(&store);
+    store.begin_pass(1).unwrap();
+    let eligible = store.eligible_jobs(1, None).unwrap();
+    let ids: Vec<AttemptId> = std::thread::scope(|s| {
+        let handles: Vec<_> = eligible
+            .iter()
+            .map(|job| {
+                let store = &store;
+                s.spawn(move || {
+                    let id = store.begin_attempt(job, 1).unwrap();
+                    let outcome = if job.id.ends_with('7') {
+                        failed(Category::Retryable, Decision::Retry)
+                    } else {
+                        AttemptOutcome::Succeeded(Receipt {
+                            remote_id: job.id.clone(),
+                            url: None,
+                        })
+                    };
+                    store.finish_attempt(id, &outcome).unwrap();
+                    id
+                })
+            })
+            .collect();
+        // A write that fails (no such attempt) fails alone.
+        let bad = store.finish_attempt(
+            AttemptId(1_000_000),
+            &failed(Category::Unknown, Decision::Retry),
+        );
+        assert!(bad.is_err());
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut unique = ids.clone();
+    unique.sort_by_key(|id| id.0);
+    unique.dedup();
+    assert_eq!(unique.len(), 64, "every attempt has its own id");
+    let tally = store.tally(None).unwrap();
+    // j7, j17, …, j57: six to retry; the rest posted, each with its receipt.
+    assert_eq!(tally.to_retry, 6);
+    for summary in store.job_summaries().unwrap() {
+        let posted = summary.remote_id.as_deref() == Some(summary.id.as_str());
+        assert_eq!(posted, !summary.id.ends_with('7'), "{summary:?}");
+        assert_eq!(summary.attempts, 1);
+    }
+}
