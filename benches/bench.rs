@@ -10,6 +10,9 @@
 //!
 //! Without `--bench` (that is, under `cargo test`) it runs a small smoke
 //! version with the same code paths, so the benchmark cannot rot unnoticed.
+//!
+//! To profile the orchestrator's run, set `BENCH_PERF=FILE`: the run is
+//! recorded with `perf record -g` into FILE.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -70,6 +73,28 @@ fn main() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let mut table = Table::default();
 
+    // `--only run` or `--only overhead` measures just that (for profiling).
+    match args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+    {
+        Some("run") => {
+            let run = runtime.block_on(orchestrator_run(&sizes, dir.path()));
+            println!(
+                "{:.0} jobs/s ({:.0} attempts only)",
+                run.per_sec, run.steady_per_sec
+            );
+            return;
+        }
+        Some("overhead") => {
+            let overhead = runtime.block_on(overhead(&sizes));
+            println!("{:.1} µs per attempt", overhead.as_secs_f64() * 1e6);
+            return;
+        }
+        _ => {}
+    }
     let concurrency = sizes.workers.min(sizes.accounts);
     let ceiling = runtime.block_on(ceiling(&sizes, concurrency));
     table.row(
@@ -292,7 +317,18 @@ async fn orchestrator_run(sizes: &Sizes, root: &Path) -> RunResult {
     let dir = root.join("run");
     std::fs::create_dir_all(&dir).unwrap();
     write_batch(&dir, sandbox.url(), sizes.accounts, sizes.jobs);
-    let mut cmd = orchestrator(&dir);
+    let mut cmd = match std::env::var_os("BENCH_PERF") {
+        Some(out) => {
+            let mut perf = Command::new("perf");
+            perf.current_dir(&dir)
+                .env("ORCHESTRATOR_CACHE_DIR", root.join("compiled"))
+                .args(["record", "-F", "2000", "-g", "-o"])
+                .arg(out)
+                .args(["--", ORCHESTRATOR]);
+            perf
+        }
+        None => orchestrator(&dir),
+    };
     cmd.args(["--run", "--quiet", "--jobs", "jobs.jsonl"])
         .args(["--accounts-file", "accounts.toml"])
         .args(["--workers", &sizes.workers.to_string()])

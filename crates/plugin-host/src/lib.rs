@@ -72,6 +72,11 @@ impl Default for Limits {
 /// Rust component has a handful, one built by componentize-py a few dozen.
 const PER_COMPONENT: u32 = 64;
 
+/// How much of a pooled memory, table or stack stays resident between
+/// calls: about what a call of a small plugin touches.
+const KEEP_RESIDENT: usize = 64 << 10;
+const MEMORY_KEEP_RESIDENT: usize = 64 << 10;
+
 /// The engine's configuration for `limits`: instances from a pool sized for
 /// `limits.concurrency` (no mmap or munmap per call, memory images reused
 /// copy-on-write), or allocated on demand.
@@ -85,6 +90,7 @@ fn engine_config(limits: &Limits, pooled: bool) -> Config {
     // check per access, which an I/O-bound plugin does not notice.
     config.memory_reservation(limits.memory_bytes as u64);
     config.memory_guard_size(64 << 10);
+    config.memory_init_cow(false);
     if pooled {
         let slots = limits.concurrency.max(1) + 2;
         let mut pool = wasmtime::PoolingAllocationConfig::new();
@@ -96,7 +102,14 @@ fn engine_config(limits: &Limits, pooled: bool) -> Config {
             .max_memory_size(limits.memory_bytes)
             .max_core_instances_per_component(PER_COMPONENT)
             .max_memories_per_component(PER_COMPONENT)
-            .max_tables_per_component(PER_COMPONENT);
+            .max_tables_per_component(PER_COMPONENT)
+            // Reset the pages a call touched with memset, rather than
+            // handing them back to the kernel (madvise, a TLB shootdown on
+            // every core) and faulting them in again on the next call.
+            .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
+            .table_keep_resident(KEEP_RESIDENT)
+            .async_stack_keep_resident(KEEP_RESIDENT)
+            .decommit_batch_size(32);
         config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
     }
     config

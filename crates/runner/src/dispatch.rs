@@ -22,22 +22,6 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Runs a store write on a blocking thread: it waits for the disk (and for
-/// other writes in its commit group), which must not stall the attempts
-/// that share the runtime's threads.
-async fn off_runtime<T: Send + 'static>(
-    write: impl FnOnce() -> Result<T, orchestrator_store::StoreError> + Send + 'static,
-) -> Result<T, RunError> {
-    match tokio::task::spawn_blocking(write).await {
-        Ok(result) => Ok(result?),
-        Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
-        Err(_) => Err(orchestrator_store::StoreError::Commit(
-            "the runtime shut down during a write".into(),
-        )
-        .into()),
-    }
-}
-
 /// Runs `jobs` in pass `pass`. Returns whether a stop cut the pass short.
 pub(crate) async fn run_pass(
     runner: &Runner,
@@ -161,10 +145,9 @@ struct AttemptCtx {
 impl AttemptCtx {
     /// Runs one attempt, and holds back whom its retry-after names.
     async fn attempt(&self, account: &AccountConfig, job: StoredJob) -> Result<(), RunError> {
-        let attempt_id = {
-            let (store, job, pass) = (self.store.clone(), job.clone(), self.pass);
-            off_runtime(move || store.begin_attempt(&job, pass)).await?
-        };
+        // Durable before the plugin runs; committed with the other
+        // attempts' writes of the moment.
+        let attempt_id = self.store.queue_begin_attempt(&job, self.pass).await?;
         (self.report)(RunEvent::AttemptStarted { pass: self.pass });
         let context = JobContext {
             job_id: job.id.clone(),
@@ -214,11 +197,9 @@ impl AttemptCtx {
                 )
             }
         };
-        let outcome = {
-            let store = self.store.clone();
-            off_runtime(move || store.finish_attempt(attempt_id, &outcome).map(|()| outcome))
-                .await?
-        };
+        self.store
+            .queue_finish_attempt(attempt_id, &outcome)
+            .await?;
         if let AttemptOutcome::Failed {
             classification,
             not_before_ms: Some(until),

@@ -5,19 +5,21 @@
 //! write-ahead rule), and with `synchronous = FULL` a commit costs an fsync,
 //! so one transaction per write caps a run at what the disk can sync.
 //!
-//! Here a caller queues its write and then takes the connection. Whoever
-//! holds the connection commits everything queued so far in one transaction
-//! and hands each caller its own result; callers whose write was committed
-//! by someone else just pick their result up. A write still returns only
-//! once it is durable, but while one commit syncs, the writes that arrive
-//! meanwhile gather for the next, so a busy run pays one fsync for many
-//! attempts. Each write runs under a savepoint: a write that fails is rolled
-//! back alone and reports its own error.
+//! Here writes go to one writer thread, which commits everything queued so
+//! far in one transaction and then answers each write's [`Durable`]: while
+//! one commit syncs, the writes that arrive meanwhile gather for the next,
+//! so a busy run pays one fsync for many attempts, and a waiting attempt
+//! costs no thread. Each write runs under a savepoint: a write that fails is
+//! rolled back alone and reports its own error.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use rusqlite::Connection;
+use tokio::sync::oneshot;
 
 use crate::sqlite::{begin_attempt_in, finish_attempt_in};
 use crate::{AttemptId, AttemptOutcome, Result, StoreError, StoredJob};
@@ -42,62 +44,74 @@ pub(crate) enum Written {
     Finished,
 }
 
-#[derive(Debug, Default)]
-struct Queue {
-    next_ticket: u64,
-    waiting: Vec<(u64, Write)>,
-    done: HashMap<u64, Result<Written>>,
-}
+type Reply = oneshot::Sender<Result<Written>>;
 
-/// Writes waiting for a commit, and the results of committed ones.
-#[derive(Debug, Default)]
+/// The writer thread's queue.
+#[derive(Debug)]
 pub(crate) struct GroupCommit {
-    queue: Mutex<Queue>,
+    queue: Mutex<Option<mpsc::Sender<(Write, Reply)>>>,
+    writer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl GroupCommit {
-    /// Queues `write`, and returns once it is committed (by this caller or
-    /// another).
-    pub(crate) fn submit(&self, conn: &Mutex<Connection>, write: Write) -> Result<Written> {
-        let ticket = {
-            let mut queue = self.lock();
-            queue.next_ticket += 1;
-            let ticket = queue.next_ticket;
-            queue.waiting.push((ticket, write));
-            ticket
-        };
-        let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
-        // Whoever held the connection before took every write queued by
-        // then, so this one is either done or still waiting.
-        let batch = {
-            let mut queue = self.lock();
-            if let Some(result) = queue.done.remove(&ticket) {
-                return result;
-            }
-            std::mem::take(&mut queue.waiting)
-        };
-        let results = commit(&mut conn, batch);
-        let mut queue = self.lock();
-        queue.done.extend(results);
-        queue
-            .done
-            .remove(&ticket)
-            .expect("a write taken from the queue has a result")
+    /// Starts the writer thread for `conn`; it ends when the store is
+    /// dropped.
+    pub(crate) fn start(conn: Arc<Mutex<Connection>>) -> std::io::Result<Self> {
+        let (sender, receiver) = mpsc::channel::<(Write, Reply)>();
+        let writer = std::thread::Builder::new()
+            .name("orchestrator-store".into())
+            .spawn(move || {
+                while let Ok(first) = receiver.recv() {
+                    let mut batch = vec![first];
+                    batch.extend(receiver.try_iter());
+                    let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+                    let (writes, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+                    for (reply, result) in replies.into_iter().zip(commit(&mut conn, &writes)) {
+                        // A caller that gave up waiting does not mind.
+                        let _ = reply.send(result);
+                    }
+                }
+            })?;
+        Ok(GroupCommit {
+            queue: Mutex::new(Some(sender)),
+            writer: Some(writer),
+        })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    /// Queues `write`; the answer (turned into a `T` by `map`) comes once
+    /// it is committed.
+    pub(crate) fn submit<T>(&self, write: Write, map: fn(Written) -> T) -> Durable<T> {
+        let (reply, answer) = oneshot::channel();
+        let queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        match queue.as_ref().map(|q| q.send((write, reply)).is_ok()) {
+            Some(true) => Durable {
+                state: DurableState::Waiting(answer, map),
+            },
+            _ => Durable::ready(Err(StoreError::Commit("the store's writer stopped".into()))),
+        }
     }
 }
 
-/// Commits `batch` in one transaction; every write gets its own result.
-fn commit(conn: &mut Connection, batch: Vec<(u64, Write)>) -> Vec<(u64, Result<Written>)> {
+impl Drop for GroupCommit {
+    fn drop(&mut self) {
+        // Closing the queue ends the writer once it has answered the rest;
+        // waiting for it closes the connection before the store is gone, as
+        // a store's owner expects (the file is whole, the WAL folded in).
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+/// Commits `writes` in one transaction; every write gets its own result.
+pub(crate) fn commit(conn: &mut Connection, writes: &[Write]) -> Vec<Result<Written>> {
     let mut tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
         Ok(tx) => tx,
-        Err(e) => return fail_all(batch, &e),
+        Err(e) => return fail_all(writes.len(), &e),
     };
-    let mut results = Vec::with_capacity(batch.len());
-    for (ticket, write) in &batch {
+    let mut results = Vec::with_capacity(writes.len());
+    for write in writes {
         let result = (|| {
             let sp = tx.savepoint()?;
             let written = match write {
@@ -110,18 +124,73 @@ fn commit(conn: &mut Connection, batch: Vec<(u64, Write)>) -> Vec<(u64, Result<W
             sp.commit()?;
             Ok(written)
         })();
-        results.push((*ticket, result));
+        results.push(result);
     }
     match tx.commit() {
         Ok(()) => results,
         // Nothing of the batch is on disk: every write failed.
-        Err(e) => fail_all(batch, &e),
+        Err(e) => fail_all(writes.len(), &e),
     }
 }
 
-fn fail_all(batch: Vec<(u64, Write)>, error: &rusqlite::Error) -> Vec<(u64, Result<Written>)> {
-    batch
-        .into_iter()
-        .map(|(ticket, _)| (ticket, Err(StoreError::Commit(error.to_string()))))
+fn fail_all(count: usize, error: &rusqlite::Error) -> Vec<Result<Written>> {
+    (0..count)
+        .map(|_| Err(StoreError::Commit(error.to_string())))
         .collect()
+}
+
+/// A write on its way to disk: await it (or [`Durable::wait`] outside async
+/// code) for its result, which arrives once the write is durable.
+#[derive(Debug)]
+#[must_use = "a write is only known to be durable once its answer arrived"]
+pub struct Durable<T> {
+    state: DurableState<T>,
+}
+
+#[derive(Debug)]
+enum DurableState<T> {
+    Ready(Option<Result<T>>),
+    Waiting(oneshot::Receiver<Result<Written>>, fn(Written) -> T),
+}
+
+impl<T> Durable<T> {
+    /// An answer already known.
+    pub fn ready(result: Result<T>) -> Self {
+        Durable {
+            state: DurableState::Ready(Some(result)),
+        }
+    }
+
+    /// Blocks this thread until the answer arrives. Not for async code.
+    pub fn wait(self) -> Result<T> {
+        match self.state {
+            DurableState::Ready(result) => result.expect("an answer is taken once"),
+            DurableState::Waiting(answer, map) => match answer.blocking_recv() {
+                Ok(result) => result.map(map),
+                Err(_) => Err(StoreError::Commit("the store's writer stopped".into())),
+            },
+        }
+    }
+}
+
+impl<T: Unpin> Future for Durable<T> {
+    type Output = Result<T>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        match &mut self.state {
+            DurableState::Ready(result) => {
+                Poll::Ready(result.take().expect("a ready answer is taken once"))
+            }
+            DurableState::Waiting(answer, map) => {
+                let map = *map;
+                match Pin::new(answer).poll(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(Ok(result)) => Poll::Ready(result.map(map)),
+                    Poll::Ready(Err(_)) => {
+                        Poll::Ready(Err(StoreError::Commit("the store's writer stopped".into())))
+                    }
+                }
+            }
+        }
+    }
 }

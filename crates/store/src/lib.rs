@@ -14,6 +14,7 @@ mod lock;
 mod model;
 mod sqlite;
 
+pub use group::Durable;
 pub use lock::{Acquired, RunLock};
 pub use model::*;
 pub use sqlite::SqliteStore;
@@ -87,6 +88,17 @@ pub trait Store: Send + Sync {
     fn begin_attempt(&self, job: &StoredJob, pass: u32) -> Result<AttemptId>;
     /// Records an attempt's outcome and the job's new state together.
     fn finish_attempt(&self, attempt: AttemptId, outcome: &AttemptOutcome) -> Result<()>;
+    /// [`Store::begin_attempt`] for async callers: the write is queued, and
+    /// the answer arrives once it is durable, committed with whatever other
+    /// writes were queued meanwhile.
+    fn queue_begin_attempt(&self, job: &StoredJob, pass: u32) -> Durable<AttemptId> {
+        Durable::ready(self.begin_attempt(job, pass))
+    }
+    /// [`Store::finish_attempt`] for async callers, as
+    /// [`Store::queue_begin_attempt`].
+    fn queue_finish_attempt(&self, attempt: AttemptId, outcome: &AttemptOutcome) -> Durable<()> {
+        Durable::ready(self.finish_attempt(attempt, outcome))
+    }
     /// The account and platform waits still running at `now_ms`, the latest
     /// per account and scope: a run that starts (or resumes) honours what
     /// the platform asked of the runs before it.

@@ -1,14 +1,14 @@
 //! [`SqliteStore`]: the embedded default store, one SQLite file.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use orchestrator_contract::RetryScope;
 use orchestrator_retry::{Decision, GiveUpReason, PassResult, PassTally};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use crate::group::{GroupCommit, Write, Written};
+use crate::group::{Durable, GroupCommit, Write, Written};
 use crate::{
     AttemptId, AttemptOutcome, AttemptRecord, ImportSummary, JobState, JobSummary, NewJob, NewRun,
     PassStatus, Pause, ReasonCount, ReportRow, Result, RetryEntry, RunId, RunState, RunStatus,
@@ -94,9 +94,9 @@ CREATE TABLE IF NOT EXISTS meta (
 /// The embedded store: one SQLite file in WAL mode, so `--status` can read
 /// while a run writes.
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
-    /// The attempts' writes, committed in groups.
-    group: GroupCommit,
+    conn: Arc<Mutex<Connection>>,
+    /// The attempts' writes, committed in groups (none when read-only).
+    group: Option<GroupCommit>,
     /// The file's schema version: a read-only file keeps the one it has.
     schema: i64,
 }
@@ -156,9 +156,14 @@ impl SqliteStore {
             conn.execute_batch(&format!("BEGIN IMMEDIATE; {upgrade} COMMIT;"))
                 .map_err(open_err)?;
         }
+        let conn = Arc::new(Mutex::new(conn));
+        let group = GroupCommit::start(conn.clone()).map_err(|e| StoreError::Open {
+            path: shown.clone(),
+            reason: format!("cannot start its writer: {e}"),
+        })?;
         Ok(SqliteStore {
-            conn: Mutex::new(conn),
-            group: GroupCommit::default(),
+            conn,
+            group: Some(group),
             schema: SCHEMA_VERSION,
         })
     }
@@ -177,10 +182,18 @@ impl SqliteStore {
             .map_err(open_err)?;
         let schema = check_schema(&conn, &shown)?;
         Ok(SqliteStore {
-            conn: Mutex::new(conn),
-            group: GroupCommit::default(),
+            conn: Arc::new(Mutex::new(conn)),
+            group: None,
             schema,
         })
+    }
+
+    /// One write in a transaction of its own, on the caller's thread.
+    fn write_now(&self, write: Write) -> Result<Written> {
+        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        crate::group::commit(&mut conn, std::slice::from_ref(&write))
+            .pop()
+            .expect("one result per write")
     }
 
     fn with_tx<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
@@ -522,28 +535,41 @@ impl Store for SqliteStore {
     }
 
     fn begin_attempt(&self, job: &StoredJob, pass: u32) -> Result<AttemptId> {
-        match self.group.submit(
-            &self.conn,
-            Write::Begin {
-                job: job.clone(),
-                pass,
-            },
-        )? {
-            Written::Begun(id) => Ok(id),
-            Written::Finished => unreachable!("a begin is answered with its id"),
-        }
+        let write = Write::Begin {
+            job: job.clone(),
+            pass,
+        };
+        self.write_now(write).map(attempt_id)
     }
 
     fn finish_attempt(&self, attempt: AttemptId, outcome: &AttemptOutcome) -> Result<()> {
-        self.group
-            .submit(
-                &self.conn,
-                Write::Finish {
-                    attempt,
-                    outcome: outcome.clone(),
-                },
-            )
-            .map(|_| ())
+        let write = Write::Finish {
+            attempt,
+            outcome: outcome.clone(),
+        };
+        self.write_now(write).map(|_| ())
+    }
+
+    fn queue_begin_attempt(&self, job: &StoredJob, pass: u32) -> Durable<AttemptId> {
+        let write = Write::Begin {
+            job: job.clone(),
+            pass,
+        };
+        match &self.group {
+            Some(group) => group.submit(write, attempt_id),
+            None => Durable::ready(self.write_now(write).map(attempt_id)),
+        }
+    }
+
+    fn queue_finish_attempt(&self, attempt: AttemptId, outcome: &AttemptOutcome) -> Durable<()> {
+        let write = Write::Finish {
+            attempt,
+            outcome: outcome.clone(),
+        };
+        match &self.group {
+            Some(group) => group.submit(write, |_| ()),
+            None => Durable::ready(self.write_now(write).map(|_| ())),
+        }
     }
 
     fn pauses(&self, now_ms: u64) -> Result<Vec<Pause>> {
@@ -869,6 +895,14 @@ pub(crate) fn finish_attempt_in(
             }
         }
         Ok(())
+    }
+}
+
+/// The id a begin write is answered with.
+fn attempt_id(written: Written) -> AttemptId {
+    match written {
+        Written::Begun(id) => id,
+        Written::Finished => unreachable!("a begin is answered with its id"),
     }
 }
 

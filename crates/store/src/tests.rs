@@ -337,7 +337,7 @@ fn writes_from_many_threads_commit_together_and_each_gets_its_own_answer() {
             .map(|job| {
                 let store = &store;
                 s.spawn(move || {
-                    let id = store.begin_attempt(job, 1).unwrap();
+                    let id = store.queue_begin_attempt(job, 1).wait().unwrap();
                     let outcome = if job.id.ends_with('7') {
                         failed(Category::Retryable, Decision::Retry)
                     } else {
@@ -346,16 +346,18 @@ fn writes_from_many_threads_commit_together_and_each_gets_its_own_answer() {
                             url: None,
                         })
                     };
-                    store.finish_attempt(id, &outcome).unwrap();
+                    store.queue_finish_attempt(id, &outcome).wait().unwrap();
                     id
                 })
             })
             .collect();
         // A write that fails (no such attempt) fails alone.
-        let bad = store.finish_attempt(
-            AttemptId(1_000_000),
-            &failed(Category::Unknown, Decision::Retry),
-        );
+        let bad = store
+            .queue_finish_attempt(
+                AttemptId(1_000_000),
+                &failed(Category::Unknown, Decision::Retry),
+            )
+            .wait();
         assert!(bad.is_err());
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
