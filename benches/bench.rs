@@ -69,11 +69,16 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .map(PathBuf::from);
     let sizes = if full { FULL } else { SMOKE };
+    if full && std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+        eprintln!(
+            "note: RUST_BACKTRACE is set; the in-process host overhead includes a backtrace per attempt (run with `env -u RUST_BACKTRACE`)"
+        );
+    }
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let dir = tempfile::tempdir().expect("a temporary directory");
     let mut table = Table::default();
 
-    // `--only run` or `--only overhead` measures just that (for profiling).
+    // `--only run|ceiling|overhead` measures just that (for profiling).
     match args
         .iter()
         .position(|a| a == "--only")
@@ -88,6 +93,12 @@ fn main() {
             );
             return;
         }
+        Some("ceiling") => {
+            let concurrency = sizes.workers.min(sizes.accounts);
+            let ceiling = runtime.block_on(ceiling(&sizes, concurrency));
+            println!("{ceiling:.0} req/s");
+            return;
+        }
         Some("overhead") => {
             let overhead = runtime.block_on(overhead(&sizes));
             println!("{:.1} µs per attempt", overhead.as_secs_f64() * 1e6);
@@ -96,13 +107,23 @@ fn main() {
         _ => {}
     }
     let concurrency = sizes.workers.min(sizes.accounts);
-    let ceiling = runtime.block_on(ceiling(&sizes, concurrency));
+    // A ceiling is the best the platform can do: the best of three tries
+    // (on a small VM the same run varies by a factor of three).
+    let tries: Vec<f64> = (0..3)
+        .map(|_| runtime.block_on(ceiling(&sizes, concurrency)))
+        .collect();
+    let ceiling = tries.iter().copied().fold(0.0, f64::max);
     table.row(
         "ceiling: load generator → sandbox",
         format!("{ceiling:.0} req/s"),
         format!(
-            "{} POSTs, {concurrency} keep-alive connections, one per account",
-            sizes.jobs
+            "{} POSTs, {concurrency} keep-alive connections, one per account; best of {}",
+            sizes.jobs,
+            tries
+                .iter()
+                .map(|t| format!("{t:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     );
 
@@ -135,10 +156,23 @@ fn main() {
         ),
     );
 
-    for (name, path) in [
-        ("mastodon-poster", artifacts::MASTODON_POSTER),
-        ("http-classifier", artifacts::HTTP_CLASSIFIER),
-    ] {
+    // The large component takes seconds to build and compile: full runs only.
+    let python = full.then(|| python_classifier(dir.path()));
+    let mut plugins = vec![
+        ("mastodon-poster", artifacts::MASTODON_POSTER.to_owned()),
+        ("http-classifier", artifacts::HTTP_CLASSIFIER.to_owned()),
+    ];
+    match &python {
+        Some(Some(path)) => plugins.push(("python-classifier", path.display().to_string())),
+        Some(None) => table.row(
+            "load python-classifier",
+            "n/a".into(),
+            "componentize-py is not installed (pip install componentize-py)".into(),
+        ),
+        None => {}
+    }
+    for (name, path) in &plugins {
+        let path = path.as_str();
         let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         let loads = runtime.block_on(load_times(path, &dir.path().join("load-cache")));
         table.row(
@@ -303,6 +337,8 @@ fn orchestrator(dir: &Path) -> Command {
     cmd.current_dir(dir)
         .env("ORCHESTRATOR_CACHE_DIR", cache)
         .env_remove("RUST_LOG")
+        // With it, wasmtime captures a backtrace as each store is dropped.
+        .env_remove("RUST_BACKTRACE")
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -480,6 +516,29 @@ async fn in_flight_memory(sizes: &Sizes, root: &Path) -> Memory {
         peak_kib: peak,
         in_flight: sandbox.counters().max_in_flight as usize,
     }
+}
+
+/// The Python example classifier, built with componentize-py when it is
+/// installed: the large component of the load-time rows.
+fn python_classifier(root: &Path) -> Option<PathBuf> {
+    let out = root.join("python-classifier.wasm");
+    let plugin = Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/python-classifier");
+    let built = Command::new("componentize-py")
+        .current_dir(plugin)
+        .args([
+            "-d",
+            "../../wit",
+            "-w",
+            "classifier",
+            "componentize",
+            "app",
+            "-o",
+        ])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    built.then_some(out)
 }
 
 /// Seeds a large batch, then asks for its status.
