@@ -66,16 +66,21 @@ fn client_errors_that_will_not_pass_are_non_retryable() {
     );
 }
 
-#[test]
-fn rate_limits_and_server_errors_are_retryable_with_the_hint() {
-    let statuses = [408, 425, 429, 500, 502, 503, 504];
-    let verdicts = classify_all(
-        statuses
+/// The statuses worth waiting for, and the classifier's verdicts on them.
+const WAIT_STATUSES: [u16; 7] = [408, 425, 429, 500, 502, 503, 504];
+
+fn wait_verdicts() -> Vec<Verdict> {
+    classify_all(
+        WAIT_STATUSES
             .iter()
             .map(|s| report(Some(http(*s)), None))
             .collect(),
-    );
-    for (status, v) in statuses.iter().zip(&verdicts) {
+    )
+}
+
+#[test]
+fn rate_limits_and_server_errors_are_retryable_with_the_hint() {
+    for (status, v) in WAIT_STATUSES.iter().zip(&wait_verdicts()) {
         let c = decided(v);
         assert_eq!(c.category, Category::Retryable, "{status}: {}", c.reason);
         assert_eq!(c.retry_after_ms, Some(7_000), "{status}");
@@ -85,14 +90,7 @@ fn rate_limits_and_server_errors_are_retryable_with_the_hint() {
 
 #[test]
 fn a_rate_limit_holds_back_the_account_and_an_outage_the_instance() {
-    let statuses = [408, 425, 429, 500, 502, 503, 504];
-    let verdicts = classify_all(
-        statuses
-            .iter()
-            .map(|s| report(Some(http(*s)), None))
-            .collect(),
-    );
-    let scopes: Vec<_> = verdicts.iter().map(|v| decided(v).scope).collect();
+    let scopes: Vec<_> = wait_verdicts().iter().map(|v| decided(v).scope).collect();
     use orchestrator_contract::RetryScope::{Account, Job, Platform};
     assert_eq!(
         scopes,
