@@ -11,7 +11,7 @@ use orchestrator_store::{JobState, SqliteStore, Store};
 use crate::support::{self, Output, artifacts, orchestrator, run};
 
 /// One job per account; each account shows one kind of trouble.
-const MIXED: &str = r#"
+pub const MIXED: &str = r#"
 [[account]]
 name = "ok1"
 token = "ok1-token"

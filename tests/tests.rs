@@ -10,6 +10,7 @@ mod classifier;
 mod cli_batch;
 mod crash;
 mod hostile_plugins;
+mod native;
 mod other_language;
 mod plugins_cli;
 mod poster;

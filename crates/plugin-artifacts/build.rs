@@ -16,12 +16,13 @@ fn main() {
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap());
     let target_dir = out_dir.join("plugins-target");
 
-    for watched in ["plugins", "wit"] {
+    // The native example builds on the contract and the helper crate.
+    for watched in ["plugins", "wit", "crates/contract", "crates/native-plugin"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
 
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
+    let mut cmd = Command::new(&cargo);
     cmd.current_dir(&plugins)
         .arg("build")
         .arg("--release")
@@ -59,6 +60,8 @@ fn main() {
         );
     }
 
+    let native = build_native(&cargo, &plugins.join("native-poster"), &out_dir);
+
     let release = target_dir.join(TARGET).join("release");
     let mut consts = String::new();
     let mut names = Vec::new();
@@ -78,6 +81,12 @@ fn main() {
         .unwrap();
         names.push((member, ident));
     }
+    writeln!(
+        consts,
+        "/// The built `native-poster` example: a shared library for this host.\npub const NATIVE_POSTER: &str = {:?};",
+        native.display().to_string()
+    )
+    .unwrap();
     writeln!(consts, "/// Every built plugin, by crate name.").unwrap();
     writeln!(consts, "pub const ALL: &[(&str, &str)] = &[").unwrap();
     for (member, ident) in &names {
@@ -93,8 +102,52 @@ fn members(plugins: &Path) -> Vec<String> {
         .unwrap()
         .filter_map(|entry| entry.ok())
         .filter(|entry| entry.path().join("Cargo.toml").is_file())
+        // Native plugins are built for the host, below.
+        .filter(|entry| !entry.file_name().to_string_lossy().starts_with("native-"))
         .filter_map(|entry| entry.file_name().into_string().ok())
         .collect();
     members.sort();
     members
+}
+
+/// Builds the native example plugin for the host; returns the library.
+fn build_native(cargo: &std::ffi::OsStr, crate_dir: &Path, out_dir: &Path) -> PathBuf {
+    let host = env::var("HOST").unwrap();
+    let target_dir = out_dir.join("native-target");
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(crate_dir)
+        .args(["build", "--release", "--locked", "--target", &host])
+        .arg("--target-dir")
+        .arg(&target_dir);
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "RUSTC_WORKSPACE_WRAPPER",
+    ] {
+        cmd.env_remove(var);
+    }
+    let output = cmd
+        .output()
+        .expect("could not run cargo to build the native plugin");
+    if !output.status.success() {
+        panic!(
+            "building {} failed:\n{}",
+            crate_dir.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let file = format!(
+        "{}native_poster{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    );
+    let library = target_dir.join(&host).join("release").join(file);
+    assert!(
+        library.exists(),
+        "expected {} after the build",
+        library.display()
+    );
+    library
 }

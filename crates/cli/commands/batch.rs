@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::{ArgGroup, Args};
-use orchestrator_plugin_host::{CompileCache, Limits};
+use orchestrator_plugin_host::{CompileCache, Limits, NativePolicy};
 use orchestrator_retry::RetryConfig;
 use orchestrator_runner::input;
 use orchestrator_store::{NewJob, SqliteStore, Store};
@@ -153,6 +153,35 @@ pub struct LimitArgs {
 
     #[command(flatten)]
     pub cache: CacheArgs,
+
+    #[command(flatten)]
+    pub native: NativeArgs,
+}
+
+/// Whether trusted native plugins may load.
+#[derive(Debug, Args)]
+pub struct NativeArgs {
+    /// Let native plugins (shared libraries) load; they run unsandboxed,
+    /// with the host's access to files, network and the accounts' tokens
+    #[arg(long)]
+    pub allow_native: bool,
+    /// Load only native plugins with this SHA-256 (repeatable); see
+    /// `plugins inspect` for a file's hash
+    #[arg(long = "native-sha256", value_name = "HEX")]
+    pub native_sha256: Vec<String>,
+}
+
+impl NativeArgs {
+    pub fn policy(&self) -> NativePolicy {
+        NativePolicy {
+            allow: self.allow_native,
+            sha256_pins: self
+                .native_sha256
+                .iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .collect(),
+        }
+    }
 }
 
 /// Where compiled plugins are kept between starts.

@@ -6,11 +6,11 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use orchestrator_contract::{CONTRACT_PACKAGE, PluginKind, accepted_versions};
 use orchestrator_plugin_host::discover::SearchPath;
-use orchestrator_plugin_host::{CacheUse, Examined, Limits, PluginHost, outbound};
+use orchestrator_plugin_host::{Backend, CacheUse, Examined, Limits, PluginHost, outbound};
 use orchestrator_runner::input;
 use serde::Serialize;
 
-use crate::commands::batch::CacheArgs;
+use crate::commands::batch::{CacheArgs, NativeArgs};
 use crate::exit::{self, Exit};
 use crate::output::{Table, print, print_json};
 
@@ -38,6 +38,9 @@ pub struct ListArgs {
 
     #[command(flatten)]
     cache: CacheArgs,
+
+    #[command(flatten)]
+    native: NativeArgs,
 }
 
 #[derive(Debug, Args)]
@@ -59,6 +62,9 @@ pub struct InspectArgs {
 
     #[command(flatten)]
     cache: CacheArgs,
+
+    #[command(flatten)]
+    native: NativeArgs,
 }
 
 /// What a plugin may use when it runs, as the host would grant it.
@@ -151,7 +157,7 @@ impl PluginRecord {
             description: None,
             kind: e.kind.map(|k| k.to_string()),
             contract: e.contract.as_ref().map(|v| v.to_string()),
-            backend: "wasm",
+            backend: e.backend.unwrap_or(Backend::Wasm).as_str(),
             compatible: e.outcome.is_ok(),
             reason: e.outcome.as_ref().err().map(|err| err.reason()),
             path: e.path.clone(),
@@ -182,13 +188,15 @@ fn cached(cache: Option<CacheUse>) -> String {
         Some(CacheUse::Hit) => "yes",
         Some(CacheUse::Stored) => "now",
         Some(CacheUse::Compiled) => "off",
-        None => "-",
+        Some(CacheUse::NotCompiled) | None => "-",
     }
     .into()
 }
 
 async fn list(args: ListArgs) -> Result<u8> {
-    let host = PluginHost::new()?.with_cache(args.cache.cache());
+    let host = PluginHost::new()?
+        .with_cache(args.cache.cache())
+        .with_native(args.native.policy());
     let search = search_path(&args.plugin_dirs);
     let mut records = Vec::new();
     for path in search.candidates() {
@@ -226,6 +234,7 @@ async fn list(args: ListArgs) -> Result<u8> {
             cached(r.cache),
             r.path.display().to_string(),
             match &r.reason {
+                None if r.backend == "native" => "compatible (native: runs unsandboxed)".into(),
                 None => "compatible".to_string(),
                 Some(reason) => format!("refused: {reason}"),
             },
@@ -268,10 +277,15 @@ fn capabilities(args: &InspectArgs, kind: Option<PluginKind>) -> Result<Capabili
 }
 
 async fn inspect(args: InspectArgs) -> Result<u8> {
-    let host = PluginHost::new()?.with_cache(args.cache.cache());
+    let host = PluginHost::new()?
+        .with_cache(args.cache.cache())
+        .with_native(args.native.policy());
     let examined = host.examine(&args.file).await;
     let mut record = PluginRecord::from_examined(&examined, true);
-    record.capabilities = Some(capabilities(&args, examined.kind)?);
+    // A native plugin is not confined: there is nothing to grant.
+    if examined.backend != Some(Backend::Native) {
+        record.capabilities = Some(capabilities(&args, examined.kind)?);
+    }
     // A file that is not even a component has nothing to show but the error.
     if examined.interfaces.is_some() {
         if args.json {
@@ -304,11 +318,19 @@ fn render_inspect(r: &PluginRecord) -> String {
     line(
         "status",
         match &r.reason {
+            None if r.backend == "native" => "compatible (native: runs unsandboxed)".into(),
             None => "compatible".into(),
             Some(reason) => format!("refused: {reason}"),
         },
     );
-    line("backend", format!("{} (sandboxed)", r.backend));
+    line(
+        "backend",
+        if r.backend == "native" {
+            "native (unsandboxed: runs in the host's process with all of its access)".into()
+        } else {
+            format!("{} (sandboxed)", r.backend)
+        },
+    );
     line("path", r.path.display().to_string());
     line(
         "size",
@@ -321,7 +343,7 @@ fn render_inspect(r: &PluginRecord) -> String {
             Some(CacheUse::Hit) => "yes (compiled code loaded from the cache)".into(),
             Some(CacheUse::Stored) => "now (compiled and stored in the cache)".into(),
             Some(CacheUse::Compiled) => "off (compiled, not cached)".into(),
-            None => "-".into(),
+            Some(CacheUse::NotCompiled) | None => "-".into(),
         },
     );
     for (title, names) in [("imports", &r.imports), ("exports", &r.exports)] {

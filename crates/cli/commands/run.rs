@@ -90,7 +90,9 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
             .saturating_add(1),
         ..args.limits.limits()?
     };
-    let host = PluginHost::with_limits(limits)?.with_cache(args.limits.cache.cache());
+    let host = PluginHost::with_limits(limits)?
+        .with_cache(args.limits.cache.cache())
+        .with_native(args.limits.native.policy());
     let mut posters = Vec::new();
     let mut classifiers = Vec::new();
     for path in &args.plugins {

@@ -274,3 +274,64 @@ mod tests {
         assert!(!req.matches(&semver::Version::new(1, 0, 0)));
     }
 }
+
+/// The JSON that crosses the native-plugin C ABI (see the README's "Native
+/// plugins"): what the host sends and what a native plugin answers.
+pub mod native {
+    use serde::{Deserialize, Serialize};
+
+    use super::{FailureReport, JobContext, PluginInfo, PluginKind, PostFailure, Receipt, Verdict};
+
+    /// The symbol that names the contract version, read before any other.
+    pub const VERSION_SYMBOL: &str = "orchestrator_abi_version";
+    /// `char *orchestrator_describe(void)`: a [`Description`].
+    pub const DESCRIBE_SYMBOL: &str = "orchestrator_describe";
+    /// `char *orchestrator_post(const char *)`: a [`PostRequest`] in, a
+    /// [`PostResponse`] out.
+    pub const POST_SYMBOL: &str = "orchestrator_post";
+    /// `char *orchestrator_classify(const char *)`: a [`FailureReport`] in,
+    /// a [`ClassifyResponse`] out.
+    pub const CLASSIFY_SYMBOL: &str = "orchestrator_classify";
+    /// `void orchestrator_free(char *)`: frees a string the plugin returned.
+    pub const FREE_SYMBOL: &str = "orchestrator_free";
+
+    /// What `orchestrator_describe` returns.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Description {
+        #[serde(flatten)]
+        pub info: PluginInfo,
+        pub kind: PluginKind,
+    }
+
+    /// One attempt, for a native poster. Unlike a sandboxed one, a native
+    /// poster holds the account's token: it sends the request itself.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct PostRequest {
+        pub job: JobContext,
+        /// `host:port` the attempt is meant to reach.
+        pub granted: Vec<String>,
+        /// The bearer token for the account's own host, if it has one.
+        pub token: Option<String>,
+    }
+
+    /// A native poster's answer.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub enum PostResponse {
+        Posted(Receipt),
+        Failed(PostFailure),
+        /// The plugin failed itself (a caught panic): a host fault.
+        Trap(String),
+    }
+
+    /// A native classifier's answer.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub enum ClassifyResponse {
+        Verdict(Verdict),
+        Trap(String),
+    }
+
+    /// What a native classifier is sent (the same report a sandboxed one gets).
+    pub type ClassifyRequest = FailureReport;
+}

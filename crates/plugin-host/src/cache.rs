@@ -34,6 +34,8 @@ pub enum CacheUse {
     Stored,
     /// Compiled; the cache is off or could not be written.
     Compiled,
+    /// Nothing to compile: a native library.
+    NotCompiled,
 }
 
 const DIGEST: usize = 32;

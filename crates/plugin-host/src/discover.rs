@@ -3,8 +3,9 @@
 //! [`SearchPath`] is the ordered list of folders `plugins list` looks in:
 //! `--plugin-dir` folders first, then `ORCHESTRATOR_PLUGIN_PATH`, then
 //! `./plugins` and the user's data folder. [`SearchPath::candidates`] lists
-//! every `.wasm` file in them; each is then loaded and listed with its
-//! verdict, so broken files are shown, never skipped.
+//! every `.wasm` file and every shared library (`.so`, `.dylib`, `.dll`) in
+//! them; each is then examined and listed with its verdict, so broken files
+//! are shown, never skipped.
 
 use std::path::{Path, PathBuf};
 
@@ -46,20 +47,24 @@ impl SearchPath {
     pub fn candidates(&self) -> Vec<PathBuf> {
         let mut found = Vec::new();
         for dir in &self.dirs {
-            found.extend(wasm_files(dir));
+            found.extend(plugin_files(dir));
         }
         found
     }
 }
 
-fn wasm_files(dir: &Path) -> Vec<PathBuf> {
+fn plugin_files(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .filter(|p| p.is_file() && p.extension().is_some_and(|ext| ext == "wasm"))
+        .filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .is_some_and(|ext| ["wasm", "so", "dylib", "dll"].iter().any(|e| ext == *e))
+        })
         .collect();
     files.sort();
     files

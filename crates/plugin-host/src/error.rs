@@ -20,9 +20,32 @@ pub enum LoadError {
     },
 
     #[error(
-        "plugin {path}: not a WebAssembly file (no `\\0asm` header); plugins are .wasm components"
+        "plugin {path}: not a WebAssembly file (no `\\0asm` header) nor a native library; plugins are .wasm components (or, with --allow-native, shared libraries)"
     )]
     NotWasm { path: PathBuf },
+
+    #[error(
+        "plugin {path}: a native library, which would run unsandboxed with all of the host's access; pass --allow-native to trust it"
+    )]
+    NativeNotAllowed { path: PathBuf },
+
+    #[error(
+        "plugin {path}: a native library whose sha256 {sha256} is not pinned; add it to native-sha256 in orchestrator.toml to trust this build"
+    )]
+    NativeNotPinned { path: PathBuf, sha256: String },
+
+    #[error("plugin {path}: cannot load the native library: {reason}")]
+    NativeOpen { path: PathBuf, reason: String },
+
+    #[error(
+        "plugin {path}: the native library has no `{symbol}`; it does not implement the orchestrator's native plugin ABI (see the README's Native plugins)"
+    )]
+    NativeSymbol { path: PathBuf, symbol: &'static str },
+
+    #[error(
+        "plugin {path}: `orchestrator_abi_version` says {found:?}, not a semver version; build the plugin against orchestrator-native-plugin or the README's ABI"
+    )]
+    NativeVersion { path: PathBuf, found: String },
 
     #[error(
         "plugin {path}: a core WebAssembly module, not a component; build it for wasm32-wasip2 or wrap it with `wasm-tools component new`"

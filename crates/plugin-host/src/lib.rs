@@ -18,6 +18,7 @@ mod convert;
 pub mod discover;
 mod error;
 mod inspect;
+mod native;
 pub mod outbound;
 
 use std::path::{Path, PathBuf};
@@ -39,6 +40,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 pub use cache::{CacheUse, CompileCache};
 pub use error::LoadError;
 pub use inspect::Interfaces;
+pub use native::NativePolicy;
 pub use outbound::{OutboundAccess, Secret};
 
 use outbound::{FaultLog, OutboundHooks};
@@ -236,6 +238,7 @@ pub struct PluginHost {
     cache: Option<CompileCache>,
     /// Keep-alive connections shared by every poster call.
     pool: outbound::Pool,
+    native: NativePolicy,
 }
 
 /// How often the engine's epoch advances: the granularity of deadlines,
@@ -290,6 +293,7 @@ impl PluginHost {
             limits,
             cache: None,
             pool: outbound::pool(),
+            native: NativePolicy::default(),
         })
     }
 
@@ -297,6 +301,12 @@ impl PluginHost {
     /// load afresh).
     pub fn with_cache(mut self, cache: Option<CompileCache>) -> Self {
         self.cache = cache;
+        self
+    }
+
+    /// Lets native plugins load, under `policy`.
+    pub fn with_native(mut self, policy: NativePolicy) -> Self {
+        self.native = policy;
         self
     }
 
@@ -324,6 +334,7 @@ impl PluginHost {
             contract: None,
             interfaces: None,
             cache: None,
+            backend: None,
             outcome: Err(LoadError::NotFound {
                 path: path.to_owned(),
             }),
@@ -337,6 +348,11 @@ impl PluginHost {
         let sha256 = hex(&Sha256::digest(&bytes));
         seen.sha256 = Some(sha256.clone());
         seen.size = Some(bytes.len() as u64);
+        if native::is_native_library(&bytes) {
+            seen.backend = Some(Backend::Native);
+            return self.load_native(path, sha256, bytes.len() as u64, seen);
+        }
+        seen.backend = Some(Backend::Wasm);
         let (component, cache) = self.compile(path, &bytes, &sha256)?;
         seen.cache = Some(cache);
         let interfaces = inspect::interfaces(&self.engine, &component);
@@ -380,6 +396,7 @@ impl PluginHost {
                 contract,
                 interfaces,
                 cache,
+                backend: Backend::Wasm,
             },
             runtime,
             limits: self.limits,
@@ -390,6 +407,46 @@ impl PluginHost {
             reason: e.to_string(),
         })?;
         Ok(plugin)
+    }
+
+    /// A trusted native library, under the host's [`NativePolicy`].
+    fn load_native(
+        &self,
+        path: &Path,
+        sha256: String,
+        size: u64,
+        seen: &mut Examined,
+    ) -> Result<Plugin, LoadError> {
+        let loaded = native::load(
+            path,
+            &sha256,
+            &self.native,
+            &mut seen.contract,
+            &mut seen.kind,
+        )?;
+        seen.interfaces = Some(loaded.interfaces.clone());
+        if loaded.info.name.is_empty() {
+            return Err(LoadError::Describe {
+                path: path.to_owned(),
+                reason: "it has no name".into(),
+            });
+        }
+        Ok(Plugin {
+            meta: PluginMeta {
+                path: path.to_owned(),
+                sha256,
+                size,
+                info: loaded.info,
+                kind: loaded.kind,
+                contract: loaded.contract,
+                interfaces: loaded.interfaces,
+                cache: CacheUse::NotCompiled,
+                backend: Backend::Native,
+            },
+            runtime: Runtime::Native(loaded.native),
+            limits: self.limits,
+            pool: self.pool.clone(),
+        })
     }
 
     /// The compiled component, from the cache when it has it.
@@ -468,7 +525,28 @@ pub struct Examined {
     pub interfaces: Option<Interfaces>,
     /// Whether the compiled code came from the cache, once compiled.
     pub cache: Option<CacheUse>,
+    /// What the file is, once its header was read.
+    pub backend: Option<Backend>,
     pub outcome: Result<Plugin, LoadError>,
+}
+
+/// How a plugin runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backend {
+    /// A WebAssembly component in wasmtime's sandbox.
+    Wasm,
+    /// A trusted shared library, unsandboxed in the host's process.
+    Native,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Wasm => "wasm",
+            Backend::Native => "native",
+        }
+    }
 }
 
 /// Everything the host knows about a loaded plugin.
@@ -484,6 +562,7 @@ pub struct PluginMeta {
     pub interfaces: Interfaces,
     /// Whether the compiled code came from the cache.
     pub cache: CacheUse,
+    pub backend: Backend,
 }
 
 fn serialize_display<S: serde::Serializer>(
@@ -496,6 +575,7 @@ fn serialize_display<S: serde::Serializer>(
 enum Runtime {
     Poster(PosterPre<HostState>),
     Classifier(ClassifierPre<HostState>),
+    Native(native::Native),
 }
 
 /// A checked plugin, ready to be called. Cheap to share: each call gets its
@@ -542,6 +622,7 @@ impl Plugin {
         let engine = match &self.runtime {
             Runtime::Poster(pre) => pre.engine(),
             Runtime::Classifier(pre) => pre.engine(),
+            Runtime::Native(_) => unreachable!("native plugins have no store"),
         };
         let name: Arc<str> = if self.meta.info.name.is_empty() {
             Arc::from(self.meta.path.display().to_string())
@@ -596,6 +677,9 @@ impl Plugin {
     }
 
     async fn describe(&self) -> Result<PluginInfo, HostFault> {
+        if let Runtime::Native(_) = &self.runtime {
+            return Ok(self.meta.info.clone());
+        }
         let mut store = self.store(OutboundAccess::default(), FaultLog::default());
         let info = self
             .guarded(&mut store, async |store| match &self.runtime {
@@ -613,6 +697,7 @@ impl Plugin {
                         .call_describe(store)
                         .await
                 }
+                Runtime::Native(_) => unreachable!("answered above"),
             })
             .await?;
         Ok(convert::plugin_info(info))
@@ -623,6 +708,24 @@ impl Plugin {
     /// # Panics
     /// If this plugin is not a poster; check [`Plugin::kind`] first.
     pub async fn post(&self, job: &JobContext, access: OutboundAccess) -> Attempt {
+        if let Runtime::Native(native) = &self.runtime {
+            assert_eq!(
+                self.meta.kind,
+                PluginKind::Poster,
+                "post called on a classifier"
+            );
+            return match native.post(job, &access, self.limits.deadline).await {
+                Ok(Ok(receipt)) => Attempt::Posted(receipt),
+                Ok(Err(failure)) => Attempt::Failed {
+                    failure: Some(failure),
+                    fault: None,
+                },
+                Err(fault) => Attempt::Failed {
+                    failure: None,
+                    fault: Some(fault),
+                },
+            };
+        }
         let Runtime::Poster(pre) = &self.runtime else {
             panic!("post called on a {} plugin", self.meta.kind);
         };
@@ -664,6 +767,14 @@ impl Plugin {
     /// # Panics
     /// If this plugin is not a classifier; check [`Plugin::kind`] first.
     pub async fn classify(&self, report: &FailureReport) -> Result<Verdict, HostFault> {
+        if let Runtime::Native(native) = &self.runtime {
+            assert_eq!(
+                self.meta.kind,
+                PluginKind::Classifier,
+                "classify called on a poster"
+            );
+            return native.classify(report, self.limits.deadline).await;
+        }
         let Runtime::Classifier(pre) = &self.runtime else {
             panic!("classify called on a {} plugin", self.meta.kind);
         };

@@ -13,6 +13,7 @@ wit_bindgen::generate!({
 });
 
 mod http;
+mod mastodon;
 mod time;
 
 use exports::orchestrator::plugin::{metadata, post};
@@ -34,56 +35,9 @@ impl metadata::Guest for MastodonPoster {
     }
 }
 
-/// The fields of `payload` this poster understands.
-#[derive(serde::Deserialize)]
-struct Payload {
-    status: Option<String>,
-    visibility: Option<String>,
-    spoiler_text: Option<String>,
-    language: Option<String>,
-}
-
-#[derive(serde::Serialize)]
-struct StatusForm<'a> {
-    status: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    visibility: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    spoiler_text: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    language: Option<&'a str>,
-}
-
 impl post::Guest for MastodonPoster {
     fn post(job: JobContext) -> Result<Receipt, PostFailure> {
-        let payload: Payload = serde_json::from_str(&job.payload).map_err(|e| {
-            failure_without_response(format!("the job's payload is not valid JSON: {e}"))
-        })?;
-        let status = payload
-            .status
-            .filter(|s| !s.trim().is_empty())
-            .ok_or_else(|| failure_without_response("the job's payload has no `status` text"))?;
-        // The account's (or its platform's) settings give defaults; the
-        // payload says last.
-        let setting = |key: &str| {
-            job.account
-                .settings
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.as_str())
-        };
-        let body = serde_json::to_vec(&StatusForm {
-            status: &status,
-            visibility: payload.visibility.as_deref().or(setting("visibility")),
-            spoiler_text: payload.spoiler_text.as_deref(),
-            language: payload.language.as_deref().or(setting("language")),
-        })
-        .expect("a status form always serializes");
-
-        let url = format!(
-            "{}/api/v1/statuses",
-            job.account.base_url.trim_end_matches('/')
-        );
+        let (url, body) = mastodon::request(&job)?;
         log(
             Level::Debug,
             &format!("job {} attempt {}: POST {url}", job.job_id, job.attempt),
@@ -102,96 +56,7 @@ impl post::Guest for MastodonPoster {
             body: &body,
         };
         let response = http::post(&request, MAX_RESPONSE_BYTES)?;
-        if (200..300).contains(&response.status) {
-            receipt_from(&response)
-        } else {
-            Err(failure_from(&response))
-        }
-    }
-}
-
-fn failure_without_response(message: impl Into<String>) -> PostFailure {
-    PostFailure {
-        message: message.into(),
-        http_status: None,
-        error_code: None,
-        retry_after_ms: None,
-        rate_limit_reset: None,
-        transport_error: None,
-    }
-}
-
-fn receipt_from(response: &http::Response) -> Result<Receipt, PostFailure> {
-    #[derive(serde::Deserialize)]
-    struct Created {
-        id: serde_json::Value,
-        url: Option<String>,
-        uri: Option<String>,
-    }
-    let created: Created = serde_json::from_slice(&response.body).map_err(|e| PostFailure {
-        http_status: Some(response.status),
-        ..failure_without_response(format!(
-            "the platform answered {} but the body is not a status: {e}",
-            response.status
-        ))
-    })?;
-    let remote_id = match created.id {
-        serde_json::Value::String(s) => s,
-        other => other.to_string(),
-    };
-    Ok(Receipt {
-        remote_id,
-        url: created.url.or(created.uri),
-    })
-}
-
-fn failure_from(response: &http::Response) -> PostFailure {
-    #[derive(serde::Deserialize)]
-    struct MastodonError {
-        error: String,
-        error_description: Option<String>,
-    }
-    let error_code = serde_json::from_slice::<MastodonError>(&response.body)
-        .ok()
-        .map(|e| match e.error_description {
-            Some(d) => format!("{}: {d}", e.error),
-            None => e.error,
-        });
-
-    let retry_after_secs = response
-        .header("retry-after")
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    // Every Mastodon response carries the rate-limit window; its reset is a
-    // hint to wait only when the window is used up.
-    let exhausted = response.status == 429
-        || response
-            .header("x-ratelimit-remaining")
-            .is_some_and(|v| v.trim() == "0");
-    let rate_limit_reset = response
-        .header("x-ratelimit-reset")
-        .filter(|_| exhausted)
-        .map(str::to_owned);
-    let until_reset_ms = rate_limit_reset
-        .as_deref()
-        .and_then(time::parse_rfc3339_ms)
-        .map(|reset| reset.saturating_sub(time::now_ms()));
-    // The later of the two hints: waiting less than either would be refused.
-    let retry_after_ms = match (retry_after_secs.map(|s| s * 1000), until_reset_ms) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    };
-
-    let message = match &error_code {
-        Some(e) => format!("the platform refused the post ({}): {e}", response.status),
-        None => format!("the platform refused the post ({})", response.status),
-    };
-    PostFailure {
-        message,
-        http_status: Some(response.status),
-        error_code,
-        retry_after_ms,
-        rate_limit_reset,
-        transport_error: None,
+        mastodon::outcome(&response)
     }
 }
 

@@ -1,0 +1,174 @@
+//! Trusted native plugins: they load only when allowed, are checked like
+//! sandboxed ones before anything of theirs runs, and behave the same in a
+//! run.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::run_batch::{Fixture, MIXED};
+use orchestrator_store::Store;
+
+use crate::support::{self, artifacts, orchestrator, run};
+
+/// A shared library from C source, as a C author would build one.
+fn c_library(dir: &Path, name: &str, source: &str) -> PathBuf {
+    let c = dir.join(format!("{name}.c"));
+    std::fs::write(&c, source).unwrap();
+    let library = dir.join(format!("lib{name}.so"));
+    let status = Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&library)
+        .arg(&c)
+        .status()
+        .expect("a C compiler (cc), which Rust needs as its linker anyway");
+    assert!(status.success());
+    library
+}
+
+/// The one-line refusal of `plugins inspect --allow-native FILE`.
+fn refusal(path: &Path) -> String {
+    let out = run(orchestrator()
+        .args(["plugins", "inspect", "--allow-native"])
+        .arg(path));
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    out.stderr
+}
+
+#[test]
+fn a_native_plugin_is_refused_without_allow_native() {
+    let f = Fixture::new("[[account]]\nname = \"a\"\ntoken = \"t\"\n", 1)
+        .with_plugins(&[artifacts::NATIVE_POSTER, artifacts::HTTP_CLASSIFIER]);
+    let out = f.run(&[]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("pass --allow-native"), "{}", out.stderr);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert_eq!(f.sandbox.counters().requests, 0);
+}
+
+#[test]
+fn a_native_library_from_another_contract_names_both_versions() {
+    let dir = support::temp_dir();
+    let old = c_library(
+        dir.path(),
+        "old",
+        r#"const char *orchestrator_abi_version(void) { return "0.1.0"; }"#,
+    );
+    let line = refusal(&old);
+    assert!(
+        line.contains("built against contract orchestrator:plugin@0.1.0, but this host accepts orchestrator:plugin@^0.2.0"),
+        "{line}"
+    );
+    let garbled = c_library(
+        dir.path(),
+        "garbled",
+        r#"const char *orchestrator_abi_version(void) { return "new"; }"#,
+    );
+    assert!(refusal(&garbled).contains("says \"new\", not a semver version"));
+}
+
+#[test]
+fn a_native_library_missing_a_symbol_is_refused_by_name() {
+    let dir = support::temp_dir();
+    let nothing = c_library(dir.path(), "nothing", "int unrelated(void) { return 1; }");
+    assert!(refusal(&nothing).contains("has no `orchestrator_abi_version`"));
+    let half = c_library(
+        dir.path(),
+        "half",
+        r#"const char *orchestrator_abi_version(void) { return "0.2.0"; }"#,
+    );
+    assert!(refusal(&half).contains("has no `orchestrator_free`"));
+}
+
+#[test]
+fn a_file_that_is_no_library_is_refused() {
+    let dir = support::temp_dir();
+    let text = dir.path().join("libtext.so");
+    std::fs::write(&text, "not a library").unwrap();
+    assert!(refusal(&text).contains("nor a native library"));
+    let broken = dir.path().join("libbroken.so");
+    std::fs::write(&broken, b"\x7fELF but nothing after").unwrap();
+    assert!(refusal(&broken).contains("cannot load the native library"));
+}
+
+#[test]
+fn a_pinned_hash_admits_only_that_build() {
+    let f = Fixture::new("[[account]]\nname = \"a\"\ntoken = \"t\"\n", 1)
+        .with_plugins(&[artifacts::NATIVE_POSTER, artifacts::HTTP_CLASSIFIER]);
+    let wrong = "0".repeat(64);
+    let out = f.run(&["--allow-native", "--native-sha256", &wrong]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("is not pinned"), "{}", out.stderr);
+    let right = orchestrator_plugin_host::file_sha256(Path::new(artifacts::NATIVE_POSTER)).unwrap();
+    let out = f.run(&["--allow-native", "--native-sha256", &right]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+#[test]
+fn a_native_poster_gives_the_same_outcomes_as_the_sandboxed_one() {
+    let wasm = Fixture::new(MIXED, 2);
+    assert_eq!(wasm.run(&[]).code, 1);
+    let native = Fixture::new(MIXED, 2)
+        .with_plugins(&[artifacts::NATIVE_POSTER, artifacts::HTTP_CLASSIFIER]);
+    let out = native.run(&["--allow-native"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(native.outcomes(), wasm.outcomes());
+    // And the same reasons, job by job.
+    let reasons = |f: &Fixture| -> Vec<Option<String>> {
+        let state = f.state();
+        f.outcomes()
+            .keys()
+            .flat_map(|job| state.attempts(job).unwrap())
+            .map(|a| a.category)
+            .collect()
+    };
+    assert_eq!(reasons(&native), reasons(&wasm));
+    assert_eq!(native.sandbox.counters().duplicates_prevented, 0);
+}
+
+#[test]
+fn a_panicking_native_plugin_fails_the_attempt_not_the_run() {
+    let f = Fixture::new("[[account]]\nname = \"a\"\ntoken = \"t\"\n", 0)
+        .with_jobs(
+            "{\"id\": \"boom\", \"account\": \"a\", \"payload\": {\"status\": \"x\", \"panic\": true}}\n\
+             {\"id\": \"fine\", \"account\": \"a\", \"payload\": {\"status\": \"y\"}}\n",
+        )
+        .with_plugins(&[artifacts::NATIVE_POSTER, artifacts::HTTP_CLASSIFIER]);
+    let out = f.run(&["--allow-native", "--max-passes", "1"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let boom = f.state().attempts("boom").unwrap().remove(0);
+    let fault = boom.fault.expect("a host fault");
+    assert_eq!(fault.kind(), "trap");
+    assert!(
+        fault.to_string().contains("panicked: asked to panic"),
+        "{fault}"
+    );
+    assert_eq!(
+        f.outcomes()["fine"].0,
+        orchestrator_store::JobState::Succeeded
+    );
+}
+
+#[test]
+fn plugins_list_shows_the_native_backend_and_says_it_is_unsandboxed() {
+    let dir = support::temp_dir();
+    support::install(artifacts::NATIVE_POSTER, dir.path(), "libnative_poster.so");
+    let list = |extra: &[&str]| {
+        let out = run(orchestrator()
+            .args(["plugins", "list", "--plugin-dir"])
+            .arg(dir.path())
+            .args(extra));
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        out.stdout
+    };
+    let allowed = list(&["--allow-native"]);
+    assert!(allowed.contains("native-poster"), "{allowed}");
+    assert!(allowed.contains(" native "), "{allowed}");
+    assert!(
+        allowed.contains("compatible (native: runs unsandboxed)"),
+        "{allowed}"
+    );
+    let refused = list(&[]);
+    assert!(refused.contains("pass --allow-native"), "{refused}");
+}
