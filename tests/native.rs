@@ -172,3 +172,50 @@ fn plugins_list_shows_the_native_backend_and_says_it_is_unsandboxed() {
     let refused = list(&[]);
     assert!(refused.contains("pass --allow-native"), "{refused}");
 }
+
+#[test]
+fn a_native_classifier_in_c_decides_in_a_real_run() {
+    let dir = support::temp_dir();
+    // Every 5xx is the instance's fault: wait a second for everyone.
+    let classifier = c_library(
+        dir.path(),
+        "c_classifier",
+        r#"
+#include <stdlib.h>
+#include <string.h>
+const char *orchestrator_abi_version(void) { return "0.2.0"; }
+static char *own(const char *text) { return strdup(text); }
+char *orchestrator_describe(void) {
+    return own("{\"name\":\"c-classifier\",\"version\":\"1.0.0\","
+               "\"description\":\"5xx means wait\",\"kind\":\"classifier\"}");
+}
+char *orchestrator_classify(const char *report) {
+    if (strstr(report, "\"http_status\":503"))
+        return own("{\"verdict\":{\"decided\":{\"category\":\"retryable\","
+                   "\"reason\":\"the C classifier says the instance is down\","
+                   "\"retry_after_ms\":null,\"scope\":\"platform\"}}}");
+    return own("{\"verdict\":\"no-opinion\"}");
+}
+void orchestrator_free(char *text) { free(text); }
+"#,
+    );
+    let classifier: &'static str = Box::leak(classifier.display().to_string().into_boxed_str());
+    let f = Fixture::new(MIXED, 1).with_plugins(&[
+        artifacts::MASTODON_POSTER,
+        classifier,
+        artifacts::HTTP_CLASSIFIER,
+    ]);
+    let out = f.run(&["--allow-native"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let state = f.state();
+    let flaky = state.attempts("flaky-1").unwrap().remove(0);
+    assert_eq!(flaky.decided_by.as_deref(), Some("c-classifier"));
+    assert_eq!(
+        flaky.reason.as_deref(),
+        Some("the C classifier says the instance is down")
+    );
+    // It had no opinion on the rest: the next classifier decided.
+    let suspended = state.attempts("suspended-1").unwrap().remove(0);
+    assert_eq!(suspended.decided_by.as_deref(), Some("http-classifier"));
+    drop(dir);
+}
