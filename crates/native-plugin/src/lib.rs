@@ -6,12 +6,25 @@
 //! [`Classifier`] with ordinary Rust and let [`export_poster!`] or
 //! [`export_classifier!`] write the `extern "C"` functions:
 //!
-//! ```ignore
+//! ```
+//! use orchestrator_native_plugin::contract::{JobContext, PluginInfo, PostFailure, Receipt};
+//!
 //! struct Mine;
+//!
 //! impl orchestrator_native_plugin::Poster for Mine {
-//!     fn describe() -> PluginInfo { /* … */ }
-//!     fn post(job: JobContext, token: Option<String>) -> Result<Receipt, PostFailure> { /* … */ }
+//!     fn describe() -> PluginInfo {
+//!         PluginInfo {
+//!             name: "mine".into(),
+//!             version: "1.0.0".into(),
+//!             description: "posts nowhere".into(),
+//!         }
+//!     }
+//!
+//!     fn post(job: JobContext, _token: Option<String>) -> Result<Receipt, PostFailure> {
+//!         Ok(Receipt { remote_id: job.idempotency_key, url: None })
+//!     }
 //! }
+//!
 //! orchestrator_native_plugin::export_poster!(Mine);
 //! ```
 //!
