@@ -4,6 +4,7 @@
 use orchestrator_contract::{Account, HostFault, JobContext, PluginKind};
 use orchestrator_plugin_host::{Attempt, OutboundAccess, Secret};
 use orchestrator_sandbox::{Sandbox, Scenario};
+use orchestrator_store::Store;
 
 use crate::support::{self, artifacts};
 
@@ -228,4 +229,35 @@ fn a_payload_without_status_text_fails_before_any_request() {
         assert!(f.message.contains("no `status` text"), "{}", f.message);
         assert_eq!(sandbox.counters().requests, 0);
     });
+}
+
+#[test]
+fn https_platforms_are_reached_over_kept_alive_connections() {
+    let f = crate::run_batch::Fixture::new_tls(
+        "[[account]]\nname = \"a\"\ntoken = \"ta\"\n[[account]]\nname = \"b\"\ntoken = \"tb\"\n",
+        10,
+    );
+    assert!(f.sandbox.url().starts_with("https://localhost:"));
+    // Without the sandbox's certificate, the host refuses the connection.
+    let out = f.run(&["--max-passes", "1"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let attempt = f.state().attempts("a-1").unwrap().remove(0);
+    assert!(
+        attempt
+            .fault
+            .as_ref()
+            .is_some_and(|fault| fault.to_string().contains("TLS certificate")),
+        "{attempt:?}"
+    );
+    assert_eq!(f.sandbox.counters().requests, 0);
+
+    // Trusting it, a fresh batch posts everything.
+    let refused = f.sandbox.counters().connections;
+    let out = f.run(&["--ca-file", "ca.pem", "--state-file", "trusted.sqlite"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let counters = f.sandbox.counters();
+    assert_eq!(counters.statuses_created, 20);
+    // Each account's posts share a connection (and its TLS handshake).
+    let connections = counters.connections - refused;
+    assert!(connections < 20, "{connections} connections for 20 posts");
 }

@@ -60,12 +60,34 @@ impl Fixture {
     pub fn new(scenario: &str, jobs_per_account: usize) -> Fixture {
         let runtime = support::runtime();
         let scenario = Scenario::parse(scenario).unwrap();
-        let names: Vec<(String, String)> = scenario
+        let sandbox = runtime.block_on(Sandbox::start_local(scenario)).unwrap();
+        Fixture::around(runtime, sandbox, jobs_per_account)
+    }
+
+    /// Like [`Fixture::new`], with the sandbox speaking HTTPS under a fresh
+    /// self-signed certificate, written to `ca.pem`.
+    pub fn new_tls(scenario: &str, jobs_per_account: usize) -> Fixture {
+        let runtime = support::runtime();
+        let scenario = Scenario::parse(scenario).unwrap();
+        let (sandbox, ca) = runtime
+            .block_on(Sandbox::start_local_tls(scenario))
+            .unwrap();
+        let fixture = Fixture::around(runtime, sandbox, jobs_per_account);
+        std::fs::write(fixture.path("ca.pem"), ca).unwrap();
+        fixture
+    }
+
+    fn around(
+        runtime: tokio::runtime::Runtime,
+        sandbox: Sandbox,
+        jobs_per_account: usize,
+    ) -> Fixture {
+        let names: Vec<(String, String)> = sandbox
+            .scenario()
             .accounts
             .iter()
             .map(|a| (a.name.clone(), a.token.clone()))
             .collect();
-        let sandbox = runtime.block_on(Sandbox::start_local(scenario)).unwrap();
         let dir = support::temp_dir();
         let mut accounts = String::new();
         let mut jobs = String::new();

@@ -64,6 +64,7 @@ const KEYS: &[(&str, &str)] = &[
     ("response-limit", "response_limit"),
     ("allow-hosts", "allow_hosts"),
     ("no-cache", "no_cache"),
+    ("ca-file", "ca_files"),
     ("allow-native", "allow_native"),
     ("native-sha256", "native_sha256"),
 ];
@@ -210,6 +211,7 @@ fn set(args: &mut BatchArgs, key: &str, v: &toml::Value, at: &str) -> Result<()>
         "response-limit" => l.response_limit = value(v, key, at)?,
         "allow-hosts" => l.allow_hosts = value(v, key, at)?,
         "no-cache" => l.cache.no_cache = value(v, key, at)?,
+        "ca-file" => l.ca_files = value(v, key, at)?,
         "allow-native" => l.native.allow_native = value(v, key, at)?,
         "native-sha256" => l.native.native_sha256 = value(v, key, at)?,
         _ => unreachable!("every key in KEYS is handled"),
@@ -257,6 +259,7 @@ fn show(args: &BatchArgs, key: &str) -> String {
         "response-limit" => format!("{} MiB", l.response_limit),
         "allow-hosts" => l.allow_hosts.join(", "),
         "no-cache" => l.cache.no_cache.to_string(),
+        "ca-file" => paths(&l.ca_files),
         "allow-native" => l.native.allow_native.to_string(),
         "native-sha256" => l.native.native_sha256.join(", "),
         _ => String::new(),

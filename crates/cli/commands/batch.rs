@@ -150,6 +150,10 @@ pub struct LimitArgs {
     /// reaches only its account's base-URL host
     #[arg(long = "allow-host", value_name = "HOST[:PORT]")]
     pub allow_hosts: Vec<String>,
+    /// Also trust the certificate authorities in this PEM file for
+    /// platform connections (repeatable), e.g. a private instance's
+    #[arg(long = "ca-file", value_name = "PEM")]
+    pub ca_files: Vec<PathBuf>,
 
     #[command(flatten)]
     pub cache: CacheArgs,
@@ -208,6 +212,19 @@ impl CacheArgs {
 }
 
 impl LimitArgs {
+    /// The extra certificate authorities of `--ca-file`.
+    pub fn trusted_certificates(
+        &self,
+    ) -> Result<Vec<orchestrator_plugin_host::outbound::Certificate>> {
+        let mut all = Vec::new();
+        for file in &self.ca_files {
+            let certs = orchestrator_plugin_host::outbound::read_pem_certificates(file)
+                .map_err(|e| Exit::new(exit::USAGE, format!("--ca-file: {e}")))?;
+            all.extend(certs);
+        }
+        Ok(all)
+    }
+
     pub fn limits(&self) -> Result<Limits> {
         let at_least_1 = |value: i64, flag: &str| -> Result<u64> {
             if value < 1 {

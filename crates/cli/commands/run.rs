@@ -91,6 +91,7 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
         ..args.limits.limits()?
     };
     let host = PluginHost::with_limits(limits)?
+        .with_trusted_certificates(&args.limits.trusted_certificates()?)
         .with_cache(args.limits.cache.cache())
         .with_native(args.limits.native.policy());
     let mut posters = Vec::new();

@@ -292,7 +292,7 @@ impl PluginHost {
             classifier_linker: Arc::new(classifier_linker),
             limits,
             cache: None,
-            pool: outbound::pool(),
+            pool: outbound::pool(&[]),
             native: NativePolicy::default(),
         })
     }
@@ -301,6 +301,13 @@ impl PluginHost {
     /// load afresh).
     pub fn with_cache(mut self, cache: Option<CompileCache>) -> Self {
         self.cache = cache;
+        self
+    }
+
+    /// Also trusts these certificate authorities for platform connections
+    /// (a private instance, a test server).
+    pub fn with_trusted_certificates(mut self, certs: &[outbound::Certificate]) -> Self {
+        self.pool = outbound::pool(certs);
         self
     }
 

@@ -87,25 +87,59 @@ impl OutboundAccess {
 /// Faults the hooks saw during an attempt, read by the host afterwards.
 pub(crate) type FaultLog = Arc<Mutex<Vec<HostFault>>>;
 
-/// Keep-alive connections for plain-HTTP requests, shared by every attempt
-/// of a host: an account's next post reuses the connection its last one
-/// opened instead of paying a new TCP handshake. (HTTPS goes through
-/// wasmtime-wasi-http's own client, a connection per request.)
+/// Keep-alive connections shared by every attempt of a host, over HTTP or
+/// HTTPS: an account's next post reuses the connection its last one opened
+/// instead of paying a new TCP (and TLS) handshake.
 pub(crate) type Pool = hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
     WasiBody,
 >;
 
-/// A connection pool for the host.
-pub(crate) fn pool() -> Pool {
+/// A connection pool that trusts the Mozilla roots and `extra_roots`.
+pub(crate) fn pool(extra_roots: &[Certificate]) -> Pool {
     use hyper_util::rt::{TokioExecutor, TokioTimer};
-    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(std::time::Duration::from_secs(30)));
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    for cert in extra_roots {
+        // A certificate that is no CA only fails to verify what it signs.
+        let _ = roots.add(cert.clone());
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(std::time::Duration::from_secs(30)));
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
     hyper_util::client::legacy::Client::builder(TokioExecutor::new())
         .pool_idle_timeout(std::time::Duration::from_secs(30))
         .pool_timer(TokioTimer::new())
         .build(connector)
+}
+
+/// A certificate, DER-encoded.
+pub type Certificate = rustls::pki_types::CertificateDer<'static>;
+
+/// The certificates in a PEM file, for `--ca-file`.
+pub fn read_pem_certificates(path: &std::path::Path) -> Result<Vec<Certificate>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let certs: Vec<_> = rustls::pki_types::CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{} is not a PEM certificate file: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no PEM certificate", path.display()));
+    }
+    Ok(certs)
 }
 
 /// The `wasi:http` hooks that enforce [`OutboundAccess`].
@@ -170,17 +204,7 @@ impl WasiHttpHooks for OutboundHooks {
         let pool = self.pool.clone();
         Box::new(async move {
             use http_body_util::BodyExt;
-            let sent = if request.uri().scheme() == Some(&http::uri::Scheme::HTTP) {
-                pooled_send(pool, request, options).await
-            } else {
-                wasmtime_wasi_http::default_send_request(request, options)
-                    .await
-                    .map(|(response, io)| {
-                        let response = response.map(|body| body.boxed_unsync());
-                        (response, Box::new(io) as Box<dyn Future<Output = _> + Send>)
-                    })
-            };
-            match sent {
+            match pooled_send(pool, request, options).await {
                 Ok((response, io)) => {
                     let message =
                         format!("{shown}: the response body is larger than the {limit}-byte limit");
@@ -216,7 +240,7 @@ impl WasiHttpHooks for OutboundHooks {
 
 type Io = Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>;
 
-/// Sends a plain-HTTP request over the host's keep-alive pool.
+/// Sends a request over the host's keep-alive pool.
 async fn pooled_send(
     pool: Pool,
     request: http::Request<WasiBody>,
@@ -237,10 +261,35 @@ async fn pooled_send(
     Ok((response, Box::new(async { Ok(()) }) as Io))
 }
 
+/// The TLS error in a cause, where an I/O error keeps its cause inside
+/// rather than as its source.
+fn tls_error<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    cause.downcast_ref::<rustls::Error>().or_else(|| {
+        let inner = cause.downcast_ref::<std::io::Error>()?.get_ref()?;
+        tls_error(inner)
+    })
+}
+
 /// What the guest is told when the pool could not get a response: the
 /// same codes a fresh connection would have produced.
 fn transport_error(e: &hyper_util::client::legacy::Error) -> wasmtime_wasi_http::Error {
     use wasmtime_wasi_http::Error;
+    let chain = || {
+        std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |c| {
+            c.source()
+        })
+    };
+    // A TLS failure sits under an I/O error: look for it first.
+    if let Some(tls) = chain().find_map(tls_error) {
+        return match tls {
+            rustls::Error::InvalidCertificate(_) => Error::TlsCertificateError,
+            rustls::Error::AlertReceived(_) => Error::TlsAlertReceived {
+                alert_id: None,
+                alert_message: Some(tls.to_string()),
+            },
+            _ => Error::TlsProtocolError,
+        };
+    }
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(cause) = source {
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {

@@ -71,6 +71,8 @@ struct Shared {
     requests: AtomicU64,
     created: AtomicU64,
     duplicates_prevented: AtomicU64,
+    /// Connections accepted: fewer than requests when clients keep them alive.
+    connections: AtomicU64,
     /// `POST /statuses` being answered now, and the most there ever were.
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
@@ -101,6 +103,9 @@ pub struct Counters {
     /// The most `POST /statuses` requests the sandbox was answering at once.
     #[serde(default)]
     pub max_in_flight: u64,
+    /// TCP connections accepted.
+    #[serde(default)]
+    pub connections: u64,
     /// account → requests it made
     pub requests_by_account: std::collections::BTreeMap<String, u64>,
     /// account → statuses created
@@ -127,9 +132,42 @@ impl std::fmt::Debug for Sandbox {
 impl Sandbox {
     /// Binds `addr` (use port 0 for a free port) and starts serving.
     pub async fn start(scenario: Scenario, addr: SocketAddr) -> std::io::Result<Sandbox> {
+        Self::start_with(scenario, addr, None).await
+    }
+
+    /// Starts on `127.0.0.1` with a free port, speaking HTTPS with a fresh
+    /// self-signed certificate for `localhost`; returns the certificate (PEM)
+    /// for clients to trust. The URL is `https://localhost:PORT`.
+    pub async fn start_local_tls(scenario: Scenario) -> std::io::Result<(Sandbox, String)> {
+        let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        let certified = rcgen::generate_simple_self_signed(names).map_err(std::io::Error::other)?;
+        let cert_pem = certified.cert.pem();
+        let key =
+            rustls::pki_types::PrivateKeyDer::Pkcs8(certified.key_pair.serialize_der().into());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(std::io::Error::other)?
+            .with_no_client_auth()
+            .with_single_cert(vec![certified.cert.der().clone()], key)
+            .map_err(std::io::Error::other)?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        let sandbox = Self::start_with(scenario, addr, Some(acceptor)).await?;
+        Ok((sandbox, cert_pem))
+    }
+
+    async fn start_with(
+        scenario: Scenario,
+        addr: SocketAddr,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> std::io::Result<Sandbox> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let url = format!("http://{addr}");
+        let url = match tls {
+            Some(_) => format!("https://localhost:{}", addr.port()),
+            None => format!("http://{addr}"),
+        };
         let by_token = scenario
             .accounts
             .iter()
@@ -145,6 +183,7 @@ impl Sandbox {
             requests: AtomicU64::new(0),
             created: AtomicU64::new(0),
             duplicates_prevented: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             max_in_flight: AtomicU64::new(0),
             accounts: DashMap::new(),
@@ -153,7 +192,7 @@ impl Sandbox {
             statuses: DashMap::new(),
         });
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(serve(listener, shared.clone(), stopped));
+        let task = tokio::spawn(serve(listener, shared.clone(), stopped, tls));
         Ok(Sandbox {
             addr,
             url,
@@ -166,6 +205,11 @@ impl Sandbox {
     /// Starts on `127.0.0.1` with a free port.
     pub async fn start_local(scenario: Scenario) -> std::io::Result<Sandbox> {
         Self::start(scenario, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// The scenario it serves.
+    pub fn scenario(&self) -> &Scenario {
+        &self.shared.scenario
     }
 
     /// The base URL, e.g. `http://127.0.0.1:41234`.
@@ -210,6 +254,7 @@ fn counters(shared: &Shared) -> Counters {
         statuses_created: shared.created.load(Ordering::Relaxed),
         duplicates_prevented: shared.duplicates_prevented.load(Ordering::Relaxed),
         max_in_flight: shared.max_in_flight.load(Ordering::Relaxed),
+        connections: shared.connections.load(Ordering::Relaxed),
         requests_by_account: shared
             .accounts
             .iter()
@@ -234,7 +279,12 @@ fn statuses(shared: &Shared) -> Vec<CreatedStatus> {
     all
 }
 
-async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stopped: watch::Receiver<bool>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -250,20 +300,35 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stopped: watch::R
             }
         };
         let _ = stream.set_nodelay(true);
+        shared.connections.fetch_add(1, Ordering::Relaxed);
         let shared = shared.clone();
-        let mut stopped = stopped.clone();
+        let stopped = stopped.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| api::handle(shared.clone(), req));
-            let conn = hyper::server::conn::http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                // A service error (scripted `drop-connection`) closes the
-                // connection without a response, which is the point.
-                _ = conn => {}
-                _ = stopped.changed() => {}
+            match tls {
+                None => serve_connection(stream, shared, stopped).await,
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(stream) => serve_connection(stream, shared, stopped).await,
+                    Err(e) => tracing::debug!("TLS handshake failed: {e}"),
+                },
             }
         });
+    }
+}
+
+async fn serve_connection<IO>(io: IO, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| api::handle(shared.clone(), req));
+    let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(io), service);
+    tokio::select! {
+        // A service error (scripted `drop-connection`) closes the
+        // connection without a response, which is the point.
+        _ = conn => {}
+        _ = stopped.changed() => {}
     }
 }
 
