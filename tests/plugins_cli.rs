@@ -257,3 +257,27 @@ fn inspect_shows_what_a_poster_would_be_granted() {
         out.stdout
     );
 }
+
+#[test]
+fn cache_entries_unused_for_a_month_are_removed_when_another_is_stored() {
+    let dir = plugin_dir();
+    let cache = support::temp_dir();
+    let stale = cache.path().join("0000-0000.cwasm");
+    std::fs::write(&stale, "an old build").unwrap();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(31 * 24 * 3600);
+    std::fs::File::options()
+        .append(true)
+        .open(&stale)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let recent = cache.path().join("1111-1111.cwasm");
+    std::fs::write(&recent, "a build from last week").unwrap();
+    let out = run(orchestrator()
+        .env("ORCHESTRATOR_CACHE_DIR", cache.path())
+        .args(["plugins", "list", "--plugin-dir"])
+        .arg(dir.path()));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!stale.exists(), "the month-old entry is gone");
+    assert!(recent.exists(), "a recent one stays");
+}

@@ -9,7 +9,8 @@
 //! check and is compiled again (and replaced) rather than handed to
 //! wasmtime, which may only deserialize what it serialized itself.
 //! Entries are written to a temporary file and renamed, so a reader never
-//! sees half of one.
+//! sees half of one. An entry not used for [`UNUSED_FOR`] is removed the
+//! next time an entry is stored, so old builds do not pile up.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -39,6 +40,9 @@ pub enum CacheUse {
 }
 
 const DIGEST: usize = 32;
+
+/// How long an unused entry is kept.
+pub const UNUSED_FOR: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
 
 impl CompileCache {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
@@ -88,7 +92,14 @@ impl CompileCache {
         #[allow(unsafe_code)]
         let component = unsafe { Component::deserialize(engine, compiled) };
         match component {
-            Ok(component) => Some(component),
+            Ok(component) => {
+                // Used now: keep it through the next pruning.
+                let _ = std::fs::File::options()
+                    .append(true)
+                    .open(&path)
+                    .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+                Some(component)
+            }
             Err(e) => {
                 tracing::warn!(path = %path.display(), "ignoring a compiled-plugin cache entry: {e:#}");
                 None
@@ -111,10 +122,34 @@ impl CompileCache {
             Ok(())
         };
         match write() {
-            Ok(()) => true,
+            Ok(()) => {
+                self.prune();
+                true
+            }
             Err(e) => {
                 tracing::debug!(dir = %self.dir.display(), "cannot cache a compiled plugin: {e}");
                 false
+            }
+        }
+    }
+}
+
+impl CompileCache {
+    /// Removes entries unused for [`UNUSED_FOR`]; best effort.
+    fn prune(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let now = std::time::SystemTime::now();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let stale = path.extension().is_some_and(|e| e == "cwasm")
+                && entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| now.duration_since(t).is_ok_and(|age| age > UNUSED_FOR));
+            if stale {
+                let _ = std::fs::remove_file(path);
             }
         }
     }
