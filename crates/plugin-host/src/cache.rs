@@ -13,7 +13,7 @@
 //! next time an entry is stored, so old builds do not pile up.
 
 use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
@@ -56,24 +56,12 @@ impl CompileCache {
             .map(|d| d.cache_dir().join("compiled"))
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Where the entry for a plugin with this SHA-256 lives for `engine`.
-    pub fn entry(&self, engine: &Engine, plugin_sha256: &str) -> PathBuf {
+    fn entry(&self, engine: &Engine, plugin_sha256: &str) -> PathBuf {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         self.dir
             .join(format!("{plugin_sha256}-{:016x}.cwasm", hasher.finish()))
-    }
-
-    /// Whether a usable-looking entry exists (for `plugins list`).
-    pub fn contains(&self, engine: &Engine, plugin_sha256: &str) -> bool {
-        std::fs::read(self.entry(engine, plugin_sha256))
-            .ok()
-            .and_then(|bytes| checked(&bytes).map(|_| ()))
-            .is_some()
     }
 
     /// The cached component, when there is a sound entry for it.

@@ -307,7 +307,10 @@ impl PluginHost {
     /// Also trusts these certificate authorities for platform connections
     /// (a private instance, a test server).
     pub fn with_trusted_certificates(mut self, certs: &[outbound::Certificate]) -> Self {
-        self.pool = outbound::pool(certs);
+        // The pool from `with_limits` already trusts the default roots.
+        if !certs.is_empty() {
+            self.pool = outbound::pool(certs);
+        }
         self
     }
 
@@ -315,13 +318,6 @@ impl PluginHost {
     pub fn with_native(mut self, policy: NativePolicy) -> Self {
         self.native = policy;
         self
-    }
-
-    /// Whether the cache holds a compiled plugin with this SHA-256.
-    pub fn is_cached(&self, sha256: &str) -> bool {
-        self.cache
-            .as_ref()
-            .is_some_and(|c| c.contains(&self.engine, sha256))
     }
 
     /// Reads, compiles, checks and describes the plugin at `path`.

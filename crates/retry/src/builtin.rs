@@ -55,7 +55,7 @@ pub fn builtin_classification(report: &FailureReport) -> Classification {
 }
 
 /// Who waits out the platform's retry-after, by the rules above.
-pub fn builtin_scope(report: &FailureReport) -> RetryScope {
+fn builtin_scope(report: &FailureReport) -> RetryScope {
     let Some(failure) = &report.failure else {
         return RetryScope::Job;
     };

@@ -17,7 +17,7 @@ use std::time::Duration;
 use orchestrator_contract::Category;
 use serde::{Deserialize, Serialize};
 
-pub use builtin::{builtin_classification, builtin_scope};
+pub use builtin::builtin_classification;
 pub use pass::{PassManager, PassResult, PassTally};
 
 /// How failed jobs are retried.
