@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use orchestrator_contract::{Account, Category, FailureReport, JobContext, RetryScope, Verdict};
-use orchestrator_plugin_host::Attempt;
+use orchestrator_plugin_host::{Attempt, OutboundAccess};
 use orchestrator_retry::{JobHistory, builtin_classification, decide};
 use orchestrator_store::{AttemptOutcome, Decided, Store, StoredJob};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::pause::Pauses;
-use crate::{AccountConfig, Batch, RunCounters, RunError, RunEvent, RunOptions, Runner};
+use crate::pause::{Pauses, Waiter};
+use crate::{Batch, RunCounters, RunError, RunEvent, RunOptions, Runner};
 
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
@@ -45,8 +45,17 @@ pub(crate) async fn run_pass(
         let account = batch
             .accounts
             .get(&name)
-            .cloned()
             .ok_or_else(|| RunError::UnknownAccounts(name.clone()))?;
+        // Worked out once for all of the account's attempts.
+        let queue_of = QueueOf {
+            context: Account {
+                name: account.name.clone(),
+                base_url: account.base_url.clone(),
+                settings: account.settings.clone(),
+            },
+            access: account.access(&options.allow_hosts),
+            waiter: Waiter::of(account),
+        };
         // A job told to wait goes behind its account's other jobs, which
         // need not wait with it (stable: import order otherwise).
         queue.sort_by_key(|job| job.not_before_ms.unwrap_or(0));
@@ -68,7 +77,7 @@ pub(crate) async fn run_pass(
                 // account or platform, then for a worker; a pause that began
                 // meanwhile sends it back to waiting.
                 let permit = loop {
-                    let until = job.not_before_ms.max(ctx.pauses.until(&account));
+                    let until = job.not_before_ms.max(ctx.pauses.until(&queue_of.waiter));
                     let wait = until.map_or(0, |t| t.saturating_sub(now_ms()));
                     if wait > 0 {
                         tokio::select! {
@@ -84,11 +93,15 @@ pub(crate) async fn run_pass(
                     if *stop.borrow() {
                         return Ok(());
                     }
-                    if ctx.pauses.until(&account).is_none_or(|t| t <= now_ms()) {
+                    if ctx
+                        .pauses
+                        .until(&queue_of.waiter)
+                        .is_none_or(|t| t <= now_ms())
+                    {
                         break permit;
                     }
                 };
-                ctx.attempt(&account, job).await?;
+                ctx.attempt(&queue_of, job).await?;
                 drop(permit);
             }
             Ok::<(), RunError>(())
@@ -130,6 +143,14 @@ pub(crate) async fn run_pass(
     Ok(stopping.is_some() || *stop.borrow())
 }
 
+/// What every attempt of one account's queue shares.
+struct QueueOf {
+    /// The account as plugins see it.
+    context: Account,
+    access: OutboundAccess,
+    waiter: Waiter,
+}
+
 /// What one attempt needs.
 struct AttemptCtx {
     store: Arc<dyn Store>,
@@ -144,24 +165,20 @@ struct AttemptCtx {
 
 impl AttemptCtx {
     /// Runs one attempt, and holds back whom its retry-after names.
-    async fn attempt(&self, account: &AccountConfig, job: StoredJob) -> Result<(), RunError> {
+    async fn attempt(&self, queue_of: &QueueOf, job: StoredJob) -> Result<(), RunError> {
         // Durable before the plugin runs; committed with the other
         // attempts' writes of the moment.
         let attempt_id = self.store.queue_begin_attempt(&job, self.pass).await?;
         (self.report)(RunEvent::AttemptStarted { pass: self.pass });
         let context = JobContext {
             job_id: job.id.clone(),
-            account: Account {
-                name: account.name.clone(),
-                base_url: account.base_url.clone(),
-                settings: account.settings.clone(),
-            },
+            account: queue_of.context.clone(),
             payload: job.payload.clone(),
             attempt: job.attempts + 1,
             pass: self.pass,
             idempotency_key: job.idempotency_key.clone(),
         };
-        let access = account.access(&self.options.allow_hosts);
+        let access = queue_of.access.clone();
         let (outcome, summary) = match self.batch.poster.post(&context, access).await {
             Attempt::Posted(receipt) => {
                 let summary = format!("posted {}", receipt.remote_id);
@@ -207,10 +224,11 @@ impl AttemptCtx {
         } = &outcome
             && classification.scope != RetryScope::Job
         {
-            self.pauses.hold(classification.scope, account, *until);
+            self.pauses
+                .hold(classification.scope, &queue_of.waiter, *until);
             (self.report)(RunEvent::Paused {
                 scope: classification.scope,
-                account: account.name.clone(),
+                account: queue_of.context.name.clone(),
                 seconds: until.saturating_sub(now_ms()) as f64 / 1000.0,
                 reason: classification.reason.clone(),
             });

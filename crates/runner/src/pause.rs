@@ -23,6 +23,23 @@ enum Holder {
     Platform(String),
 }
 
+/// Whom an account's attempts answer to: itself and its platform instance.
+/// Worked out once per account, not per attempt.
+#[derive(Debug, Clone)]
+pub(crate) struct Waiter {
+    account: Holder,
+    platform: Holder,
+}
+
+impl Waiter {
+    pub(crate) fn of(account: &AccountConfig) -> Self {
+        Waiter {
+            account: Holder::Account(account.name.clone()),
+            platform: Holder::Platform(instance_of(account)),
+        }
+    }
+}
+
 /// The account and platform waits of a run, latest per holder.
 #[derive(Debug, Default)]
 pub(crate) struct Pauses {
@@ -30,13 +47,13 @@ pub(crate) struct Pauses {
 }
 
 impl Pauses {
-    /// Waits `account` (or its platform instance, by `scope`) until
+    /// Waits the account (or its platform instance, by `scope`) until
     /// `until_ms`; a job-scoped wait holds back no one else.
-    pub(crate) fn hold(&self, scope: RetryScope, account: &AccountConfig, until_ms: u64) {
+    pub(crate) fn hold(&self, scope: RetryScope, waiter: &Waiter, until_ms: u64) {
         let holder = match scope {
             RetryScope::Job => return,
-            RetryScope::Account => Holder::Account(account.name.clone()),
-            RetryScope::Platform => Holder::Platform(instance_of(account)),
+            RetryScope::Account => waiter.account.clone(),
+            RetryScope::Platform => waiter.platform.clone(),
         };
         let mut until = self.until.lock().unwrap_or_else(|e| e.into_inner());
         let entry = until.entry(holder).or_default();
@@ -48,16 +65,17 @@ impl Pauses {
     pub(crate) fn restore(&self, pauses: &[Pause], accounts: &BTreeMap<String, AccountConfig>) {
         for pause in pauses {
             if let Some(account) = accounts.get(&pause.account) {
-                self.hold(pause.scope, account, pause.until_ms);
+                self.hold(pause.scope, &Waiter::of(account), pause.until_ms);
             }
         }
     }
 
-    /// Until when `account` may not post (ms since the epoch), if at all.
-    pub(crate) fn until(&self, account: &AccountConfig) -> Option<u64> {
+    /// Until when the waiter's account may not post (ms since the epoch),
+    /// if at all.
+    pub(crate) fn until(&self, waiter: &Waiter) -> Option<u64> {
         let until = self.until.lock().unwrap_or_else(|e| e.into_inner());
-        let own = until.get(&Holder::Account(account.name.clone()));
-        let platform = until.get(&Holder::Platform(instance_of(account)));
+        let own = until.get(&waiter.account);
+        let platform = until.get(&waiter.platform);
         own.max(platform).copied()
     }
 }
@@ -72,7 +90,7 @@ fn instance_of(account: &AccountConfig) -> String {
 mod tests {
     use super::*;
 
-    fn account(name: &str, base_url: &str) -> AccountConfig {
+    fn account(name: &str, base_url: &str) -> Waiter {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("accounts.toml");
         std::fs::write(
@@ -80,10 +98,12 @@ mod tests {
             format!("[accounts.{name}]\nbase_url = \"{base_url}\"\n"),
         )
         .unwrap();
-        crate::input::read_accounts(&path)
-            .unwrap()
-            .remove(name)
-            .unwrap()
+        Waiter::of(
+            &crate::input::read_accounts(&path)
+                .unwrap()
+                .remove(name)
+                .unwrap(),
+        )
     }
 
     #[test]
