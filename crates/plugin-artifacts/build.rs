@@ -22,26 +22,7 @@ fn main() {
     }
 
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(&cargo);
-    cmd.current_dir(&plugins)
-        .arg("build")
-        .arg("--release")
-        .arg("--locked")
-        .arg("--target")
-        .arg(TARGET)
-        .arg("--target-dir")
-        .arg(&target_dir);
-    // The host build's settings are not the guests' business.
-    for var in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "CARGO_PROFILE_RELEASE_DEBUG",
-        "RUSTC_WORKSPACE_WRAPPER",
-    ] {
-        cmd.env_remove(var);
-    }
+    let mut cmd = cargo_build(&cargo, &plugins, TARGET, &target_dir);
     let output = cmd
         .output()
         .expect("could not run cargo to build the plugins");
@@ -114,20 +95,7 @@ fn members(plugins: &Path) -> Vec<String> {
 fn build_native(cargo: &std::ffi::OsStr, crate_dir: &Path, out_dir: &Path) -> PathBuf {
     let host = env::var("HOST").unwrap();
     let target_dir = out_dir.join("native-target");
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(crate_dir)
-        .args(["build", "--release", "--locked", "--target", &host])
-        .arg("--target-dir")
-        .arg(&target_dir);
-    for var in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "RUSTC_WORKSPACE_WRAPPER",
-    ] {
-        cmd.env_remove(var);
-    }
+    let mut cmd = cargo_build(cargo, crate_dir, &host, &target_dir);
     let output = cmd
         .output()
         .expect("could not run cargo to build the native plugin");
@@ -150,4 +118,26 @@ fn build_native(cargo: &std::ffi::OsStr, crate_dir: &Path, out_dir: &Path) -> Pa
         library.display()
     );
     library
+}
+
+/// `cargo build --release --locked` of the crate or workspace in `dir` for
+/// `target`, without the host build's settings, which are not the plugins'
+/// business.
+fn cargo_build(cargo: &std::ffi::OsStr, dir: &Path, target: &str, target_dir: &Path) -> Command {
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(dir)
+        .args(["build", "--release", "--locked", "--target", target])
+        .arg("--target-dir")
+        .arg(target_dir);
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_PROFILE_RELEASE_DEBUG",
+        "RUSTC_WORKSPACE_WRAPPER",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
 }
