@@ -1,6 +1,7 @@
 //! One blocking HTTP request through `wasi:http/outgoing-handler`.
 
 use crate::orchestrator::plugin::types::PostFailure;
+pub use crate::response::Response;
 use crate::wasi::http::outgoing_handler;
 use crate::wasi::http::types::{
     ErrorCode, Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, Scheme,
@@ -14,21 +15,6 @@ pub struct Request<'a> {
     pub url: &'a str,
     pub headers: &'a [(&'a str, &'a str)],
     pub body: &'a [u8],
-}
-
-pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(String, Vec<u8>)>,
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .and_then(|(_, v)| std::str::from_utf8(v).ok())
-    }
 }
 
 fn failure(message: String, transport_error: Option<String>) -> PostFailure {

@@ -14,6 +14,7 @@ wit_bindgen::generate!({
 
 mod http;
 mod mastodon;
+mod response;
 mod time;
 
 use exports::orchestrator::plugin::{metadata, post};

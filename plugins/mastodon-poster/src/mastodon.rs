@@ -1,9 +1,9 @@
 //! The Mastodon statuses API, without the transport: the request a job
 //! becomes, and what a response means. Shared by the sandboxed poster and
 //! the native example (`plugins/native-poster`), which include this file;
-//! each brings its own `http::Response` and the contract's types.
+//! each brings its own HTTP client and the contract's types.
 
-use super::http::Response;
+use super::response::Response;
 use super::time;
 use super::{JobContext, PostFailure, Receipt};
 

@@ -17,6 +17,12 @@ wit_bindgen::generate!({
 )]
 #[path = "../../mastodon-poster/src/http.rs"]
 mod http;
+#[allow(
+    dead_code,
+    reason = "shared with mastodon-poster, which uses all of it"
+)]
+#[path = "../../mastodon-poster/src/response.rs"]
+mod response;
 
 use exports::orchestrator::plugin::{metadata, post};
 use orchestrator::plugin::types::{JobContext, PluginInfo, PostFailure, Receipt};

@@ -5,21 +5,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use super::PostFailure;
-
-pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(String, Vec<u8>)>,
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .and_then(|(_, v)| std::str::from_utf8(v).ok())
-    }
-}
+pub use super::response::Response;
 
 /// A failure with no response, named like `wasi:http`'s error codes so
 /// classifiers read both backends alike.

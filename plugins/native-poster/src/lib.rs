@@ -11,6 +11,8 @@ use orchestrator_native_plugin::{Poster, export_poster};
 mod http;
 #[path = "../../mastodon-poster/src/mastodon.rs"]
 mod mastodon;
+#[path = "../../mastodon-poster/src/response.rs"]
+mod response;
 #[path = "../../mastodon-poster/src/time.rs"]
 mod time;
 
