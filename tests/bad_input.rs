@@ -182,3 +182,15 @@ fn a_plugin_path_that_is_a_directory() {
     refused(&out, "plugin plugin.wasm: is a directory");
     assert_eq!(fingerprint(&f.path(STATE)), before);
 }
+
+#[test]
+fn a_ca_file_that_is_missing_or_holds_no_certificate() {
+    let (f, before) = seeded();
+    let out = run(&mut f.command(&["--ca-file", "nowhere.pem", "--run"]));
+    refused(&out, "--ca-file: cannot read nowhere.pem");
+    std::fs::write(f.path("notes.pem"), "not a certificate\n").unwrap();
+    let out = run(&mut f.command(&["--ca-file", "notes.pem", "--run"]));
+    refused(&out, "--ca-file: notes.pem holds no PEM certificate");
+    assert_eq!(fingerprint(&f.path(STATE)), before);
+    assert_eq!(f.sandbox.counters().requests, 0);
+}

@@ -219,3 +219,34 @@ void orchestrator_free(char *text) { free(text); }
     assert_eq!(suspended.decided_by.as_deref(), Some("http-classifier"));
     drop(dir);
 }
+
+#[test]
+fn a_native_call_past_the_deadline_fails_that_attempt_as_a_timeout() {
+    let dir = support::temp_dir();
+    let slow = c_library(
+        dir.path(),
+        "slow",
+        r#"
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+const char *orchestrator_abi_version(void) { return "0.2.0"; }
+char *orchestrator_describe(void) {
+    return strdup("{\"name\":\"slow\",\"version\":\"1.0.0\",\"description\":\"sleeps\",\"kind\":\"poster\"}");
+}
+char *orchestrator_post(const char *request) {
+    sleep(3);
+    return strdup("{\"posted\":{\"remote_id\":\"late\",\"url\":null}}");
+}
+void orchestrator_free(char *text) { free(text); }
+"#,
+    );
+    let slow: &'static str = Box::leak(slow.display().to_string().into_boxed_str());
+    let f = Fixture::new("[[account]]\nname = \"a\"\ntoken = \"t\"\n", 1)
+        .with_plugins(&[slow, artifacts::HTTP_CLASSIFIER]);
+    let out = f.run(&["--allow-native", "--job-timeout", "1", "--max-passes", "1"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let attempt = f.state().attempts("a-1").unwrap().remove(0);
+    assert_eq!(attempt.fault.map(|fault| fault.kind()), Some("timeout"));
+    drop(dir);
+}

@@ -288,26 +288,48 @@ fn account_and_platform_waits_outlive_the_run_that_saw_them() {
     assert_eq!(recorded[0].retry_scope, Some(RetryScope::Account));
 }
 
+/// A state file as schema 1 wrote it (no retry scopes), with one job and
+/// one failed attempt.
+fn schema_1_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("state.sqlite");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let v1 = super::sqlite::SCHEMA.replace(",\n    retry_scope      TEXT", "");
+    assert_ne!(
+        v1,
+        super::sqlite::SCHEMA,
+        "the schema 1 text is derived by removing the column"
+    );
+    conn.execute_batch(&format!(
+        "{v1} PRAGMA user_version = 1;
+         INSERT INTO jobs (id, account, payload, idempotency_key) VALUES ('j', 'a', '{{}}', 'k');
+         INSERT INTO attempts (job_id, pass, number, idempotency_key, started_ms, ended_ms,
+                               outcome, retry_after_ms)
+         VALUES ('j', 1, 1, 'k', 1, 2, 'failed', 5000);"
+    ))
+    .unwrap();
+    path
+}
+
+#[test]
+fn a_state_file_from_schema_1_can_be_read_without_upgrading_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = schema_1_file(dir.path());
+    let store = SqliteStore::open_read_only(&path).unwrap();
+    let attempts = store.attempts("j").unwrap();
+    assert_eq!(attempts[0].retry_after_ms, Some(5000));
+    assert_eq!(attempts[0].retry_scope, None, "schema 1 had no scopes");
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 1, "reading changed nothing");
+}
+
 #[test]
 fn a_state_file_from_schema_1_is_upgraded_in_place() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state.sqlite");
-    {
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        let v1 = super::sqlite::SCHEMA.replace(",\n    retry_scope      TEXT", "");
-        assert_ne!(
-            v1,
-            super::sqlite::SCHEMA,
-            "the schema 1 text is derived by removing the column"
-        );
-        conn.execute_batch(&format!("{v1} PRAGMA user_version = 1;"))
-            .unwrap();
-        conn.execute(
-            "INSERT INTO jobs (id, account, payload, idempotency_key) VALUES ('j', 'a', '{}', 'k')",
-            [],
-        )
-        .unwrap();
-    }
+    let path = schema_1_file(dir.path());
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(store.job_count().unwrap(), 1);
     run(&store);
@@ -317,10 +339,13 @@ fn a_state_file_from_schema_1_is_upgraded_in_place() {
     store
         .finish_attempt(attempt, &waited(RetryScope::Account, 5_000))
         .unwrap();
+    let attempts = store.attempts("j").unwrap();
+    // The old attempt is kept as it was; the new one records its scope.
     assert_eq!(
-        store.attempts("j").unwrap()[0].retry_scope,
-        Some(RetryScope::Account)
+        (attempts[0].retry_after_ms, attempts[0].retry_scope),
+        (Some(5000), None)
     );
+    assert_eq!(attempts[1].retry_scope, Some(RetryScope::Account));
 }
 
 #[test]
