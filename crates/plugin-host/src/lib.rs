@@ -94,7 +94,7 @@ fn engine_config(limits: &Limits, pooled: bool) -> Config {
     config.memory_guard_size(64 << 10);
     config.memory_init_cow(false);
     if pooled {
-        let slots = limits.concurrency.max(1) + 2;
+        let slots = limits.concurrency.max(1);
         let mut pool = wasmtime::PoolingAllocationConfig::new();
         pool.total_component_instances(slots)
             .total_core_instances(slots * 8)

@@ -36,11 +36,8 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Reply
     shared.requests.fetch_add(1, Ordering::Relaxed);
     match (req.method(), req.uri().path()) {
         (&Method::POST, "/api/v1/statuses") => {
-            let now = shared.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
-            shared.max_in_flight.fetch_max(now, Ordering::Relaxed);
-            let reply = post_status(&shared, req).await;
-            shared.in_flight.fetch_sub(1, Ordering::Relaxed);
-            reply
+            let _answering = InFlight::enter(&shared);
+            post_status(&shared, req).await
         }
         (&Method::GET, "/api/v1/accounts/verify_credentials") => verify_credentials(&shared, &req),
         (&Method::GET, "/_sandbox/counters") => Ok(json_response(
@@ -373,4 +370,22 @@ fn escape_html(text: &str) -> String {
         }
     }
     out
+}
+
+/// Counts a `POST /statuses` being answered, until dropped (also when the
+/// client goes away mid-answer).
+struct InFlight<'a>(&'a Shared);
+
+impl<'a> InFlight<'a> {
+    fn enter(shared: &'a Shared) -> Self {
+        let now = shared.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        shared.max_in_flight.fetch_max(now, Ordering::Relaxed);
+        InFlight(shared)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }

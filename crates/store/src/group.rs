@@ -49,7 +49,8 @@ type Reply = oneshot::Sender<Result<Written>>;
 /// The writer thread's queue.
 #[derive(Debug)]
 pub(crate) struct GroupCommit {
-    queue: Mutex<Option<mpsc::Sender<(Write, Reply)>>>,
+    /// `None` once the store is being dropped.
+    queue: Option<mpsc::Sender<(Write, Reply)>>,
     writer: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -73,7 +74,7 @@ impl GroupCommit {
                 }
             })?;
         Ok(GroupCommit {
-            queue: Mutex::new(Some(sender)),
+            queue: Some(sender),
             writer: Some(writer),
         })
     }
@@ -82,8 +83,7 @@ impl GroupCommit {
     /// it is committed.
     pub(crate) fn submit<T>(&self, write: Write, map: fn(Written) -> T) -> Durable<T> {
         let (reply, answer) = oneshot::channel();
-        let queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        match queue.as_ref().map(|q| q.send((write, reply)).is_ok()) {
+        match self.queue.as_ref().map(|q| q.send((write, reply)).is_ok()) {
             Some(true) => Durable {
                 state: DurableState::Waiting(answer, map),
             },
@@ -97,7 +97,7 @@ impl Drop for GroupCommit {
         // Closing the queue ends the writer once it has answered the rest;
         // waiting for it closes the connection before the store is gone, as
         // a store's owner expects (the file is whole, the WAL folded in).
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.queue.take();
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
         }
