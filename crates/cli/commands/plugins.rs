@@ -125,7 +125,7 @@ struct PluginRecord {
     description: Option<String>,
     kind: Option<String>,
     contract: Option<String>,
-    backend: &'static str,
+    backend: Backend,
     compatible: bool,
     /// Why the host refuses it, when it does.
     reason: Option<String>,
@@ -157,7 +157,7 @@ impl PluginRecord {
             description: None,
             kind: e.kind.map(|k| k.to_string()),
             contract: e.contract.as_ref().map(|v| v.to_string()),
-            backend: e.backend.unwrap_or(Backend::Wasm).as_str(),
+            backend: e.backend.unwrap_or(Backend::Wasm),
             compatible: e.outcome.is_ok(),
             reason: e.outcome.as_ref().err().map(|err| err.reason()),
             path: e.path.clone(),
@@ -175,6 +175,15 @@ impl PluginRecord {
             record.description = Some(info.description.clone());
         }
         record
+    }
+}
+
+/// Whether the host takes the plugin, and on what terms.
+fn status(r: &PluginRecord) -> String {
+    match (&r.reason, r.backend) {
+        (None, Backend::Native) => "compatible (native: runs unsandboxed)".into(),
+        (None, Backend::Wasm) => "compatible".into(),
+        (Some(reason), _) => format!("refused: {reason}"),
     }
 }
 
@@ -230,14 +239,10 @@ async fn list(args: ListArgs) -> Result<u8> {
             dash(&r.version),
             dash(&r.kind),
             dash(&r.contract),
-            r.backend.to_string(),
+            r.backend.as_str().to_string(),
             cached(r.cache),
             r.path.display().to_string(),
-            match &r.reason {
-                None if r.backend == "native" => "compatible (native: runs unsandboxed)".into(),
-                None => "compatible".to_string(),
-                Some(reason) => format!("refused: {reason}"),
-            },
+            status(r),
         ]);
     }
     print(&table.render())?;
@@ -315,20 +320,14 @@ fn render_inspect(r: &PluginRecord) -> String {
             accepted_versions()
         ),
     );
-    line(
-        "status",
-        match &r.reason {
-            None if r.backend == "native" => "compatible (native: runs unsandboxed)".into(),
-            None => "compatible".into(),
-            Some(reason) => format!("refused: {reason}"),
-        },
-    );
+    line("status", status(r));
     line(
         "backend",
-        if r.backend == "native" {
-            "native (unsandboxed: runs in the host's process with all of its access)".into()
-        } else {
-            format!("{} (sandboxed)", r.backend)
+        match r.backend {
+            Backend::Native => {
+                "native (unsandboxed: runs in the host's process with all of its access)".into()
+            }
+            Backend::Wasm => "wasm (sandboxed)".to_string(),
         },
     );
     line("path", r.path.display().to_string());
