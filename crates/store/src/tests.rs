@@ -160,14 +160,20 @@ fn giving_up_is_recorded_with_why() {
     );
 }
 
-#[test]
-fn attempts_left_in_flight_become_uncertain_and_eligible_again() {
-    let (_dir, store) = store();
+/// One job whose attempt a run began and never finished.
+fn left_in_flight(store: &SqliteStore) -> StoredJob {
     store.import(&[job("a", "x")], "f").unwrap();
-    run(&store);
+    run(store);
     store.begin_pass(1).unwrap();
     let j = store.eligible_jobs(1, None).unwrap().remove(0);
     store.begin_attempt(&j, 1).unwrap();
+    j
+}
+
+#[test]
+fn attempts_left_in_flight_become_uncertain_and_eligible_again() {
+    let (_dir, store) = store();
+    let j = left_in_flight(&store);
     // The run dies here; the next one starts.
     run(&store);
     let again = store.eligible_jobs(1, None).unwrap();
@@ -194,11 +200,7 @@ fn stop_requests_reach_running_runs_only() {
 #[test]
 fn an_uncertain_attempt_past_the_key_window_is_held_for_review() {
     let (_dir, store) = store();
-    store.import(&[job("a", "x")], "f").unwrap();
-    run(&store);
-    store.begin_pass(1).unwrap();
-    let j = store.eligible_jobs(1, None).unwrap().remove(0);
-    store.begin_attempt(&j, 1).unwrap();
+    left_in_flight(&store);
     std::thread::sleep(std::time::Duration::from_millis(5));
     // The next run starts with a key window shorter than the attempt's age.
     run_with_key_window(&store, 1);
