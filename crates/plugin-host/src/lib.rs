@@ -74,6 +74,16 @@ impl Default for Limits {
 /// Rust component has a handful, one built by componentize-py a few dozen.
 const PER_COMPONENT: u32 = 64;
 
+/// Freed regions that wait to be handed back to the kernel together: one
+/// TLB shootdown per batch rather than per call.
+const DECOMMIT_BATCH: u32 = 32;
+
+/// The pool's decommit queues: one per thread, up to 16, as wasmtime shards
+/// them.
+fn decommit_shards() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(16) as u32)
+}
+
 /// How much of a pooled memory, table or stack stays resident between
 /// calls: about what a call of a small plugin touches.
 const KEEP_RESIDENT: usize = 64 << 10;
@@ -95,12 +105,21 @@ fn engine_config(limits: &Limits, pooled: bool) -> Config {
     config.memory_init_cow(false);
     if pooled {
         let slots = limits.concurrency.max(1);
+        // A freed memory, table or stack waits in a decommit queue (one per
+        // thread shard, flushed at DECOMMIT_BATCH regions) before its slot is
+        // free again. An allocation that finds the pool full flushes the
+        // queues, but a queue another thread is flushing at that moment is
+        // invisible to it: without room for every queue's worth, a busy run
+        // fails attempts with "maximum concurrent limit reached".
+        let queued = decommit_shards() * DECOMMIT_BATCH * 2;
         let mut pool = wasmtime::PoolingAllocationConfig::new();
         pool.total_component_instances(slots)
-            .total_core_instances(slots * 8)
-            .total_memories(slots * 2)
-            .total_tables(slots * 4)
-            .total_stacks(slots)
+            // Core instances are only counted (a componentize-py component
+            // has more than a dozen), not reserved.
+            .total_core_instances(slots.saturating_mul(PER_COMPONENT))
+            .total_memories(slots.saturating_mul(2).saturating_add(queued))
+            .total_tables(slots.saturating_mul(4).saturating_add(queued))
+            .total_stacks(slots.saturating_add(queued))
             .max_memory_size(limits.memory_bytes)
             .max_core_instances_per_component(PER_COMPONENT)
             .max_memories_per_component(PER_COMPONENT)
@@ -111,7 +130,7 @@ fn engine_config(limits: &Limits, pooled: bool) -> Config {
             .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
             .table_keep_resident(KEEP_RESIDENT)
             .async_stack_keep_resident(KEEP_RESIDENT)
-            .decommit_batch_size(32);
+            .decommit_batch_size(DECOMMIT_BATCH as usize);
         config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
     }
     config
