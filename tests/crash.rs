@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use orchestrator_store::{JobState, Store};
+use orchestrator_store::JobState;
 
 use crate::run_batch::Fixture;
 use crate::support::run;

@@ -3,7 +3,7 @@
 //! attempt's record names the fault.
 
 use orchestrator_contract::HostFault;
-use orchestrator_store::{AttemptRecord, JobState, Store};
+use orchestrator_store::{AttemptRecord, JobState};
 
 use crate::run_batch::Fixture;
 use crate::support::artifacts;

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::run_batch::{Fixture, MIXED};
-use orchestrator_store::Store;
 
 use crate::support::{self, artifacts, orchestrator, run};
 

@@ -5,7 +5,6 @@ use std::path::Path;
 use std::process::Command;
 
 use orchestrator_contract::{Category, FailureReport, PluginKind, PostFailure, Verdict};
-use orchestrator_store::Store;
 
 use crate::support;
 

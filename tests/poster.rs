@@ -4,7 +4,6 @@
 use orchestrator_contract::{Account, HostFault, JobContext, PluginKind};
 use orchestrator_plugin_host::{Attempt, OutboundAccess, Secret};
 use orchestrator_sandbox::{Sandbox, Scenario};
-use orchestrator_store::Store;
 
 use crate::support::{self, artifacts};
 

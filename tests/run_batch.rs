@@ -46,12 +46,38 @@ token = "teapot-token"
 then = { respond = "server-error", status = 418 }
 "#;
 
+thread_local! {
+    /// Set while scenarios run again with their batch on PostgreSQL: a
+    /// fixture made on this thread gets a new database of this cluster.
+    static ON_POSTGRES: std::cell::RefCell<Option<std::sync::Arc<orchestrator_pg_cluster::Cluster>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `scenarios` (tests of this module) with every fixture they make
+/// keeping its batch in a new database of `cluster`.
+pub fn on_postgres(
+    cluster: &std::sync::Arc<orchestrator_pg_cluster::Cluster>,
+    scenarios: impl FnOnce(),
+) {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            ON_POSTGRES.with_borrow_mut(|c| *c = None);
+        }
+    }
+    ON_POSTGRES.with_borrow_mut(|c| *c = Some(cluster.clone()));
+    let _reset = Reset;
+    scenarios();
+}
+
 /// A sandbox and a folder with jobs, accounts and the state file.
 pub struct Fixture {
     pub sandbox: Sandbox,
     pub dir: tempfile::TempDir,
     /// The `--plugin` arguments, in order.
     pub plugins: Vec<&'static str>,
+    /// A PostgreSQL store instead of the state file, when set.
+    pub store_url: Option<String>,
     /// Serves the sandbox while the binary under test runs.
     _runtime: tokio::runtime::Runtime,
 }
@@ -108,6 +134,7 @@ impl Fixture {
             sandbox,
             dir,
             plugins: vec![artifacts::MASTODON_POSTER, artifacts::HTTP_CLASSIFIER],
+            store_url: ON_POSTGRES.with_borrow(|c| c.as_ref().map(|c| c.create_database())),
             _runtime: runtime,
         }
     }
@@ -123,8 +150,21 @@ impl Fixture {
         self
     }
 
-    pub fn state(&self) -> SqliteStore {
-        open_state(&self.path("orchestrator-state.sqlite"))
+    /// Keeps the batch in a new database of `cluster` instead of a file.
+    pub fn on_postgres(mut self, cluster: &orchestrator_pg_cluster::Cluster) -> Fixture {
+        self.store_url = Some(cluster.create_database());
+        self
+    }
+
+    /// The store the runs use.
+    pub fn state(&self) -> Box<dyn Store> {
+        match &self.store_url {
+            Some(url) => Box::new(
+                orchestrator_store::PostgresStore::open(url, std::time::Duration::from_secs(30))
+                    .unwrap(),
+            ),
+            None => Box::new(open_state(&self.path("orchestrator-state.sqlite"))),
+        }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -140,8 +180,11 @@ impl Fixture {
             cmd.arg("--plugin").arg(plugin);
         }
         cmd.args(["--jobs", "jobs.jsonl", "--accounts-file", "accounts.toml"])
-            .args(["--retry-delay", "0"])
-            .args(extra);
+            .args(["--retry-delay", "0"]);
+        if let Some(url) = &self.store_url {
+            cmd.args(["--state-file", url]);
+        }
+        cmd.args(extra);
         cmd
     }
 
@@ -151,7 +194,7 @@ impl Fixture {
 
     /// Every job's final state and attempt count, by id.
     pub fn outcomes(&self) -> BTreeMap<String, (JobState, u32)> {
-        open_state(&self.path("orchestrator-state.sqlite"))
+        self.state()
             .job_summaries()
             .unwrap()
             .into_iter()
@@ -159,10 +202,13 @@ impl Fixture {
             .collect()
     }
 
+    /// Passes that ended.
     pub fn passes(&self) -> u32 {
-        open_state(&self.path("orchestrator-state.sqlite"))
-            .last_pass()
-            .unwrap()
+        match self.state().latest_pass().unwrap() {
+            Some(mark) if mark.ended => mark.pass,
+            Some(mark) => mark.pass - 1,
+            None => 0,
+        }
     }
 }
 
@@ -196,7 +242,7 @@ fn assert_exactly_once(fixture: &Fixture) {
 }
 
 #[test]
-fn a_mixed_batch_with_default_flags() {
+pub(crate) fn a_mixed_batch_with_default_flags() {
     let f = Fixture::new(MIXED, 1);
     let out = f.run(&[]);
     assert_eq!(out.code, 1, "{}", out.stderr);
@@ -242,7 +288,7 @@ fn a_mixed_batch_with_default_flags() {
 }
 
 #[test]
-fn one_pass_retries_nothing() {
+pub(crate) fn one_pass_retries_nothing() {
     let f = Fixture::new(MIXED, 1);
     let out = f.run(&["--max-passes", "1"]);
     assert_eq!(out.code, 1, "{}", out.stderr);
@@ -263,7 +309,7 @@ fn one_pass_retries_nothing() {
 }
 
 #[test]
-fn strict_mode_gives_up_on_unknown_failures() {
+pub(crate) fn strict_mode_gives_up_on_unknown_failures() {
     let f = Fixture::new(MIXED, 1);
     let out = f.run(&["--no-retry-unknown"]);
     assert_eq!(out.code, 1, "{}", out.stderr);
@@ -279,7 +325,7 @@ fn strict_mode_gives_up_on_unknown_failures() {
 }
 
 #[test]
-fn non_retryable_failures_can_be_retried_on_request() {
+pub(crate) fn non_retryable_failures_can_be_retried_on_request() {
     let f = Fixture::new(MIXED, 1);
     let out = f.run(&["--retry-include-non-retryable"]);
     assert_eq!(out.code, 1, "{}", out.stderr);
@@ -289,7 +335,7 @@ fn non_retryable_failures_can_be_retried_on_request() {
 }
 
 #[test]
-fn an_infrastructure_limit_of_one_allows_one_retry() {
+pub(crate) fn an_infrastructure_limit_of_one_allows_one_retry() {
     let f = Fixture::new(MIXED, 1);
     let out = f.run(&["--infra-retry-limit", "1"]);
     assert_eq!(out.code, 1, "{}", out.stderr);
@@ -306,7 +352,7 @@ fn an_infrastructure_limit_of_one_allows_one_retry() {
 }
 
 #[test]
-fn only_the_named_accounts_run() {
+pub(crate) fn only_the_named_accounts_run() {
     let f = Fixture::new(MIXED, 2);
     let out = f.run(&["--accounts", "ok1,flaky"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -325,7 +371,7 @@ fn only_the_named_accounts_run() {
 }
 
 #[test]
-fn rerunning_a_finished_batch_posts_nothing_again() {
+pub(crate) fn rerunning_a_finished_batch_posts_nothing_again() {
     let f = Fixture::new(MIXED, 1);
     assert_eq!(f.run(&[]).code, 1);
     let before = f.sandbox.counters();
@@ -355,7 +401,7 @@ fn an_unknown_account_in_the_jobs_is_a_usage_error() {
 }
 
 #[test]
-fn a_retry_after_longer_than_the_delay_is_waited_out() {
+pub(crate) fn a_retry_after_longer_than_the_delay_is_waited_out() {
     let f = Fixture::new(
         r#"
 [[account]]
@@ -563,7 +609,7 @@ fn the_end_of_run_summary_is_pinned() {
 }
 
 #[test]
-fn a_rate_limit_pauses_only_its_account() {
+pub(crate) fn a_rate_limit_pauses_only_its_account() {
     let f = Fixture::new(
         "[[account]]\nname = \"limited\"\ntoken = \"l\"\nscript = [{ respond = \"rate-limited\", reset_secs = 2 }]\n\
          [[account]]\nname = \"free\"\ntoken = \"f\"\ndelay_ms = 100\n",
@@ -652,7 +698,7 @@ fn a_server_outage_pauses_every_account_on_that_instance_only() {
 }
 
 #[test]
-fn a_jobs_own_wait_does_not_hold_back_its_account() {
+pub(crate) fn a_jobs_own_wait_does_not_hold_back_its_account() {
     let f = Fixture::new(
         "[[account]]\nname = \"solo\"\ntoken = \"s\"\n\
          script = [{ respond = \"server-error\", status = 408, retry_after_secs = 2 }]\n",

@@ -14,6 +14,7 @@ mod native;
 mod other_language;
 mod plugins_cli;
 mod poster;
+mod postgres;
 mod run_batch;
 mod secrets;
 mod stop_and_status;

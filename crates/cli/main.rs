@@ -79,6 +79,8 @@ enum Command {
     Explain(commands::explain::ExplainArgs),
     /// Every attempt of the batch as CSV or JSON.
     Report(commands::report::ReportArgs),
+    /// Bring a store's schema up to date now (it also happens on first use).
+    Migrate(commands::migrate::MigrateArgs),
     /// Shell completions (bash, zsh, fish, elvish, powershell).
     Completions(commands::completions::CompletionsArgs),
     /// The man page, in roff.
@@ -144,6 +146,7 @@ fn main() -> ExitCode {
         Some(Command::Plugins(cmd)) => run_async(cmd.run()),
         Some(Command::Explain(cmd)) => cmd.run(),
         Some(Command::Report(cmd)) => cmd.run(),
+        Some(Command::Migrate(cmd)) => cmd.run(),
         Some(Command::Completions(cmd)) => cmd.run(),
         Some(Command::Man) => commands::completions::man(),
         None if batch.run => run_async(commands::run::run(batch)),

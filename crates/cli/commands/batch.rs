@@ -8,16 +8,38 @@ use clap::{ArgGroup, Args};
 use orchestrator_plugin_host::{CompileCache, Limits, NativePolicy};
 use orchestrator_retry::RetryConfig;
 use orchestrator_runner::input;
-use orchestrator_store::{NewJob, SqliteStore, Store};
+use orchestrator_store::{NewJob, PostgresStore, SqliteStore, Store, StoreError, is_postgres_url};
 
 use crate::exit::{self, Exit};
 
 /// The state file used when `--state-file` is not given.
 pub const DEFAULT_STATE_FILE: &str = "orchestrator-state.sqlite";
 
-/// Opens a state file that must already exist, for reading only (the
-/// commands that only look: `explain`, `report`).
-pub fn open_existing(path: &Path) -> Result<SqliteStore> {
+/// `--state-file` as a PostgreSQL URL, when it is one.
+pub fn postgres_url(path: &Path) -> Option<&str> {
+    path.to_str().filter(|p| is_postgres_url(p))
+}
+
+/// A store's name for messages: a URL loses its password.
+pub fn store_name(path: &Path) -> String {
+    match postgres_url(path) {
+        Some(url) => orchestrator_store::without_password(url),
+        None => path.display().to_string(),
+    }
+}
+
+fn usage_error(e: StoreError) -> anyhow::Error {
+    Exit::new(exit::USAGE, e.to_string()).into()
+}
+
+/// Opens a store that must already exist, for reading only where it can
+/// be (the commands that only look: `explain`, `report`).
+pub fn open_existing(path: &Path) -> Result<Box<dyn Store>> {
+    if let Some(url) = postgres_url(path) {
+        let store =
+            PostgresStore::open(url, std::time::Duration::from_secs(30)).map_err(usage_error)?;
+        return Ok(Box::new(store));
+    }
     if !path.exists() {
         return Err(Exit::new(
             exit::USAGE,
@@ -28,7 +50,9 @@ pub fn open_existing(path: &Path) -> Result<SqliteStore> {
         )
         .into());
     }
-    SqliteStore::open_read_only(path).map_err(|e| Exit::new(exit::USAGE, e.to_string()).into())
+    Ok(Box::new(
+        SqliteStore::open_read_only(path).map_err(usage_error)?,
+    ))
 }
 
 #[derive(Debug, Args)]
@@ -57,8 +81,9 @@ pub struct BatchArgs {
     /// Accounts file (TOML): base URL and credential reference per account.
     #[arg(long, value_name = "FILE")]
     pub accounts_file: Option<PathBuf>,
-    /// The store (an embedded SQLite file).
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_STATE_FILE)]
+    /// The store: an embedded SQLite file, or a PostgreSQL URL
+    /// (postgres://user@host/db) that processes on several machines share.
+    #[arg(long, value_name = "PATH|URL", default_value = DEFAULT_STATE_FILE)]
     pub state_file: PathBuf,
     /// Jobs in flight at once.
     #[arg(
@@ -95,6 +120,16 @@ pub struct BatchArgs {
         allow_negative_numbers = true
     )]
     pub key_window: i64,
+    /// Seconds a process holds the jobs it claimed from a PostgreSQL store
+    /// without renewing (it renews every third of that); a process that
+    /// dies loses its jobs to the others this long after.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 30,
+        allow_negative_numbers = true
+    )]
+    pub lease: i64,
     /// Seconds between progress lines during --run (0: none)
     #[arg(
         long,
@@ -348,6 +383,9 @@ impl BatchArgs {
         if self.key_window < 0 {
             return Err(Exit::new(exit::USAGE, "--key-window cannot be negative").into());
         }
+        if self.lease < 1 {
+            return Err(Exit::new(exit::USAGE, "--lease must be at least 1 second").into());
+        }
         if self.grace_period < 0 {
             return Err(Exit::new(exit::USAGE, "--grace-period cannot be negative").into());
         }
@@ -362,9 +400,25 @@ impl BatchArgs {
         Ok(config)
     }
 
-    pub fn open_store(&self) -> Result<SqliteStore> {
-        SqliteStore::open(&self.state_file)
-            .map_err(|e| Exit::new(exit::USAGE, e.to_string()).into())
+    /// Opens the store, creating it (or bringing its schema up to date)
+    /// if needed.
+    pub fn open_store(&self) -> Result<Box<dyn Store>> {
+        let lease = std::time::Duration::from_secs(self.lease.max(1) as u64);
+        let store: Box<dyn Store> = match postgres_url(&self.state_file) {
+            Some(url) => Box::new(PostgresStore::open(url, lease).map_err(usage_error)?),
+            None => Box::new(SqliteStore::open(&self.state_file).map_err(usage_error)?),
+        };
+        Ok(store)
+    }
+
+    /// Whether the store already exists: a PostgreSQL store always may.
+    pub fn store_exists(&self) -> bool {
+        postgres_url(&self.state_file).is_some() || self.state_file.exists()
+    }
+
+    /// The store's name for messages: a URL loses its password.
+    pub fn store_name(&self) -> String {
+        store_name(&self.state_file)
     }
 
     /// Reads `--jobs`; a file with a bad line is refused whole.

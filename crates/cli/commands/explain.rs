@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 use orchestrator_contract::RetryScope;
-use orchestrator_store::{JobState, Store};
+use orchestrator_store::JobState;
 
 use crate::commands::batch::{DEFAULT_STATE_FILE, open_existing};
 use crate::commands::run::now_ms;
@@ -30,7 +30,11 @@ impl ExplainArgs {
         let Some(job) = store.job(&self.job)? else {
             return Err(Exit::new(
                 exit::USAGE,
-                format!("no job {:?} in {}", self.job, self.state_file.display()),
+                format!(
+                    "no job {:?} in {}",
+                    self.job,
+                    crate::commands::batch::store_name(&self.state_file)
+                ),
             )
             .into());
         };

@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod completions;
 pub mod explain;
+pub mod migrate;
 pub mod plugins;
 pub mod progress;
 pub mod report;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
-use orchestrator_store::{ReportRow, Store};
+use orchestrator_store::ReportRow;
 
 use crate::commands::batch::{DEFAULT_STATE_FILE, open_existing};
 use crate::exit;
@@ -29,7 +29,7 @@ pub struct ReportArgs {
 }
 
 /// The CSV columns, one row per attempt.
-const COLUMNS: [&str; 19] = [
+const COLUMNS: [&str; 20] = [
     "job",
     "account",
     "pass",
@@ -49,6 +49,7 @@ const COLUMNS: [&str; 19] = [
     "retry_after_ms",
     "retry_scope",
     "decision",
+    "run",
 ];
 
 fn opt<T: ToString>(v: &Option<T>) -> String {
@@ -78,6 +79,7 @@ fn csv_row(r: &ReportRow) -> Vec<String> {
         opt(&a.retry_after_ms),
         opt(&a.retry_scope),
         opt(&a.decision),
+        opt(&a.run),
     ]
 }
 

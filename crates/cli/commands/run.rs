@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::commands::batch::postgres_url;
 use anyhow::Result;
 use orchestrator_contract::{PluginKind, RetryScope};
 use orchestrator_plugin_host::PluginHost;
@@ -122,15 +123,23 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
         }
     };
 
-    // One run per state file; the lock goes with this process, however it ends.
-    let (_lock, acquired) = RunLock::acquire(&args.state_file).map_err(|e| usage(e.to_string()))?;
-    if let Acquired::TakenOver(pid) = acquired {
-        eprintln!(
-            "Taking over {} from a run (pid {pid}) that is no longer running",
-            args.state_file.display()
-        );
-    }
-    let store = Arc::new(args.open_store()?);
+    // One run per state file; the lock goes with this process, however it
+    // ends. A PostgreSQL store is shared: its runs coordinate by leases.
+    let _lock = match postgres_url(&args.state_file) {
+        Some(_) => None,
+        None => {
+            let (lock, acquired) =
+                RunLock::acquire(&args.state_file).map_err(|e| usage(e.to_string()))?;
+            if let Acquired::TakenOver(pid) = acquired {
+                eprintln!(
+                    "Taking over {} from a run (pid {pid}) that is no longer running",
+                    args.state_file.display()
+                );
+            }
+            Some(lock)
+        }
+    };
+    let store: Arc<dyn Store> = Arc::from(args.open_store()?);
     if let Some((path, parsed)) = &jobs {
         let summary = args.seed(store.as_ref(), parsed, path)?;
         eprintln!(
@@ -142,7 +151,7 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
     } else if store.job_count()? == 0 {
         return Err(usage(format!(
             "no batch in {} yet; give --jobs FILE to import one",
-            args.state_file.display()
+            args.store_name()
         )));
     }
 
@@ -204,7 +213,7 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
     }
     display.finish();
 
-    let summary = status::render(&store.status()?, &args.state_file.display().to_string());
+    let summary = status::render(&store.status()?, &args.store_name());
     print(&format!("\n{summary}"))?;
     Ok(match outcome {
         RunOutcome::AllSucceeded => {

@@ -12,12 +12,12 @@ pub fn run(args: &BatchArgs) -> Result<u8> {
     };
     let parsed = BatchArgs::read_jobs(jobs)?;
     let store = args.open_store()?;
-    let summary = args.seed(&store, &parsed, jobs)?;
+    let summary = args.seed(store.as_ref(), &parsed, jobs)?;
     eprintln!(
         "Imported {} jobs from {} into {} ({} already there, kept as they were)",
         summary.added,
         jobs.display(),
-        args.state_file.display(),
+        args.store_name(),
         summary.kept
     );
     Ok(exit::SUCCESS)

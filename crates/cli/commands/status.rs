@@ -7,7 +7,7 @@ use orchestrator_retry::RetryConfig;
 use orchestrator_store::{RetryEntry, StatusReport, Store};
 use serde::Serialize;
 
-use crate::commands::batch::BatchArgs;
+use crate::commands::batch::{BatchArgs, postgres_url};
 use crate::exit;
 use crate::output::{Table, print, print_json};
 
@@ -23,19 +23,20 @@ struct StatusJson<'a> {
 pub fn run(args: &BatchArgs) -> Result<u8> {
     let config = args.validate()?;
     // Reading status must not create a state file where there is none.
-    let read_only = std::fs::metadata(&args.state_file).is_ok_and(|m| m.permissions().readonly());
+    let read_only = postgres_url(&args.state_file).is_none()
+        && std::fs::metadata(&args.state_file).is_ok_and(|m| m.permissions().readonly());
     let report = if read_only {
         let store = orchestrator_store::SqliteStore::open_read_only(&args.state_file)
             .map_err(|e| crate::exit::Exit::new(exit::USAGE, e.to_string()))?;
         Some(store.status()?).filter(|r| r.jobs > 0)
-    } else if args.state_file.exists() {
+    } else if args.store_exists() {
         Some(args.open_store()?.status()?).filter(|r| r.jobs > 0)
     } else {
         None
     };
     if args.json {
         print_json(&StatusJson {
-            state_file: args.state_file.display().to_string(),
+            state_file: args.store_name(),
             batch: report.as_ref(),
             retry_configuration: config,
             workers: args.workers,
@@ -46,9 +47,9 @@ pub fn run(args: &BatchArgs) -> Result<u8> {
     match &report {
         None => out.push_str(&format!(
             "No batch in {} yet; import one with --seed-only --jobs FILE or --run --jobs FILE\n",
-            args.state_file.display()
+            args.store_name()
         )),
-        Some(report) => out.push_str(&render(report, &args.state_file.display().to_string())),
+        Some(report) => out.push_str(&render(report, &args.store_name())),
     }
     out.push('\n');
     out.push_str(&config.to_string());
@@ -108,11 +109,25 @@ pub fn render(report: &StatusReport, state_file: &str) -> String {
     let mut out = format!("Batch in {state_file}: {} jobs\n", report.jobs);
     out.push_str(&format!("  by state:    {}\n", counts(&report.by_state)));
     out.push_str(&format!("  by category: {}\n", counts(&report.by_category)));
-    if let Some(run) = &report.last_run {
+    // A shared store lists every run working on the batch, with its host.
+    let runs: Vec<_> = if report.runs.len() > 1 {
+        report.runs.iter().collect()
+    } else {
+        report.last_run.iter().collect()
+    };
+    for run in runs {
+        let label = if report.runs.len() > 1 {
+            "run:        "
+        } else {
+            "last run:   "
+        };
+        let at = match &run.host {
+            Some(host) => format!("pid {} on {host}", run.pid),
+            None => format!("pid {}", run.pid),
+        };
         let mut line = format!(
-            "  last run:    #{} (pid {}) {}, started {}",
+            "  {label} #{} ({at}) {}, started {}",
             run.id,
-            run.pid,
             run.state,
             time(run.started_ms)
         );

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use orchestrator_contract::{Account, Category, FailureReport, JobContext, RetryScope, Verdict};
 use orchestrator_plugin_host::{Attempt, OutboundAccess};
 use orchestrator_retry::{JobHistory, builtin_classification, decide};
-use orchestrator_store::{AttemptOutcome, Decided, Store, StoredJob};
+use orchestrator_store::{AttemptOutcome, Decided, Store, StoreError, StoredJob};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
@@ -168,7 +168,16 @@ impl AttemptCtx {
     async fn attempt(&self, queue_of: &QueueOf, job: StoredJob) -> Result<(), RunError> {
         // Durable before the plugin runs; committed with the other
         // attempts' writes of the moment.
-        let attempt_id = self.store.queue_begin_attempt(&job, self.pass).await?;
+        let attempt_id = match self.store.queue_begin_attempt(&job, self.pass).await {
+            Ok(id) => id,
+            // Another process recovered the job while this one could not
+            // reach the store; it is that process's to attempt now.
+            Err(StoreError::LeaseLost(job)) => {
+                tracing::warn!("skipping job {job}: another run took it over");
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
         (self.report)(RunEvent::AttemptStarted { pass: self.pass });
         let context = JobContext {
             job_id: job.id.clone(),

@@ -1,8 +1,9 @@
 //! Runs a batch: the pass loop and the bounded concurrent dispatcher.
 //!
-//! Start from [`Runner::run`]. Each pass takes the jobs the store says are
-//! eligible, runs them with at most `workers` attempts in flight and never
-//! more than one per account, classifies every failure (classifier plugins
+//! Start from [`Runner::run`]. The store says which pass is open (several
+//! processes may share one store and work on the same pass). A pass claims
+//! the jobs the store hands out, runs them with at most `workers` attempts
+//! in flight and never more than one per account, classifies every failure (classifier plugins
 //! in order, then [`orchestrator_retry::builtin_classification`]), and lets
 //! [`orchestrator_retry::decide`] say whether the job is retried. Between
 //! passes it waits the retry delay. A retry-after hint is a minimum, and
@@ -21,7 +22,7 @@ use std::time::Duration;
 
 use orchestrator_plugin_host::{Plugin, PluginHost};
 use orchestrator_retry::{PassManager, PassResult, PassTally, RetryConfig};
-use orchestrator_store::{NewRun, RunState, Store, StoreError};
+use orchestrator_store::{NewRun, RunId, RunState, Store, StoreError};
 use tokio::sync::watch;
 
 pub use input::{AccountConfig, InputError};
@@ -203,19 +204,43 @@ impl Runner {
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(Duration::from_millis(200)).await;
-                    match store.stop_requested(run) {
-                        Ok(true) => {
+                    // Off the runtime's threads: a shared store's call may
+                    // wait out a database outage.
+                    let asked = {
+                        let store = store.clone();
+                        tokio::task::spawn_blocking(move || store.stop_requested(run)).await
+                    };
+                    match asked {
+                        Ok(Ok(true)) => {
                             let _ = stop.send(true);
                             return;
                         }
-                        Ok(false) => {}
-                        Err(e) => tracing::warn!("cannot read stop requests: {e}"),
+                        Ok(Ok(false)) | Err(_) => {}
+                        Ok(Err(e)) => tracing::warn!("cannot read stop requests: {e}"),
                     }
                 }
             })
         };
-        let result = self.passes(&report, &stop).await;
+        // A shared store's leases live as long as the run renews them.
+        let renewer = store.lease().map(|lease| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(lease / 3).await;
+                    let store = store.clone();
+                    match tokio::task::spawn_blocking(move || store.renew(run)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::warn!("cannot renew this run's leases: {e}"),
+                        Err(_) => {}
+                    }
+                }
+            })
+        });
+        let result = self.passes(run, &report, &stop).await;
         poller.abort();
+        if let Some(renewer) = renewer {
+            renewer.abort();
+        }
         let outcome = match result {
             Ok(outcome) => outcome,
             Err(e) => {
@@ -294,51 +319,67 @@ impl Runner {
         }
     }
 
+    /// Works pass after pass. The store says which pass is open, so every
+    /// process sharing it works on the same one: each claims jobs of the
+    /// open pass until none are left anywhere, the first to see that ends
+    /// the pass and opens the next one after the retry delay, and all of
+    /// them wait for it to open.
     async fn passes(
         &self,
+        run: RunId,
         report: &Arc<dyn Fn(RunEvent) + Send + Sync>,
         stop: &watch::Sender<bool>,
     ) -> Result<RunOutcome, RunError> {
         let store = &self.store;
         let only = self.options.only_accounts.as_deref();
-        let mut passes = PassManager::new(self.options.config, store.last_pass()?);
+        let mut worked = false;
         loop {
             if *stop.borrow() {
                 return Ok(RunOutcome::Stopped);
             }
-            if store.tally(only)?.to_retry == 0 {
-                break;
-            }
-            let Some(pass) = passes.start_pass() else {
-                break;
+            let latest = store.latest_pass()?;
+            let pass = match latest {
+                Some(mark) if !mark.ended => mark,
+                _ => {
+                    // No pass open: open the next one, if any is due.
+                    let done = latest.map_or(0, |mark| mark.pass);
+                    if store.tally(only)?.to_retry == 0 {
+                        break;
+                    }
+                    match PassManager::new(self.options.config, done).start_pass() {
+                        Some(next) => store.begin_pass(next, dispatch::now_ms())?,
+                        None => break,
+                    }
+                    continue;
+                }
             };
-            self.reload_changed(report).await;
-            let jobs = store.eligible_jobs(pass, only)?;
-            store.begin_pass(pass)?;
-            report(RunEvent::PassStarted {
-                pass,
-                max: self.options.config.max_passes,
-                jobs: jobs.len(),
-            });
-            let stopped =
-                dispatch::run_pass(self, pass, jobs, report.clone(), stop.clone()).await?;
-            if stopped {
+            let wait = pass.opens_ms.saturating_sub(dispatch::now_ms());
+            if worked || wait > 0 {
+                report(RunEvent::Waiting {
+                    seconds: wait as f64 / 1000.0,
+                });
+                if self.sleep(Duration::from_millis(wait), stop).await {
+                    return Ok(RunOutcome::Stopped);
+                }
+            }
+            worked = true;
+            if self.work_on(run, pass.pass, report, stop).await? {
                 return Ok(RunOutcome::Stopped);
             }
+            let mut passes = PassManager::new(self.options.config, pass.pass - 1);
+            passes.start_pass();
             let result = passes.end_pass(store.tally(only)?);
-            store.end_pass(pass, &result)?;
-            report(RunEvent::PassEnded { pass, result });
+            let next = result.continues().then(|| {
+                let delay = self.options.config.delay_before(pass.pass + 1, jitter());
+                (pass.pass + 1, dispatch::now_ms() + delay.as_millis() as u64)
+            });
+            store.end_pass(pass.pass, &result, next)?;
+            report(RunEvent::PassEnded {
+                pass: pass.pass,
+                result,
+            });
             if !result.continues() {
                 break;
-            }
-            let delay = self.options.config.delay_before(pass + 1, jitter());
-            report(RunEvent::Waiting {
-                seconds: delay.as_secs_f64(),
-            });
-            let mut stopped = stop.subscribe();
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = stopped.wait_for(|s| *s) => return Ok(RunOutcome::Stopped),
             }
         }
         let tally = store.tally(only)?;
@@ -348,7 +389,58 @@ impl Runner {
             Ok(RunOutcome::SomeFailed(tally))
         }
     }
+
+    /// Claims and runs jobs of `pass` until none is left unfinished, here or
+    /// in another process. Returns whether a stop cut it short.
+    async fn work_on(
+        &self,
+        run: RunId,
+        pass: u32,
+        report: &Arc<dyn Fn(RunEvent) + Send + Sync>,
+        stop: &watch::Sender<bool>,
+    ) -> Result<bool, RunError> {
+        let store = &self.store;
+        let only = self.options.only_accounts.as_deref();
+        self.reload_changed(report).await;
+        report(RunEvent::PassStarted {
+            pass,
+            max: self.options.config.max_passes,
+            jobs: store.eligible_count(pass, only)? as usize,
+        });
+        // Enough to keep every worker busy between claims.
+        let limit = (self.options.workers as usize).saturating_mul(4).max(64);
+        loop {
+            let jobs = store.claim(run, pass, only, limit)?;
+            if !jobs.is_empty() {
+                if dispatch::run_pass(self, pass, jobs, report.clone(), stop.clone()).await? {
+                    return Ok(true);
+                }
+                continue;
+            }
+            if store.unfinished_in_pass(pass, only)? == 0 {
+                return Ok(false);
+            }
+            // Other processes hold the rest; theirs may yet come back to us
+            // when a lease expires.
+            if self.sleep(CLAIM_POLL, stop).await {
+                return Ok(true);
+            }
+        }
+    }
+
+    /// Sleeps for `duration`; returns whether a stop came first.
+    async fn sleep(&self, duration: Duration, stop: &watch::Sender<bool>) -> bool {
+        let mut stopped = stop.subscribe();
+        tokio::select! {
+            _ = tokio::time::sleep(duration) => false,
+            _ = stopped.wait_for(|s| *s) => true,
+        }
+    }
 }
+
+/// How often a process with nothing to claim looks again, while other
+/// processes finish the pass.
+const CLAIM_POLL: Duration = Duration::from_millis(250);
 
 /// A jitter sample in `[0, 1)`; the clock's nanoseconds are random enough to
 /// keep batches started together out of step.

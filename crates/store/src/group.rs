@@ -84,9 +84,7 @@ impl GroupCommit {
     pub(crate) fn submit<T>(&self, write: Write, map: fn(Written) -> T) -> Durable<T> {
         let (reply, answer) = oneshot::channel();
         match self.queue.as_ref().map(|q| q.send((write, reply)).is_ok()) {
-            Some(true) => Durable {
-                state: DurableState::Waiting(answer, map),
-            },
+            Some(true) => Durable::waiting(answer, map),
             _ => Durable::ready(Err(StoreError::Commit("the store's writer stopped".into()))),
         }
     }
@@ -158,6 +156,16 @@ impl<T> Durable<T> {
     pub fn ready(result: Result<T>) -> Self {
         Durable {
             state: DurableState::Ready(Some(result)),
+        }
+    }
+
+    /// An answer that `answer` will bring, turned into a `T` by `map`.
+    pub(crate) fn waiting(
+        answer: oneshot::Receiver<Result<Written>>,
+        map: fn(Written) -> T,
+    ) -> Self {
+        Durable {
+            state: DurableState::Waiting(answer, map),
         }
     }
 

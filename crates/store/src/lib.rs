@@ -3,7 +3,8 @@
 //! Start from the [`Store`] trait: jobs imported from the jobs file, every
 //! attempt (recorded as in flight before the plugin runs, and with its
 //! outcome after), the passes, and the runs that worked on the batch.
-//! [`SqliteStore`] is the embedded default. The status command reads only
+//! [`SqliteStore`] is the embedded default; [`PostgresStore`] lets processes
+//! on many machines share one batch, under leases. The status command reads only
 //! the store, so it works from another terminal while a run is going on.
 //!
 //! Nothing here knows about WebAssembly; the runner hands in plain
@@ -12,12 +13,16 @@
 mod group;
 mod lock;
 mod model;
+mod postgres;
 mod sqlite;
 
 pub use group::Durable;
 pub use lock::{Acquired, RunLock};
 pub use model::*;
-pub use sqlite::SqliteStore;
+pub use postgres::{
+    OUTAGE_LIMIT, POSTGRES_SCHEMA_VERSION, PostgresStore, is_postgres_url, without_password,
+};
+pub use sqlite::{SCHEMA_VERSION as SQLITE_SCHEMA_VERSION, SqliteStore};
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +48,11 @@ pub enum StoreError {
     Locked { path: String, pid: Option<u32> },
     #[error("the state file's database failed: {0}")]
     Database(#[from] rusqlite::Error),
+    #[error("the PostgreSQL store failed: {0}")]
+    Postgres(String),
+    /// Another run took the job over after this run's lease expired.
+    #[error("job {0} was taken over by another run after this run's lease expired")]
+    LeaseLost(String),
     #[error("the state file holds a value it cannot read: {0}")]
     Corrupt(String),
     #[error("the state file's database could not commit: {0}")]
@@ -72,13 +82,55 @@ pub trait Store: Send + Sync {
     fn release_held(&self) -> Result<u64>;
     fn stop_requested(&self, run: RunId) -> Result<bool>;
 
-    /// The number of the last pass that ended (0 before the first).
-    fn last_pass(&self) -> Result<u32>;
-    fn begin_pass(&self, pass: u32) -> Result<()>;
-    fn end_pass(&self, pass: u32, result: &orchestrator_retry::PassResult) -> Result<()>;
+    /// The newest pass begun, if any: its number, when it opens, and
+    /// whether it ended. Every process sharing the store agrees on it.
+    fn latest_pass(&self) -> Result<Option<PassMark>>;
+    /// Opens `pass` at `opens_ms`; a pass another process opened first
+    /// stays as it is.
+    fn begin_pass(&self, pass: u32, opens_ms: u64) -> Result<()>;
+    /// Ends `pass` with `result` and, in the same transaction, opens `next`
+    /// (its number and when it opens). Returns whether this call ended it:
+    /// `false` when another process did first.
+    fn end_pass(
+        &self,
+        pass: u32,
+        result: &orchestrator_retry::PassResult,
+        next: Option<(u32, u64)>,
+    ) -> Result<bool>;
     /// Jobs to attempt in `pass`: pending or to retry, not yet attempted in
     /// it, optionally only of some accounts; in import order.
     fn eligible_jobs(&self, pass: u32, accounts: Option<&[String]>) -> Result<Vec<StoredJob>>;
+    /// How many jobs [`Store::eligible_jobs`] would return.
+    fn eligible_count(&self, pass: u32, accounts: Option<&[String]>) -> Result<u64>;
+    /// Hands `run` jobs to attempt in `pass`, in import order, under a lease
+    /// when other processes may share the store. A store only one run may
+    /// use at a time hands out all of them at once; a shared one hands out
+    /// at most `limit`, never jobs of an account another live run holds,
+    /// and first takes back the jobs of runs whose leases expired (their
+    /// attempts in flight become uncertain, as after a crash).
+    fn claim(
+        &self,
+        run: RunId,
+        pass: u32,
+        accounts: Option<&[String]>,
+        limit: usize,
+    ) -> Result<Vec<StoredJob>> {
+        let _ = (run, limit);
+        self.eligible_jobs(pass, accounts)
+    }
+    /// Jobs of `pass` not finished yet anywhere: eligible, claimed or in
+    /// flight. The pass ends when this is 0.
+    fn unfinished_in_pass(&self, pass: u32, accounts: Option<&[String]>) -> Result<u64>;
+    /// Keeps `run`'s leases (and its heartbeat) alive; a shared store's
+    /// runs call it well within the lease.
+    fn renew(&self, run: RunId) -> Result<()> {
+        let _ = run;
+        Ok(())
+    }
+    /// How long a lease lasts, when the store hands out leases.
+    fn lease(&self) -> Option<std::time::Duration> {
+        None
+    }
     /// The accounts that have jobs left to attempt (pending or to retry).
     fn accounts_with_work(&self) -> Result<Vec<String>>;
     /// Counts the jobs (optionally of some accounts) by their state.

@@ -133,6 +133,16 @@ pub struct Decided {
     pub decided_by: String,
 }
 
+/// Where the newest pass stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PassMark {
+    pub pass: u32,
+    /// When it opens (ms since the epoch): the process that ended the pass
+    /// before it adds the retry delay.
+    pub opens_ms: u64,
+    pub ended: bool,
+}
+
 /// A wait that holds back more than one job: an account's, or every account
 /// on the platform instance the account posts to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -178,6 +188,9 @@ pub struct StatusReport {
     pub failure_reasons: Vec<ReasonCount>,
     pub failures_total: u64,
     pub last_run: Option<RunStatus>,
+    /// Every run working on the batch now, where several processes share
+    /// the store (a shared store marks one that stopped renewing `lost`).
+    pub runs: Vec<RunStatus>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -215,6 +228,8 @@ pub struct ReasonCount {
 pub struct RunStatus {
     pub id: i64,
     pub pid: u32,
+    /// The machine it runs on, where several may share the store.
+    pub host: Option<String>,
     pub state: String,
     pub started_ms: u64,
     pub ended_ms: Option<u64>,
@@ -236,6 +251,8 @@ pub struct JobSummary {
 /// One attempt as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AttemptRecord {
+    /// The run that made it: processes sharing a store each have theirs.
+    pub run: Option<i64>,
     pub pass: u32,
     pub number: u32,
     pub started_ms: u64,

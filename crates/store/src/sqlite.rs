@@ -11,14 +11,14 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use crate::group::{Durable, GroupCommit, Write, Written};
 use crate::{
     AttemptId, AttemptOutcome, AttemptRecord, ImportSummary, JobState, JobSummary, NewJob, NewRun,
-    PassStatus, Pause, ReasonCount, ReportRow, Result, RetryEntry, RunId, RunState, RunStatus,
-    StatusReport, Store, StoreError, StoredJob, idempotency_key,
+    PassMark, PassStatus, Pause, ReasonCount, ReportRow, Result, RetryEntry, RunId, RunState,
+    RunStatus, StatusReport, Store, StoreError, StoredJob, idempotency_key,
 };
 
 /// The schema version this build writes; a file with a higher one is
 /// refused rather than misread, one with a lower one is brought up to date
 /// by [`MIGRATIONS`].
-const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// What turns schema version `n` into `n + 1`, at index `n - 1`.
 const MIGRATIONS: &[&str] = &[
@@ -188,6 +188,11 @@ impl SqliteStore {
         })
     }
 
+    /// The schema version the file holds.
+    pub fn schema_version(&self) -> i64 {
+        self.schema
+    }
+
     /// One write in a transaction of its own, on the caller's thread.
     fn write_now(&self, write: Write) -> Result<Written> {
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
@@ -219,7 +224,7 @@ impl SqliteStore {
         let mut stmt = conn.prepare(&format!(
             "SELECT a.pass, a.number, a.started_ms, a.ended_ms, a.outcome, a.remote_id, a.failure,
                     a.fault, a.category, a.decided_by, a.reason, a.retry_after_ms, a.decision,
-                    a.job_id, j.account, {scope}
+                    a.job_id, j.account, {scope}, a.run_id
              FROM attempts a JOIN jobs j ON j.id = a.job_id {filter}
              ORDER BY j.seq, a.id"
         ))?;
@@ -230,6 +235,7 @@ impl SqliteStore {
                         job: r.get(13)?,
                         account: r.get(14)?,
                         attempt: AttemptRecord {
+                            run: r.get(16)?,
                             pass: r.get(0)?,
                             number: r.get(1)?,
                             started_ms: r.get::<_, i64>(2)? as u64,
@@ -266,6 +272,21 @@ impl SqliteStore {
                 Ok(row)
             })
             .collect()
+    }
+}
+
+impl SqliteStore {
+    /// Jobs matching `condition` (with one `?` for `pass`), optionally only
+    /// of some accounts.
+    fn count_jobs(&self, condition: &str, pass: u32, accounts: Option<&[String]>) -> Result<u64> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let (clause, values) = accounts_clause(accounts);
+        let sql = format!("SELECT COUNT(*) FROM jobs WHERE ({condition}){clause}");
+        let mut bind: Vec<&dyn rusqlite::ToSql> = vec![&pass];
+        for v in &values {
+            bind.push(v);
+        }
+        Ok(conn.query_row(&sql, bind.as_slice(), |r| r.get::<_, i64>(0))? as u64)
     }
 }
 
@@ -451,36 +472,63 @@ impl Store for SqliteStore {
             != 0)
     }
 
-    fn last_pass(&self) -> Result<u32> {
+    fn latest_pass(&self) -> Result<Option<PassMark>> {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        // A pass a dead or stopped run did not end is done again by the next
-        // run, for the jobs it had not reached.
-        Ok(conn.query_row(
-            "SELECT COALESCE(MAX(pass), 0) FROM passes WHERE ended_ms IS NOT NULL",
-            [],
-            |r| r.get::<_, i64>(0),
-        )? as u32)
+        Ok(conn
+            .query_row(
+                "SELECT pass, started_ms, ended_ms IS NOT NULL FROM passes ORDER BY pass DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok(PassMark {
+                        pass: r.get(0)?,
+                        opens_ms: r.get::<_, i64>(1)? as u64,
+                        ended: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
     }
 
-    fn begin_pass(&self, pass: u32) -> Result<()> {
+    fn begin_pass(&self, pass: u32, opens_ms: u64) -> Result<()> {
         self.with_tx(|tx| {
             tx.execute(
-                "INSERT INTO passes (pass, started_ms) VALUES (?1, ?2)
-                 ON CONFLICT (pass) DO UPDATE SET ended_ms = NULL, result = NULL",
-                params![pass, now_ms() as i64],
+                "INSERT INTO passes (pass, started_ms) VALUES (?1, ?2) ON CONFLICT (pass) DO NOTHING",
+                params![pass, opens_ms as i64],
             )?;
             Ok(())
         })
     }
 
-    fn end_pass(&self, pass: u32, result: &PassResult) -> Result<()> {
+    fn end_pass(&self, pass: u32, result: &PassResult, next: Option<(u32, u64)>) -> Result<bool> {
         self.with_tx(|tx| {
-            tx.execute(
-                "UPDATE passes SET ended_ms = ?1, result = ?2 WHERE pass = ?3",
+            let ended = tx.execute(
+                "UPDATE passes SET ended_ms = ?1, result = ?2 WHERE pass = ?3 AND ended_ms IS NULL",
                 params![now_ms() as i64, result.to_string(), pass],
-            )?;
-            Ok(())
+            )? == 1;
+            if let (true, Some((next, opens_ms))) = (ended, next) {
+                tx.execute(
+                    "INSERT INTO passes (pass, started_ms) VALUES (?1, ?2) ON CONFLICT (pass) DO NOTHING",
+                    params![next, opens_ms as i64],
+                )?;
+            }
+            Ok(ended)
         })
+    }
+
+    fn eligible_count(&self, pass: u32, accounts: Option<&[String]>) -> Result<u64> {
+        self.count_jobs(
+            "state IN ('pending', 'retry') AND last_pass < ?",
+            pass,
+            accounts,
+        )
+    }
+
+    fn unfinished_in_pass(&self, pass: u32, accounts: Option<&[String]>) -> Result<u64> {
+        self.count_jobs(
+            "(state IN ('pending', 'retry') AND last_pass < ?) OR state = 'running'",
+            pass,
+            accounts,
+        )
     }
 
     fn eligible_jobs(&self, pass: u32, accounts: Option<&[String]>) -> Result<Vec<StoredJob>> {
@@ -718,6 +766,7 @@ impl Store for SqliteStore {
                     Ok(RunStatus {
                         id: r.get(0)?,
                         pid: r.get::<_, i64>(1)? as u32,
+                        host: None,
                         state: r.get(2)?,
                         started_ms: r.get::<_, i64>(3)? as u64,
                         ended_ms: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),

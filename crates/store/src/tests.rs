@@ -77,7 +77,7 @@ fn a_job_moves_through_attempts_and_passes() {
     let (_dir, store) = store();
     store.import(&[job("a", "x"), job("b", "y")], "f").unwrap();
     run(&store);
-    store.begin_pass(1).unwrap();
+    store.begin_pass(1, 0).unwrap();
     let eligible = store.eligible_jobs(1, None).unwrap();
     assert_eq!(eligible.len(), 2);
     let a = store.begin_attempt(&eligible[0], 1).unwrap();
@@ -99,7 +99,7 @@ fn a_job_moves_through_attempts_and_passes() {
     let tally = store.tally(None).unwrap();
     assert_eq!((tally.to_retry, tally.failed), (1, 0));
     store
-        .end_pass(1, &PassResult::RetryableRemain { jobs: 1 })
+        .end_pass(1, &PassResult::RetryableRemain { jobs: 1 }, None)
         .unwrap();
 
     let next = store.eligible_jobs(2, None).unwrap();
@@ -131,7 +131,7 @@ fn giving_up_is_recorded_with_why() {
     let (_dir, store) = store();
     store.import(&[job("a", "x")], "f").unwrap();
     run(&store);
-    store.begin_pass(1).unwrap();
+    store.begin_pass(1, 0).unwrap();
     let j = store.eligible_jobs(1, None).unwrap().remove(0);
     let id = store.begin_attempt(&j, 1).unwrap();
     store
@@ -164,7 +164,7 @@ fn giving_up_is_recorded_with_why() {
 fn left_in_flight(store: &SqliteStore) -> StoredJob {
     store.import(&[job("a", "x")], "f").unwrap();
     run(store);
-    store.begin_pass(1).unwrap();
+    store.begin_pass(1, 0).unwrap();
     let j = store.eligible_jobs(1, None).unwrap().remove(0);
     store.begin_attempt(&j, 1).unwrap();
     j
@@ -252,7 +252,7 @@ fn account_and_platform_waits_outlive_the_run_that_saw_them() {
     ];
     store.import(&jobs, "f").unwrap();
     run(&store);
-    store.begin_pass(1).unwrap();
+    store.begin_pass(1, 0).unwrap();
     let eligible = store.eligible_jobs(1, None).unwrap();
     let outcomes = [
         waited(RetryScope::Account, 60_000),
@@ -335,7 +335,7 @@ fn a_state_file_from_schema_1_is_upgraded_in_place() {
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(store.job_count().unwrap(), 1);
     run(&store);
-    store.begin_pass(1).unwrap();
+    store.begin_pass(1, 0).unwrap();
     let job = store.eligible_jobs(1, None).unwrap().remove(0);
     let attempt = store.begin_attempt(&job, 1).unwrap();
     store
@@ -356,7 +356,7 @@ fn writes_from_many_threads_commit_together_and_each_gets_its_own_answer() {
     let jobs: Vec<NewJob> = (0..64).map(|i| job(&format!("j{i}"), "x")).collect();
     store.import(&jobs, "f").unwrap();
     run(&store);
-    store.begin_pass(1).unwrap();
+    store.begin_pass(1, 0).unwrap();
     let eligible = store.eligible_jobs(1, None).unwrap();
     let ids: Vec<AttemptId> = std::thread::scope(|s| {
         let handles: Vec<_> = eligible

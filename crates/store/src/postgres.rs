@@ -1,0 +1,1392 @@
+//! [`PostgresStore`]: one PostgreSQL database that many orchestrator
+//! processes, on many machines, share.
+//!
+//! Processes claim jobs in batches (`FOR UPDATE SKIP LOCKED`, one claim at a
+//! time so an account is never split between two processes) and hold them
+//! under a lease they renew. A job's lease ends with its attempt's outcome.
+//! A process that dies stops renewing; once its leases expire, the next
+//! claim anywhere takes its jobs back, and its attempts in flight become
+//! `uncertain`, exactly as after a local crash: retried with the same
+//! idempotency key, or held for review past the platform's key window.
+//!
+//! Every call runs on the store's own small runtime, so the caller may be
+//! synchronous or async. A call that loses its connection (the server
+//! restarted, the network dropped) is retried until the database answers
+//! again or [`OUTAGE_LIMIT`] passes; each write is idempotent, so a retry of
+//! a transaction whose commit was not acknowledged does no harm.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use orchestrator_contract::RetryScope;
+use orchestrator_retry::{Decision, PassResult, PassTally};
+use tokio::sync::oneshot;
+use tokio_postgres::{NoTls, Row, Transaction};
+
+use crate::group::{Durable, Written};
+use crate::{
+    AttemptId, AttemptOutcome, AttemptRecord, ImportSummary, JobState, JobSummary, NewJob, NewRun,
+    PassMark, PassStatus, Pause, ReasonCount, ReportRow, Result, RetryEntry, RunId, RunState,
+    RunStatus, StatusReport, Store, StoreError, StoredJob, idempotency_key,
+};
+
+/// What turns schema version `n` into `n + 1`, at index `n`; the database's
+/// version is the number of steps applied.
+const MIGRATIONS: &[&str] = &["
+CREATE TABLE jobs (
+    seq              BIGSERIAL PRIMARY KEY,
+    id               TEXT NOT NULL UNIQUE,
+    account          TEXT NOT NULL,
+    payload          TEXT NOT NULL,
+    idempotency_key  TEXT NOT NULL,
+    state            TEXT NOT NULL DEFAULT 'pending',
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    passes_attempted INTEGER NOT NULL DEFAULT 0,
+    last_pass        INTEGER NOT NULL DEFAULT 0,
+    infra_failures   INTEGER NOT NULL DEFAULT 0,
+    not_before_ms    BIGINT,
+    category         TEXT,
+    reason           TEXT,
+    decided_by       TEXT,
+    gave_up          TEXT,
+    remote_id        TEXT,
+    url              TEXT,
+    lease_run        BIGINT,
+    lease_until_ms   BIGINT
+);
+CREATE INDEX jobs_by_state ON jobs (state, last_pass, seq);
+CREATE INDEX jobs_by_account_lease ON jobs (account, lease_until_ms);
+CREATE INDEX jobs_by_lease_run ON jobs (lease_run);
+CREATE TABLE attempts (
+    id               BIGSERIAL PRIMARY KEY,
+    job_id           TEXT NOT NULL REFERENCES jobs (id),
+    run_id           BIGINT,
+    pass             INTEGER NOT NULL,
+    number           INTEGER NOT NULL,
+    idempotency_key  TEXT NOT NULL,
+    started_ms       BIGINT NOT NULL,
+    ended_ms         BIGINT,
+    outcome          TEXT NOT NULL DEFAULT 'in-flight',
+    remote_id        TEXT,
+    url              TEXT,
+    failure          TEXT,
+    fault            TEXT,
+    category         TEXT,
+    reason           TEXT,
+    decided_by       TEXT,
+    retry_after_ms   BIGINT,
+    decision         TEXT,
+    retry_scope      TEXT
+);
+CREATE INDEX attempts_by_job ON attempts (job_id);
+CREATE INDEX attempts_by_pass ON attempts (pass, outcome);
+CREATE TABLE passes (
+    pass             INTEGER PRIMARY KEY,
+    started_ms       BIGINT NOT NULL,
+    ended_ms         BIGINT,
+    result           TEXT
+);
+CREATE TABLE runs (
+    id               BIGSERIAL PRIMARY KEY,
+    pid              INTEGER NOT NULL,
+    host             TEXT NOT NULL,
+    started_ms       BIGINT NOT NULL,
+    heartbeat_ms     BIGINT NOT NULL,
+    ended_ms         BIGINT,
+    state            TEXT NOT NULL,
+    stop_requested   BOOLEAN NOT NULL DEFAULT false,
+    config           TEXT NOT NULL
+);
+CREATE TABLE meta (
+    key              TEXT PRIMARY KEY,
+    value            TEXT NOT NULL
+);
+"];
+
+/// The schema version this build writes.
+pub const POSTGRES_SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// The database's clock, in ms since the epoch: leases are compared on one
+/// clock, whichever machines the processes run on.
+const NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
+/// How long a call keeps retrying while the database cannot be reached.
+pub const OUTAGE_LIMIT: Duration = Duration::from_secs(120);
+
+/// Claims take this transaction-scoped advisory lock, one at a time: a claim
+/// then sees every account another claim just took.
+const CLAIM_LOCK: i64 = 0x6f72_6368_636c_6169; // "orchclai"
+
+/// Migrations take this one, so processes starting together migrate once.
+const MIGRATE_LOCK: i64 = 0x6f72_6368_6d69_6772; // "orchmigr"
+
+const JOB_COLUMNS: &str = "id, account, payload, idempotency_key, state, attempts, passes_attempted, infra_failures, not_before_ms";
+
+/// Many processes' store: see the module documentation.
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+    /// Taken on drop, to shut down without blocking an async caller.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+struct Inner {
+    pool: Pool,
+    /// The URL without its password, for messages.
+    shown: String,
+    lease: Duration,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("url", &self.inner.shown)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Whether `url` names a PostgreSQL store rather than a state file.
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// A call's failure: the connection (retried) or anything else (not).
+enum Failure {
+    Connection(String),
+    Store(StoreError),
+}
+
+impl From<tokio_postgres::Error> for Failure {
+    fn from(e: tokio_postgres::Error) -> Self {
+        // Class 08 is a connection exception; 57P01-57P03 are the server
+        // shutting down, crashing, or not accepting connections yet.
+        let lost = e.is_closed()
+            || e.code().is_some_and(|c| {
+                let c = c.code();
+                c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03")
+            })
+            || std::error::Error::source(&e)
+                .is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some());
+        let text = match e.as_db_error() {
+            Some(db) => db.message().to_owned(),
+            None => e.to_string(),
+        };
+        if lost {
+            Failure::Connection(text)
+        } else {
+            Failure::Store(StoreError::Postgres(text))
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for Failure {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => e.into(),
+            other => Failure::Connection(other.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Store(e)
+    }
+}
+
+type Step<T> = std::result::Result<T, Failure>;
+
+impl PostgresStore {
+    /// Connects to the database at `url`, applying the schema's migrations
+    /// if it is new or older. Leases last `lease`.
+    pub fn open(url: &str, lease: Duration) -> Result<Self> {
+        let shown = without_password(url);
+        let open_err = |reason: String| StoreError::Open {
+            path: shown.clone(),
+            reason,
+        };
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| open_err(e.to_string()))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("orchestrator-postgres")
+            .enable_all()
+            .build()
+            .map_err(|e| open_err(format!("cannot start its runtime: {e}")))?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(16)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| open_err(e.to_string()))?;
+        let store = PostgresStore {
+            inner: Arc::new(Inner {
+                pool,
+                shown: shown.clone(),
+                lease,
+            }),
+            runtime: Some(runtime),
+        };
+        // A first connection that fails is a wrong URL or a server that is
+        // not there: say so at once rather than retrying for minutes.
+        let inner = store.inner.clone();
+        store
+            .block(async move { migrate(&inner).await })
+            .map_err(|e| match e {
+                Failure::Connection(reason) | Failure::Store(StoreError::Postgres(reason)) => {
+                    open_err(reason)
+                }
+                Failure::Store(e) => e,
+            })?;
+        Ok(store)
+    }
+
+    /// The schema version the database holds.
+    pub fn schema_version(&self) -> Result<i64> {
+        self.call(|inner: Arc<Inner>| async move {
+            let client = inner.pool.get().await?;
+            let row = client
+                .query_one("SELECT version FROM orchestrator_schema", &[])
+                .await?;
+            Ok(row.get::<_, i64>(0))
+        })
+    }
+
+    /// Runs `fut` on the store's runtime and waits for it.
+    fn block<T: Send + 'static>(
+        &self,
+        fut: impl Future<Output = Step<T>> + Send + 'static,
+    ) -> Step<T> {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+        self.runtime
+            .as_ref()
+            .expect("the runtime lives as long as the store")
+            .spawn(async move {
+                let _ = sender.send(fut.await);
+            });
+        receiver
+            .recv()
+            .unwrap_or_else(|_| Err(Failure::Connection("the store's runtime stopped".into())))
+    }
+
+    /// One call, retried while the database cannot be reached.
+    fn call<T, F, Fut>(&self, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(Arc<Inner>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Step<T>> + Send,
+    {
+        let inner = self.inner.clone();
+        match self.block(async move { retrying(&inner, &op).await }) {
+            Ok(value) => Ok(value),
+            Err(Failure::Store(e)) => Err(e),
+            Err(Failure::Connection(reason)) => Err(StoreError::Postgres(reason)),
+        }
+    }
+
+    /// A write whose answer arrives as a [`Durable`].
+    fn queue<T, F, Fut>(&self, op: F, map: fn(Written) -> T) -> Durable<T>
+    where
+        F: Fn(Arc<Inner>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Step<Written>> + Send,
+    {
+        let inner = self.inner.clone();
+        let (reply, answer) = oneshot::channel();
+        self.runtime
+            .as_ref()
+            .expect("the runtime lives as long as the store")
+            .spawn(async move {
+                let result = match retrying(&inner, &op).await {
+                    Ok(written) => Ok(written),
+                    Err(Failure::Store(e)) => Err(e),
+                    Err(Failure::Connection(reason)) => Err(StoreError::Postgres(reason)),
+                };
+                let _ = reply.send(result);
+            });
+        Durable::waiting(answer, map)
+    }
+}
+
+/// Runs `op` until it succeeds, fails for a reason other than the
+/// connection, or the database has been unreachable for [`OUTAGE_LIMIT`].
+async fn retrying<T, F, Fut>(inner: &Arc<Inner>, op: &F) -> Step<T>
+where
+    F: Fn(Arc<Inner>) -> Fut,
+    Fut: Future<Output = Step<T>>,
+{
+    let started = Instant::now();
+    let mut wait = Duration::from_millis(100);
+    let mut warned = false;
+    loop {
+        match op(inner.clone()).await {
+            Err(Failure::Connection(reason)) if started.elapsed() < OUTAGE_LIMIT => {
+                if !warned {
+                    tracing::warn!(
+                        "cannot reach the PostgreSQL store {} ({reason}); pausing until it answers",
+                        inner.shown
+                    );
+                    warned = true;
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+            Err(Failure::Connection(reason)) => {
+                return Err(Failure::Connection(format!(
+                    "{reason} (unreachable for {} s)",
+                    OUTAGE_LIMIT.as_secs()
+                )));
+            }
+            other => {
+                if warned && other.is_ok() {
+                    tracing::warn!("the PostgreSQL store {} answers again", inner.shown);
+                }
+                return other;
+            }
+        }
+    }
+}
+
+/// Brings the schema up to date, once however many processes start at once.
+async fn migrate(inner: &Inner) -> Step<()> {
+    let mut client = inner.pool.get().await?;
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])
+        .await?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS orchestrator_schema (version BIGINT NOT NULL)")
+        .await?;
+    let found: i64 = match tx
+        .query_opt("SELECT version FROM orchestrator_schema", &[])
+        .await?
+    {
+        Some(row) => row.get(0),
+        None => {
+            tx.execute("INSERT INTO orchestrator_schema (version) VALUES (0)", &[])
+                .await?;
+            0
+        }
+    };
+    if found > POSTGRES_SCHEMA_VERSION {
+        return Err(Failure::Store(StoreError::NewerSchema {
+            path: inner.shown.clone(),
+            found,
+            known: POSTGRES_SCHEMA_VERSION,
+        }));
+    }
+    for step in &MIGRATIONS[found as usize..] {
+        tx.batch_execute(step).await?;
+    }
+    tx.execute(
+        "UPDATE orchestrator_schema SET version = $1",
+        &[&POSTGRES_SCHEMA_VERSION],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// `url` with its password replaced, for messages and `--status`.
+pub fn without_password(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((credentials, host)) => {
+                let user = credentials.split(':').next().unwrap_or("");
+                format!("{scheme}://{user}@{host}")
+            }
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+fn job_from_row(row: &Row) -> StoredJob {
+    let state: String = row.get(4);
+    StoredJob {
+        id: row.get(0),
+        account: row.get(1),
+        payload: row.get(2),
+        idempotency_key: row.get(3),
+        state: JobState::parse(&state).unwrap_or(JobState::Pending),
+        attempts: row.get::<_, i32>(5) as u32,
+        passes_attempted: row.get::<_, i32>(6) as u32,
+        infrastructure_failures: row.get::<_, i32>(7) as u32,
+        not_before_ms: row.get::<_, Option<i64>>(8).map(|v| v as u64),
+    }
+}
+
+/// The accounts filter as a parameter: `NULL` for every account.
+fn accounts_param(accounts: Option<&[String]>) -> Option<Vec<String>> {
+    accounts.map(<[String]>::to_vec)
+}
+
+/// Takes back the jobs of runs whose leases expired: their attempts in
+/// flight become uncertain, and the jobs eligible again in the pass they
+/// were in (or held for review, past the platform's key window).
+async fn recover_expired(tx: &Transaction<'_>, key_window_ms: i64) -> Step<u64> {
+    Ok(tx
+        .execute(
+            &format!(
+                "WITH lost AS (
+                    SELECT id FROM jobs
+                    WHERE state = 'running' AND COALESCE(lease_until_ms, 0) < {NOW}
+                    FOR UPDATE SKIP LOCKED
+                 ), fixed AS (
+                    UPDATE jobs SET
+                        state = CASE
+                            WHEN (SELECT MIN(started_ms) FROM attempts a
+                                  WHERE a.job_id = jobs.id AND a.outcome = 'in-flight') < {NOW} - $1
+                                THEN 'needs-review'
+                            WHEN attempts > 0 THEN 'retry'
+                            ELSE 'pending' END,
+                        reason = CASE
+                            WHEN (SELECT MIN(started_ms) FROM attempts a
+                                  WHERE a.job_id = jobs.id AND a.outcome = 'in-flight') < {NOW} - $1
+                                THEN 'an attempt was in flight when a run died, longer ago than the platform remembers idempotency keys; check whether it was posted, then --run --release-held'
+                            ELSE reason END,
+                        last_pass = last_pass - 1, passes_attempted = passes_attempted - 1,
+                        lease_run = NULL, lease_until_ms = NULL
+                    FROM lost WHERE jobs.id = lost.id
+                    RETURNING jobs.id
+                 )
+                 UPDATE attempts SET outcome = 'uncertain', ended_ms = {NOW}
+                 WHERE outcome = 'in-flight' AND job_id IN (SELECT id FROM fixed)"
+            ),
+            &[&key_window_ms],
+        )
+        .await?)
+}
+
+/// The key window of the newest run, which recovery honours.
+async fn key_window(tx: &Transaction<'_>) -> Step<i64> {
+    let row = tx
+        .query_opt(
+            "SELECT config FROM runs WHERE state = 'running' ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .await?;
+    let window = row
+        .and_then(|r| serde_json::from_str::<serde_json::Value>(&r.get::<_, String>(0)).ok())
+        .and_then(|v| v.get("key_window_ms").and_then(serde_json::Value::as_i64));
+    // Mastodon keeps idempotency keys for an hour.
+    Ok(window.unwrap_or(3_600_000))
+}
+
+fn to_json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+fn gave_up_text(reason: &orchestrator_retry::GiveUpReason) -> String {
+    reason.to_string()
+}
+
+async fn begin_attempt(inner: Arc<Inner>, job: StoredJob, pass: u32) -> Step<Written> {
+    let mut client = inner.pool.get().await?;
+    let tx = client.transaction().await?;
+    let pass = pass as i32;
+    let number = job.attempts as i32 + 1;
+    let updated = tx
+        .query_opt(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1,
+                    passes_attempted = passes_attempted + 1, last_pass = $1
+             WHERE id = $2 AND state IN ('pending', 'retry') AND last_pass < $1 AND attempts = $3
+             RETURNING lease_run",
+            &[&pass, &job.id, &(number - 1)],
+        )
+        .await?;
+    let Some(row) = updated else {
+        // This transaction may have committed before its answer was lost:
+        // then the attempt is there, and is the answer.
+        let existing = tx
+            .query_opt(
+                "SELECT id FROM attempts WHERE job_id = $1 AND pass = $2 AND number = $3
+                   AND outcome = 'in-flight'",
+                &[&job.id, &pass, &number],
+            )
+            .await?;
+        return match existing {
+            Some(row) => Ok(Written::Begun(AttemptId(row.get(0)))),
+            None => Err(Failure::Store(StoreError::LeaseLost(job.id))),
+        };
+    };
+    let run: Option<i64> = row.get(0);
+    let id: i64 = tx
+        .query_one(
+            &format!(
+                "INSERT INTO attempts (job_id, run_id, pass, number, idempotency_key, started_ms)
+                 VALUES ($1, $2, $3, $4, $5, {NOW}) RETURNING id"
+            ),
+            &[&job.id, &run, &pass, &number, &job.idempotency_key],
+        )
+        .await?
+        .get(0);
+    tx.commit().await?;
+    Ok(Written::Begun(AttemptId(id)))
+}
+
+async fn finish_attempt(
+    inner: Arc<Inner>,
+    attempt: AttemptId,
+    outcome: AttemptOutcome,
+) -> Step<Written> {
+    let mut client = inner.pool.get().await?;
+    let tx = client.transaction().await?;
+    let job_id: String = match &outcome {
+        AttemptOutcome::Succeeded(receipt) => {
+            let row = tx
+                .query_opt(
+                    &format!(
+                        "UPDATE attempts SET outcome = 'succeeded', ended_ms = {NOW}, remote_id = $1,
+                                url = $2
+                         WHERE id = $3 AND outcome = 'in-flight' RETURNING job_id"
+                    ),
+                    &[&receipt.remote_id, &receipt.url, &attempt.0],
+                )
+                .await?;
+            // Already recorded (a retried commit), or taken over after this
+            // run lost its lease: the job is no longer this attempt's.
+            let Some(row) = row else {
+                return Ok(Written::Finished);
+            };
+            let job_id: String = row.get(0);
+            tx.execute(
+                "UPDATE jobs SET state = 'succeeded', remote_id = $1, url = $2,
+                        not_before_ms = NULL, category = NULL, reason = NULL,
+                        decided_by = NULL, gave_up = NULL, lease_run = NULL, lease_until_ms = NULL
+                 WHERE id = $3",
+                &[&receipt.remote_id, &receipt.url, &job_id],
+            )
+            .await?;
+            job_id
+        }
+        AttemptOutcome::Failed {
+            failure,
+            fault,
+            classification,
+            decision,
+            not_before_ms,
+        } => {
+            let decision_text = match decision {
+                Decision::Retry => "retry".to_string(),
+                Decision::GiveUp(reason) => format!("give up: {}", gave_up_text(reason)),
+            };
+            let retry_after = classification.retry_after_ms.map(|v| v as i64);
+            let scope = classification
+                .retry_after_ms
+                .map(|_| classification.scope.as_str());
+            let row = tx
+                .query_opt(
+                    &format!(
+                        "UPDATE attempts SET outcome = 'failed', ended_ms = {NOW}, failure = $1,
+                                fault = $2, category = $3, reason = $4, decided_by = $5,
+                                retry_after_ms = $6, decision = $7, retry_scope = $8
+                         WHERE id = $9 AND outcome = 'in-flight' RETURNING job_id"
+                    ),
+                    &[
+                        &failure.as_ref().map(to_json),
+                        &fault.as_ref().map(to_json),
+                        &classification.category.as_str(),
+                        &classification.reason,
+                        &classification.decided_by,
+                        &retry_after,
+                        &decision_text,
+                        &scope,
+                        &attempt.0,
+                    ],
+                )
+                .await?;
+            let Some(row) = row else {
+                return Ok(Written::Finished);
+            };
+            let job_id: String = row.get(0);
+            let (state, gave_up) = match decision {
+                Decision::Retry => ("retry", None),
+                Decision::GiveUp(reason) => ("failed", Some(gave_up_text(reason))),
+            };
+            let infra = i32::from(
+                classification.category == orchestrator_contract::Category::Infrastructure,
+            );
+            tx.execute(
+                "UPDATE jobs SET state = $1, gave_up = $2, category = $3, reason = $4,
+                        decided_by = $5, not_before_ms = $6, infra_failures = infra_failures + $7,
+                        lease_run = NULL, lease_until_ms = NULL
+                 WHERE id = $8",
+                &[
+                    &state,
+                    &gave_up,
+                    &classification.category.as_str(),
+                    &classification.reason,
+                    &classification.decided_by,
+                    &not_before_ms.map(|v| v as i64),
+                    &infra,
+                    &job_id,
+                ],
+            )
+            .await?;
+            job_id
+        }
+    };
+    let _ = job_id;
+    tx.commit().await?;
+    Ok(Written::Finished)
+}
+
+fn attempt_id(written: Written) -> AttemptId {
+    match written {
+        Written::Begun(id) => id,
+        Written::Finished => unreachable!("a begin is answered with its id"),
+    }
+}
+
+impl Store for PostgresStore {
+    fn import(&self, jobs: &[NewJob], source: &str) -> Result<ImportSummary> {
+        let jobs = jobs.to_vec();
+        let source = source.to_owned();
+        self.call(move |inner: Arc<Inner>| {
+            let (jobs, source) = (jobs.clone(), source.clone());
+            async move {
+                let mut client = inner.pool.get().await?;
+                let tx = client.transaction().await?;
+                let mut summary = ImportSummary::default();
+                // In chunks of arrays: one round trip per thousand jobs.
+                for chunk in jobs.chunks(1000) {
+                    let ids: Vec<&str> = chunk.iter().map(|j| j.id.as_str()).collect();
+                    let accounts: Vec<&str> = chunk.iter().map(|j| j.account.as_str()).collect();
+                    let payloads: Vec<&str> = chunk.iter().map(|j| j.payload.as_str()).collect();
+                    let keys: Vec<String> = chunk
+                        .iter()
+                        .map(|j| idempotency_key(&j.account, &j.id))
+                        .collect();
+                    let added = tx
+                        .execute(
+                            "INSERT INTO jobs (id, account, payload, idempotency_key)
+                             SELECT id, account, payload, key
+                         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+                                 WITH ORDINALITY AS t(id, account, payload, key, n)
+                                 ORDER BY n
+                             ON CONFLICT (id) DO NOTHING",
+                            &[&ids, &accounts, &payloads, &keys],
+                        )
+                        .await?;
+                    summary.added += added;
+                    summary.kept += chunk.len() as u64 - added;
+                }
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES ('jobs_source', $1)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    &[&source],
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(summary)
+            }
+        })
+    }
+
+    fn clear(&self) -> Result<()> {
+        self.call(|inner: Arc<Inner>| async move {
+            let client = inner.pool.get().await?;
+            client
+                .batch_execute("TRUNCATE attempts, jobs, passes, runs, meta RESTART IDENTITY")
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn job_count(&self) -> Result<u64> {
+        self.call(|inner: Arc<Inner>| async move {
+            let client = inner.pool.get().await?;
+            let row = client.query_one("SELECT COUNT(*) FROM jobs", &[]).await?;
+            Ok(row.get::<_, i64>(0) as u64)
+        })
+    }
+
+    fn begin_run(&self, run: &NewRun) -> Result<RunId> {
+        let config = serde_json::to_string(&serde_json::json!({
+            "retry": run.config,
+            "workers": run.workers,
+            "accounts": run.accounts,
+            "key_window_ms": run.key_window_ms,
+        }))
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let pid = run.pid as i32;
+        let host = hostname();
+        self.call(move |inner: Arc<Inner>| {
+            let (config, host) = (config.clone(), host.clone());
+            async move {
+                let mut client = inner.pool.get().await?;
+                let tx = client.transaction().await?;
+                let lease = inner.lease.as_millis() as i64;
+                // Runs that stopped renewing are gone; the others go on.
+                tx.execute(
+                    &format!(
+                        "UPDATE runs SET state = 'stopped', ended_ms = heartbeat_ms
+                         WHERE state = 'running' AND heartbeat_ms < {NOW} - $1"
+                    ),
+                    &[&lease],
+                )
+                .await?;
+                let id: i64 = tx
+                    .query_one(
+                        &format!(
+                            "INSERT INTO runs (pid, host, started_ms, heartbeat_ms, state, config)
+                             VALUES ($1, $2, {NOW}, {NOW}, 'running', $3) RETURNING id"
+                        ),
+                        &[&pid, &host, &config],
+                    )
+                    .await?
+                    .get(0);
+                tx.commit().await?;
+                Ok(RunId(id))
+            }
+        })
+    }
+
+    fn finish_run(&self, run: RunId, state: RunState) -> Result<()> {
+        self.call(move |inner: Arc<Inner>| {
+            async move {
+                let mut client = inner.pool.get().await?;
+                let tx = client.transaction().await?;
+                tx.execute(
+                    &format!("UPDATE runs SET state = $1, ended_ms = {NOW} WHERE id = $2"),
+                    &[&state.as_str(), &run.0],
+                )
+                .await?;
+                // What this run still holds goes back at once: jobs it had not
+                // begun, and attempts a stop left in flight (uncertain now).
+                tx.execute(
+                    "UPDATE jobs SET lease_until_ms = 0 WHERE lease_run = $1",
+                    &[&run.0],
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+        })
+    }
+
+    fn request_stop(&self) -> Result<u32> {
+        self.call(|inner: Arc<Inner>| async move {
+            let client = inner.pool.get().await?;
+            Ok(client
+                .execute(
+                    "UPDATE runs SET stop_requested = true WHERE state = 'running'",
+                    &[],
+                )
+                .await? as u32)
+        })
+    }
+
+    fn release_held(&self) -> Result<u64> {
+        self.call(|inner: Arc<Inner>| async move {
+            let client = inner.pool.get().await?;
+            Ok(client
+                .execute(
+                    "UPDATE jobs SET state = 'retry', reason = 'released for retry after review'
+                     WHERE state = 'needs-review'",
+                    &[],
+                )
+                .await?)
+        })
+    }
+
+    fn stop_requested(&self, run: RunId) -> Result<bool> {
+        self.call(move |inner: Arc<Inner>| async move {
+            let client = inner.pool.get().await?;
+            let row = client
+                .query_opt("SELECT stop_requested FROM runs WHERE id = $1", &[&run.0])
+                .await?;
+            Ok(row.is_some_and(|r| r.get(0)))
+        })
+    }
+
+    fn latest_pass(&self) -> Result<Option<PassMark>> {
+        self.call(|inner: Arc<Inner>| async move {
+            let client = inner.pool.get().await?;
+            let row = client
+                .query_opt(
+                    "SELECT pass, started_ms, ended_ms IS NOT NULL FROM passes ORDER BY pass DESC LIMIT 1",
+                    &[],
+                )
+                .await?;
+            Ok(row.map(|r| PassMark {
+                pass: r.get::<_, i32>(0) as u32,
+                opens_ms: r.get::<_, i64>(1) as u64,
+                ended: r.get(2),
+            }))
+        })
+    }
+
+    fn begin_pass(&self, pass: u32, opens_ms: u64) -> Result<()> {
+        self.call(move |inner: Arc<Inner>| {
+            async move {
+                let client = inner.pool.get().await?;
+                client
+                    .execute(
+                        "INSERT INTO passes (pass, started_ms) VALUES ($1, $2) ON CONFLICT (pass) DO NOTHING",
+                        &[&(pass as i32), &(opens_ms as i64)],
+                    )
+                    .await?;
+                Ok(())
+            }
+        })
+    }
+
+    fn end_pass(&self, pass: u32, result: &PassResult, next: Option<(u32, u64)>) -> Result<bool> {
+        let result = result.to_string();
+        self.call(move |inner: Arc<Inner>| {
+            let result = result.clone();
+            async move {
+                let mut client = inner.pool.get().await?;
+                let tx = client.transaction().await?;
+                let ended = tx
+                    .execute(
+                        &format!(
+                            "UPDATE passes SET ended_ms = {NOW}, result = $1 WHERE pass = $2 AND ended_ms IS NULL"
+                        ),
+                        &[&result, &(pass as i32)],
+                    )
+                    .await?
+                    == 1;
+                if let (true, Some((next, opens_ms))) = (ended, next) {
+                    tx.execute(
+                        "INSERT INTO passes (pass, started_ms) VALUES ($1, $2) ON CONFLICT (pass) DO NOTHING",
+                        &[&(next as i32), &(opens_ms as i64)],
+                    )
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(ended)
+            }
+        })
+    }
+
+    fn eligible_jobs(&self, pass: u32, accounts: Option<&[String]>) -> Result<Vec<StoredJob>> {
+        let accounts = accounts_param(accounts);
+        self.call(move |inner: Arc<Inner>| {
+            let accounts = accounts.clone();
+            async move {
+                let client = inner.pool.get().await?;
+                let rows = client
+                    .query(
+                        &format!(
+                            "SELECT {JOB_COLUMNS} FROM jobs
+                             WHERE state IN ('pending', 'retry') AND last_pass < $1
+                               AND ($2::text[] IS NULL OR account = ANY($2))
+                             ORDER BY seq"
+                        ),
+                        &[&(pass as i32), &accounts],
+                    )
+                    .await?;
+                Ok(rows.iter().map(job_from_row).collect())
+            }
+        })
+    }
+
+    fn eligible_count(&self, pass: u32, accounts: Option<&[String]>) -> Result<u64> {
+        let accounts = accounts_param(accounts);
+        self.call(move |inner: Arc<Inner>| {
+            let accounts = accounts.clone();
+            async move {
+                let client = inner.pool.get().await?;
+                let row = client
+                    .query_one(
+                        "SELECT COUNT(*) FROM jobs
+                         WHERE state IN ('pending', 'retry') AND last_pass < $1
+                           AND ($2::text[] IS NULL OR account = ANY($2))",
+                        &[&(pass as i32), &accounts],
+                    )
+                    .await?;
+                Ok(row.get::<_, i64>(0) as u64)
+            }
+        })
+    }
+
+    fn claim(
+        &self,
+        run: RunId,
+        pass: u32,
+        accounts: Option<&[String]>,
+        limit: usize,
+    ) -> Result<Vec<StoredJob>> {
+        let accounts = accounts_param(accounts);
+        let limit = limit as i64;
+        self.call(move |inner: Arc<Inner>| {
+            let accounts = accounts.clone();
+            async move {
+                let mut client = inner.pool.get().await?;
+                let tx = client.transaction().await?;
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK])
+                    .await?;
+                let window = key_window(&tx).await?;
+                recover_expired(&tx, window).await?;
+                let lease = inner.lease.as_millis() as i64;
+                // A job this run already holds but has not begun (a claim whose
+                // answer was lost) is handed out again.
+                let rows = tx
+                    .query(
+                        &format!(
+                            "UPDATE jobs SET lease_run = $1, lease_until_ms = {NOW} + $2
+                             WHERE seq IN (
+                                SELECT seq FROM jobs j
+                                WHERE j.state IN ('pending', 'retry') AND j.last_pass < $3
+                                  AND ($4::text[] IS NULL OR j.account = ANY($4))
+                                  AND (COALESCE(j.lease_until_ms, 0) < {NOW} OR j.lease_run = $1)
+                                  AND NOT EXISTS (
+                                      SELECT 1 FROM jobs o
+                                      WHERE o.account = j.account AND o.lease_run <> $1
+                                        AND o.lease_until_ms >= {NOW})
+                                ORDER BY j.seq LIMIT $5
+                                FOR UPDATE SKIP LOCKED)
+                             RETURNING seq, {JOB_COLUMNS}"
+                        ),
+                        &[&run.0, &lease, &(pass as i32), &accounts, &limit],
+                    )
+                    .await?;
+                tx.commit().await?;
+                let mut jobs: Vec<(i64, StoredJob)> = rows
+                    .iter()
+                    .map(|r| {
+                        let seq: i64 = r.get(0);
+                        // The job columns follow `seq`.
+                        let state: String = r.get(5);
+                        (
+                            seq,
+                            StoredJob {
+                                id: r.get(1),
+                                account: r.get(2),
+                                payload: r.get(3),
+                                idempotency_key: r.get(4),
+                                state: JobState::parse(&state).unwrap_or(JobState::Pending),
+                                attempts: r.get::<_, i32>(6) as u32,
+                                passes_attempted: r.get::<_, i32>(7) as u32,
+                                infrastructure_failures: r.get::<_, i32>(8) as u32,
+                                not_before_ms: r.get::<_, Option<i64>>(9).map(|v| v as u64),
+                            },
+                        )
+                    })
+                    .collect();
+                jobs.sort_by_key(|(seq, _)| *seq);
+                Ok(jobs.into_iter().map(|(_, job)| job).collect())
+            }
+        })
+    }
+
+    fn unfinished_in_pass(&self, pass: u32, accounts: Option<&[String]>) -> Result<u64> {
+        let accounts = accounts_param(accounts);
+        self.call(move |inner: Arc<Inner>| {
+            let accounts = accounts.clone();
+            async move {
+                let client = inner.pool.get().await?;
+                let row = client
+                    .query_one(
+                        "SELECT COUNT(*) FROM jobs
+                         WHERE ((state IN ('pending', 'retry') AND last_pass < $1) OR state = 'running')
+                           AND ($2::text[] IS NULL OR account = ANY($2))",
+                        &[&(pass as i32), &accounts],
+                    )
+                    .await?;
+                Ok(row.get::<_, i64>(0) as u64)
+            }
+        })
+    }
+
+    fn renew(&self, run: RunId) -> Result<()> {
+        self.call(move |inner: Arc<Inner>| async move {
+            let mut client = inner.pool.get().await?;
+            let tx = client.transaction().await?;
+            let lease = inner.lease.as_millis() as i64;
+            tx.execute(
+                &format!(
+                    "UPDATE jobs SET lease_until_ms = {NOW} + $2
+                         WHERE lease_run = $1 AND lease_until_ms >= {NOW}"
+                ),
+                &[&run.0, &lease],
+            )
+            .await?;
+            tx.execute(
+                &format!("UPDATE runs SET heartbeat_ms = {NOW} WHERE id = $1"),
+                &[&run.0],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn lease(&self) -> Option<Duration> {
+        Some(self.inner.lease)
+    }
+
+    fn accounts_with_work(&self) -> Result<Vec<String>> {
+        self.call(|inner: Arc<Inner>| async move {
+            let client = inner.pool.get().await?;
+            let rows = client
+                .query(
+                    "SELECT DISTINCT account FROM jobs WHERE state IN ('pending', 'retry') ORDER BY account",
+                    &[],
+                )
+                .await?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    fn tally(&self, accounts: Option<&[String]>) -> Result<PassTally> {
+        let accounts = accounts_param(accounts);
+        self.call(move |inner: Arc<Inner>| {
+            let accounts = accounts.clone();
+            async move {
+                let client = inner.pool.get().await?;
+                let r = client
+                    .query_one(
+                        "SELECT
+                            COUNT(*) FILTER (WHERE state IN ('pending', 'retry', 'running')),
+                            COUNT(*) FILTER (WHERE state = 'failed'),
+                            COUNT(*) FILTER (WHERE state = 'failed' AND gave_up LIKE 'tried in all %'),
+                            COUNT(*) FILTER (WHERE state = 'needs-review')
+                         FROM jobs WHERE ($1::text[] IS NULL OR account = ANY($1))",
+                        &[&accounts],
+                    )
+                    .await?;
+                Ok(PassTally {
+                    to_retry: r.get::<_, i64>(0) as u32,
+                    failed: r.get::<_, i64>(1) as u32,
+                    out_of_passes: r.get::<_, i64>(2) as u32,
+                    held: r.get::<_, i64>(3) as u32,
+                })
+            }
+        })
+    }
+
+    fn begin_attempt(&self, job: &StoredJob, pass: u32) -> Result<AttemptId> {
+        self.queue_begin_attempt(job, pass).wait()
+    }
+
+    fn finish_attempt(&self, attempt: AttemptId, outcome: &AttemptOutcome) -> Result<()> {
+        self.queue_finish_attempt(attempt, outcome).wait()
+    }
+
+    fn queue_begin_attempt(&self, job: &StoredJob, pass: u32) -> Durable<AttemptId> {
+        let job = job.clone();
+        self.queue(
+            move |inner: Arc<Inner>| begin_attempt(inner, job.clone(), pass),
+            attempt_id,
+        )
+    }
+
+    fn queue_finish_attempt(&self, attempt: AttemptId, outcome: &AttemptOutcome) -> Durable<()> {
+        let outcome = outcome.clone();
+        self.queue(
+            move |inner: Arc<Inner>| finish_attempt(inner, attempt, outcome.clone()),
+            |_| (),
+        )
+    }
+
+    fn pauses(&self, now_ms: u64) -> Result<Vec<Pause>> {
+        self.call(move |inner: Arc<Inner>| {
+            async move {
+                let client = inner.pool.get().await?;
+                let rows = client
+                    .query(
+                        "SELECT a.retry_scope, j.account, MAX(a.ended_ms + a.retry_after_ms) AS until_ms
+                         FROM attempts a JOIN jobs j ON j.id = a.job_id
+                         WHERE a.retry_scope IN ('account', 'platform') AND a.retry_after_ms IS NOT NULL
+                         GROUP BY a.retry_scope, j.account
+                         HAVING MAX(a.ended_ms + a.retry_after_ms) > $1
+                         ORDER BY j.account, a.retry_scope",
+                        &[&(now_ms as i64)],
+                    )
+                    .await?;
+                rows.iter()
+                    .map(|r| {
+                        let scope: String = r.get(0);
+                        let scope = RetryScope::parse(&scope).ok_or_else(|| {
+                            Failure::Store(StoreError::Corrupt(format!("retry scope {scope:?}")))
+                        })?;
+                        Ok(Pause {
+                            scope,
+                            account: r.get(1),
+                            until_ms: r.get::<_, i64>(2) as u64,
+                        })
+                    })
+                    .collect()
+            }
+        })
+    }
+
+    fn status(&self) -> Result<StatusReport> {
+        self.call(|inner: Arc<Inner>| async move { status(&inner).await })
+    }
+
+    fn job_summaries(&self) -> Result<Vec<JobSummary>> {
+        self.call(|inner: Arc<Inner>| async move {
+            let client = inner.pool.get().await?;
+            let rows = client
+                .query(
+                    "SELECT id, account, state, category, attempts, remote_id FROM jobs ORDER BY seq",
+                    &[],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    let state: String = r.get(2);
+                    JobSummary {
+                        id: r.get(0),
+                        account: r.get(1),
+                        state: JobState::parse(&state).unwrap_or(JobState::Pending),
+                        category: r.get(3),
+                        attempts: r.get::<_, i32>(4) as u32,
+                        remote_id: r.get(5),
+                    }
+                })
+                .collect())
+        })
+    }
+
+    fn attempts(&self, job: &str) -> Result<Vec<AttemptRecord>> {
+        let job = job.to_owned();
+        Ok(self
+            .call(move |inner: Arc<Inner>| {
+                let job = job.clone();
+                async move { attempt_rows(&inner, Some(job)).await }
+            })?
+            .into_iter()
+            .map(|row| row.attempt)
+            .collect())
+    }
+
+    fn job(&self, id: &str) -> Result<Option<StoredJob>> {
+        let id = id.to_owned();
+        self.call(move |inner: Arc<Inner>| {
+            let id = id.clone();
+            async move {
+                let client = inner.pool.get().await?;
+                let row = client
+                    .query_opt(
+                        &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"),
+                        &[&id],
+                    )
+                    .await?;
+                Ok(row.as_ref().map(job_from_row))
+            }
+        })
+    }
+
+    fn report(&self) -> Result<Vec<ReportRow>> {
+        self.call(|inner: Arc<Inner>| async move { attempt_rows(&inner, None).await })
+    }
+}
+
+/// Attempts with their jobs: one job's, or all.
+async fn attempt_rows(inner: &Inner, job: Option<String>) -> Step<Vec<ReportRow>> {
+    let client = inner.pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT a.pass, a.number, a.started_ms, a.ended_ms, a.outcome, a.remote_id, a.failure,
+                    a.fault, a.category, a.decided_by, a.reason, a.retry_after_ms, a.decision,
+                    a.job_id, j.account, a.retry_scope, a.run_id
+             FROM attempts a JOIN jobs j ON j.id = a.job_id
+             WHERE ($1::text IS NULL OR a.job_id = $1)
+             ORDER BY j.seq, a.id",
+            &[&job],
+        )
+        .await?;
+    let parse = |e: serde_json::Error| StoreError::Corrupt(format!("attempt record: {e}"));
+    rows.iter()
+        .map(|r| {
+            let failure: Option<String> = r.get(6);
+            let fault: Option<String> = r.get(7);
+            Ok(ReportRow {
+                job: r.get(13),
+                account: r.get(14),
+                attempt: AttemptRecord {
+                    run: r.get(16),
+                    pass: r.get::<_, i32>(0) as u32,
+                    number: r.get::<_, i32>(1) as u32,
+                    started_ms: r.get::<_, i64>(2) as u64,
+                    ended_ms: r.get::<_, Option<i64>>(3).map(|v| v as u64),
+                    outcome: r.get(4),
+                    remote_id: r.get(5),
+                    failure: failure
+                        .map(|f| serde_json::from_str(&f).map_err(parse))
+                        .transpose()?,
+                    fault: fault
+                        .map(|f| serde_json::from_str(&f).map_err(parse))
+                        .transpose()?,
+                    category: r.get(8),
+                    decided_by: r.get(9),
+                    reason: r.get(10),
+                    retry_after_ms: r.get::<_, Option<i64>>(11).map(|v| v as u64),
+                    retry_scope: r
+                        .get::<_, Option<String>>(15)
+                        .as_deref()
+                        .and_then(RetryScope::parse),
+                    decision: r.get(12),
+                },
+            })
+        })
+        .collect()
+}
+
+async fn status(inner: &Inner) -> Step<StatusReport> {
+    let client = inner.pool.get().await?;
+    let pairs = async |sql: &str| -> Step<Vec<(String, u64)>> {
+        Ok(client
+            .query(sql, &[])
+            .await?
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64))
+            .collect())
+    };
+    let mut report = StatusReport {
+        jobs: client
+            .query_one("SELECT COUNT(*) FROM jobs", &[])
+            .await?
+            .get::<_, i64>(0) as u64,
+        ..StatusReport::default()
+    };
+    let by_state = pairs("SELECT state, COUNT(*) FROM jobs GROUP BY state").await?;
+    report.by_state = JobState::ALL
+        .iter()
+        .map(|s| {
+            let n = by_state
+                .iter()
+                .find(|(k, _)| k == s.as_str())
+                .map_or(0, |(_, n)| *n);
+            (s.as_str().to_owned(), n)
+        })
+        .collect();
+    report.by_category = pairs(
+        "SELECT category, COUNT(*) FROM jobs WHERE state IN ('retry', 'failed') AND category IS NOT NULL
+         GROUP BY category ORDER BY category",
+    )
+    .await?;
+    let passes = client
+        .query("SELECT pass, result FROM passes ORDER BY pass", &[])
+        .await?;
+    for row in passes {
+        let pass: i32 = row.get(0);
+        let counts = client
+            .query(
+                "SELECT outcome, COALESCE(category, ''), COUNT(*) FROM attempts WHERE pass = $1
+                 GROUP BY outcome, category ORDER BY 2",
+                &[&pass],
+            )
+            .await?;
+        let mut status = PassStatus {
+            pass: pass as u32,
+            result: row.get(1),
+            ..PassStatus::default()
+        };
+        for r in counts {
+            let (outcome, category, n): (String, String, i64) = (r.get(0), r.get(1), r.get(2));
+            let n = n as u64;
+            status.attempts += n;
+            match outcome.as_str() {
+                "succeeded" => status.succeeded += n,
+                "failed" => status.failed_by_category.push((category, n)),
+                "in-flight" => status.in_flight += n,
+                _ => status.failed_by_category.push((outcome, n)),
+            }
+        }
+        report.passes.push(status);
+    }
+    let entries = async |state: &str| -> Step<(Vec<RetryEntry>, u64)> {
+        let total = client
+            .query_one("SELECT COUNT(*) FROM jobs WHERE state = $1", &[&state])
+            .await?
+            .get::<_, i64>(0) as u64;
+        let list = client
+            .query(
+                "SELECT id, account, category, COALESCE(gave_up || ': ' || reason, reason), decided_by, not_before_ms
+                 FROM jobs WHERE state = $1 ORDER BY seq LIMIT 10",
+                &[&state],
+            )
+            .await?
+            .iter()
+            .map(|r| RetryEntry {
+                job: r.get(0),
+                account: r.get(1),
+                category: r.get(2),
+                reason: r.get(3),
+                decided_by: r.get(4),
+                not_before_ms: r.get::<_, Option<i64>>(5).map(|v| v as u64),
+            })
+            .collect();
+        Ok((list, total))
+    };
+    (report.next_retries, report.retries_total) = entries("retry").await?;
+    (_, report.failures_total) = entries("failed").await?;
+    (report.held, report.held_total) = entries("needs-review").await?;
+    report.failure_reasons = client
+        .query(
+            "SELECT category, COALESCE(gave_up || ': ' || reason, reason), COUNT(*), MIN(id)
+             FROM jobs WHERE state = 'failed' GROUP BY 1, 2 ORDER BY 3 DESC, 4 LIMIT 10",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| ReasonCount {
+            category: r.get(0),
+            reason: r.get(1),
+            jobs: r.get::<_, i64>(2) as u64,
+            example: r.get(3),
+        })
+        .collect();
+    let lease = inner.lease.as_millis() as i64;
+    let runs = client
+        .query(
+            &format!(
+                "SELECT id, pid, host,
+                        CASE WHEN state = 'running' AND heartbeat_ms < {NOW} - $1 THEN 'lost'
+                             ELSE state END,
+                        started_ms, ended_ms, stop_requested
+                 FROM runs
+                 WHERE state = 'running' OR id = (SELECT MAX(id) FROM runs)
+                 ORDER BY id"
+            ),
+            &[&lease],
+        )
+        .await?;
+    let runs: Vec<RunStatus> = runs
+        .iter()
+        .map(|r| RunStatus {
+            id: r.get(0),
+            pid: r.get::<_, i32>(1) as u32,
+            host: Some(r.get(2)),
+            state: r.get(3),
+            started_ms: r.get::<_, i64>(4) as u64,
+            ended_ms: r.get::<_, Option<i64>>(5).map(|v| v as u64),
+            stop_requested: r.get(6),
+        })
+        .collect();
+    report.last_run = runs.last().cloned();
+    report.runs = runs;
+    Ok(report)
+}
+
+/// This machine's name, so `--status` can say where each run is.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
+}

@@ -1,0 +1,187 @@
+//! The PostgreSQL store's leases, against a real server: what one process
+//! claims no other gets, an account is never split between processes, and
+//! the jobs of a process that stopped renewing come back as after a crash.
+
+use std::time::Duration;
+
+use orchestrator_contract::Receipt;
+use orchestrator_pg_cluster::Cluster;
+use orchestrator_retry::RetryConfig;
+use orchestrator_store::{
+    AttemptOutcome, JobState, NewJob, NewRun, PostgresStore, RunId, Store, StoreError,
+};
+
+fn job(id: &str, account: &str) -> NewJob {
+    NewJob {
+        id: id.into(),
+        account: account.into(),
+        payload: format!(r#"{{"status":"{id}"}}"#),
+    }
+}
+
+fn run(store: &PostgresStore) -> RunId {
+    store
+        .begin_run(&NewRun {
+            pid: std::process::id(),
+            config: RetryConfig::default(),
+            workers: 3,
+            accounts: None,
+            key_window_ms: 3_600_000,
+        })
+        .unwrap()
+}
+
+fn posted() -> AttemptOutcome {
+    AttemptOutcome::Succeeded(Receipt {
+        remote_id: "1".into(),
+        url: None,
+    })
+}
+
+fn ids(jobs: &[orchestrator_store::StoredJob]) -> Vec<&str> {
+    jobs.iter().map(|j| j.id.as_str()).collect()
+}
+
+#[test]
+fn leases_hand_each_job_and_account_to_one_process_and_expire() {
+    let Some(cluster) = Cluster::for_test("leases_hand_each_job_and_account_to_one_process") else {
+        return;
+    };
+    let url = cluster.create_database();
+    let lease = Duration::from_millis(1500);
+    // Two processes: two stores on one database.
+    let (one, two) = (
+        PostgresStore::open(&url, lease).unwrap(),
+        PostgresStore::open(&url, lease).unwrap(),
+    );
+    one.import(
+        &[
+            job("x1", "x"),
+            job("y1", "y"),
+            job("x2", "x"),
+            job("z1", "z"),
+        ],
+        "jobs.jsonl",
+    )
+    .unwrap();
+    let (run_one, run_two) = (run(&one), run(&two));
+    one.begin_pass(1, 0).unwrap();
+
+    // The first claim takes two jobs in import order; the second gets what
+    // is left of the accounts nobody holds: not x2, whose account is held.
+    let first = one.claim(run_one, 1, None, 2).unwrap();
+    assert_eq!(ids(&first), ["x1", "y1"]);
+    let second = two.claim(run_two, 1, None, 10).unwrap();
+    assert_eq!(ids(&second), ["z1"]);
+    assert_eq!(one.unfinished_in_pass(1, None).unwrap(), 4);
+
+    // An outcome ends a lease; the account is free again once its last
+    // held job is released.
+    let attempt = one.begin_attempt(&first[0], 1).unwrap();
+    one.finish_attempt(attempt, &posted()).unwrap();
+    // (z1 comes again: a claimed job not yet begun is handed out again to
+    // the run that holds it, so a claim whose answer was lost loses nothing.)
+    let x2 = two.claim(run_two, 1, None, 10).unwrap();
+    assert_eq!(ids(&x2), ["x2", "z1"]);
+
+    // The first process dies with y1 in flight and stops renewing; process
+    // two keeps its own leases alive, and after the first one's expires it
+    // gets y1, whose attempt is now uncertain (with its own x2 and z1).
+    let stranded = one.begin_attempt(&first[1], 1).unwrap();
+    let _ = stranded;
+    std::thread::sleep(Duration::from_millis(700));
+    two.renew(run_two).unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    let recovered = two.claim(run_two, 1, None, 10).unwrap();
+    assert_eq!(ids(&recovered), ["y1", "x2", "z1"]);
+    let y1 = two.attempts("y1").unwrap();
+    assert_eq!(y1[0].outcome, "uncertain");
+    assert_eq!(y1[0].run, Some(run_one.0));
+    // Same idempotency key on the retry: the job is the same job.
+    assert_eq!(recovered[0].idempotency_key, first[1].idempotency_key);
+
+    // The dead process comes back and tries to go on: its attempt's outcome
+    // changes nothing, and it may not begin the job again.
+    one.finish_attempt(stranded, &posted()).unwrap();
+    assert_eq!(two.job("y1").unwrap().unwrap().state, JobState::Retry);
+    assert!(matches!(
+        one.begin_attempt(&first[1], 1),
+        Err(StoreError::LeaseLost(job)) if job == "y1"
+    ));
+
+    for job in &recovered {
+        let attempt = two.begin_attempt(job, 1).unwrap();
+        two.finish_attempt(attempt, &posted()).unwrap();
+    }
+    assert_eq!(two.unfinished_in_pass(1, None).unwrap(), 0);
+}
+
+#[test]
+fn a_pass_is_ended_once_and_the_next_opens_after_the_delay() {
+    let Some(cluster) = Cluster::for_test("a_pass_is_ended_once") else {
+        return;
+    };
+    let url = cluster.create_database();
+    let lease = Duration::from_secs(30);
+    let (one, two) = (
+        PostgresStore::open(&url, lease).unwrap(),
+        PostgresStore::open(&url, lease).unwrap(),
+    );
+    one.begin_pass(1, 1_000).unwrap();
+    // Opening a pass another process opened changes nothing.
+    two.begin_pass(1, 5_000).unwrap();
+    let mark = two.latest_pass().unwrap().unwrap();
+    assert_eq!((mark.pass, mark.opens_ms, mark.ended), (1, 1_000, false));
+    let result = orchestrator_retry::PassResult::RetryableRemain { jobs: 1 };
+    assert!(one.end_pass(1, &result, Some((2, 9_000))).unwrap());
+    assert!(!two.end_pass(1, &result, Some((2, 1))).unwrap());
+    let mark = two.latest_pass().unwrap().unwrap();
+    assert_eq!((mark.pass, mark.opens_ms, mark.ended), (2, 9_000, false));
+}
+
+#[test]
+fn the_schema_is_migrated_once_and_a_newer_one_is_refused() {
+    let Some(cluster) = Cluster::for_test("the_schema_is_migrated_once") else {
+        return;
+    };
+    let url = cluster.create_database();
+    let lease = Duration::from_secs(30);
+    // Processes starting together: every one opens, one migrates.
+    let opened: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || PostgresStore::open(&url, lease).map(|_| ()))
+        })
+        .collect();
+    for handle in opened {
+        handle.join().unwrap().unwrap();
+    }
+    let store = PostgresStore::open(&url, lease).unwrap();
+    assert_eq!(
+        store.schema_version().unwrap(),
+        orchestrator_store::POSTGRES_SCHEMA_VERSION
+    );
+    drop(store);
+    // A database from a newer orchestrator is not misread.
+    let psql = std::process::Command::new("psql")
+        .args([&url, "-c", "UPDATE orchestrator_schema SET version = 99"])
+        .output();
+    if psql.is_ok_and(|o| o.status.success()) {
+        let err = PostgresStore::open(&url, lease).unwrap_err().to_string();
+        assert!(err.contains("newer orchestrator (schema 99"), "{err}");
+    }
+}
+
+#[test]
+fn an_unreachable_database_is_one_clear_error() {
+    let err = PostgresStore::open(
+        "postgres://orchestrator@127.0.0.1:1/nothing",
+        Duration::from_secs(30),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with("cannot open the state file postgres://orchestrator@127.0.0.1:1/nothing:"),
+        "{err}"
+    );
+}

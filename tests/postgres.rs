@@ -1,0 +1,243 @@
+//! Many processes, one batch: the PostgreSQL store, against a real server.
+//!
+//! Each test starts a throwaway cluster from the system's PostgreSQL
+//! binaries (see `orchestrator-pg-cluster`); without them the tests say
+//! loudly that they were skipped, and in CI they fail instead.
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use orchestrator_pg_cluster::Cluster;
+use orchestrator_store::JobState;
+
+use crate::run_batch::{self, Fixture};
+
+/// A scenario of `accounts` accounts whose every post takes `delay_ms`.
+fn many_accounts(accounts: usize, delay_ms: u64) -> String {
+    (0..accounts)
+        .map(|i| {
+            format!("[[account]]\nname = \"a{i}\"\ntoken = \"t{i}\"\ndelay_ms = {delay_ms}\n\n")
+        })
+        .collect()
+}
+
+/// `orchestrator --run` as a child process on the fixture's store.
+fn spawn(f: &Fixture, extra: &[&str]) -> Child {
+    f.command(extra)
+        .arg("--run")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the orchestrator binary starts")
+}
+
+/// Waits for `child`; returns its exit code and standard error.
+fn finish(child: Child) -> (i32, String) {
+    let out = child.wait_with_output().expect("the child runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Attempts recorded so far, of any outcome.
+fn attempts_recorded(f: &Fixture) -> usize {
+    f.state().report().unwrap().len()
+}
+
+/// Waits until `ready` holds, for at most a minute.
+fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !ready() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "gave up waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every job posted, and every idempotency key created exactly once.
+fn assert_all_posted_once(f: &Fixture, jobs: u64) {
+    let counters = f.sandbox.counters();
+    assert_eq!(counters.statuses_created, jobs, "{counters:?}");
+    assert!(
+        counters
+            .created_by_idempotency_key
+            .values()
+            .all(|&n| n == 1),
+        "a key was created twice"
+    );
+    let summaries = f.state().job_summaries().unwrap();
+    assert_eq!(summaries.len() as u64, jobs);
+    assert!(
+        summaries.iter().all(|j| j.state == JobState::Succeeded),
+        "not every job succeeded"
+    );
+}
+
+#[test]
+fn three_processes_share_five_thousand_jobs_and_post_each_once() {
+    let Some(cluster) = Cluster::for_test("three_processes_share_five_thousand_jobs") else {
+        return;
+    };
+    let f = Fixture::new(&many_accounts(50, 0), 100).on_postgres(&cluster);
+    let seeded = crate::support::run(&mut f.command(&["--seed-only"]));
+    assert_eq!(seeded.code, 0, "{}", seeded.stderr);
+    let children: Vec<Child> = (0..3)
+        .map(|_| spawn(&f, &["--workers", "8", "--lease", "10"]))
+        .collect();
+    for child in children {
+        let (code, stderr) = finish(child);
+        assert_eq!(code, 0, "{stderr}");
+    }
+    assert_all_posted_once(&f, 5_000);
+    // One request per job: no process posted what another held.
+    assert_eq!(f.sandbox.counters().requests, 5_000);
+    let runs: std::collections::BTreeSet<_> = f
+        .state()
+        .report()
+        .unwrap()
+        .into_iter()
+        .map(|row| row.attempt.run)
+        .collect();
+    assert_eq!(runs.len(), 3, "every process took a share: {runs:?}");
+}
+
+#[test]
+fn a_killed_process_loses_its_jobs_to_the_others_when_its_lease_expires() {
+    let Some(cluster) = Cluster::for_test("a_killed_process_loses_its_jobs") else {
+        return;
+    };
+    let f = Fixture::new(&many_accounts(40, 20), 50).on_postgres(&cluster);
+    let seeded = crate::support::run(&mut f.command(&["--seed-only"]));
+    assert_eq!(seeded.code, 0, "{}", seeded.stderr);
+    let args = ["--workers", "8", "--lease", "2"];
+    let mut victim = spawn(&f, &args);
+    let others: Vec<Child> = (0..2).map(|_| spawn(&f, &args)).collect();
+    wait_until("attempts to be under way", || attempts_recorded(&f) > 200);
+    victim.kill().expect("SIGKILL");
+    let _ = victim.wait();
+    for child in others {
+        let (code, stderr) = finish(child);
+        assert_eq!(code, 0, "{stderr}");
+    }
+    assert_all_posted_once(&f, 2_000);
+    // What the dead process had in flight was retried with the same key.
+    let uncertain = f
+        .state()
+        .report()
+        .unwrap()
+        .into_iter()
+        .filter(|row| row.attempt.outcome == "uncertain")
+        .count();
+    assert!(uncertain > 0, "the killed process had attempts in flight");
+}
+
+#[test]
+fn a_database_outage_pauses_the_processes_and_loses_nothing() {
+    let Some(cluster) = Cluster::for_test("a_database_outage_pauses_the_processes") else {
+        return;
+    };
+    let f = Fixture::new(&many_accounts(20, 20), 50).on_postgres(&cluster);
+    let seeded = crate::support::run(&mut f.command(&["--seed-only"]));
+    assert_eq!(seeded.code, 0, "{}", seeded.stderr);
+    let children: Vec<Child> = (0..2)
+        .map(|_| spawn(&f, &["--workers", "8", "--lease", "10"]))
+        .collect();
+    wait_until("attempts to be under way", || attempts_recorded(&f) > 100);
+    cluster.stop_server().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    cluster.start_server().unwrap();
+    let mut paused = false;
+    for child in children {
+        let (code, stderr) = finish(child);
+        assert_eq!(code, 0, "{stderr}");
+        paused |= stderr.contains("cannot reach the PostgreSQL store");
+    }
+    assert!(paused, "a process said it paused for the database");
+    assert_all_posted_once(&f, 1_000);
+}
+
+#[test]
+fn the_retry_rules_hold_on_postgres() {
+    let Some(cluster) = Cluster::for_test("the_retry_rules_hold_on_postgres") else {
+        return;
+    };
+    let cluster = std::sync::Arc::new(cluster);
+    run_batch::on_postgres(&cluster, || {
+        run_batch::a_mixed_batch_with_default_flags();
+        run_batch::one_pass_retries_nothing();
+        run_batch::strict_mode_gives_up_on_unknown_failures();
+        run_batch::non_retryable_failures_can_be_retried_on_request();
+        run_batch::an_infrastructure_limit_of_one_allows_one_retry();
+        run_batch::only_the_named_accounts_run();
+        run_batch::rerunning_a_finished_batch_posts_nothing_again();
+        run_batch::a_retry_after_longer_than_the_delay_is_waited_out();
+        run_batch::a_rate_limit_pauses_only_its_account();
+        run_batch::a_jobs_own_wait_does_not_hold_back_its_account();
+    });
+}
+
+#[test]
+fn status_explain_report_and_stop_all_see_every_process() {
+    let Some(cluster) = Cluster::for_test("status_explain_report_and_stop_all") else {
+        return;
+    };
+    let f = Fixture::new(&many_accounts(10, 200), 20).on_postgres(&cluster);
+    let url = f.store_url.clone().unwrap();
+    let children: Vec<Child> = (0..2)
+        .map(|_| spawn(&f, &["--workers", "4", "--lease", "10"]))
+        .collect();
+    wait_until("attempts to be under way", || attempts_recorded(&f) > 10);
+    let status = crate::support::run(crate::support::orchestrator().args([
+        "--status",
+        "--state-file",
+        &url,
+    ]));
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    assert_eq!(
+        status.stdout.matches("  run:").count(),
+        2,
+        "both runs are listed:\n{}",
+        status.stdout
+    );
+    let stop = crate::support::run(crate::support::orchestrator().args([
+        "--stop-all",
+        "--state-file",
+        &url,
+    ]));
+    assert_eq!(stop.code, 0, "{}", stop.stderr);
+    assert!(stop.stderr.contains("Asked 2 run(s)"), "{}", stop.stderr);
+    for child in children {
+        let (code, stderr) = finish(child);
+        assert_eq!(code, 3, "stopped: {stderr}");
+    }
+    let explain = crate::support::run(crate::support::orchestrator().args([
+        "explain",
+        "a0-1",
+        "--state-file",
+        &url,
+    ]));
+    assert_eq!(explain.code, 0, "{}", explain.stderr);
+    assert!(
+        explain
+            .stdout
+            .starts_with("Job a0-1 (account a0): succeeded"),
+        "{}",
+        explain.stdout
+    );
+    let report = crate::support::run(crate::support::orchestrator().args([
+        "report",
+        "--format",
+        "json",
+        "--state-file",
+        &url,
+    ]));
+    assert_eq!(report.code, 0, "{}", report.stderr);
+    assert!(
+        report.stdout.contains("\"job\": \"a0-1\""),
+        "{}",
+        report.stdout
+    );
+}
