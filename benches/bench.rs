@@ -4,8 +4,9 @@
 //! `BENCHMARKS.md` reports: the ceiling a minimal async load generator
 //! reaches against the sandbox, the orchestrator's own rate on the same
 //! sandbox (and its ratio to the ceiling), the host's cost per attempt, plugin
-//! load times, peak memory with many attempts in flight, and seeding and
-//! `--status` on a large batch. It prints a Markdown table; `--write PATH`
+//! load times, peak memory with many attempts in flight, seeding and
+//! `--status` on a large batch, and one batch shared by 1, 2 and 3 processes
+//! on a PostgreSQL store. It prints a Markdown table; `--write PATH`
 //! also writes it to a file.
 //!
 //! Without `--bench` (that is, under `cargo test`) it runs a small smoke
@@ -36,6 +37,8 @@ struct Sizes {
     in_flight: usize,
     slow_ms: u64,
     seeded: usize,
+    /// Jobs for each PostgreSQL scaling run.
+    shared_jobs: usize,
 }
 
 const FULL: Sizes = Sizes {
@@ -46,6 +49,7 @@ const FULL: Sizes = Sizes {
     in_flight: 10_000,
     slow_ms: 5_000,
     seeded: 1_000_000,
+    shared_jobs: 10_000,
 };
 
 const SMOKE: Sizes = Sizes {
@@ -56,6 +60,7 @@ const SMOKE: Sizes = Sizes {
     in_flight: 100,
     slow_ms: 300,
     seeded: 5_000,
+    shared_jobs: 200,
 };
 
 const ORCHESTRATOR: &str = env!("CARGO_BIN_EXE_orchestrator");
@@ -97,6 +102,12 @@ fn main() {
             let concurrency = sizes.workers.min(sizes.accounts);
             let ceiling = runtime.block_on(ceiling(&sizes, concurrency));
             println!("{ceiling:.0} req/s");
+            return;
+        }
+        Some("postgres") => {
+            for row in runtime.block_on(postgres_scaling(&sizes, dir.path())) {
+                println!("{} | {} | {}", row.0, row.1, row.2);
+            }
             return;
         }
         Some("overhead") => {
@@ -217,6 +228,10 @@ fn main() {
         format!("{:.0} ms", status.as_secs_f64() * 1e3),
         format!("on the {} seeded jobs", sizes.seeded),
     );
+
+    for (what, value, how) in runtime.block_on(postgres_scaling(&sizes, dir.path())) {
+        table.row(&what, value, how);
+    }
 
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let text = format!(
@@ -389,6 +404,100 @@ async fn orchestrator_run(sizes: &Sizes, root: &Path) -> RunResult {
         steady_per_sec: sizes.jobs as f64 / ((last - first).max(1) as f64 / 1e3),
         wall,
     }
+}
+
+/// One batch shared by 1, 2 and 3 processes on one PostgreSQL database
+/// (a throwaway cluster with fsync on, as in production): jobs per second
+/// for each, every job posted once.
+async fn postgres_scaling(sizes: &Sizes, root: &Path) -> Vec<(String, String, String)> {
+    let cluster =
+        match orchestrator_pg_cluster::Cluster::start(orchestrator_pg_cluster::Durability::Full) {
+            Ok(cluster) => cluster,
+            Err(why) => {
+                return vec![(
+                    "PostgreSQL store".into(),
+                    "n/a".into(),
+                    format!("skipped: {why}"),
+                )];
+            }
+        };
+    let workers = (sizes.workers / 4).max(8);
+    let mut rows = Vec::new();
+    let mut single = 0.0;
+    for processes in 1..=3 {
+        let sandbox = Sandbox::start_local(Scenario::default())
+            .await
+            .expect("the sandbox starts");
+        let dir = root.join(format!("shared-{processes}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        write_batch(&dir, sandbox.url(), sizes.accounts, sizes.shared_jobs);
+        let url = cluster.create_database();
+        let base = |cmd: &mut Command| {
+            cmd.args(["--jobs", "jobs.jsonl", "--accounts-file", "accounts.toml"])
+                .args(["--state-file", &url]);
+        };
+        let mut seed = orchestrator(&dir);
+        base(&mut seed);
+        let seeded = seed.arg("--seed-only").output().expect("the seed runs");
+        assert!(
+            seeded.status.success(),
+            "{}",
+            String::from_utf8_lossy(&seeded.stderr)
+        );
+        let started = Instant::now();
+        let children: Vec<_> = (0..processes)
+            .map(|_| {
+                let mut cmd = orchestrator(&dir);
+                base(&mut cmd);
+                cmd.args(["--run", "--quiet", "--workers", &workers.to_string()])
+                    .args(["--plugin", artifacts::MASTODON_POSTER])
+                    .args(["--plugin", artifacts::HTTP_CLASSIFIER])
+                    .spawn()
+                    .expect("the orchestrator starts")
+            })
+            .collect();
+        let outputs = tokio::task::spawn_blocking(move || {
+            children
+                .into_iter()
+                .map(|c| c.wait_with_output().expect("the orchestrator runs"))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap();
+        let wall = started.elapsed();
+        for output in outputs {
+            assert!(
+                output.status.success(),
+                "a shared run failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let counters = sandbox.counters();
+        assert_eq!(
+            counters.statuses_created as usize, sizes.shared_jobs,
+            "every job posted once"
+        );
+        assert_eq!(
+            counters.requests as usize, sizes.shared_jobs,
+            "one request per job"
+        );
+        let per_sec = sizes.shared_jobs as f64 / wall.as_secs_f64();
+        if processes == 1 {
+            single = per_sec;
+        }
+        rows.push((
+            format!("PostgreSQL store, {processes} process{}", if processes == 1 { "" } else { "es" }),
+            format!("{per_sec:.0} jobs/s"),
+            format!(
+                "{} jobs, {} accounts, --workers {workers} each, one database (fsync on) on this machine; {:.2}× one process; {:.2} s wall",
+                sizes.shared_jobs,
+                sizes.accounts,
+                per_sec / single,
+                wall.as_secs_f64()
+            ),
+        ));
+    }
+    rows
 }
 
 /// The first attempt's start and the last one's end, in ms.

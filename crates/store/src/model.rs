@@ -81,6 +81,9 @@ pub struct StoredJob {
     /// Not to be attempted before this time (ms since the epoch), from a
     /// retry-after hint.
     pub not_before_ms: Option<u64>,
+    /// The run that claimed it, in a store that hands out leases: only that
+    /// run may begin an attempt of it.
+    pub claimed_by: Option<RunId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -426,6 +426,7 @@ fn job_from_row(row: &Row) -> StoredJob {
         passes_attempted: row.get::<_, i32>(6) as u32,
         infrastructure_failures: row.get::<_, i32>(7) as u32,
         not_before_ms: row.get::<_, Option<i64>>(8).map(|v| v as u64),
+        claimed_by: None,
     }
 }
 
@@ -499,13 +500,22 @@ async fn begin_attempt(inner: Arc<Inner>, job: StoredJob, pass: u32) -> Step<Wri
     let tx = client.transaction().await?;
     let pass = pass as i32;
     let number = job.attempts as i32 + 1;
+    // Only the run that holds the job may begin it: one whose lease
+    // expired and was taken over may not, whatever it still believes. The
+    // lease starts again with the attempt.
+    let claimed_by = job.claimed_by.map(|run| run.0);
+    let lease = inner.lease.as_millis() as i64;
     let updated = tx
         .query_opt(
-            "UPDATE jobs SET state = 'running', attempts = attempts + 1,
-                    passes_attempted = passes_attempted + 1, last_pass = $1
-             WHERE id = $2 AND state IN ('pending', 'retry') AND last_pass < $1 AND attempts = $3
-             RETURNING lease_run",
-            &[&pass, &job.id, &(number - 1)],
+            &format!(
+                "UPDATE jobs SET state = 'running', attempts = attempts + 1,
+                        passes_attempted = passes_attempted + 1, last_pass = $1,
+                        lease_until_ms = {NOW} + $5
+                 WHERE id = $2 AND state IN ('pending', 'retry') AND last_pass < $1
+                   AND attempts = $3 AND ($4::bigint IS NULL OR lease_run = $4)
+                 RETURNING lease_run"
+            ),
+            &[&pass, &job.id, &(number - 1), &claimed_by, &lease],
         )
         .await?;
     let Some(row) = updated else {
@@ -952,7 +962,7 @@ impl Store for PostgresStore {
                                         AND o.lease_until_ms >= {NOW})
                                 ORDER BY j.seq LIMIT $5
                                 FOR UPDATE SKIP LOCKED)
-                             RETURNING seq, {JOB_COLUMNS}"
+                             RETURNING {JOB_COLUMNS}, seq"
                         ),
                         &[&run.0, &lease, &(pass as i32), &accounts, &limit],
                     )
@@ -961,23 +971,12 @@ impl Store for PostgresStore {
                 let mut jobs: Vec<(i64, StoredJob)> = rows
                     .iter()
                     .map(|r| {
-                        let seq: i64 = r.get(0);
-                        // The job columns follow `seq`.
-                        let state: String = r.get(5);
-                        (
-                            seq,
-                            StoredJob {
-                                id: r.get(1),
-                                account: r.get(2),
-                                payload: r.get(3),
-                                idempotency_key: r.get(4),
-                                state: JobState::parse(&state).unwrap_or(JobState::Pending),
-                                attempts: r.get::<_, i32>(6) as u32,
-                                passes_attempted: r.get::<_, i32>(7) as u32,
-                                infrastructure_failures: r.get::<_, i32>(8) as u32,
-                                not_before_ms: r.get::<_, Option<i64>>(9).map(|v| v as u64),
-                            },
-                        )
+                        let job = StoredJob {
+                            claimed_by: Some(run),
+                            ..job_from_row(r)
+                        };
+                        // `seq` follows the job's columns.
+                        (r.get::<_, i64>(9), job)
                     })
                     .collect();
                 jobs.sort_by_key(|(seq, _)| *seq);
@@ -1011,10 +1010,7 @@ impl Store for PostgresStore {
             let tx = client.transaction().await?;
             let lease = inner.lease.as_millis() as i64;
             tx.execute(
-                &format!(
-                    "UPDATE jobs SET lease_until_ms = {NOW} + $2
-                         WHERE lease_run = $1 AND lease_until_ms >= {NOW}"
-                ),
+                &format!("UPDATE jobs SET lease_until_ms = {NOW} + $2 WHERE lease_run = $1"),
                 &[&run.0, &lease],
             )
             .await?;

@@ -331,6 +331,7 @@ fn job_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredJob> {
         passes_attempted: row.get(6)?,
         infrastructure_failures: row.get(7)?,
         not_before_ms: row.get::<_, Option<i64>>(8)?.map(|v| v as u64),
+        claimed_by: None,
     })
 }
 
