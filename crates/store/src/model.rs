@@ -196,6 +196,21 @@ pub struct StatusReport {
     pub runs: Vec<RunStatus>,
 }
 
+/// Every job state with its count in `counts` (state, jobs), 0 where
+/// absent, in [`JobState::ALL`] order.
+pub(crate) fn every_state(counts: &[(String, u64)]) -> Vec<(String, u64)> {
+    JobState::ALL
+        .iter()
+        .map(|s| {
+            let n = counts
+                .iter()
+                .find(|(k, _)| k == s.as_str())
+                .map_or(0, |(_, n)| *n);
+            (s.as_str().to_owned(), n)
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PassStatus {
     pub pass: u32,
@@ -205,6 +220,32 @@ pub struct PassStatus {
     pub failed_by_category: Vec<(String, u64)>,
     pub in_flight: u64,
     pub result: Option<String>,
+}
+
+impl PassStatus {
+    /// A pass's line of `--status` from its attempts counted by outcome and
+    /// category: (outcome, category or "", attempts).
+    pub(crate) fn from_counts(
+        pass: u32,
+        result: Option<String>,
+        counts: impl IntoIterator<Item = (String, String, u64)>,
+    ) -> Self {
+        let mut status = PassStatus {
+            pass,
+            result,
+            ..PassStatus::default()
+        };
+        for (outcome, category, n) in counts {
+            status.attempts += n;
+            match outcome.as_str() {
+                "succeeded" => status.succeeded += n,
+                "failed" => status.failed_by_category.push((category, n)),
+                "in-flight" => status.in_flight += n,
+                _ => status.failed_by_category.push((outcome, n)),
+            }
+        }
+        status
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

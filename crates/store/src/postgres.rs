@@ -214,9 +214,13 @@ impl PostgresStore {
             path: shown.clone(),
             reason,
         };
-        let config: tokio_postgres::Config = url
+        let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e: tokio_postgres::Error| open_err(e.to_string()))?;
+        // A host that never answers is an error in seconds, not minutes.
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("orchestrator-postgres")
@@ -1257,16 +1261,7 @@ async fn status(inner: &Inner) -> Step<StatusReport> {
         ..StatusReport::default()
     };
     let by_state = pairs("SELECT state, COUNT(*) FROM jobs GROUP BY state").await?;
-    report.by_state = JobState::ALL
-        .iter()
-        .map(|s| {
-            let n = by_state
-                .iter()
-                .find(|(k, _)| k == s.as_str())
-                .map_or(0, |(_, n)| *n);
-            (s.as_str().to_owned(), n)
-        })
-        .collect();
+    report.by_state = crate::model::every_state(&by_state);
     report.by_category = pairs(
         "SELECT category, COUNT(*) FROM jobs WHERE state IN ('retry', 'failed') AND category IS NOT NULL
          GROUP BY category ORDER BY category",
@@ -1284,22 +1279,10 @@ async fn status(inner: &Inner) -> Step<StatusReport> {
                 &[&pass],
             )
             .await?;
-        let mut status = PassStatus {
-            pass: pass as u32,
-            result: row.get(1),
-            ..PassStatus::default()
-        };
-        for r in counts {
-            let (outcome, category, n): (String, String, i64) = (r.get(0), r.get(1), r.get(2));
-            let n = n as u64;
-            status.attempts += n;
-            match outcome.as_str() {
-                "succeeded" => status.succeeded += n,
-                "failed" => status.failed_by_category.push((category, n)),
-                "in-flight" => status.in_flight += n,
-                _ => status.failed_by_category.push((outcome, n)),
-            }
-        }
+        let counts = counts
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get::<_, i64>(2) as u64));
+        let status = PassStatus::from_counts(pass as u32, row.get(1), counts);
         report.passes.push(status);
     }
     let entries = async |state: &str| -> Step<(Vec<RetryEntry>, u64)> {

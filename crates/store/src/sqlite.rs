@@ -666,16 +666,7 @@ impl Store for SqliteStore {
             ..StatusReport::default()
         };
         let by_state = pairs("SELECT state, COUNT(*) FROM jobs GROUP BY state")?;
-        report.by_state = JobState::ALL
-            .iter()
-            .map(|s| {
-                let n = by_state
-                    .iter()
-                    .find(|(k, _)| k == s.as_str())
-                    .map_or(0, |(_, n)| *n);
-                (s.as_str().to_owned(), n)
-            })
-            .collect();
+        report.by_state = crate::model::every_state(&by_state);
         report.by_category = pairs(
             "SELECT category, COUNT(*) FROM jobs WHERE state IN ('retry', 'failed') AND category IS NOT NULL
              GROUP BY category ORDER BY category",
@@ -701,20 +692,7 @@ impl Store for SqliteStore {
                     ))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            let mut status = PassStatus {
-                pass,
-                result,
-                ..PassStatus::default()
-            };
-            for (outcome, category, n) in rows {
-                status.attempts += n;
-                match outcome.as_str() {
-                    "succeeded" => status.succeeded += n,
-                    "failed" => status.failed_by_category.push((category, n)),
-                    "in-flight" => status.in_flight += n,
-                    _ => status.failed_by_category.push((outcome, n)),
-                }
-            }
+            let status = PassStatus::from_counts(pass, result, rows);
             report.passes.push(status);
         }
 
