@@ -311,3 +311,29 @@ fn every_other_setting_is_validated_before_any_work_too() {
     }
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn migrate_brings_a_state_file_up_to_date_without_a_run() {
+    let dir = support::temp_dir();
+    let state = dir.path().join("state.sqlite");
+    let out = run(orchestrator()
+        .arg("migrate")
+        .arg("--state-file")
+        .arg(&state));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .ends_with("state.sqlite is at schema version 2\n"),
+        "{}",
+        out.stderr
+    );
+    assert!(state.exists());
+    // A store that cannot be opened is one line and a usage error.
+    std::fs::write(&state, "not a database").unwrap();
+    let out = run(orchestrator()
+        .arg("migrate")
+        .arg("--state-file")
+        .arg(&state));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+}

@@ -186,6 +186,15 @@ fn status_explain_report_and_stop_all_see_every_process() {
     };
     let f = Fixture::new(&many_accounts(10, 200), 20).on_postgres(&cluster);
     let url = f.store_url.clone().unwrap();
+    // The schema can be put in place before any process runs.
+    let migrated =
+        crate::support::run(crate::support::orchestrator().args(["migrate", "--state-file", &url]));
+    assert_eq!(migrated.code, 0, "{}", migrated.stderr);
+    assert!(
+        migrated.stderr.ends_with("is at schema version 1\n"),
+        "{}",
+        migrated.stderr
+    );
     let children: Vec<Child> = (0..2)
         .map(|_| spawn(&f, &["--workers", "4", "--lease", "10"]))
         .collect();
