@@ -25,7 +25,7 @@ use crate::sqlite::{begin_attempt_in, finish_attempt_in};
 use crate::{AttemptId, AttemptOutcome, Result, StoreError, StoredJob};
 
 /// One write of the attempts' hot path.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Write {
     Begin {
         job: StoredJob,

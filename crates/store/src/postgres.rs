@@ -22,10 +22,12 @@ use std::time::{Duration, Instant};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use orchestrator_contract::RetryScope;
 use orchestrator_retry::{Decision, PassResult, PassTally};
-use tokio::sync::oneshot;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{NoTls, Row, Transaction};
 
-use crate::group::{Durable, Written};
+use crate::group::{Durable, Write, Written};
 use crate::{
     AttemptId, AttemptOutcome, AttemptRecord, ImportSummary, JobState, JobSummary, NewJob, NewRun,
     PassMark, PassStatus, Pause, ReasonCount, ReportRow, Result, RetryEntry, RunId, RunState,
@@ -112,6 +114,15 @@ pub const POSTGRES_SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// clock, whichever machines the processes run on.
 const NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
+/// Writers committing the attempts' writes side by side: while one waits
+/// for its WAL flush, the others fill the next groups.
+const WRITERS: usize = 4;
+
+/// The most writes one transaction commits.
+const GROUP_MAX: usize = 256;
+
+type Reply = oneshot::Sender<Result<Written>>;
+
 /// How long a call keeps retrying while the database cannot be reached.
 pub const OUTAGE_LIMIT: Duration = Duration::from_secs(120);
 
@@ -127,6 +138,9 @@ const JOB_COLUMNS: &str = "id, account, payload, idempotency_key, state, attempt
 /// Many processes' store: see the module documentation.
 pub struct PostgresStore {
     inner: Arc<Inner>,
+    /// The attempts' writes go to these, in turn.
+    writers: Vec<mpsc::UnboundedSender<(Write, Reply)>>,
+    next_writer: AtomicUsize,
     /// Taken on drop, to shut down without blocking an async caller.
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -168,11 +182,13 @@ enum Failure {
 impl From<tokio_postgres::Error> for Failure {
     fn from(e: tokio_postgres::Error) -> Self {
         // Class 08 is a connection exception; 57P01-57P03 are the server
-        // shutting down, crashing, or not accepting connections yet.
+        // shutting down, crashing, or not accepting connections yet; a
+        // deadlock or serialization failure (40P01, 40001) is worth another
+        // try too.
         let lost = e.is_closed()
             || e.code().is_some_and(|c| {
                 let c = c.code();
-                c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03")
+                c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03" | "40P01" | "40001")
             })
             || std::error::Error::source(&e)
                 .is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some());
@@ -204,6 +220,15 @@ impl From<StoreError> for Failure {
 }
 
 type Step<T> = std::result::Result<T, Failure>;
+
+impl Failure {
+    fn into_store_error(self) -> StoreError {
+        match self {
+            Failure::Store(e) => e,
+            Failure::Connection(reason) => StoreError::Postgres(reason),
+        }
+    }
+}
 
 impl PostgresStore {
     /// Connects to the database at `url`, applying the schema's migrations
@@ -239,12 +264,22 @@ impl PostgresStore {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| open_err(e.to_string()))?;
+        let inner = Arc::new(Inner {
+            pool,
+            shown: shown.clone(),
+            lease,
+        });
+        let writers = (0..WRITERS)
+            .map(|_| {
+                let (sender, queue) = mpsc::unbounded_channel();
+                runtime.spawn(writer(inner.clone(), queue));
+                sender
+            })
+            .collect();
         let store = PostgresStore {
-            inner: Arc::new(Inner {
-                pool,
-                shown: shown.clone(),
-                lease,
-            }),
+            inner,
+            writers,
+            next_writer: AtomicUsize::new(0),
             runtime: Some(runtime),
         };
         // A first connection that fails is a wrong URL or a server that is
@@ -297,32 +332,18 @@ impl PostgresStore {
         Fut: Future<Output = Step<T>> + Send,
     {
         let inner = self.inner.clone();
-        match self.block(async move { retrying(&inner, &op).await }) {
-            Ok(value) => Ok(value),
-            Err(Failure::Store(e)) => Err(e),
-            Err(Failure::Connection(reason)) => Err(StoreError::Postgres(reason)),
-        }
+        self.block(async move { retrying(&inner, &op).await })
+            .map_err(Failure::into_store_error)
     }
 
-    /// A write whose answer arrives as a [`Durable`].
-    fn queue<T, F, Fut>(&self, op: F, map: fn(Written) -> T) -> Durable<T>
-    where
-        F: Fn(Arc<Inner>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Step<Written>> + Send,
-    {
-        let inner = self.inner.clone();
+    /// Queues `write` with one of the writers; the answer (turned into a
+    /// `T` by `map`) arrives once its group is committed.
+    fn submit<T>(&self, write: Write, map: fn(Written) -> T) -> Durable<T> {
         let (reply, answer) = oneshot::channel();
-        self.runtime
-            .as_ref()
-            .expect("the runtime lives as long as the store")
-            .spawn(async move {
-                let result = match retrying(&inner, &op).await {
-                    Ok(written) => Ok(written),
-                    Err(Failure::Store(e)) => Err(e),
-                    Err(Failure::Connection(reason)) => Err(StoreError::Postgres(reason)),
-                };
-                let _ = reply.send(result);
-            });
+        let writer = self.next_writer.fetch_add(1, Ordering::Relaxed) % self.writers.len();
+        if self.writers[writer].send((write, reply)).is_err() {
+            return Durable::ready(Err(StoreError::Commit("the store's writer stopped".into())));
+        }
         Durable::waiting(answer, map)
     }
 }
@@ -499,93 +520,84 @@ fn gave_up_text(reason: &orchestrator_retry::GiveUpReason) -> String {
     reason.to_string()
 }
 
-async fn begin_attempt(inner: Arc<Inner>, job: StoredJob, pass: u32) -> Step<Written> {
-    let mut client = inner.pool.get().await?;
-    let tx = client.transaction().await?;
+/// Records an attempt as in flight, in `tx`: one statement, prepared once
+/// per connection.
+async fn begin_attempt_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    lease: Duration,
+    job: &StoredJob,
+    pass: u32,
+) -> Step<Written> {
     let pass = pass as i32;
     let number = job.attempts as i32 + 1;
     // Only the run that holds the job may begin it: one whose lease
     // expired and was taken over may not, whatever it still believes. The
     // lease starts again with the attempt.
     let claimed_by = job.claimed_by.map(|run| run.0);
-    let lease = inner.lease.as_millis() as i64;
-    let updated = tx
+    let lease = lease.as_millis() as i64;
+    let begin = tx
+        .prepare_cached(&format!(
+            "WITH begun AS (
+                UPDATE jobs SET state = 'running', attempts = attempts + 1,
+                       passes_attempted = passes_attempted + 1, last_pass = $1,
+                       lease_until_ms = {NOW} + $5
+                WHERE id = $2 AND state IN ('pending', 'retry') AND last_pass < $1
+                  AND attempts = $3 AND ($4::bigint IS NULL OR lease_run = $4)
+                RETURNING id, lease_run, idempotency_key, attempts)
+             INSERT INTO attempts (job_id, run_id, pass, number, idempotency_key, started_ms)
+             SELECT id, lease_run, $1, attempts, idempotency_key, {NOW} FROM begun
+             RETURNING id"
+        ))
+        .await?;
+    let begun = tx
         .query_opt(
-            &format!(
-                "UPDATE jobs SET state = 'running', attempts = attempts + 1,
-                        passes_attempted = passes_attempted + 1, last_pass = $1,
-                        lease_until_ms = {NOW} + $5
-                 WHERE id = $2 AND state IN ('pending', 'retry') AND last_pass < $1
-                   AND attempts = $3 AND ($4::bigint IS NULL OR lease_run = $4)
-                 RETURNING lease_run"
-            ),
+            &begin,
             &[&pass, &job.id, &(number - 1), &claimed_by, &lease],
         )
         .await?;
-    let Some(row) = updated else {
-        // This transaction may have committed before its answer was lost:
-        // then the attempt is there, and is the answer.
-        let existing = tx
-            .query_opt(
-                "SELECT id FROM attempts WHERE job_id = $1 AND pass = $2 AND number = $3
-                   AND outcome = 'in-flight'",
-                &[&job.id, &pass, &number],
-            )
-            .await?;
-        return match existing {
-            Some(row) => Ok(Written::Begun(AttemptId(row.get(0)))),
-            None => Err(Failure::Store(StoreError::LeaseLost(job.id))),
-        };
-    };
-    let run: Option<i64> = row.get(0);
-    let id: i64 = tx
-        .query_one(
-            &format!(
-                "INSERT INTO attempts (job_id, run_id, pass, number, idempotency_key, started_ms)
-                 VALUES ($1, $2, $3, $4, $5, {NOW}) RETURNING id"
-            ),
-            &[&job.id, &run, &pass, &number, &job.idempotency_key],
+    if let Some(row) = begun {
+        return Ok(Written::Begun(AttemptId(row.get(0))));
+    }
+    // This transaction may have committed before its answer was lost: then
+    // the attempt is there, and is the answer.
+    let existing = tx
+        .query_opt(
+            "SELECT id FROM attempts WHERE job_id = $1 AND pass = $2 AND number = $3
+               AND outcome = 'in-flight'",
+            &[&job.id, &pass, &number],
         )
-        .await?
-        .get(0);
-    tx.commit().await?;
-    Ok(Written::Begun(AttemptId(id)))
+        .await?;
+    match existing {
+        Some(row) => Ok(Written::Begun(AttemptId(row.get(0)))),
+        None => Err(Failure::Store(StoreError::LeaseLost(job.id.clone()))),
+    }
 }
 
-async fn finish_attempt(
-    inner: Arc<Inner>,
+/// Records an attempt's outcome and its job's new state, in `tx`: one
+/// statement. An attempt already finished (a retried commit) or taken over
+/// after its run lost the lease changes nothing.
+async fn finish_attempt_in(
+    tx: &deadpool_postgres::Transaction<'_>,
     attempt: AttemptId,
-    outcome: AttemptOutcome,
+    outcome: &AttemptOutcome,
 ) -> Step<Written> {
-    let mut client = inner.pool.get().await?;
-    let tx = client.transaction().await?;
-    let job_id: String = match &outcome {
+    match outcome {
         AttemptOutcome::Succeeded(receipt) => {
-            let row = tx
-                .query_opt(
-                    &format!(
-                        "UPDATE attempts SET outcome = 'succeeded', ended_ms = {NOW}, remote_id = $1,
-                                url = $2
-                         WHERE id = $3 AND outcome = 'in-flight' RETURNING job_id"
-                    ),
-                    &[&receipt.remote_id, &receipt.url, &attempt.0],
-                )
+            let finish = tx
+                .prepare_cached(&format!(
+                    "WITH finished AS (
+                        UPDATE attempts SET outcome = 'succeeded', ended_ms = {NOW},
+                               remote_id = $1, url = $2
+                        WHERE id = $3 AND outcome = 'in-flight' RETURNING job_id)
+                     UPDATE jobs SET state = 'succeeded', remote_id = $1, url = $2,
+                            not_before_ms = NULL, category = NULL, reason = NULL,
+                            decided_by = NULL, gave_up = NULL,
+                            lease_run = NULL, lease_until_ms = NULL
+                     FROM finished WHERE jobs.id = finished.job_id"
+                ))
                 .await?;
-            // Already recorded (a retried commit), or taken over after this
-            // run lost its lease: the job is no longer this attempt's.
-            let Some(row) = row else {
-                return Ok(Written::Finished);
-            };
-            let job_id: String = row.get(0);
-            tx.execute(
-                "UPDATE jobs SET state = 'succeeded', remote_id = $1, url = $2,
-                        not_before_ms = NULL, category = NULL, reason = NULL,
-                        decided_by = NULL, gave_up = NULL, lease_run = NULL, lease_until_ms = NULL
-                 WHERE id = $3",
-                &[&receipt.remote_id, &receipt.url, &job_id],
-            )
-            .await?;
-            job_id
+            tx.execute(&finish, &[&receipt.remote_id, &receipt.url, &attempt.0])
+                .await?;
         }
         AttemptOutcome::Failed {
             failure,
@@ -598,35 +610,6 @@ async fn finish_attempt(
                 Decision::Retry => "retry".to_string(),
                 Decision::GiveUp(reason) => format!("give up: {}", gave_up_text(reason)),
             };
-            let retry_after = classification.retry_after_ms.map(|v| v as i64);
-            let scope = classification
-                .retry_after_ms
-                .map(|_| classification.scope.as_str());
-            let row = tx
-                .query_opt(
-                    &format!(
-                        "UPDATE attempts SET outcome = 'failed', ended_ms = {NOW}, failure = $1,
-                                fault = $2, category = $3, reason = $4, decided_by = $5,
-                                retry_after_ms = $6, decision = $7, retry_scope = $8
-                         WHERE id = $9 AND outcome = 'in-flight' RETURNING job_id"
-                    ),
-                    &[
-                        &failure.as_ref().map(to_json),
-                        &fault.as_ref().map(to_json),
-                        &classification.category.as_str(),
-                        &classification.reason,
-                        &classification.decided_by,
-                        &retry_after,
-                        &decision_text,
-                        &scope,
-                        &attempt.0,
-                    ],
-                )
-                .await?;
-            let Some(row) = row else {
-                return Ok(Written::Finished);
-            };
-            let job_id: String = row.get(0);
             let (state, gave_up) = match decision {
                 Decision::Retry => ("retry", None),
                 Decision::GiveUp(reason) => ("failed", Some(gave_up_text(reason))),
@@ -634,29 +617,110 @@ async fn finish_attempt(
             let infra = i32::from(
                 classification.category == orchestrator_contract::Category::Infrastructure,
             );
+            let finish = tx
+                .prepare_cached(&format!(
+                    "WITH finished AS (
+                        UPDATE attempts SET outcome = 'failed', ended_ms = {NOW}, failure = $1,
+                               fault = $2, category = $3, reason = $4, decided_by = $5,
+                               retry_after_ms = $6, decision = $7, retry_scope = $8
+                        WHERE id = $9 AND outcome = 'in-flight' RETURNING job_id)
+                     UPDATE jobs SET state = $10, gave_up = $11, category = $3, reason = $4,
+                            decided_by = $5, not_before_ms = $12,
+                            infra_failures = infra_failures + $13,
+                            lease_run = NULL, lease_until_ms = NULL
+                     FROM finished WHERE jobs.id = finished.job_id"
+                ))
+                .await?;
             tx.execute(
-                "UPDATE jobs SET state = $1, gave_up = $2, category = $3, reason = $4,
-                        decided_by = $5, not_before_ms = $6, infra_failures = infra_failures + $7,
-                        lease_run = NULL, lease_until_ms = NULL
-                 WHERE id = $8",
+                &finish,
                 &[
-                    &state,
-                    &gave_up,
+                    &failure.as_ref().map(to_json),
+                    &fault.as_ref().map(to_json),
                     &classification.category.as_str(),
                     &classification.reason,
                     &classification.decided_by,
+                    &classification.retry_after_ms.map(|v| v as i64),
+                    &decision_text,
+                    &classification
+                        .retry_after_ms
+                        .map(|_| classification.scope.as_str()),
+                    &attempt.0,
+                    &state,
+                    &gave_up,
                     &not_before_ms.map(|v| v as i64),
                     &infra,
-                    &job_id,
                 ],
             )
             .await?;
-            job_id
         }
-    };
-    let _ = job_id;
-    tx.commit().await?;
+    }
     Ok(Written::Finished)
+}
+
+/// Commits `writes` in one transaction: one WAL flush for many attempts.
+/// A write that finds its job taken over answers so without failing the
+/// others.
+async fn commit_writes(inner: Arc<Inner>, writes: Arc<Vec<Write>>) -> Step<Vec<Result<Written>>> {
+    let mut client = inner.pool.get().await?;
+    let tx = client.transaction().await?;
+    let mut results = Vec::with_capacity(writes.len());
+    for write in writes.iter() {
+        let written = match write {
+            Write::Begin { job, pass } => begin_attempt_in(&tx, inner.lease, job, *pass).await,
+            Write::Finish { attempt, outcome } => finish_attempt_in(&tx, *attempt, outcome).await,
+        };
+        match written {
+            Ok(written) => results.push(Ok(written)),
+            Err(Failure::Store(lost @ StoreError::LeaseLost(_))) => results.push(Err(lost)),
+            Err(e) => return Err(e),
+        }
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+/// A writer: commits what is queued in groups, and answers each write once
+/// its group is durable. While one group commits, the next gathers.
+async fn writer(inner: Arc<Inner>, mut queue: mpsc::UnboundedReceiver<(Write, Reply)>) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < GROUP_MAX {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let (writes, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let writes = Arc::new(writes);
+        let results = match retrying(&inner, &|inner| commit_writes(inner, writes.clone())).await {
+            Ok(results) => results,
+            // One write is bad: commit each alone, so only it fails.
+            Err(Failure::Store(_)) if writes.len() > 1 => {
+                let mut results = Vec::with_capacity(writes.len());
+                for write in writes.iter() {
+                    let one = Arc::new(vec![write.clone()]);
+                    results.push(
+                        match retrying(&inner, &|inner| commit_writes(inner, one.clone())).await {
+                            Ok(mut written) => written.pop().expect("one result per write"),
+                            Err(e) => Err(e.into_store_error()),
+                        },
+                    );
+                }
+                results
+            }
+            Err(e) => {
+                let e = e.into_store_error().to_string();
+                writes
+                    .iter()
+                    .map(|_| Err(StoreError::Postgres(e.clone())))
+                    .collect()
+            }
+        };
+        for (reply, result) in replies.into_iter().zip(results) {
+            // A caller that gave up waiting does not mind.
+            let _ = reply.send(result);
+        }
+    }
 }
 
 fn attempt_id(written: Written) -> AttemptId {
@@ -1081,19 +1145,19 @@ impl Store for PostgresStore {
     }
 
     fn queue_begin_attempt(&self, job: &StoredJob, pass: u32) -> Durable<AttemptId> {
-        let job = job.clone();
-        self.queue(
-            move |inner: Arc<Inner>| begin_attempt(inner, job.clone(), pass),
-            attempt_id,
-        )
+        let write = Write::Begin {
+            job: job.clone(),
+            pass,
+        };
+        self.submit(write, attempt_id)
     }
 
     fn queue_finish_attempt(&self, attempt: AttemptId, outcome: &AttemptOutcome) -> Durable<()> {
-        let outcome = outcome.clone();
-        self.queue(
-            move |inner: Arc<Inner>| finish_attempt(inner, attempt, outcome.clone()),
-            |_| (),
-        )
+        let write = Write::Finish {
+            attempt,
+            outcome: outcome.clone(),
+        };
+        self.submit(write, |_| ())
     }
 
     fn pauses(&self, now_ms: u64) -> Result<Vec<Pause>> {
