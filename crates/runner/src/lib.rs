@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use orchestrator_plugin_host::{Plugin, PluginHost};
 use orchestrator_retry::{PassManager, PassResult, PassTally, RetryConfig};
-use orchestrator_store::{NewRun, RunId, RunState, Store, StoreError};
+use orchestrator_store::{ClaimLimit, NewRun, RunId, RunState, Store, StoreError};
 use tokio::sync::watch;
 
 pub use input::{AccountConfig, InputError};
@@ -407,8 +407,14 @@ impl Runner {
             max: self.options.config.max_passes,
             jobs: store.eligible_count(pass, only)? as usize,
         });
-        // Enough to keep every worker busy between claims.
-        let limit = (self.options.workers as usize).saturating_mul(4).max(64);
+        // An account has one attempt in flight at a time, so `workers`
+        // accounts keep every worker busy; a few jobs of each last until the
+        // next claim.
+        let workers = self.options.workers.max(1) as usize;
+        let limit = ClaimLimit {
+            jobs: workers.saturating_mul(4).max(64),
+            accounts: workers,
+        };
         loop {
             let jobs = store.claim(run, pass, only, limit)?;
             if !jobs.is_empty() {

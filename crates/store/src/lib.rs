@@ -105,15 +105,15 @@ pub trait Store: Send + Sync {
     /// Hands `run` jobs to attempt in `pass`, in import order, under a lease
     /// when other processes may share the store. A store only one run may
     /// use at a time hands out all of them at once; a shared one hands out
-    /// at most `limit`, never jobs of an account another live run holds,
-    /// and first takes back the jobs of runs whose leases expired (their
-    /// attempts in flight become uncertain, as after a crash).
+    /// what `limit` allows, never jobs of an account another live run
+    /// holds, and first takes back the jobs of runs whose leases expired
+    /// (their attempts in flight become uncertain, as after a crash).
     fn claim(
         &self,
         run: RunId,
         pass: u32,
         accounts: Option<&[String]>,
-        limit: usize,
+        limit: ClaimLimit,
     ) -> Result<Vec<StoredJob>> {
         let _ = (run, limit);
         self.eligible_jobs(pass, accounts)

@@ -136,6 +136,16 @@ pub struct Decided {
     pub decided_by: String,
 }
 
+/// How much one claim of a shared store takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimLimit {
+    pub jobs: usize,
+    /// Accounts, whose jobs go to one run at a time: enough to keep the
+    /// run's workers busy (one attempt per account in flight), few enough
+    /// to leave the rest to the other processes.
+    pub accounts: usize,
+}
+
 /// Where the newest pass stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PassMark {

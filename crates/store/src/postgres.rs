@@ -29,9 +29,9 @@ use tokio_postgres::{NoTls, Row, Transaction};
 
 use crate::group::{Durable, Write, Written};
 use crate::{
-    AttemptId, AttemptOutcome, AttemptRecord, ImportSummary, JobState, JobSummary, NewJob, NewRun,
-    PassMark, PassStatus, Pause, ReasonCount, ReportRow, Result, RetryEntry, RunId, RunState,
-    RunStatus, StatusReport, Store, StoreError, StoredJob, idempotency_key,
+    AttemptId, AttemptOutcome, AttemptRecord, ClaimLimit, ImportSummary, JobState, JobSummary,
+    NewJob, NewRun, PassMark, PassStatus, Pause, ReasonCount, ReportRow, Result, RetryEntry, RunId,
+    RunState, RunStatus, StatusReport, Store, StoreError, StoredJob, idempotency_key,
 };
 
 /// What turns schema version `n` into `n + 1`, at index `n`; the database's
@@ -999,10 +999,10 @@ impl Store for PostgresStore {
         run: RunId,
         pass: u32,
         accounts: Option<&[String]>,
-        limit: usize,
+        limit: ClaimLimit,
     ) -> Result<Vec<StoredJob>> {
         let accounts = accounts_param(accounts);
-        let limit = limit as i64;
+        let (limit, max_accounts) = (limit.jobs as i64, limit.accounts as i64);
         self.call(move |inner: Arc<Inner>| {
             let accounts = accounts.clone();
             async move {
@@ -1013,14 +1013,15 @@ impl Store for PostgresStore {
                 let window = key_window(&tx).await?;
                 recover_expired(&tx, window).await?;
                 let lease = inner.lease.as_millis() as i64;
-                // A job this run already holds but has not begun (a claim whose
-                // answer was lost) is handed out again.
+                // The first `$6` accounts (in import order) that no other
+                // live run holds, then up to `$5` of their jobs. A job this
+                // run already holds but has not begun (a claim whose answer
+                // was lost) is handed out again.
                 let rows = tx
                     .query(
                         &format!(
-                            "UPDATE jobs SET lease_run = $1, lease_until_ms = {NOW} + $2
-                             WHERE seq IN (
-                                SELECT seq FROM jobs j
+                            "WITH eligible AS (
+                                SELECT seq, account FROM jobs j
                                 WHERE j.state IN ('pending', 'retry') AND j.last_pass < $3
                                   AND ($4::text[] IS NULL OR j.account = ANY($4))
                                   AND (COALESCE(j.lease_until_ms, 0) < {NOW} OR j.lease_run = $1)
@@ -1028,11 +1029,27 @@ impl Store for PostgresStore {
                                       SELECT 1 FROM jobs o
                                       WHERE o.account = j.account AND o.lease_run <> $1
                                         AND o.lease_until_ms >= {NOW})
+                             ), chosen AS (
+                                SELECT account FROM eligible
+                                GROUP BY account ORDER BY MIN(seq) LIMIT $6
+                             )
+                             UPDATE jobs SET lease_run = $1, lease_until_ms = {NOW} + $2
+                             WHERE seq IN (
+                                SELECT j.seq FROM jobs j
+                                WHERE j.seq IN (SELECT seq FROM eligible)
+                                  AND j.account IN (SELECT account FROM chosen)
                                 ORDER BY j.seq LIMIT $5
                                 FOR UPDATE SKIP LOCKED)
                              RETURNING {JOB_COLUMNS}, seq"
                         ),
-                        &[&run.0, &lease, &(pass as i32), &accounts, &limit],
+                        &[
+                            &run.0,
+                            &lease,
+                            &(pass as i32),
+                            &accounts,
+                            &limit,
+                            &max_accounts,
+                        ],
                     )
                     .await?;
                 tx.commit().await?;

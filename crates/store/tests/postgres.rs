@@ -8,7 +8,7 @@ use orchestrator_contract::Receipt;
 use orchestrator_pg_cluster::Cluster;
 use orchestrator_retry::RetryConfig;
 use orchestrator_store::{
-    AttemptOutcome, JobState, NewJob, NewRun, PostgresStore, RunId, Store, StoreError,
+    AttemptOutcome, ClaimLimit, JobState, NewJob, NewRun, PostgresStore, RunId, Store, StoreError,
 };
 
 fn job(id: &str, account: &str) -> NewJob {
@@ -36,6 +36,14 @@ fn posted() -> AttemptOutcome {
         remote_id: "1".into(),
         url: None,
     })
+}
+
+/// A claim of up to `n` jobs, of any number of accounts.
+fn jobs(n: usize) -> ClaimLimit {
+    ClaimLimit {
+        jobs: n,
+        accounts: usize::MAX >> 1,
+    }
 }
 
 fn ids(jobs: &[orchestrator_store::StoredJob]) -> Vec<&str> {
@@ -69,9 +77,9 @@ fn leases_hand_each_job_and_account_to_one_process_and_expire() {
 
     // The first claim takes two jobs in import order; the second gets what
     // is left of the accounts nobody holds: not x2, whose account is held.
-    let first = one.claim(run_one, 1, None, 2).unwrap();
+    let first = one.claim(run_one, 1, None, jobs(2)).unwrap();
     assert_eq!(ids(&first), ["x1", "y1"]);
-    let second = two.claim(run_two, 1, None, 10).unwrap();
+    let second = two.claim(run_two, 1, None, jobs(10)).unwrap();
     assert_eq!(ids(&second), ["z1"]);
     assert_eq!(one.unfinished_in_pass(1, None).unwrap(), 4);
 
@@ -81,7 +89,7 @@ fn leases_hand_each_job_and_account_to_one_process_and_expire() {
     one.finish_attempt(attempt, &posted()).unwrap();
     // (z1 comes again: a claimed job not yet begun is handed out again to
     // the run that holds it, so a claim whose answer was lost loses nothing.)
-    let x2 = two.claim(run_two, 1, None, 10).unwrap();
+    let x2 = two.claim(run_two, 1, None, jobs(10)).unwrap();
     assert_eq!(ids(&x2), ["x2", "z1"]);
 
     // The first process dies with y1 in flight and stops renewing; process
@@ -92,7 +100,7 @@ fn leases_hand_each_job_and_account_to_one_process_and_expire() {
     std::thread::sleep(Duration::from_millis(700));
     two.renew(run_two).unwrap();
     std::thread::sleep(Duration::from_millis(1000));
-    let recovered = two.claim(run_two, 1, None, 10).unwrap();
+    let recovered = two.claim(run_two, 1, None, jobs(10)).unwrap();
     assert_eq!(ids(&recovered), ["y1", "x2", "z1"]);
     let y1 = two.attempts("y1").unwrap();
     assert_eq!(y1[0].outcome, "uncertain");
@@ -184,4 +192,40 @@ fn an_unreachable_database_is_one_clear_error() {
         err.starts_with("cannot open the state file postgres://orchestrator@127.0.0.1:1/nothing:"),
         "{err}"
     );
+}
+
+#[test]
+fn a_claim_takes_the_first_free_accounts_up_to_its_limit() {
+    let Some(cluster) = Cluster::for_test("a_claim_takes_the_first_free_accounts") else {
+        return;
+    };
+    let url = cluster.create_database();
+    let store = PostgresStore::open(&url, Duration::from_secs(30)).unwrap();
+    store
+        .import(
+            &[
+                job("x1", "x"),
+                job("y1", "y"),
+                job("x2", "x"),
+                job("z1", "z"),
+            ],
+            "jobs.jsonl",
+        )
+        .unwrap();
+    let run = run(&store);
+    store.begin_pass(1, 0).unwrap();
+    let two_accounts = ClaimLimit {
+        jobs: 10,
+        accounts: 2,
+    };
+    let claimed = store.claim(run, 1, None, two_accounts).unwrap();
+    assert_eq!(ids(&claimed), ["x1", "y1", "x2"]);
+    let only_z = ClaimLimit {
+        jobs: 10,
+        accounts: 1,
+    };
+    let rest = store
+        .claim(run, 1, Some(&["z".to_string()]), only_z)
+        .unwrap();
+    assert_eq!(ids(&rest), ["z1"]);
 }
