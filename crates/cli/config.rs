@@ -235,7 +235,7 @@ fn show(args: &BatchArgs, key: &str) -> String {
         "plugins" => paths(&args.plugins),
         "jobs" => opt_path(&args.jobs).unwrap_or_default(),
         "accounts-file" => opt_path(&args.accounts_file).unwrap_or_default(),
-        "state-file" => args.state_file.display().to_string(),
+        "state-file" => crate::commands::batch::store_name(&args.state_file),
         "workers" => args.workers.to_string(),
         "accounts" => args
             .accounts

@@ -339,6 +339,9 @@ impl Runner {
             }
             let latest = store.latest_pass()?;
             let pass = match latest {
+                // A pass opened ahead by a run with more passes than this
+                // one allows is not this run's to work.
+                Some(mark) if !mark.ended && mark.pass > self.options.config.max_passes => break,
                 Some(mark) if !mark.ended => mark,
                 _ => {
                     // No pass open: open the next one, if any is due.

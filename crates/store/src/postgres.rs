@@ -425,18 +425,38 @@ async fn migrate(inner: &Inner) -> Step<()> {
     Ok(())
 }
 
-/// `url` with its password replaced, for messages and `--status`.
+/// `url` without its password (in the user part or a `password=`
+/// parameter), for messages and `--status`.
 pub fn without_password(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@') {
-            Some((credentials, host)) => {
-                let user = credentials.split(':').next().unwrap_or("");
-                format!("{scheme}://{user}@{host}")
-            }
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (address, query) = match rest.split_once('?') {
+        Some((address, query)) => (address, Some(query)),
+        None => (rest, None),
+    };
+    // The user part ends at the last `@` before the path.
+    let authority_end = address.find('/').unwrap_or(address.len());
+    let (authority, path) = address.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((user, host)) => {
+            let user = user.split(':').next().unwrap_or("");
+            format!("{user}@{host}")
+        }
+        None => authority.to_owned(),
+    };
+    let mut shown = format!("{scheme}://{authority}{path}");
+    if let Some(query) = query {
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|pair| !pair.to_ascii_lowercase().starts_with("password="))
+            .collect();
+        if !kept.is_empty() {
+            shown.push('?');
+            shown.push_str(&kept.join("&"));
+        }
     }
+    shown
 }
 
 fn job_from_row(row: &Row) -> StoredJob {
@@ -559,12 +579,13 @@ async fn begin_attempt_in(
         return Ok(Written::Begun(AttemptId(row.get(0))));
     }
     // This transaction may have committed before its answer was lost: then
-    // the attempt is there, and is the answer.
+    // the attempt is there, made by this run, and is the answer. (Another
+    // run's attempt of the job never is.)
     let existing = tx
         .query_opt(
             "SELECT id FROM attempts WHERE job_id = $1 AND pass = $2 AND number = $3
-               AND outcome = 'in-flight'",
-            &[&job.id, &pass, &number],
+               AND outcome = 'in-flight' AND ($4::bigint IS NULL OR run_id = $4)",
+            &[&job.id, &pass, &number, &claimed_by],
         )
         .await?;
     match existing {
@@ -809,10 +830,11 @@ impl Store for PostgresStore {
                 let mut client = inner.pool.get().await?;
                 let tx = client.transaction().await?;
                 let lease = inner.lease.as_millis() as i64;
-                // Runs that stopped renewing are gone; the others go on.
+                // Runs that stopped renewing are lost (until they renew again);
+                // the others go on.
                 tx.execute(
                     &format!(
-                        "UPDATE runs SET state = 'stopped', ended_ms = heartbeat_ms
+                        "UPDATE runs SET state = 'lost'
                          WHERE state = 'running' AND heartbeat_ms < {NOW} - $1"
                     ),
                     &[&lease],
@@ -862,7 +884,7 @@ impl Store for PostgresStore {
             let client = inner.pool.get().await?;
             Ok(client
                 .execute(
-                    "UPDATE runs SET stop_requested = true WHERE state = 'running'",
+                    "UPDATE runs SET stop_requested = true WHERE state IN ('running', 'lost')",
                     &[],
                 )
                 .await? as u32)
@@ -1002,6 +1024,9 @@ impl Store for PostgresStore {
         limit: ClaimLimit,
     ) -> Result<Vec<StoredJob>> {
         let accounts = accounts_param(accounts);
+        // Spread over the accounts: a jobs file grouped by account must not
+        // give one claim to a single account, whose jobs run one by one.
+        let per_account = (limit.jobs / limit.accounts.max(1)).max(1) as i64;
         let (limit, max_accounts) = (limit.jobs as i64, limit.accounts as i64);
         self.call(move |inner: Arc<Inner>| {
             let accounts = accounts.clone();
@@ -1014,14 +1039,17 @@ impl Store for PostgresStore {
                 recover_expired(&tx, window).await?;
                 let lease = inner.lease.as_millis() as i64;
                 // The first `$6` accounts (in import order) that no other
-                // live run holds, then up to `$5` of their jobs. A job this
+                // live run holds, then up to `$5` of their jobs, `$7` at most
+                // of each. A job this
                 // run already holds but has not begun (a claim whose answer
                 // was lost) is handed out again.
                 let rows = tx
                     .query(
                         &format!(
                             "WITH eligible AS (
-                                SELECT seq, account FROM jobs j
+                                SELECT seq, account,
+                                       row_number() OVER (PARTITION BY account ORDER BY seq) AS nth
+                                FROM jobs j
                                 WHERE j.state IN ('pending', 'retry') AND j.last_pass < $3
                                   AND ($4::text[] IS NULL OR j.account = ANY($4))
                                   AND (COALESCE(j.lease_until_ms, 0) < {NOW} OR j.lease_run = $1)
@@ -1036,8 +1064,12 @@ impl Store for PostgresStore {
                              UPDATE jobs SET lease_run = $1, lease_until_ms = {NOW} + $2
                              WHERE seq IN (
                                 SELECT j.seq FROM jobs j
-                                WHERE j.seq IN (SELECT seq FROM eligible)
+                                WHERE j.seq IN (SELECT seq FROM eligible WHERE nth <= $7)
                                   AND j.account IN (SELECT account FROM chosen)
+                                  -- Checked again on the row as locked: it may
+                                  -- have changed since the statement began.
+                                  AND j.state IN ('pending', 'retry') AND j.last_pass < $3
+                                  AND (COALESCE(j.lease_until_ms, 0) < {NOW} OR j.lease_run = $1)
                                 ORDER BY j.seq LIMIT $5
                                 FOR UPDATE SKIP LOCKED)
                              RETURNING {JOB_COLUMNS}, seq"
@@ -1049,6 +1081,7 @@ impl Store for PostgresStore {
                             &accounts,
                             &limit,
                             &max_accounts,
+                            &per_account,
                         ],
                     )
                     .await?;
@@ -1094,16 +1127,31 @@ impl Store for PostgresStore {
             let mut client = inner.pool.get().await?;
             let tx = client.transaction().await?;
             let lease = inner.lease.as_millis() as i64;
-            tx.execute(
-                &format!("UPDATE jobs SET lease_until_ms = {NOW} + $2 WHERE lease_run = $1"),
-                &[&run.0, &lease],
-            )
-            .await?;
-            tx.execute(
-                &format!("UPDATE runs SET heartbeat_ms = {NOW} WHERE id = $1"),
-                &[&run.0],
-            )
-            .await?;
+            // A run marked lost while it could not reach the database is
+            // back; one that finished stays finished, and keeps no leases.
+            let alive = tx
+                .execute(
+                    &format!(
+                        "UPDATE runs SET heartbeat_ms = {NOW}, state = 'running'
+                         WHERE id = $1 AND state IN ('running', 'lost')"
+                    ),
+                    &[&run.0],
+                )
+                .await?
+                == 1;
+            if alive {
+                // Rows a writer holds are being begun (which renews them)
+                // or finished (which releases them).
+                tx.execute(
+                    &format!(
+                        "UPDATE jobs SET lease_until_ms = {NOW} + $2
+                         WHERE seq IN (SELECT seq FROM jobs WHERE lease_run = $1
+                                       FOR UPDATE SKIP LOCKED)"
+                    ),
+                    &[&run.0, &lease],
+                )
+                .await?;
+            }
             tx.commit().await?;
             Ok(())
         })
@@ -1417,7 +1465,7 @@ async fn status(inner: &Inner) -> Step<StatusReport> {
                              ELSE state END,
                         started_ms, ended_ms, stop_requested
                  FROM runs
-                 WHERE state = 'running' OR id = (SELECT MAX(id) FROM runs)
+                 WHERE state IN ('running', 'lost') OR id = (SELECT MAX(id) FROM runs)
                  ORDER BY id"
             ),
             &[&lease],
@@ -1449,4 +1497,24 @@ fn hostname() -> String {
         .filter(|s| !s.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_password;
+
+    #[test]
+    fn a_url_is_shown_without_its_password() {
+        for (url, shown) in [
+            ("postgres://u:secret@db/batch", "postgres://u@db/batch"),
+            ("postgres://u@db:5433/batch", "postgres://u@db:5433/batch"),
+            (
+                "postgresql://db/batch?user=u&password=secret&sslmode=disable",
+                "postgresql://db/batch?user=u&sslmode=disable",
+            ),
+            ("postgres://db/b?password=x@y", "postgres://db/b"),
+        ] {
+            assert_eq!(without_password(url), shown);
+        }
+    }
 }
