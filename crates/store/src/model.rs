@@ -182,6 +182,58 @@ pub enum AttemptOutcome {
     },
 }
 
+/// The columns a failed attempt fills in, worked out the same way in every
+/// store.
+pub(crate) struct FailureColumns {
+    /// The failure and fault records, as JSON text.
+    pub(crate) failure: Option<String>,
+    pub(crate) fault: Option<String>,
+    /// The attempt's decision: `retry`, or `give up: why`.
+    pub(crate) decision: String,
+    /// The job's new state, and why it was given up if it was.
+    pub(crate) state: &'static str,
+    pub(crate) gave_up: Option<String>,
+    /// 1 when the failure counts against the infrastructure retry limit.
+    pub(crate) infra: i32,
+    pub(crate) retry_after_ms: Option<i64>,
+    /// Who waits out the retry-after, when there is one.
+    pub(crate) retry_scope: Option<&'static str>,
+}
+
+impl FailureColumns {
+    pub(crate) fn of(
+        failure: Option<&PostFailure>,
+        fault: Option<&HostFault>,
+        classification: &Decided,
+        decision: &Decision,
+    ) -> Self {
+        let (state, gave_up) = match decision {
+            Decision::Retry => ("retry", None),
+            Decision::GiveUp(reason) => ("failed", Some(reason.to_string())),
+        };
+        FailureColumns {
+            failure: failure.map(to_json),
+            fault: fault.map(to_json),
+            decision: match &gave_up {
+                None => "retry".to_string(),
+                Some(why) => format!("give up: {why}"),
+            },
+            state,
+            gave_up,
+            infra: i32::from(classification.category == Category::Infrastructure),
+            retry_after_ms: classification.retry_after_ms.map(|v| v as i64),
+            retry_scope: classification
+                .retry_after_ms
+                .map(|_| classification.scope.as_str()),
+        }
+    }
+}
+
+/// A failure or fault record, kept as JSON text.
+fn to_json(value: &impl Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
 /// Everything `--status` shows, read from the store alone.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StatusReport {

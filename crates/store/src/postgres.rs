@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use orchestrator_contract::RetryScope;
-use orchestrator_retry::{Decision, PassResult, PassTally};
+use orchestrator_retry::{PassResult, PassTally};
+
+use crate::model::FailureColumns;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
@@ -532,14 +534,6 @@ async fn key_window(tx: &Transaction<'_>) -> Step<i64> {
     Ok(window.unwrap_or(3_600_000))
 }
 
-fn to_json(value: &impl serde::Serialize) -> String {
-    serde_json::to_string(value).unwrap_or_default()
-}
-
-fn gave_up_text(reason: &orchestrator_retry::GiveUpReason) -> String {
-    reason.to_string()
-}
-
 /// Records an attempt as in flight, in `tx`: one statement, prepared once
 /// per connection.
 async fn begin_attempt_in(
@@ -627,17 +621,8 @@ async fn finish_attempt_in(
             decision,
             not_before_ms,
         } => {
-            let decision_text = match decision {
-                Decision::Retry => "retry".to_string(),
-                Decision::GiveUp(reason) => format!("give up: {}", gave_up_text(reason)),
-            };
-            let (state, gave_up) = match decision {
-                Decision::Retry => ("retry", None),
-                Decision::GiveUp(reason) => ("failed", Some(gave_up_text(reason))),
-            };
-            let infra = i32::from(
-                classification.category == orchestrator_contract::Category::Infrastructure,
-            );
+            let columns =
+                FailureColumns::of(failure.as_ref(), fault.as_ref(), classification, decision);
             let finish = tx
                 .prepare_cached(&format!(
                     "WITH finished AS (
@@ -655,21 +640,19 @@ async fn finish_attempt_in(
             tx.execute(
                 &finish,
                 &[
-                    &failure.as_ref().map(to_json),
-                    &fault.as_ref().map(to_json),
+                    &columns.failure,
+                    &columns.fault,
                     &classification.category.as_str(),
                     &classification.reason,
                     &classification.decided_by,
-                    &classification.retry_after_ms.map(|v| v as i64),
-                    &decision_text,
-                    &classification
-                        .retry_after_ms
-                        .map(|_| classification.scope.as_str()),
+                    &columns.retry_after_ms,
+                    &columns.decision,
+                    &columns.retry_scope,
                     &attempt.0,
-                    &state,
-                    &gave_up,
+                    &columns.state,
+                    &columns.gave_up,
                     &not_before_ms.map(|v| v as i64),
-                    &infra,
+                    &columns.infra,
                 ],
             )
             .await?;

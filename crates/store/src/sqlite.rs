@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use orchestrator_contract::RetryScope;
-use orchestrator_retry::{Decision, GiveUpReason, PassResult, PassTally};
+use orchestrator_retry::{PassResult, PassTally};
+
+use crate::model::FailureColumns;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::group::{Durable, GroupCommit, Write, Written};
@@ -336,10 +338,6 @@ fn job_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredJob> {
 }
 
 const JOB_COLUMNS: &str = "id, account, payload, idempotency_key, state, attempts, passes_attempted, infra_failures, not_before_ms";
-
-fn gave_up_text(reason: &GiveUpReason) -> String {
-    reason.to_string()
-}
 
 impl Store for SqliteStore {
     fn import(&self, jobs: &[NewJob], source: &str) -> Result<ImportSummary> {
@@ -802,11 +800,6 @@ impl Store for SqliteStore {
     }
 }
 
-/// The failure and fault records are kept as JSON text.
-fn to_json(value: &impl serde::Serialize) -> String {
-    serde_json::to_string(value).unwrap_or_default()
-}
-
 /// Records an attempt as in flight, in `tx`.
 pub(crate) fn begin_attempt_in(tx: &Connection, job: &StoredJob, pass: u32) -> Result<AttemptId> {
     {
@@ -871,10 +864,8 @@ pub(crate) fn finish_attempt_in(
                 decision,
                 not_before_ms,
             } => {
-                let decision_text = match decision {
-                    Decision::Retry => "retry".to_string(),
-                    Decision::GiveUp(reason) => format!("give up: {}", gave_up_text(reason)),
-                };
+                let columns =
+                    FailureColumns::of(failure.as_ref(), fault.as_ref(), classification, decision);
                 exec(
                 tx,
                         "UPDATE attempts SET outcome = 'failed', ended_ms = ?1, failure = ?2, fault = ?3,
@@ -883,26 +874,17 @@ pub(crate) fn finish_attempt_in(
                          WHERE id = ?10",
                         params![
                             ended,
-                            failure.as_ref().map(to_json),
-                            fault.as_ref().map(to_json),
+                            columns.failure,
+                            columns.fault,
                             classification.category.as_str(),
                             classification.reason,
                             classification.decided_by,
-                            classification.retry_after_ms.map(|v| v as i64),
-                            decision_text,
-                            classification
-                                .retry_after_ms
-                                .map(|_| classification.scope.as_str()),
+                            columns.retry_after_ms,
+                            columns.decision,
+                            columns.retry_scope,
                             attempt.0
                         ],
                     )?;
-                let (state, gave_up) = match decision {
-                    Decision::Retry => ("retry", None),
-                    Decision::GiveUp(reason) => ("failed", Some(gave_up_text(reason))),
-                };
-                let infra = i64::from(
-                    classification.category == orchestrator_contract::Category::Infrastructure,
-                );
                 exec(
                     tx,
                     "UPDATE jobs SET state = ?1, gave_up = ?2, category = ?3, reason = ?4,
@@ -910,13 +892,13 @@ pub(crate) fn finish_attempt_in(
                                          infra_failures = infra_failures + ?7
                          WHERE id = ?8",
                     params![
-                        state,
-                        gave_up,
+                        columns.state,
+                        columns.gave_up,
                         classification.category.as_str(),
                         classification.reason,
                         classification.decided_by,
                         not_before_ms.map(|v| v as i64),
-                        infra,
+                        columns.infra,
                         job_id
                     ],
                 )?;
