@@ -268,6 +268,7 @@ fn every_other_setting_is_validated_before_any_work_too() {
             &["--key-window", "-1"][..],
             "--key-window cannot be negative",
         ),
+        (&["--lease", "0"][..], "--lease must be at least 1 second"),
         (
             &["--progress-interval", "-1"][..],
             "--progress-interval cannot be negative",

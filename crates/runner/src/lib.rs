@@ -197,23 +197,35 @@ impl Runner {
         self.pauses
             .restore(&store.pauses(dispatch::now_ms())?, &self.batch().accounts);
 
-        // Another process asks through the store; poll it.
-        let poller = {
+        // Another process asks through the store; poll it. A shared store's
+        // leases live as long as the run renews them, on the same beat.
+        let keeper = {
             let store = store.clone();
             let stop = stop.clone();
+            let renew_every = store.lease().map(|lease| lease / 3);
             tokio::spawn(async move {
+                let mut renewed = tokio::time::Instant::now();
                 loop {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    tokio::time::sleep(STOP_POLL).await;
+                    let renew = renew_every.is_some_and(|every| renewed.elapsed() >= every);
+                    if renew {
+                        renewed = tokio::time::Instant::now();
+                    }
                     // Off the runtime's threads: a shared store's call may
                     // wait out a database outage.
-                    let asked = {
-                        let store = store.clone();
-                        tokio::task::spawn_blocking(move || store.stop_requested(run)).await
-                    };
+                    let store = store.clone();
+                    let asked = tokio::task::spawn_blocking(move || {
+                        if renew && let Err(e) = store.renew(run) {
+                            tracing::warn!("cannot renew this run's leases: {e}");
+                        }
+                        store.stop_requested(run)
+                    })
+                    .await;
                     match asked {
+                        // Leases are still renewed while attempts in flight
+                        // finish after a stop.
                         Ok(Ok(true)) => {
-                            let _ = stop.send(true);
-                            return;
+                            stop.send_if_modified(|s| !std::mem::replace(s, true));
                         }
                         Ok(Ok(false)) | Err(_) => {}
                         Ok(Err(e)) => tracing::warn!("cannot read stop requests: {e}"),
@@ -221,26 +233,8 @@ impl Runner {
                 }
             })
         };
-        // A shared store's leases live as long as the run renews them.
-        let renewer = store.lease().map(|lease| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(lease / 3).await;
-                    let store = store.clone();
-                    match tokio::task::spawn_blocking(move || store.renew(run)).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => tracing::warn!("cannot renew this run's leases: {e}"),
-                        Err(_) => {}
-                    }
-                }
-            })
-        });
         let result = self.passes(run, &report, &stop).await;
-        poller.abort();
-        if let Some(renewer) = renewer {
-            renewer.abort();
-        }
+        keeper.abort();
         let outcome = match result {
             Ok(outcome) => outcome,
             Err(e) => {
@@ -369,9 +363,8 @@ impl Runner {
             if self.work_on(run, pass.pass, report, stop).await? {
                 return Ok(RunOutcome::Stopped);
             }
-            let mut passes = PassManager::new(self.options.config, pass.pass - 1);
-            passes.start_pass();
-            let result = passes.end_pass(store.tally(only)?);
+            let result =
+                PassManager::new(self.options.config, pass.pass).end_pass(store.tally(only)?);
             let next = result.continues().then(|| {
                 let delay = self.options.config.delay_before(pass.pass + 1, jitter());
                 (pass.pass + 1, dispatch::now_ms() + delay.as_millis() as u64)
@@ -446,6 +439,9 @@ impl Runner {
         }
     }
 }
+
+/// How often a run looks for a stop asked through the store.
+const STOP_POLL: Duration = Duration::from_millis(200);
 
 /// How often a process with nothing to claim looks again, while other
 /// processes finish the pass.
