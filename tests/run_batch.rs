@@ -160,7 +160,7 @@ impl Fixture {
     pub fn state(&self) -> Box<dyn Store> {
         match &self.store_url {
             Some(url) => Box::new(
-                orchestrator_store::PostgresStore::open(url, std::time::Duration::from_secs(30))
+                orchestrator_store::PostgresStore::open(url, orchestrator_store::DEFAULT_LEASE)
                     .unwrap(),
             ),
             None => Box::new(open_state(&self.path("orchestrator-state.sqlite"))),

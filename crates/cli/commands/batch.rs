@@ -2,13 +2,16 @@
 //! reading the retry configuration, seeding.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::{ArgGroup, Args};
 use orchestrator_plugin_host::{CompileCache, Limits, NativePolicy};
 use orchestrator_retry::RetryConfig;
 use orchestrator_runner::input;
-use orchestrator_store::{NewJob, PostgresStore, SqliteStore, Store, StoreError, is_postgres_url};
+use orchestrator_store::{
+    DEFAULT_LEASE, NewJob, PostgresStore, SqliteStore, Store, StoreError, is_postgres_url,
+};
 
 use crate::exit::{self, Exit};
 
@@ -32,13 +35,20 @@ fn usage_error(e: StoreError) -> anyhow::Error {
     Exit::new(exit::USAGE, e.to_string()).into()
 }
 
+/// Opens the store at `path`, a state file or a PostgreSQL URL, creating
+/// it (or bringing its schema up to date) if needed.
+pub fn open_at(path: &Path, lease: Duration) -> Result<Box<dyn Store>> {
+    Ok(match postgres_url(path) {
+        Some(url) => Box::new(PostgresStore::open(url, lease).map_err(usage_error)?),
+        None => Box::new(SqliteStore::open(path).map_err(usage_error)?),
+    })
+}
+
 /// Opens a store that must already exist, for reading only where it can
 /// be (the commands that only look: `explain`, `report`).
 pub fn open_existing(path: &Path) -> Result<Box<dyn Store>> {
-    if let Some(url) = postgres_url(path) {
-        let store =
-            PostgresStore::open(url, std::time::Duration::from_secs(30)).map_err(usage_error)?;
-        return Ok(Box::new(store));
+    if postgres_url(path).is_some() {
+        return open_at(path, DEFAULT_LEASE);
     }
     if !path.exists() {
         return Err(Exit::new(
@@ -126,7 +136,7 @@ pub struct BatchArgs {
     #[arg(
         long,
         value_name = "SECONDS",
-        default_value_t = 30,
+        default_value_t = DEFAULT_LEASE.as_secs() as i64,
         allow_negative_numbers = true
     )]
     pub lease: i64,
@@ -403,12 +413,10 @@ impl BatchArgs {
     /// Opens the store, creating it (or bringing its schema up to date)
     /// if needed.
     pub fn open_store(&self) -> Result<Box<dyn Store>> {
-        let lease = std::time::Duration::from_secs(self.lease.max(1) as u64);
-        let store: Box<dyn Store> = match postgres_url(&self.state_file) {
-            Some(url) => Box::new(PostgresStore::open(url, lease).map_err(usage_error)?),
-            None => Box::new(SqliteStore::open(&self.state_file).map_err(usage_error)?),
-        };
-        Ok(store)
+        open_at(
+            &self.state_file,
+            Duration::from_secs(self.lease.max(1) as u64),
+        )
     }
 
     /// Whether the store already exists: a PostgreSQL store always may.

@@ -2,14 +2,13 @@
 //! than on first use (before a release reaches many machines, say).
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use orchestrator_store::{PostgresStore, SqliteStore};
+use orchestrator_store::DEFAULT_LEASE;
 
-use crate::commands::batch::{DEFAULT_STATE_FILE, postgres_url, store_name};
-use crate::exit::{self, Exit};
+use crate::commands::batch::{DEFAULT_STATE_FILE, open_at, store_name};
+use crate::exit;
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
@@ -20,15 +19,8 @@ pub struct MigrateArgs {
 
 impl MigrateArgs {
     pub fn run(self) -> Result<u8> {
-        let usage = |e: orchestrator_store::StoreError| Exit::new(exit::USAGE, e.to_string());
-        let version = match postgres_url(&self.state_file) {
-            Some(url) => PostgresStore::open(url, Duration::from_secs(30))
-                .map_err(usage)?
-                .schema_version()?,
-            None => SqliteStore::open(&self.state_file)
-                .map_err(usage)?
-                .schema_version(),
-        };
+        // Opening applies the migrations.
+        let version = open_at(&self.state_file, DEFAULT_LEASE)?.schema_version()?;
         eprintln!(
             "{} is at schema version {version}",
             store_name(&self.state_file)

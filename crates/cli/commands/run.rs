@@ -3,14 +3,13 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::commands::batch::postgres_url;
 use anyhow::Result;
 use orchestrator_contract::{PluginKind, RetryScope};
 use orchestrator_plugin_host::PluginHost;
 use orchestrator_runner::{Batch, RunEvent, RunOptions, RunOutcome, Runner, input};
 use orchestrator_store::{Acquired, RunLock, Store};
 
-use crate::commands::batch::BatchArgs;
+use crate::commands::batch::{BatchArgs, postgres_url};
 use crate::commands::{progress, status};
 use crate::exit::{self, Exit};
 use crate::output::print;

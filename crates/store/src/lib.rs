@@ -14,13 +14,15 @@ mod group;
 mod lock;
 mod model;
 mod postgres;
+mod sql;
 mod sqlite;
 
 pub use group::Durable;
 pub use lock::{Acquired, RunLock};
 pub use model::*;
 pub use postgres::{
-    OUTAGE_LIMIT, POSTGRES_SCHEMA_VERSION, PostgresStore, is_postgres_url, without_password,
+    DEFAULT_LEASE, OUTAGE_LIMIT, POSTGRES_SCHEMA_VERSION, PostgresStore, is_postgres_url,
+    without_password,
 };
 pub use sqlite::{SCHEMA_VERSION as SQLITE_SCHEMA_VERSION, SqliteStore};
 
@@ -69,6 +71,9 @@ pub trait Store: Send + Sync {
     fn clear(&self) -> Result<()>;
     /// How many jobs the batch holds.
     fn job_count(&self) -> Result<u64>;
+    /// The schema version the store holds (migrations are applied when it
+    /// opens).
+    fn schema_version(&self) -> Result<i64>;
 
     /// Records a run as started, and turns attempts that an earlier run left
     /// in flight into `uncertain` ones: their jobs are eligible again (same

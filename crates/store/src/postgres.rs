@@ -24,6 +24,7 @@ use orchestrator_contract::RetryScope;
 use orchestrator_retry::{PassResult, PassTally};
 
 use crate::model::FailureColumns;
+use crate::sql::{self, JOB_COLUMNS};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
@@ -125,6 +126,9 @@ const GROUP_MAX: usize = 256;
 
 type Reply = oneshot::Sender<Result<Written>>;
 
+/// How long a lease lasts unless `--lease` says otherwise.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
 /// How long a call keeps retrying while the database cannot be reached.
 pub const OUTAGE_LIMIT: Duration = Duration::from_secs(120);
 
@@ -134,8 +138,6 @@ const CLAIM_LOCK: i64 = 0x6f72_6368_636c_6169; // "orchclai"
 
 /// Migrations take this one, so processes starting together migrate once.
 const MIGRATE_LOCK: i64 = 0x6f72_6368_6d69_6772; // "orchmigr"
-
-const JOB_COLUMNS: &str = "id, account, payload, idempotency_key, state, attempts, passes_attempted, infra_failures, not_before_ms";
 
 /// Many processes' store: see the module documentation.
 pub struct PostgresStore {
@@ -296,17 +298,6 @@ impl PostgresStore {
                 Failure::Store(e) => e,
             })?;
         Ok(store)
-    }
-
-    /// The schema version the database holds.
-    pub fn schema_version(&self) -> Result<i64> {
-        self.call(|inner: Arc<Inner>| async move {
-            let client = inner.pool.get().await?;
-            let row = client
-                .query_one("SELECT version FROM orchestrator_schema", &[])
-                .await?;
-            Ok(row.get::<_, i64>(0))
-        })
     }
 
     /// Runs `fut` on the store's runtime and waits for it.
@@ -789,10 +780,20 @@ impl Store for PostgresStore {
         })
     }
 
+    fn schema_version(&self) -> Result<i64> {
+        self.call(|inner: Arc<Inner>| async move {
+            let client = inner.pool.get().await?;
+            let row = client
+                .query_one("SELECT version FROM orchestrator_schema", &[])
+                .await?;
+            Ok(row.get::<_, i64>(0))
+        })
+    }
+
     fn job_count(&self) -> Result<u64> {
         self.call(|inner: Arc<Inner>| async move {
             let client = inner.pool.get().await?;
-            let row = client.query_one("SELECT COUNT(*) FROM jobs", &[]).await?;
+            let row = client.query_one(sql::COUNT_JOBS, &[]).await?;
             Ok(row.get::<_, i64>(0) as u64)
         })
     }
@@ -877,13 +878,7 @@ impl Store for PostgresStore {
     fn release_held(&self) -> Result<u64> {
         self.call(|inner: Arc<Inner>| async move {
             let client = inner.pool.get().await?;
-            Ok(client
-                .execute(
-                    "UPDATE jobs SET state = 'retry', reason = 'released for retry after review'
-                     WHERE state = 'needs-review'",
-                    &[],
-                )
-                .await?)
+            Ok(client.execute(sql::RELEASE_HELD, &[]).await?)
         })
     }
 
@@ -900,12 +895,7 @@ impl Store for PostgresStore {
     fn latest_pass(&self) -> Result<Option<PassMark>> {
         self.call(|inner: Arc<Inner>| async move {
             let client = inner.pool.get().await?;
-            let row = client
-                .query_opt(
-                    "SELECT pass, started_ms, ended_ms IS NOT NULL FROM passes ORDER BY pass DESC LIMIT 1",
-                    &[],
-                )
-                .await?;
+            let row = client.query_opt(sql::LATEST_PASS, &[]).await?;
             Ok(row.map(|r| PassMark {
                 pass: r.get::<_, i32>(0) as u32,
                 opens_ms: r.get::<_, i64>(1) as u64,
@@ -1147,12 +1137,7 @@ impl Store for PostgresStore {
     fn accounts_with_work(&self) -> Result<Vec<String>> {
         self.call(|inner: Arc<Inner>| async move {
             let client = inner.pool.get().await?;
-            let rows = client
-                .query(
-                    "SELECT DISTINCT account FROM jobs WHERE state IN ('pending', 'retry') ORDER BY account",
-                    &[],
-                )
-                .await?;
+            let rows = client.query(sql::ACCOUNTS_WITH_WORK, &[]).await?;
             Ok(rows.iter().map(|r| r.get(0)).collect())
         })
     }
@@ -1247,12 +1232,7 @@ impl Store for PostgresStore {
     fn job_summaries(&self) -> Result<Vec<JobSummary>> {
         self.call(|inner: Arc<Inner>| async move {
             let client = inner.pool.get().await?;
-            let rows = client
-                .query(
-                    "SELECT id, account, state, category, attempts, remote_id FROM jobs ORDER BY seq",
-                    &[],
-                )
-                .await?;
+            let rows = client.query(sql::JOB_SUMMARIES, &[]).await?;
             Ok(rows
                 .iter()
                 .map(|r| {
@@ -1367,21 +1347,15 @@ async fn status(inner: &Inner) -> Step<StatusReport> {
     };
     let mut report = StatusReport {
         jobs: client
-            .query_one("SELECT COUNT(*) FROM jobs", &[])
+            .query_one(sql::COUNT_JOBS, &[])
             .await?
             .get::<_, i64>(0) as u64,
         ..StatusReport::default()
     };
-    let by_state = pairs("SELECT state, COUNT(*) FROM jobs GROUP BY state").await?;
+    let by_state = pairs(sql::BY_STATE).await?;
     report.by_state = crate::model::every_state(&by_state);
-    report.by_category = pairs(
-        "SELECT category, COUNT(*) FROM jobs WHERE state IN ('retry', 'failed') AND category IS NOT NULL
-         GROUP BY category ORDER BY category",
-    )
-    .await?;
-    let passes = client
-        .query("SELECT pass, result FROM passes ORDER BY pass", &[])
-        .await?;
+    report.by_category = pairs(sql::BY_CATEGORY).await?;
+    let passes = client.query(sql::PASS_RESULTS, &[]).await?;
     for row in passes {
         let pass: i32 = row.get(0);
         let counts = client
@@ -1425,11 +1399,7 @@ async fn status(inner: &Inner) -> Step<StatusReport> {
     (_, report.failures_total) = entries("failed").await?;
     (report.held, report.held_total) = entries("needs-review").await?;
     report.failure_reasons = client
-        .query(
-            "SELECT category, COALESCE(gave_up || ': ' || reason, reason), COUNT(*), MIN(id)
-             FROM jobs WHERE state = 'failed' GROUP BY 1, 2 ORDER BY 3 DESC, 4 LIMIT 10",
-            &[],
-        )
+        .query(sql::FAILURE_REASONS, &[])
         .await?
         .iter()
         .map(|r| ReasonCount {

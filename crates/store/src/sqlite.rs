@@ -8,6 +8,7 @@ use orchestrator_contract::RetryScope;
 use orchestrator_retry::{PassResult, PassTally};
 
 use crate::model::FailureColumns;
+use crate::sql::{self, JOB_COLUMNS};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::group::{Durable, GroupCommit, Write, Written};
@@ -190,11 +191,6 @@ impl SqliteStore {
         })
     }
 
-    /// The schema version the file holds.
-    pub fn schema_version(&self) -> i64 {
-        self.schema
-    }
-
     /// One write in a transaction of its own, on the caller's thread.
     fn write_now(&self, write: Write) -> Result<Written> {
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
@@ -337,8 +333,6 @@ fn job_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredJob> {
     })
 }
 
-const JOB_COLUMNS: &str = "id, account, payload, idempotency_key, state, attempts, passes_attempted, infra_failures, not_before_ms";
-
 impl Store for SqliteStore {
     fn import(&self, jobs: &[NewJob], source: &str) -> Result<ImportSummary> {
         self.with_tx(|tx| {
@@ -378,9 +372,13 @@ impl Store for SqliteStore {
         })
     }
 
+    fn schema_version(&self) -> Result<i64> {
+        Ok(self.schema)
+    }
+
     fn job_count(&self) -> Result<u64> {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(conn.query_row("SELECT COUNT(*) FROM jobs", [], |r| r.get::<_, i64>(0))? as u64)
+        Ok(conn.query_row(sql::COUNT_JOBS, [], |r| r.get::<_, i64>(0))? as u64)
     }
 
     fn begin_run(&self, run: &NewRun) -> Result<RunId> {
@@ -449,13 +447,7 @@ impl Store for SqliteStore {
     }
 
     fn release_held(&self) -> Result<u64> {
-        self.with_tx(|tx| {
-            Ok(tx.execute(
-                "UPDATE jobs SET state = 'retry', reason = 'released for retry after review'
-                 WHERE state = 'needs-review'",
-                [],
-            )? as u64)
-        })
+        self.with_tx(|tx| Ok(tx.execute(sql::RELEASE_HELD, [])? as u64))
     }
 
     fn stop_requested(&self, run: RunId) -> Result<bool> {
@@ -474,17 +466,13 @@ impl Store for SqliteStore {
     fn latest_pass(&self) -> Result<Option<PassMark>> {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         Ok(conn
-            .query_row(
-                "SELECT pass, started_ms, ended_ms IS NOT NULL FROM passes ORDER BY pass DESC LIMIT 1",
-                [],
-                |r| {
-                    Ok(PassMark {
-                        pass: r.get(0)?,
-                        opens_ms: r.get::<_, i64>(1)? as u64,
-                        ended: r.get(2)?,
-                    })
-                },
-            )
+            .query_row(sql::LATEST_PASS, [], |r| {
+                Ok(PassMark {
+                    pass: r.get(0)?,
+                    opens_ms: r.get::<_, i64>(1)? as u64,
+                    ended: r.get(2)?,
+                })
+            })
             .optional()?)
     }
 
@@ -549,9 +537,7 @@ impl Store for SqliteStore {
 
     fn accounts_with_work(&self) -> Result<Vec<String>> {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        let mut stmt = conn.prepare(
-            "SELECT DISTINCT account FROM jobs WHERE state IN ('pending', 'retry') ORDER BY account",
-        )?;
+        let mut stmt = conn.prepare(sql::ACCOUNTS_WITH_WORK)?;
         let accounts = stmt
             .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -660,17 +646,14 @@ impl Store for SqliteStore {
             Ok(rows)
         };
         let mut report = StatusReport {
-            jobs: conn.query_row("SELECT COUNT(*) FROM jobs", [], |r| r.get::<_, i64>(0))? as u64,
+            jobs: conn.query_row(sql::COUNT_JOBS, [], |r| r.get::<_, i64>(0))? as u64,
             ..StatusReport::default()
         };
-        let by_state = pairs("SELECT state, COUNT(*) FROM jobs GROUP BY state")?;
+        let by_state = pairs(sql::BY_STATE)?;
         report.by_state = crate::model::every_state(&by_state);
-        report.by_category = pairs(
-            "SELECT category, COUNT(*) FROM jobs WHERE state IN ('retry', 'failed') AND category IS NOT NULL
-             GROUP BY category ORDER BY category",
-        )?;
+        report.by_category = pairs(sql::BY_CATEGORY)?;
 
-        let mut passes = conn.prepare("SELECT pass, result FROM passes ORDER BY pass")?;
+        let mut passes = conn.prepare(sql::PASS_RESULTS)?;
         let pass_rows = passes
             .query_map([], |r| {
                 Ok((r.get::<_, i64>(0)? as u32, r.get::<_, Option<String>>(1)?))
@@ -720,10 +703,7 @@ impl Store for SqliteStore {
         (report.next_retries, report.retries_total) = entries("retry")?;
         (_, report.failures_total) = entries("failed")?;
         (report.held, report.held_total) = entries("needs-review")?;
-        let mut reasons = conn.prepare(
-            "SELECT category, COALESCE(gave_up || ': ' || reason, reason), COUNT(*), MIN(id)
-             FROM jobs WHERE state = 'failed' GROUP BY 1, 2 ORDER BY 3 DESC, 4 LIMIT 10",
-        )?;
+        let mut reasons = conn.prepare(sql::FAILURE_REASONS)?;
         report.failure_reasons = reasons
             .query_map([], |r| {
                 Ok(ReasonCount {
@@ -780,9 +760,7 @@ impl Store for SqliteStore {
 
     fn job_summaries(&self) -> Result<Vec<JobSummary>> {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        let mut stmt = conn.prepare(
-            "SELECT id, account, state, category, attempts, remote_id FROM jobs ORDER BY seq",
-        )?;
+        let mut stmt = conn.prepare(sql::JOB_SUMMARIES)?;
         let jobs = stmt
             .query_map([], |r| {
                 let state: String = r.get(2)?;
