@@ -2,7 +2,7 @@
 //! nothing is lost or posted twice. Also signals and one run per state.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use orchestrator_store::JobState;
@@ -40,15 +40,6 @@ fn scenario() -> String {
     s
 }
 
-fn spawn(f: &Fixture, extra: &[&str]) -> Child {
-    f.command(extra)
-        .arg("--run")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
 /// Waits until the `n`th run has started on the state.
 fn wait_for_run(f: &Fixture, n: i64) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -73,7 +64,7 @@ fn sigkill_at_random_moments_loses_nothing_and_posts_nothing_twice() {
     let mut kills = 0;
     let mut took_over = 0;
     while kills < 5 {
-        let mut child = spawn(&f, &flags);
+        let mut child = f.spawn(&flags);
         // Kill at a random moment once the run is working, not while it is
         // still loading plugins: then every kill interrupts attempts.
         wait_for_run(&f, kills + 1);
@@ -151,7 +142,7 @@ fn a_second_run_on_the_same_state_is_refused_by_name() {
         "[[account]]\nname = \"slow\"\ntoken = \"t\"\ndelay_ms = 200\n",
         10,
     );
-    let mut first = spawn(&f, &[]);
+    let mut first = f.spawn(&[]);
     wait_for_run(&f, 1);
     let second = run(&mut f.command(&["--run"]));
     assert_eq!(second.code, 2, "{}", second.stderr);
@@ -211,7 +202,7 @@ fn a_state_disk_that_fills_up_mid_run_stops_cleanly() {
     }
     let _unmount = Unmount(disk_str.clone());
     let flags = ["--state-file", "disk/state.sqlite"];
-    let mut child = spawn(&f, &flags);
+    let mut child = f.spawn(&flags);
     // Let it record some attempts, then fill the disk so writes fail.
     let deadline = Instant::now() + Duration::from_secs(60);
     while f.sandbox.counters().statuses_created < 3 {
@@ -256,7 +247,7 @@ fn a_second_signal_aborts_and_an_old_uncertain_attempt_is_held_for_review() {
         "[[account]]\nname = \"slow\"\ntoken = \"t\"\ndelay_ms = 300\n",
         6,
     );
-    let mut child = spawn(&f, &["--workers", "1"]);
+    let mut child = f.spawn(&["--workers", "1"]);
     wait_for_run(&f, 1);
     // Wait until an attempt is in flight, then signal twice.
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -4,11 +4,11 @@
 //! binaries (see `orchestrator-pg-cluster`); without them the tests say
 //! loudly that they were skipped, and in CI they fail instead.
 
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use orchestrator_pg_cluster::Cluster;
-use orchestrator_store::JobState;
+use orchestrator_store::{JobState, Store};
 
 use crate::run_batch::{self, Fixture};
 
@@ -21,14 +21,13 @@ fn many_accounts(accounts: usize, delay_ms: u64) -> String {
         .collect()
 }
 
-/// `orchestrator --run` as a child process on the fixture's store.
-fn spawn(f: &Fixture, extra: &[&str]) -> Child {
-    f.command(extra)
-        .arg("--run")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the orchestrator binary starts")
+/// A batch of `jobs_per_account` jobs for each of `accounts` accounts
+/// (posts taking `delay_ms`), imported into a new database of `cluster`.
+fn seeded(cluster: &Cluster, accounts: usize, delay_ms: u64, jobs_per_account: usize) -> Fixture {
+    let f = Fixture::new(&many_accounts(accounts, delay_ms), jobs_per_account).on_postgres(cluster);
+    let seeded = crate::support::run(&mut f.command(&["--seed-only"]));
+    assert_eq!(seeded.code, 0, "{}", seeded.stderr);
+    f
 }
 
 /// Waits for `child`; returns its exit code and standard error.
@@ -41,8 +40,8 @@ fn finish(child: Child) -> (i32, String) {
 }
 
 /// Attempts recorded so far, of any outcome.
-fn attempts_recorded(f: &Fixture) -> usize {
-    f.state().report().unwrap().len()
+fn attempts_recorded(state: &dyn Store) -> usize {
+    state.report().unwrap().len()
 }
 
 /// Waits until `ready` holds, for at most a minute.
@@ -81,11 +80,9 @@ fn three_processes_share_five_thousand_jobs_and_post_each_once() {
     let Some(cluster) = Cluster::for_test("three_processes_share_five_thousand_jobs") else {
         return;
     };
-    let f = Fixture::new(&many_accounts(50, 0), 100).on_postgres(&cluster);
-    let seeded = crate::support::run(&mut f.command(&["--seed-only"]));
-    assert_eq!(seeded.code, 0, "{}", seeded.stderr);
+    let f = seeded(&cluster, 50, 0, 100);
     let children: Vec<Child> = (0..3)
-        .map(|_| spawn(&f, &["--workers", "8", "--lease", "10"]))
+        .map(|_| f.spawn(&["--workers", "8", "--lease", "10"]))
         .collect();
     for child in children {
         let (code, stderr) = finish(child);
@@ -109,13 +106,14 @@ fn a_killed_process_loses_its_jobs_to_the_others_when_its_lease_expires() {
     let Some(cluster) = Cluster::for_test("a_killed_process_loses_its_jobs") else {
         return;
     };
-    let f = Fixture::new(&many_accounts(40, 20), 50).on_postgres(&cluster);
-    let seeded = crate::support::run(&mut f.command(&["--seed-only"]));
-    assert_eq!(seeded.code, 0, "{}", seeded.stderr);
+    let f = seeded(&cluster, 40, 20, 50);
     let args = ["--workers", "8", "--lease", "2"];
-    let mut victim = spawn(&f, &args);
-    let others: Vec<Child> = (0..2).map(|_| spawn(&f, &args)).collect();
-    wait_until("attempts to be under way", || attempts_recorded(&f) > 200);
+    let mut victim = f.spawn(&args);
+    let others: Vec<Child> = (0..2).map(|_| f.spawn(&args)).collect();
+    let state = f.state();
+    wait_until("attempts to be under way", || {
+        attempts_recorded(&*state) > 200
+    });
     victim.kill().expect("SIGKILL");
     let _ = victim.wait();
     for child in others {
@@ -139,13 +137,14 @@ fn a_database_outage_pauses_the_processes_and_loses_nothing() {
     let Some(cluster) = Cluster::for_test("a_database_outage_pauses_the_processes") else {
         return;
     };
-    let f = Fixture::new(&many_accounts(20, 20), 50).on_postgres(&cluster);
-    let seeded = crate::support::run(&mut f.command(&["--seed-only"]));
-    assert_eq!(seeded.code, 0, "{}", seeded.stderr);
+    let f = seeded(&cluster, 20, 20, 50);
     let children: Vec<Child> = (0..2)
-        .map(|_| spawn(&f, &["--workers", "8", "--lease", "10"]))
+        .map(|_| f.spawn(&["--workers", "8", "--lease", "10"]))
         .collect();
-    wait_until("attempts to be under way", || attempts_recorded(&f) > 100);
+    let state = f.state();
+    wait_until("attempts to be under way", || {
+        attempts_recorded(&*state) > 100
+    });
     cluster.stop_server().unwrap();
     std::thread::sleep(Duration::from_secs(2));
     cluster.start_server().unwrap();
@@ -196,9 +195,12 @@ fn status_explain_report_and_stop_all_see_every_process() {
         migrated.stderr
     );
     let children: Vec<Child> = (0..2)
-        .map(|_| spawn(&f, &["--workers", "4", "--lease", "10"]))
+        .map(|_| f.spawn(&["--workers", "4", "--lease", "10"]))
         .collect();
-    wait_until("attempts to be under way", || attempts_recorded(&f) > 10);
+    let state = f.state();
+    wait_until("attempts to be under way", || {
+        attempts_recorded(&*state) > 10
+    });
     let status = crate::support::run(crate::support::orchestrator().args([
         "--status",
         "--state-file",

@@ -188,6 +188,16 @@ impl Fixture {
         cmd
     }
 
+    /// `--run` as a child process, its standard error piped.
+    pub fn spawn(&self, extra: &[&str]) -> std::process::Child {
+        self.command(extra)
+            .arg("--run")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the orchestrator binary starts")
+    }
+
     pub fn run(&self, extra: &[&str]) -> Output {
         run(self.command(extra).arg("--run"))
     }

@@ -8,7 +8,8 @@ use orchestrator_contract::Receipt;
 use orchestrator_pg_cluster::Cluster;
 use orchestrator_retry::RetryConfig;
 use orchestrator_store::{
-    AttemptOutcome, ClaimLimit, JobState, NewJob, NewRun, PostgresStore, RunId, Store, StoreError,
+    AttemptOutcome, ClaimLimit, DEFAULT_LEASE, JobState, NewJob, NewRun, PostgresStore, RunId,
+    Store, StoreError,
 };
 
 fn job(id: &str, account: &str) -> NewJob {
@@ -46,16 +47,23 @@ fn jobs(n: usize) -> ClaimLimit {
     }
 }
 
+/// A new database on a throwaway cluster (stopped when the first value is
+/// dropped), or `None` when PostgreSQL is missing (the test says so).
+fn database(test: &str) -> Option<(Cluster, String)> {
+    let cluster = Cluster::for_test(test)?;
+    let url = cluster.create_database();
+    Some((cluster, url))
+}
+
 fn ids(jobs: &[orchestrator_store::StoredJob]) -> Vec<&str> {
     jobs.iter().map(|j| j.id.as_str()).collect()
 }
 
 #[test]
 fn leases_hand_each_job_and_account_to_one_process_and_expire() {
-    let Some(cluster) = Cluster::for_test("leases_hand_each_job_and_account_to_one_process") else {
+    let Some((_cluster, url)) = database("leases_hand_each_job_and_account_to_one_process") else {
         return;
     };
-    let url = cluster.create_database();
     let lease = Duration::from_millis(1500);
     // Two processes: two stores on one database.
     let (one, two) = (
@@ -126,11 +134,10 @@ fn leases_hand_each_job_and_account_to_one_process_and_expire() {
 
 #[test]
 fn a_pass_is_ended_once_and_the_next_opens_after_the_delay() {
-    let Some(cluster) = Cluster::for_test("a_pass_is_ended_once") else {
+    let Some((_cluster, url)) = database("a_pass_is_ended_once") else {
         return;
     };
-    let url = cluster.create_database();
-    let lease = Duration::from_secs(30);
+    let lease = DEFAULT_LEASE;
     let (one, two) = (
         PostgresStore::open(&url, lease).unwrap(),
         PostgresStore::open(&url, lease).unwrap(),
@@ -149,11 +156,10 @@ fn a_pass_is_ended_once_and_the_next_opens_after_the_delay() {
 
 #[test]
 fn the_schema_is_migrated_once_and_a_newer_one_is_refused() {
-    let Some(cluster) = Cluster::for_test("the_schema_is_migrated_once") else {
+    let Some((_cluster, url)) = database("the_schema_is_migrated_once") else {
         return;
     };
-    let url = cluster.create_database();
-    let lease = Duration::from_secs(30);
+    let lease = DEFAULT_LEASE;
     // Processes starting together: every one opens, one migrates.
     let opened: Vec<_> = (0..4)
         .map(|_| {
@@ -182,12 +188,9 @@ fn the_schema_is_migrated_once_and_a_newer_one_is_refused() {
 
 #[test]
 fn an_unreachable_database_is_one_clear_error() {
-    let err = PostgresStore::open(
-        "postgres://orchestrator@127.0.0.1:1/nothing",
-        Duration::from_secs(30),
-    )
-    .unwrap_err()
-    .to_string();
+    let err = PostgresStore::open("postgres://orchestrator@127.0.0.1:1/nothing", DEFAULT_LEASE)
+        .unwrap_err()
+        .to_string();
     assert!(
         err.starts_with("cannot open the state file postgres://orchestrator@127.0.0.1:1/nothing:"),
         "{err}"
@@ -196,11 +199,10 @@ fn an_unreachable_database_is_one_clear_error() {
 
 #[test]
 fn a_claim_takes_the_first_free_accounts_up_to_its_limit() {
-    let Some(cluster) = Cluster::for_test("a_claim_takes_the_first_free_accounts") else {
+    let Some((_cluster, url)) = database("a_claim_takes_the_first_free_accounts") else {
         return;
     };
-    let url = cluster.create_database();
-    let store = PostgresStore::open(&url, Duration::from_secs(30)).unwrap();
+    let store = PostgresStore::open(&url, DEFAULT_LEASE).unwrap();
     store
         .import(
             &[
