@@ -249,3 +249,39 @@ void orchestrator_free(char *text) { free(text); }
     assert_eq!(attempt.fault.map(|fault| fault.kind()), Some("timeout"));
     drop(dir);
 }
+
+#[test]
+fn a_native_library_changed_under_a_running_process_is_refused_not_run_stale() {
+    let dir = support::temp_dir();
+    let copy = dir.path().join("libposter.so");
+    std::fs::copy(artifacts::NATIVE_POSTER, &copy).unwrap();
+    let host = orchestrator_plugin_host::PluginHost::new()
+        .unwrap()
+        .with_native(orchestrator_plugin_host::NativePolicy {
+            allow: true,
+            sha256_pins: Vec::new(),
+        });
+    let runtime = support::runtime();
+    let first = runtime.block_on(host.load(&copy)).unwrap();
+    // The same build again is the library already loaded.
+    runtime.block_on(host.load(&copy)).unwrap();
+    // A new build at the same path: the loader would hand back the old
+    // code, so it is refused with what to do.
+    // (Written beside it and renamed over it, as an install does: the
+    // loaded file's pages stay as they were.)
+    let mut bytes = std::fs::read(&copy).unwrap();
+    bytes.extend_from_slice(b"a new build");
+    let new = dir.path().join("libposter.so.new");
+    std::fs::write(&new, bytes).unwrap();
+    std::fs::rename(&new, &copy).unwrap();
+    let err = match runtime.block_on(host.load(&copy)) {
+        Ok(_) => panic!("a changed native library loaded"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("changed since this process loaded it")
+            && err.ends_with("restart to use the new build"),
+        "{err}"
+    );
+    drop(first);
+}

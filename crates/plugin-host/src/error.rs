@@ -34,6 +34,11 @@ pub enum LoadError {
     )]
     NativeNotPinned { path: PathBuf, sha256: String },
 
+    #[error(
+        "plugin {path}: this native library changed since this process loaded it, and a process cannot load a second build of one library; restart to use the new build"
+    )]
+    NativeChanged { path: PathBuf },
+
     #[error("plugin {path}: cannot load the native library: {reason}")]
     NativeOpen { path: PathBuf, reason: String },
 

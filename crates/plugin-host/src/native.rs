@@ -57,6 +57,11 @@ pub(crate) fn is_native_library(bytes: &[u8]) -> bool {
     MAGICS.iter().any(|magic| bytes.starts_with(magic))
 }
 
+/// The libraries this process loaded, by canonical path, with the SHA-256
+/// of the build it loaded.
+static LOADED: std::sync::Mutex<std::collections::BTreeMap<std::path::PathBuf, String>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
 /// Everything learned while loading a native library.
 pub(crate) struct Loaded {
     pub native: Native,
@@ -85,12 +90,22 @@ pub(crate) fn load(
             sha256: sha256.to_owned(),
         });
     }
+    // The dynamic loader hands back the library already loaded from a
+    // path, whatever the file now holds: a changed build would go on
+    // running the old code under the new one's hash. Refuse it instead.
+    let key = std::fs::canonicalize(path).unwrap_or_else(|_| path_buf.clone());
+    let mut loaded = LOADED.lock().unwrap_or_else(|e| e.into_inner());
+    if loaded.get(&key).is_some_and(|sha| sha != sha256) {
+        return Err(LoadError::NativeChanged { path: path_buf });
+    }
     // SAFETY: loading runs the library's initialisers with the host's
     // rights; the user vouched for it with --allow-native (and the pin).
     let library = unsafe { libloading::Library::new(path) }.map_err(|e| LoadError::NativeOpen {
         path: path_buf.clone(),
         reason: e.to_string(),
     })?;
+    loaded.insert(key, sha256.to_owned());
+    drop(loaded);
     // Never unloaded: a timed-out call may still be running its code.
     let library: &'static libloading::Library = Box::leak(Box::new(library));
     let symbol = |name: &'static str| -> Result<*mut std::ffi::c_void, LoadError> {
