@@ -131,7 +131,7 @@ fn a_panicking_native_plugin_fails_the_attempt_not_the_run() {
     let f = Fixture::new("[[account]]\nname = \"a\"\ntoken = \"t\"\n", 0)
         .with_jobs(
             "{\"id\": \"boom\", \"account\": \"a\", \"payload\": {\"status\": \"x\", \"panic\": true}}\n\
-             {\"id\": \"fine\", \"account\": \"a\", \"payload\": {\"status\": \"y\"}}\n",
+             {\"id\": \"fine\", \"account\": \"a\", \"payload\": {\"status\": \"panic\"}}\n",
         )
         .with_plugins(&[artifacts::NATIVE_POSTER, artifacts::HTTP_CLASSIFIER]);
     let out = f.run(&["--allow-native", "--max-passes", "1"]);
@@ -143,6 +143,7 @@ fn a_panicking_native_plugin_fails_the_attempt_not_the_run() {
         fault.to_string().contains("panicked: asked to panic"),
         "{fault}"
     );
+    // A status that merely says "panic" posts.
     assert_eq!(
         f.outcomes()["fine"].0,
         orchestrator_store::JobState::Succeeded
