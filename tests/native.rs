@@ -286,3 +286,51 @@ fn a_native_library_changed_under_a_running_process_is_refused_not_run_stale() {
     );
     drop(first);
 }
+
+/// A C poster whose describe answers `describe` and whose post answers
+/// `post`, both as C string literals.
+fn c_poster(dir: &Path, name: &str, describe: &str, post: &str) -> PathBuf {
+    c_library(
+        dir,
+        name,
+        &format!(
+            r#"
+#include <stdlib.h>
+#include <string.h>
+const char *orchestrator_abi_version(void) {{ return "0.2.0"; }}
+char *orchestrator_describe(void) {{ return strdup({describe}); }}
+char *orchestrator_post(const char *request) {{ return strdup({post}); }}
+void orchestrator_free(char *text) {{ free(text); }}
+"#
+        ),
+    )
+}
+
+#[test]
+fn a_native_plugin_that_answers_nonsense_is_refused_or_fails_its_attempt() {
+    let dir = support::temp_dir();
+    let describes = |name: &str| {
+        format!(
+            r#""{{\"name\":\"{name}\",\"version\":\"1.0.0\",\"description\":\"\",\"kind\":\"poster\"}}""#
+        )
+    };
+    // A describe that is no description, or one without a name: refused.
+    let garbled = c_poster(dir.path(), "garbled", r#""not json""#, r#""""#);
+    assert!(refusal(&garbled).contains("not a description"));
+    let nameless = c_poster(dir.path(), "nameless", &describes(""), r#""""#);
+    assert!(refusal(&nameless).contains("it has no name"));
+    // A post answer the host cannot read fails that attempt, as a fault.
+    let babbling = c_poster(dir.path(), "babbling", &describes("babbler"), r#""{oops""#);
+    let babbling: &'static str = Box::leak(babbling.display().to_string().into_boxed_str());
+    let f = Fixture::new("[[account]]\nname = \"a\"\ntoken = \"t\"\n", 1)
+        .with_plugins(&[babbling, artifacts::HTTP_CLASSIFIER]);
+    let out = f.run(&["--allow-native", "--max-passes", "1"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let attempt = f.state().attempts("a-1").unwrap().remove(0);
+    let fault = attempt.fault.expect("a host fault");
+    assert!(
+        fault.to_string().contains("answered something unreadable"),
+        "{fault}"
+    );
+    assert_eq!(f.sandbox.counters().requests, 0);
+}

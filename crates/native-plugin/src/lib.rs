@@ -94,7 +94,7 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 pub fn __describe(info: fn() -> PluginInfo, kind: PluginKind) -> *mut c_char {
     match catch_unwind(info) {
         Ok(info) => to_host(&Description { info, kind }),
-        // An empty name makes the host refuse the plugin, naming the file.
+        // Not a description: the host refuses the plugin, naming the file.
         Err(_) => to_host(&serde_json::json!({ "trap": "describe panicked" })),
     }
 }

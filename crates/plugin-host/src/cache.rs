@@ -50,7 +50,7 @@ impl CompileCache {
     }
 
     /// The user's cache folder for compiled plugins, e.g.
-    /// `~/.cache/orchestrator/plugins`.
+    /// `~/.cache/orchestrator/compiled`.
     pub fn default_dir() -> Option<PathBuf> {
         directories::ProjectDirs::from("", "", "orchestrator")
             .map(|d| d.cache_dir().join("compiled"))

@@ -87,11 +87,11 @@ fn decommit_shards() -> u32 {
 /// How much of a pooled memory, table or stack stays resident between
 /// calls: about what a call of a small plugin touches.
 const KEEP_RESIDENT: usize = 64 << 10;
-const MEMORY_KEEP_RESIDENT: usize = 64 << 10;
 
 /// The engine's configuration for `limits`: instances from a pool sized for
-/// `limits.concurrency` (no mmap or munmap per call, memory images reused
-/// copy-on-write), or allocated on demand.
+/// `limits.concurrency` (no mmap or munmap per call; memory images copied
+/// in, which for small plugins beats mapping them copy-on-write), or
+/// allocated on demand.
 fn engine_config(limits: &Limits, pooled: bool) -> Config {
     let mut config = Config::new();
     // Deadlines interrupt guest code itself, not only the future
@@ -127,7 +127,7 @@ fn engine_config(limits: &Limits, pooled: bool) -> Config {
             // Reset the pages a call touched with memset, rather than
             // handing them back to the kernel (madvise, a TLB shootdown on
             // every core) and faulting them in again on the next call.
-            .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
+            .linear_memory_keep_resident(KEEP_RESIDENT)
             .table_keep_resident(KEEP_RESIDENT)
             .async_stack_keep_resident(KEEP_RESIDENT)
             .decommit_batch_size(DECOMMIT_BATCH as usize);
