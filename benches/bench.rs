@@ -347,7 +347,21 @@ fn write_batch(dir: &Path, url: &str, accounts: usize, jobs: usize) {
 /// The binary in `dir`, with a compiled-plugin cache beside it (never the
 /// user's).
 fn orchestrator(dir: &Path) -> Command {
-    let mut cmd = Command::new(ORCHESTRATOR);
+    prepared(Command::new(ORCHESTRATOR), dir)
+}
+
+/// `--run` of the batch `write_batch` wrote, with the example plugins.
+fn run_batch(cmd: &mut Command, workers: usize) -> &mut Command {
+    cmd.args(["--run", "--quiet", "--jobs", "jobs.jsonl"])
+        .args(["--accounts-file", "accounts.toml"])
+        .args(["--workers", &workers.to_string()])
+        .args(["--plugin", artifacts::MASTODON_POSTER])
+        .args(["--plugin", artifacts::HTTP_CLASSIFIER])
+}
+
+/// `program` (the binary, or `perf` running it) in `dir`, with what every
+/// measured run gets.
+fn prepared(mut cmd: Command, dir: &Path) -> Command {
     let cache = dir.parent().unwrap_or(dir).join("compiled");
     cmd.current_dir(dir)
         .env("ORCHESTRATOR_CACHE_DIR", cache)
@@ -371,20 +385,14 @@ async fn orchestrator_run(sizes: &Sizes, root: &Path) -> RunResult {
     let mut cmd = match std::env::var_os("BENCH_PERF") {
         Some(out) => {
             let mut perf = Command::new("perf");
-            perf.current_dir(&dir)
-                .env("ORCHESTRATOR_CACHE_DIR", root.join("compiled"))
-                .args(["record", "-F", "2000", "-g", "-o"])
+            perf.args(["record", "-F", "2000", "-g", "-o"])
                 .arg(out)
                 .args(["--", ORCHESTRATOR]);
-            perf
+            prepared(perf, &dir)
         }
         None => orchestrator(&dir),
     };
-    cmd.args(["--run", "--quiet", "--jobs", "jobs.jsonl"])
-        .args(["--accounts-file", "accounts.toml"])
-        .args(["--workers", &sizes.workers.to_string()])
-        .args(["--plugin", artifacts::MASTODON_POSTER])
-        .args(["--plugin", artifacts::HTTP_CLASSIFIER]);
+    run_batch(&mut cmd, sizes.workers);
     let started = Instant::now();
     let output = tokio::task::spawn_blocking(move || cmd.output())
         .await
@@ -432,13 +440,10 @@ async fn postgres_scaling(sizes: &Sizes, root: &Path) -> Vec<(String, String, St
         std::fs::create_dir_all(&dir).unwrap();
         write_batch(&dir, sandbox.url(), sizes.accounts, sizes.shared_jobs);
         let url = cluster.create_database();
-        let base = |cmd: &mut Command| {
-            cmd.args(["--jobs", "jobs.jsonl", "--accounts-file", "accounts.toml"])
-                .args(["--state-file", &url]);
-        };
-        let mut seed = orchestrator(&dir);
-        base(&mut seed);
-        let seeded = seed.arg("--seed-only").output().expect("the seed runs");
+        let seeded = orchestrator(&dir)
+            .args(["--seed-only", "--jobs", "jobs.jsonl", "--state-file", &url])
+            .output()
+            .expect("the seed runs");
         assert!(
             seeded.status.success(),
             "{}",
@@ -447,11 +452,8 @@ async fn postgres_scaling(sizes: &Sizes, root: &Path) -> Vec<(String, String, St
         let started = Instant::now();
         let children: Vec<_> = (0..processes)
             .map(|_| {
-                let mut cmd = orchestrator(&dir);
-                base(&mut cmd);
-                cmd.args(["--run", "--quiet", "--workers", &workers.to_string()])
-                    .args(["--plugin", artifacts::MASTODON_POSTER])
-                    .args(["--plugin", artifacts::HTTP_CLASSIFIER])
+                run_batch(&mut orchestrator(&dir), workers)
+                    .args(["--state-file", &url])
                     .spawn()
                     .expect("the orchestrator starts")
             })
@@ -587,11 +589,7 @@ async fn in_flight_memory(sizes: &Sizes, root: &Path) -> Memory {
     std::fs::create_dir_all(&dir).unwrap();
     write_batch(&dir, sandbox.url(), sizes.in_flight, sizes.in_flight);
     let mut cmd = orchestrator(&dir);
-    cmd.args(["--run", "--quiet", "--jobs", "jobs.jsonl"])
-        .args(["--accounts-file", "accounts.toml"])
-        .args(["--workers", &sizes.in_flight.to_string()])
-        .args(["--plugin", artifacts::MASTODON_POSTER])
-        .args(["--plugin", artifacts::HTTP_CLASSIFIER]);
+    run_batch(&mut cmd, sizes.in_flight);
     let peak = tokio::task::spawn_blocking(move || {
         let mut child = cmd.spawn().expect("the orchestrator starts");
         let status_file = format!("/proc/{}/status", child.id());
@@ -631,19 +629,7 @@ async fn in_flight_memory(sizes: &Sizes, root: &Path) -> Memory {
 /// installed: the large component of the load-time rows.
 fn python_classifier(root: &Path) -> Option<PathBuf> {
     let out = root.join("python-classifier.wasm");
-    let plugin = Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/python-classifier");
-    let built = Command::new("componentize-py")
-        .current_dir(plugin)
-        .args([
-            "-d",
-            "../../wit",
-            "-w",
-            "classifier",
-            "componentize",
-            "app",
-            "-o",
-        ])
-        .arg(&out)
+    let built = artifacts::python_classifier_command(&out)
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());

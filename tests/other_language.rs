@@ -2,7 +2,6 @@
 //! componentize-py) loads and classifies through the same host, unchanged.
 
 use std::path::Path;
-use std::process::Command;
 
 use orchestrator_contract::{Category, FailureReport, PluginKind, PostFailure, Verdict};
 
@@ -11,20 +10,7 @@ use crate::support;
 /// Builds the Python classifier, or says loudly why it cannot (outside CI;
 /// in CI, `.ci/run` installs componentize-py and a missing tool fails).
 fn build_python_classifier(out: &Path) -> bool {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let status = Command::new("componentize-py")
-        .current_dir(root.join("plugins/python-classifier"))
-        .args([
-            "-d",
-            "../../wit",
-            "-w",
-            "classifier",
-            "componentize",
-            "app",
-            "-o",
-        ])
-        .arg(out)
-        .status();
+    let status = orchestrator_plugin_artifacts::python_classifier_command(out).status();
     match status {
         Ok(s) if s.success() => true,
         Ok(s) => panic!("componentize-py failed ({s}) building plugins/python-classifier"),
