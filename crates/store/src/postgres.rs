@@ -25,7 +25,7 @@ use orchestrator_retry::{PassResult, PassTally};
 
 use crate::model::FailureColumns;
 use crate::sql::{self, JOB_COLUMNS};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{NoTls, Row, Transaction};
@@ -154,6 +154,9 @@ struct Inner {
     /// The URL without its password, for messages.
     shown: String,
     lease: Duration,
+    /// The key window of this process's run (set as it begins), which its
+    /// claims honour when they take back a dead run's attempts.
+    key_window_ms: AtomicI64,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -272,6 +275,8 @@ impl PostgresStore {
             pool,
             shown: shown.clone(),
             lease,
+            // Mastodon keeps idempotency keys for an hour; begin_run sets it.
+            key_window_ms: AtomicI64::new(3_600_000),
         });
         let writers = (0..WRITERS)
             .map(|_| {
@@ -508,21 +513,6 @@ async fn recover_expired(tx: &Transaction<'_>, key_window_ms: i64) -> Step<u64> 
             &[&key_window_ms],
         )
         .await?)
-}
-
-/// The key window of the newest run, which recovery honours.
-async fn key_window(tx: &Transaction<'_>) -> Step<i64> {
-    let row = tx
-        .query_opt(
-            "SELECT config FROM runs WHERE state = 'running' ORDER BY id DESC LIMIT 1",
-            &[],
-        )
-        .await?;
-    let window = row
-        .and_then(|r| serde_json::from_str::<serde_json::Value>(&r.get::<_, String>(0)).ok())
-        .and_then(|v| v.get("key_window_ms").and_then(serde_json::Value::as_i64));
-    // Mastodon keeps idempotency keys for an hour.
-    Ok(window.unwrap_or(3_600_000))
 }
 
 /// Records an attempt as in flight, in `tx`: one statement, prepared once
@@ -808,6 +798,9 @@ impl Store for PostgresStore {
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let pid = run.pid as i32;
         let host = hostname();
+        self.inner
+            .key_window_ms
+            .store(run.key_window_ms as i64, Ordering::Relaxed);
         self.call(move |inner: Arc<Inner>| {
             let (config, host) = (config.clone(), host.clone());
             async move {
@@ -1008,7 +1001,7 @@ impl Store for PostgresStore {
                 let tx = client.transaction().await?;
                 tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK])
                     .await?;
-                let window = key_window(&tx).await?;
+                let window = inner.key_window_ms.load(Ordering::Relaxed);
                 recover_expired(&tx, window).await?;
                 let lease = inner.lease.as_millis() as i64;
                 // The first `$6` accounts (in import order) that no other

@@ -21,13 +21,17 @@ fn job(id: &str, account: &str) -> NewJob {
 }
 
 fn run(store: &PostgresStore) -> RunId {
+    run_with_key_window(store, 3_600_000)
+}
+
+fn run_with_key_window(store: &PostgresStore, key_window_ms: u64) -> RunId {
     store
         .begin_run(&NewRun {
             pid: std::process::id(),
             config: RetryConfig::default(),
             workers: 3,
             accounts: None,
-            key_window_ms: 3_600_000,
+            key_window_ms,
         })
         .unwrap()
 }
@@ -230,4 +234,30 @@ fn a_claim_takes_the_first_free_accounts_up_to_its_limit() {
         .claim(run, 1, Some(&["z".to_string()]), only_z)
         .unwrap();
     assert_eq!(ids(&rest), ["z1"]);
+}
+
+#[test]
+fn a_dead_runs_attempt_older_than_the_key_window_is_held_for_review() {
+    let Some((_cluster, url)) = database("a_dead_runs_attempt_older_than_the_key_window") else {
+        return;
+    };
+    let lease = Duration::from_millis(300);
+    let (one, two) = (
+        PostgresStore::open(&url, lease).unwrap(),
+        PostgresStore::open(&url, lease).unwrap(),
+    );
+    one.import(&[job("x1", "x")], "jobs.jsonl").unwrap();
+    let run_one = run(&one);
+    // The second process's platform forgets keys at once: nothing in
+    // flight when a run died may be retried blindly.
+    let run_two = run_with_key_window(&two, 0);
+    one.begin_pass(1, 0).unwrap();
+    let x1 = one.claim(run_one, 1, None, jobs(1)).unwrap().remove(0);
+    one.begin_attempt(&x1, 1).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(two.claim(run_two, 1, None, jobs(1)).unwrap().is_empty());
+    let held = two.job("x1").unwrap().unwrap();
+    assert_eq!(held.state, JobState::NeedsReview);
+    assert_eq!(two.attempts("x1").unwrap()[0].outcome, "uncertain");
+    assert_eq!(two.unfinished_in_pass(1, None).unwrap(), 0);
 }
