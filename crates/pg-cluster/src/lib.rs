@@ -101,10 +101,6 @@ impl Cluster {
         }
     }
 
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// A new, empty database; returns its URL.
     pub fn create_database(&self) -> String {
         let name = format!("batch{}", DATABASES.fetch_add(1, Ordering::Relaxed));

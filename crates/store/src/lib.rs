@@ -21,10 +21,9 @@ pub use group::Durable;
 pub use lock::{Acquired, RunLock};
 pub use model::*;
 pub use postgres::{
-    DEFAULT_LEASE, OUTAGE_LIMIT, POSTGRES_SCHEMA_VERSION, PostgresStore, is_postgres_url,
-    without_password,
+    DEFAULT_LEASE, POSTGRES_SCHEMA_VERSION, PostgresStore, is_postgres_url, without_password,
 };
-pub use sqlite::{SCHEMA_VERSION as SQLITE_SCHEMA_VERSION, SqliteStore};
+pub use sqlite::SqliteStore;
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]

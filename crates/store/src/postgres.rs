@@ -130,7 +130,7 @@ type Reply = oneshot::Sender<Result<Written>>;
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 
 /// How long a call keeps retrying while the database cannot be reached.
-pub const OUTAGE_LIMIT: Duration = Duration::from_secs(120);
+const OUTAGE_LIMIT: Duration = Duration::from_secs(120);
 
 /// Claims take this transaction-scoped advisory lock, one at a time: a claim
 /// then sees every account another claim just took.

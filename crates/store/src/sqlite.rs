@@ -21,7 +21,7 @@ use crate::{
 /// The schema version this build writes; a file with a higher one is
 /// refused rather than misread, one with a lower one is brought up to date
 /// by [`MIGRATIONS`].
-pub const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 2;
 
 /// What turns schema version `n` into `n + 1`, at index `n - 1`.
 const MIGRATIONS: &[&str] = &[
