@@ -113,6 +113,12 @@ impl Cluster {
         self.url(&name)
     }
 
+    /// Runs `statement` on the database at `url` (a test's back door).
+    pub fn sql(&self, url: &str, statement: &str) {
+        self.check("psql", &[url, "-v", "ON_ERROR_STOP=1", "-c", statement])
+            .expect("psql on a running cluster");
+    }
+
     /// The URL of database `name`.
     pub fn url(&self, name: &str) -> String {
         format!("postgres://{USER}@127.0.0.1:{}/{name}", self.port)
