@@ -28,6 +28,7 @@ use crate::sql::{self, JOB_COLUMNS};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row, Transaction};
 
 use crate::group::{Durable, Write, Written};
@@ -228,6 +229,19 @@ impl From<StoreError> for Failure {
 
 type Step<T> = std::result::Result<T, Failure>;
 
+/// A statement's parameters, owned, so a retried call can bind them again.
+type Params = Vec<Box<dyn ToSql + Send + Sync>>;
+
+fn borrowed(params: &Params) -> Vec<&(dyn ToSql + Sync)> {
+    params
+        .iter()
+        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+        .collect()
+}
+
+/// Jobs to attempt in pass `$1`, of the accounts `$2` (all when `NULL`).
+const ELIGIBLE: &str = "state IN ('pending', 'retry') AND last_pass < $1 AND ($2::text[] IS NULL OR account = ANY($2))";
+
 impl Failure {
     fn into_store_error(self) -> StoreError {
         match self {
@@ -332,6 +346,53 @@ impl PostgresStore {
         let inner = self.inner.clone();
         self.block(async move { retrying(&inner, &op).await })
             .map_err(Failure::into_store_error)
+    }
+
+    /// One statement on its own (retried like every call), each row turned
+    /// into a `T` by `map`.
+    fn rows<T: Send + 'static>(
+        &self,
+        statement: &str,
+        params: Params,
+        map: fn(&Row) -> T,
+    ) -> Result<Vec<T>> {
+        let (statement, params) = (Arc::<str>::from(statement), Arc::new(params));
+        self.call(move |inner: Arc<Inner>| {
+            let (statement, params) = (statement.clone(), params.clone());
+            async move {
+                let client = inner.pool.get().await?;
+                let rows = client.query(&*statement, &borrowed(&params)).await?;
+                Ok(rows.iter().map(map).collect())
+            }
+        })
+    }
+
+    /// [`PostgresStore::rows`] for a statement with at most one row.
+    fn row<T: Send + 'static>(
+        &self,
+        statement: &str,
+        params: Params,
+        map: fn(&Row) -> T,
+    ) -> Result<Option<T>> {
+        Ok(self.rows(statement, params, map)?.into_iter().next())
+    }
+
+    /// [`PostgresStore::rows`] for a `SELECT COUNT(*)`.
+    fn count(&self, statement: &str, params: Params) -> Result<u64> {
+        let count = self.row(statement, params, |r| r.get::<_, i64>(0))?;
+        Ok(count.unwrap_or(0) as u64)
+    }
+
+    /// One statement on its own that changes rows; returns how many.
+    fn execute(&self, statement: &str, params: Params) -> Result<u64> {
+        let (statement, params) = (Arc::<str>::from(statement), Arc::new(params));
+        self.call(move |inner: Arc<Inner>| {
+            let (statement, params) = (statement.clone(), params.clone());
+            async move {
+                let client = inner.pool.get().await?;
+                Ok(client.execute(&*statement, &borrowed(&params)).await?)
+            }
+        })
     }
 
     /// Queues `write` with one of the writers; the answer (turned into a
@@ -771,21 +832,14 @@ impl Store for PostgresStore {
     }
 
     fn schema_version(&self) -> Result<i64> {
-        self.call(|inner: Arc<Inner>| async move {
-            let client = inner.pool.get().await?;
-            let row = client
-                .query_one("SELECT version FROM orchestrator_schema", &[])
-                .await?;
-            Ok(row.get::<_, i64>(0))
-        })
+        let version = self.row("SELECT version FROM orchestrator_schema", vec![], |r| {
+            r.get(0)
+        })?;
+        Ok(version.unwrap_or(0))
     }
 
     fn job_count(&self) -> Result<u64> {
-        self.call(|inner: Arc<Inner>| async move {
-            let client = inner.pool.get().await?;
-            let row = client.query_one(sql::COUNT_JOBS, &[]).await?;
-            Ok(row.get::<_, i64>(0) as u64)
-        })
+        self.count(sql::COUNT_JOBS, vec![])
     }
 
     fn begin_run(&self, run: &NewRun) -> Result<RunId> {
@@ -857,59 +911,40 @@ impl Store for PostgresStore {
     }
 
     fn request_stop(&self) -> Result<u32> {
-        self.call(|inner: Arc<Inner>| async move {
-            let client = inner.pool.get().await?;
-            Ok(client
-                .execute(
-                    "UPDATE runs SET stop_requested = true WHERE state IN ('running', 'lost')",
-                    &[],
-                )
-                .await? as u32)
-        })
+        let asked = self.execute(
+            "UPDATE runs SET stop_requested = true WHERE state IN ('running', 'lost')",
+            vec![],
+        )?;
+        Ok(asked as u32)
     }
 
     fn release_held(&self) -> Result<u64> {
-        self.call(|inner: Arc<Inner>| async move {
-            let client = inner.pool.get().await?;
-            Ok(client.execute(sql::RELEASE_HELD, &[]).await?)
-        })
+        self.execute(sql::RELEASE_HELD, vec![])
     }
 
     fn stop_requested(&self, run: RunId) -> Result<bool> {
-        self.call(move |inner: Arc<Inner>| async move {
-            let client = inner.pool.get().await?;
-            let row = client
-                .query_opt("SELECT stop_requested FROM runs WHERE id = $1", &[&run.0])
-                .await?;
-            Ok(row.is_some_and(|r| r.get(0)))
-        })
+        let asked = self.row(
+            "SELECT stop_requested FROM runs WHERE id = $1",
+            vec![Box::new(run.0)],
+            |r| r.get(0),
+        )?;
+        Ok(asked.unwrap_or(false))
     }
 
     fn latest_pass(&self) -> Result<Option<PassMark>> {
-        self.call(|inner: Arc<Inner>| async move {
-            let client = inner.pool.get().await?;
-            let row = client.query_opt(sql::LATEST_PASS, &[]).await?;
-            Ok(row.map(|r| PassMark {
-                pass: r.get::<_, i32>(0) as u32,
-                opens_ms: r.get::<_, i64>(1) as u64,
-                ended: r.get(2),
-            }))
+        self.row(sql::LATEST_PASS, vec![], |r| PassMark {
+            pass: r.get::<_, i32>(0) as u32,
+            opens_ms: r.get::<_, i64>(1) as u64,
+            ended: r.get(2),
         })
     }
 
     fn begin_pass(&self, pass: u32, opens_ms: u64) -> Result<()> {
-        self.call(move |inner: Arc<Inner>| {
-            async move {
-                let client = inner.pool.get().await?;
-                client
-                    .execute(
-                        "INSERT INTO passes (pass, started_ms) VALUES ($1, $2) ON CONFLICT (pass) DO NOTHING",
-                        &[&(pass as i32), &(opens_ms as i64)],
-                    )
-                    .await?;
-                Ok(())
-            }
-        })
+        self.execute(
+            "INSERT INTO passes (pass, started_ms) VALUES ($1, $2) ON CONFLICT (pass) DO NOTHING",
+            vec![Box::new(pass as i32), Box::new(opens_ms as i64)],
+        )
+        .map(drop)
     }
 
     fn end_pass(&self, pass: u32, result: &PassResult, next: Option<(u32, u64)>) -> Result<bool> {
@@ -942,44 +977,18 @@ impl Store for PostgresStore {
     }
 
     fn eligible_jobs(&self, pass: u32, accounts: Option<&[String]>) -> Result<Vec<StoredJob>> {
-        let accounts = accounts_param(accounts);
-        self.call(move |inner: Arc<Inner>| {
-            let accounts = accounts.clone();
-            async move {
-                let client = inner.pool.get().await?;
-                let rows = client
-                    .query(
-                        &format!(
-                            "SELECT {JOB_COLUMNS} FROM jobs
-                             WHERE state IN ('pending', 'retry') AND last_pass < $1
-                               AND ($2::text[] IS NULL OR account = ANY($2))
-                             ORDER BY seq"
-                        ),
-                        &[&(pass as i32), &accounts],
-                    )
-                    .await?;
-                Ok(rows.iter().map(job_from_row).collect())
-            }
-        })
+        self.rows(
+            &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE {ELIGIBLE} ORDER BY seq"),
+            vec![Box::new(pass as i32), Box::new(accounts_param(accounts))],
+            job_from_row,
+        )
     }
 
     fn eligible_count(&self, pass: u32, accounts: Option<&[String]>) -> Result<u64> {
-        let accounts = accounts_param(accounts);
-        self.call(move |inner: Arc<Inner>| {
-            let accounts = accounts.clone();
-            async move {
-                let client = inner.pool.get().await?;
-                let row = client
-                    .query_one(
-                        "SELECT COUNT(*) FROM jobs
-                         WHERE state IN ('pending', 'retry') AND last_pass < $1
-                           AND ($2::text[] IS NULL OR account = ANY($2))",
-                        &[&(pass as i32), &accounts],
-                    )
-                    .await?;
-                Ok(row.get::<_, i64>(0) as u64)
-            }
-        })
+        self.count(
+            &format!("SELECT COUNT(*) FROM jobs WHERE {ELIGIBLE}"),
+            vec![Box::new(pass as i32), Box::new(accounts_param(accounts))],
+        )
     }
 
     fn claim(
@@ -1070,22 +1079,12 @@ impl Store for PostgresStore {
     }
 
     fn unfinished_in_pass(&self, pass: u32, accounts: Option<&[String]>) -> Result<u64> {
-        let accounts = accounts_param(accounts);
-        self.call(move |inner: Arc<Inner>| {
-            let accounts = accounts.clone();
-            async move {
-                let client = inner.pool.get().await?;
-                let row = client
-                    .query_one(
-                        "SELECT COUNT(*) FROM jobs
-                         WHERE ((state IN ('pending', 'retry') AND last_pass < $1) OR state = 'running')
-                           AND ($2::text[] IS NULL OR account = ANY($2))",
-                        &[&(pass as i32), &accounts],
-                    )
-                    .await?;
-                Ok(row.get::<_, i64>(0) as u64)
-            }
-        })
+        self.count(
+            "SELECT COUNT(*) FROM jobs
+             WHERE ((state IN ('pending', 'retry') AND last_pass < $1) OR state = 'running')
+               AND ($2::text[] IS NULL OR account = ANY($2))",
+            vec![Box::new(pass as i32), Box::new(accounts_param(accounts))],
+        )
     }
 
     fn renew(&self, run: RunId) -> Result<()> {
@@ -1128,38 +1127,26 @@ impl Store for PostgresStore {
     }
 
     fn accounts_with_work(&self) -> Result<Vec<String>> {
-        self.call(|inner: Arc<Inner>| async move {
-            let client = inner.pool.get().await?;
-            let rows = client.query(sql::ACCOUNTS_WITH_WORK, &[]).await?;
-            Ok(rows.iter().map(|r| r.get(0)).collect())
-        })
+        self.rows(sql::ACCOUNTS_WITH_WORK, vec![], |r| r.get(0))
     }
 
     fn tally(&self, accounts: Option<&[String]>) -> Result<PassTally> {
-        let accounts = accounts_param(accounts);
-        self.call(move |inner: Arc<Inner>| {
-            let accounts = accounts.clone();
-            async move {
-                let client = inner.pool.get().await?;
-                let r = client
-                    .query_one(
-                        "SELECT
-                            COUNT(*) FILTER (WHERE state IN ('pending', 'retry', 'running')),
-                            COUNT(*) FILTER (WHERE state = 'failed'),
-                            COUNT(*) FILTER (WHERE state = 'failed' AND gave_up LIKE 'tried in all %'),
-                            COUNT(*) FILTER (WHERE state = 'needs-review')
-                         FROM jobs WHERE ($1::text[] IS NULL OR account = ANY($1))",
-                        &[&accounts],
-                    )
-                    .await?;
-                Ok(PassTally {
-                    to_retry: r.get::<_, i64>(0) as u32,
-                    failed: r.get::<_, i64>(1) as u32,
-                    out_of_passes: r.get::<_, i64>(2) as u32,
-                    held: r.get::<_, i64>(3) as u32,
-                })
-            }
-        })
+        let tally = self.row(
+            "SELECT
+                COUNT(*) FILTER (WHERE state IN ('pending', 'retry', 'running')),
+                COUNT(*) FILTER (WHERE state = 'failed'),
+                COUNT(*) FILTER (WHERE state = 'failed' AND gave_up LIKE 'tried in all %'),
+                COUNT(*) FILTER (WHERE state = 'needs-review')
+             FROM jobs WHERE ($1::text[] IS NULL OR account = ANY($1))",
+            vec![Box::new(accounts_param(accounts))],
+            |r| PassTally {
+                to_retry: r.get::<_, i64>(0) as u32,
+                failed: r.get::<_, i64>(1) as u32,
+                out_of_passes: r.get::<_, i64>(2) as u32,
+                held: r.get::<_, i64>(3) as u32,
+            },
+        )?;
+        Ok(tally.unwrap_or_default())
     }
 
     fn begin_attempt(&self, job: &StoredJob, pass: u32) -> Result<AttemptId> {
@@ -1187,35 +1174,27 @@ impl Store for PostgresStore {
     }
 
     fn pauses(&self, now_ms: u64) -> Result<Vec<Pause>> {
-        self.call(move |inner: Arc<Inner>| {
-            async move {
-                let client = inner.pool.get().await?;
-                let rows = client
-                    .query(
-                        "SELECT a.retry_scope, j.account, MAX(a.ended_ms + a.retry_after_ms) AS until_ms
-                         FROM attempts a JOIN jobs j ON j.id = a.job_id
-                         WHERE a.retry_scope IN ('account', 'platform') AND a.retry_after_ms IS NOT NULL
-                         GROUP BY a.retry_scope, j.account
-                         HAVING MAX(a.ended_ms + a.retry_after_ms) > $1
-                         ORDER BY j.account, a.retry_scope",
-                        &[&(now_ms as i64)],
-                    )
-                    .await?;
-                rows.iter()
-                    .map(|r| {
-                        let scope: String = r.get(0);
-                        let scope = RetryScope::parse(&scope).ok_or_else(|| {
-                            Failure::Store(StoreError::Corrupt(format!("retry scope {scope:?}")))
-                        })?;
-                        Ok(Pause {
-                            scope,
-                            account: r.get(1),
-                            until_ms: r.get::<_, i64>(2) as u64,
-                        })
-                    })
-                    .collect()
-            }
-        })
+        let rows = self.rows(
+            "SELECT a.retry_scope, j.account, MAX(a.ended_ms + a.retry_after_ms) AS until_ms
+             FROM attempts a JOIN jobs j ON j.id = a.job_id
+             WHERE a.retry_scope IN ('account', 'platform') AND a.retry_after_ms IS NOT NULL
+             GROUP BY a.retry_scope, j.account
+             HAVING MAX(a.ended_ms + a.retry_after_ms) > $1
+             ORDER BY j.account, a.retry_scope",
+            vec![Box::new(now_ms as i64)],
+            |r| (r.get::<_, String>(0), r.get(1), r.get::<_, i64>(2) as u64),
+        )?;
+        rows.into_iter()
+            .map(|(scope, account, until_ms)| {
+                let scope = RetryScope::parse(&scope)
+                    .ok_or_else(|| StoreError::Corrupt(format!("retry scope {scope:?}")))?;
+                Ok(Pause {
+                    scope,
+                    account,
+                    until_ms,
+                })
+            })
+            .collect()
     }
 
     fn status(&self) -> Result<StatusReport> {
@@ -1223,23 +1202,16 @@ impl Store for PostgresStore {
     }
 
     fn job_summaries(&self) -> Result<Vec<JobSummary>> {
-        self.call(|inner: Arc<Inner>| async move {
-            let client = inner.pool.get().await?;
-            let rows = client.query(sql::JOB_SUMMARIES, &[]).await?;
-            Ok(rows
-                .iter()
-                .map(|r| {
-                    let state: String = r.get(2);
-                    JobSummary {
-                        id: r.get(0),
-                        account: r.get(1),
-                        state: JobState::parse(&state).unwrap_or(JobState::Pending),
-                        category: r.get(3),
-                        attempts: r.get::<_, i32>(4) as u32,
-                        remote_id: r.get(5),
-                    }
-                })
-                .collect())
+        self.rows(sql::JOB_SUMMARIES, vec![], |r| {
+            let state: String = r.get(2);
+            JobSummary {
+                id: r.get(0),
+                account: r.get(1),
+                state: JobState::parse(&state).unwrap_or(JobState::Pending),
+                category: r.get(3),
+                attempts: r.get::<_, i32>(4) as u32,
+                remote_id: r.get(5),
+            }
         })
     }
 
@@ -1256,20 +1228,11 @@ impl Store for PostgresStore {
     }
 
     fn job(&self, id: &str) -> Result<Option<StoredJob>> {
-        let id = id.to_owned();
-        self.call(move |inner: Arc<Inner>| {
-            let id = id.clone();
-            async move {
-                let client = inner.pool.get().await?;
-                let row = client
-                    .query_opt(
-                        &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"),
-                        &[&id],
-                    )
-                    .await?;
-                Ok(row.as_ref().map(job_from_row))
-            }
-        })
+        self.row(
+            &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"),
+            vec![Box::new(id.to_owned())],
+            job_from_row,
+        )
     }
 
     fn report(&self) -> Result<Vec<ReportRow>> {
