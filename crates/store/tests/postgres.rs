@@ -59,6 +59,14 @@ fn database(test: &str) -> Option<(Cluster, String)> {
     Some((cluster, url))
 }
 
+/// Two processes' stores on one database.
+fn two_processes(url: &str, lease: Duration) -> (PostgresStore, PostgresStore) {
+    (
+        PostgresStore::open(url, lease).unwrap(),
+        PostgresStore::open(url, lease).unwrap(),
+    )
+}
+
 fn ids(jobs: &[orchestrator_store::StoredJob]) -> Vec<&str> {
     jobs.iter().map(|j| j.id.as_str()).collect()
 }
@@ -69,11 +77,7 @@ fn leases_hand_each_job_and_account_to_one_process_and_expire() {
         return;
     };
     let lease = Duration::from_millis(1500);
-    // Two processes: two stores on one database.
-    let (one, two) = (
-        PostgresStore::open(&url, lease).unwrap(),
-        PostgresStore::open(&url, lease).unwrap(),
-    );
+    let (one, two) = two_processes(&url, lease);
     one.import(
         &[
             job("x1", "x"),
@@ -142,10 +146,7 @@ fn a_pass_is_ended_once_and_the_next_opens_after_the_delay() {
         return;
     };
     let lease = DEFAULT_LEASE;
-    let (one, two) = (
-        PostgresStore::open(&url, lease).unwrap(),
-        PostgresStore::open(&url, lease).unwrap(),
-    );
+    let (one, two) = two_processes(&url, lease);
     one.begin_pass(1, 1_000).unwrap();
     // Opening a pass another process opened changes nothing.
     two.begin_pass(1, 5_000).unwrap();
@@ -238,10 +239,7 @@ fn a_dead_runs_attempt_older_than_the_key_window_is_held_for_review() {
         return;
     };
     let lease = Duration::from_millis(300);
-    let (one, two) = (
-        PostgresStore::open(&url, lease).unwrap(),
-        PostgresStore::open(&url, lease).unwrap(),
-    );
+    let (one, two) = two_processes(&url, lease);
     one.import(&[job("x1", "x")], "jobs.jsonl").unwrap();
     let run_one = run(&one);
     // The second process's platform forgets keys at once: nothing in
