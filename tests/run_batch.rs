@@ -212,9 +212,13 @@ impl Fixture {
             .collect()
     }
 
-    /// Passes that ended.
+    /// Passes of the newest run that ended.
     pub fn passes(&self) -> u32 {
-        match self.state().latest_pass().unwrap() {
+        let state = self.state();
+        let Some(run) = state.status().unwrap().last_run else {
+            return 0;
+        };
+        match state.latest_pass(run.run).unwrap() {
             Some(mark) if mark.ended => mark.pass,
             Some(mark) => mark.pass - 1,
             None => 0,

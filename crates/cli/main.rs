@@ -34,12 +34,16 @@ Examples:
   Stop every run on this state file:
     orchestrator --stop-all
 
+  Take one job out of the batch, or retry one that failed:
+    orchestrator cancel launch-7
+    orchestrator retry launch-3
+
   Import jobs without running them:
     orchestrator --jobs jobs.jsonl --seed-only
 
-Exit codes: 0 every job succeeded; 1 the batch finished with jobs failed for good
-(or an unexpected error); 2 usage or configuration error (flags, input files,
-state file, plugins); 3 stopped before finishing.";
+Exit codes: 0 every job succeeded; 1 the run finished with jobs failed or
+unfinished (or an unexpected error); 2 usage or configuration error (flags,
+input files, state file, plugins); 3 stopped before finishing.";
 
 /// Publish batches of posts across many accounts, with classified multi-pass
 /// retries and sandboxed plugins.
@@ -79,6 +83,11 @@ enum Command {
     Explain(commands::explain::ExplainArgs),
     /// Every attempt of the batch as CSV or JSON.
     Report(commands::report::ReportArgs),
+    /// Cancel jobs: never attempted again (one in flight finishes first).
+    Cancel(commands::cancel::CancelArgs),
+    /// Make failed, cancelled or held jobs eligible again, whatever their
+    /// category.
+    Retry(commands::retry::RetryArgs),
     /// Bring a store's schema up to date now (it also happens on first use).
     Migrate(commands::migrate::MigrateArgs),
     /// Shell completions (bash, zsh, fish, elvish, powershell).
@@ -146,6 +155,8 @@ fn main() -> ExitCode {
         Some(Command::Plugins(cmd)) => run_async(cmd.run()),
         Some(Command::Explain(cmd)) => cmd.run(),
         Some(Command::Report(cmd)) => cmd.run(),
+        Some(Command::Cancel(cmd)) => cmd.run(),
+        Some(Command::Retry(cmd)) => cmd.run(),
         Some(Command::Migrate(cmd)) => cmd.run(),
         Some(Command::Completions(cmd)) => cmd.run(),
         Some(Command::Man) => commands::completions::man(),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use orchestrator_contract::RetryScope;
+use orchestrator_contract::{Category, RetryScope};
 use orchestrator_store::JobState;
 
 use crate::commands::batch::{DEFAULT_STATE_FILE, open_existing};
@@ -59,9 +59,13 @@ impl ExplainArgs {
                 ),
                 None => format!("{} → (no end recorded)", time(a.started_ms)),
             };
+            let at = match a.run {
+                Some(run) => format!("run {run}, pass {}", a.pass),
+                None => format!("pass {}", a.pass),
+            };
             out.push_str(&format!(
-                "\nAttempt {}, pass {}: {}\n  when:        {took}\n",
-                a.number, a.pass, a.outcome
+                "\nAttempt {} ({at}): {}\n  when:        {took}\n",
+                a.number, a.outcome
             ));
             if let Some(id) = &a.remote_id {
                 out.push_str(&format!("  posted:      {id}\n"));
@@ -99,17 +103,42 @@ impl ExplainArgs {
                 );
             }
         }
+        let id = &job.id;
         let next = match job.state {
             JobState::Succeeded => "Done: posted.".to_string(),
-            JobState::Failed => "Failed for good: it will not be retried.".to_string(),
+            JobState::Failed => {
+                let last = attempts.iter().rev().find(|a| a.category.is_some());
+                let failed = match last.and_then(|a| a.run) {
+                    Some(run) => format!("Failed in run {run}"),
+                    None => "Failed".to_string(),
+                };
+                match last
+                    .and_then(|a| a.category.as_deref())
+                    .and_then(Category::parse)
+                {
+                    Some(Category::NonRetryable) => format!(
+                        "{failed}: the next --run skips it (non-retryable) unless given --retry-include-non-retryable; `orchestrator retry {id}` makes it eligible regardless."
+                    ),
+                    Some(Category::Unknown) => format!(
+                        "{failed}: the next --run retries it, unless given --no-retry-unknown."
+                    ),
+                    _ => format!("{failed}: the next --run retries it."),
+                }
+            }
+            JobState::Cancelled => format!(
+                "Cancelled: it will not be attempted again; `orchestrator retry {id}` makes it eligible."
+            ),
             JobState::Pending => "Not attempted yet: the next --run tries it.".to_string(),
             JobState::Running => "An attempt is in flight now.".to_string(),
-            JobState::NeedsReview => {
-                "Held for review: check the platform, then --run --release-held.".to_string()
-            }
+            JobState::NeedsReview => format!(
+                "Held for review: check the platform, then --run --release-held (or `orchestrator retry {id}`; `orchestrator cancel {id}` if it was posted)."
+            ),
             JobState::Retry => match job.not_before_ms.filter(|t| *t > now_ms()) {
-                Some(t) => format!("Will be retried in the next pass, not before {}.", time(t)),
-                None => "Will be retried in the next pass.".to_string(),
+                Some(t) => format!(
+                    "Will be retried in the next pass or run, not before {}.",
+                    time(t)
+                ),
+                None => "Will be retried in the next pass or run.".to_string(),
             },
         };
         out.push_str(&format!("\n{next}\n"));

@@ -3,12 +3,14 @@
 //! flags in [`batch::BatchArgs`].
 
 pub mod batch;
+pub mod cancel;
 pub mod completions;
 pub mod explain;
 pub mod migrate;
 pub mod plugins;
 pub mod progress;
 pub mod report;
+pub mod retry;
 pub mod run;
 pub mod seed;
 pub mod status;

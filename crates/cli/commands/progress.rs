@@ -22,7 +22,9 @@ pub struct Progress {
 impl Progress {
     pub fn observe(&mut self, event: &RunEvent) {
         match event {
-            RunEvent::PassStarted { pass, max, jobs } => {
+            RunEvent::PassStarted {
+                pass, max, jobs, ..
+            } => {
                 *self = Progress {
                     pass: *pass,
                     max: *max,

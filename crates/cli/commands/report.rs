@@ -28,8 +28,10 @@ pub struct ReportArgs {
     state_file: PathBuf,
 }
 
-/// The CSV columns, one row per attempt.
-const COLUMNS: [&str; 20] = [
+/// The CSV columns, one row per attempt: `run` is the run the attempt
+/// belonged to (its `pass` is that run's), `process` the process that made
+/// it.
+const COLUMNS: [&str; 21] = [
     "job",
     "account",
     "pass",
@@ -50,6 +52,7 @@ const COLUMNS: [&str; 20] = [
     "retry_scope",
     "decision",
     "run",
+    "process",
 ];
 
 fn opt<T: ToString>(v: &Option<T>) -> String {
@@ -80,6 +83,7 @@ fn csv_row(r: &ReportRow) -> Vec<String> {
         opt(&a.retry_scope),
         opt(&a.decision),
         opt(&a.run),
+        opt(&a.process),
     ]
 }
 

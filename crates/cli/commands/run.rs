@@ -1,4 +1,6 @@
-//! `--run`: import the jobs (if given) and run the batch in passes.
+//! `--run`: import the jobs (if given) and work on a run: a new one, which
+//! retries every job still open (the one cut short by a crash or a stop is
+//! resumed instead, under the same settings), in passes.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -6,8 +8,9 @@ use std::time::{Duration, SystemTime};
 use anyhow::Result;
 use orchestrator_contract::{PluginKind, RetryScope};
 use orchestrator_plugin_host::PluginHost;
-use orchestrator_runner::{Batch, RunEvent, RunOptions, RunOutcome, Runner, input};
-use orchestrator_store::{Acquired, RunLock, Store};
+use orchestrator_retry::{PassTally, RetryConfig};
+use orchestrator_runner::{Batch, RunEnd, RunEvent, RunOptions, Runner, input};
+use orchestrator_store::{Acquired, JoinedHow, RunLock, Store, StoreError};
 
 use crate::commands::batch::{BatchArgs, postgres_url};
 use crate::commands::{progress, status};
@@ -202,9 +205,13 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
         .run(Arc::new(on_event), stop)
         .await
         .map_err(|e| match e {
-            // Stored jobs of an account the accounts file lacks: the
-            // operator's to fix.
-            orchestrator_runner::RunError::UnknownAccounts(_) => usage(e.to_string()),
+            // Stored jobs of an account the accounts file lacks, or a run
+            // other processes share under other settings: the operator's
+            // to fix.
+            orchestrator_runner::RunError::UnknownAccounts(_)
+            | orchestrator_runner::RunError::Store(StoreError::RunInProgress { .. }) => {
+                usage(e.to_string())
+            }
             other => other.into(),
         })?;
     if let Some(ticker) = ticker {
@@ -212,25 +219,34 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
     }
     display.finish();
 
-    let summary = status::render(&store.status()?, &args.store_name());
+    let summary = status::render(&store.status()?, &args.store_name(), &config);
     print(&format!("\n{summary}"))?;
-    Ok(match outcome {
-        RunOutcome::AllSucceeded => {
-            eprintln!("All jobs succeeded.");
+    let (run, tally) = (outcome.run, outcome.tally);
+    Ok(match outcome.end {
+        RunEnd::AllSucceeded => {
+            eprintln!("{}", all_succeeded(run, &tally));
             exit::SUCCESS
         }
-        RunOutcome::SomeFailed(tally) => {
+        RunEnd::SomeFailed => {
             eprintln!(
-                "Finished with {} jobs failed for good, {} unfinished and {} held for review; see --status for why.",
-                tally.failed, tally.to_retry, tally.held
+                "Run {run} finished with {} jobs failed, {} unfinished and {} held for review; the next --run retries what its settings allow; see --status for why.",
+                tally.failed, tally.unfinished, tally.held
             );
             exit::FAILURE
         }
-        RunOutcome::Stopped => {
-            eprintln!("Stopped before finishing; --run again to continue.");
+        RunEnd::Stopped => {
+            eprintln!("Stopped before finishing run {run}; --run again to resume it.");
             exit::STOPPED
         }
     })
+}
+
+/// The last line of a run in which every job posted.
+fn all_succeeded(run: u32, tally: &PassTally) -> String {
+    match tally.cancelled {
+        0 => format!("All jobs succeeded (run {run})."),
+        n => format!("All jobs succeeded (run {run}), but {n} that were cancelled."),
+    }
 }
 
 /// SIGINT or SIGTERM stops the run the way `--stop-all` does; a second one
@@ -262,14 +278,27 @@ fn watch_signals(stop: tokio::sync::watch::Sender<bool>) -> Result<()> {
     Ok(())
 }
 
-/// The run's log line for an event: the configuration, pass boundaries,
-/// waits, reloads and stops.
+/// The run's log line for an event: the configuration, the run, pass
+/// boundaries, waits, reloads and stops.
 fn log_line(event: RunEvent) -> Option<String> {
     Some(match event {
-        RunEvent::Started { config, jobs } => format!("{config}\nBatch of {jobs} jobs"),
-        RunEvent::PassStarted { pass, max, jobs } => {
-            format!("Starting pass {pass}/{max} ({jobs} jobs)")
-        }
+        RunEvent::Started {
+            config,
+            jobs,
+            run,
+            how,
+            accounts,
+            at_pass,
+        } => format!(
+            "{config}\nBatch of {jobs} jobs\n{}",
+            run_lines(run, &how, accounts.as_deref(), at_pass, &config)
+        ),
+        RunEvent::PassStarted {
+            run,
+            pass,
+            max,
+            jobs,
+        } => format!("Starting pass {pass}/{max} of run {run} ({jobs} jobs)"),
         RunEvent::PassEnded { pass, result } => format!("Pass {pass} ended: {result}"),
         RunEvent::Waiting { seconds } => {
             // Whole seconds read as the flag was given; backoff's jittered
@@ -316,4 +345,61 @@ fn log_line(event: RunEvent) -> Option<String> {
         },
         RunEvent::AttemptStarted { .. } | RunEvent::AttemptFinished { .. } => return None,
     })
+}
+
+/// What the run is: new (and what it retries and skips), resumed, or
+/// joined.
+fn run_lines(
+    run: u32,
+    how: &JoinedHow,
+    accounts: Option<&[String]>,
+    at_pass: Option<u32>,
+    config: &RetryConfig,
+) -> String {
+    let whose = match accounts {
+        None => "every account".to_string(),
+        Some(list) => format!("accounts {}", list.join(", ")),
+    };
+    let max = config.max_passes;
+    match how {
+        JoinedHow::Began {
+            reopened,
+            skipped,
+            closed,
+        } => {
+            let mut lines = Vec::new();
+            if let Some(closed) = closed {
+                lines.push(format!(
+                    "Run {} was cut short under other settings ({}): closed; its open jobs go on in run {run}",
+                    closed.run,
+                    closed.differences.join(", ")
+                ));
+            }
+            let retrying = match reopened {
+                0 => String::new(),
+                n => format!(", retrying {n} jobs that failed in earlier runs"),
+            };
+            lines.push(format!("Run {run}: a new run for {whose}{retrying}"));
+            for skip in skipped {
+                lines.push(format!(
+                    "Skipping {} jobs that failed as {} (e.g. {}): {}",
+                    skip.jobs,
+                    skip.category,
+                    skip.example,
+                    status::not_retried_because(skip.category)
+                ));
+            }
+            lines.join("\n")
+        }
+        JoinedHow::Resumed => match at_pass {
+            Some(pass) => format!(
+                "Resuming run {run} for {whose}, cut short in pass {pass}/{max}: its passes and every job's budget go on"
+            ),
+            None => format!("Resuming run {run} for {whose}, cut short before its first pass"),
+        },
+        JoinedHow::Joined { others } => format!(
+            "Joining run {run} for {whose} (pass {}/{max}) beside {others} other processes",
+            at_pass.unwrap_or(1)
+        ),
+    }
 }

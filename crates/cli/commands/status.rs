@@ -3,8 +3,9 @@
 use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
+use orchestrator_contract::Category;
 use orchestrator_retry::RetryConfig;
-use orchestrator_store::{RetryEntry, StatusReport, Store};
+use orchestrator_store::{RetryEntry, RunStatus, StatusReport, Store};
 use serde::Serialize;
 
 use crate::commands::batch::{BatchArgs, postgres_url};
@@ -49,7 +50,7 @@ pub fn run(args: &BatchArgs) -> Result<u8> {
             "No batch in {} yet; import one with --seed-only --jobs FILE or --run --jobs FILE\n",
             args.store_name()
         )),
-        Some(report) => out.push_str(&render(report, &args.store_name())),
+        Some(report) => out.push_str(&render(report, &args.store_name(), &config)),
     }
     out.push('\n');
     out.push_str(&config.to_string());
@@ -104,44 +105,94 @@ fn entries(title: &str, list: &[RetryEntry], total: u64, out: &mut String) {
     }
 }
 
-/// The status text, also printed as the end-of-run summary.
-pub fn render(report: &StatusReport, state_file: &str) -> String {
+/// What to do about failed jobs of `category` that a run does not retry.
+pub fn not_retried_because(category: Category) -> &'static str {
+    match category {
+        Category::NonRetryable => {
+            "--retry-include-non-retryable retries them, `orchestrator retry JOB_ID` one"
+        }
+        Category::Unknown => "--no-retry-unknown is set",
+        Category::Retryable | Category::Infrastructure => "its settings retry them",
+    }
+}
+
+/// "run #2 finished, pass 3/3 of every account, started …".
+fn run_line(run: &RunStatus) -> String {
+    let mut line = format!(
+        "#{} {}, pass {}/{}",
+        run.run, run.state, run.passes, run.max_passes
+    );
+    if let Some(accounts) = &run.accounts {
+        line.push_str(&format!(", accounts {}", accounts.join(",")));
+    }
+    line.push_str(&format!(", started {}", time(run.started_ms)));
+    if let Some(ended) = run.ended_ms {
+        line.push_str(&format!(", ended {}", time(ended)));
+    }
+    line
+}
+
+/// The status text, also printed as the end-of-run summary; `config` says
+/// what the next run does with the failed jobs.
+pub fn render(report: &StatusReport, state_file: &str, config: &RetryConfig) -> String {
     let mut out = format!("Batch in {state_file}: {} jobs\n", report.jobs);
     out.push_str(&format!("  by state:    {}\n", counts(&report.by_state)));
     out.push_str(&format!("  by category: {}\n", counts(&report.by_category)));
-    // A shared store lists every run working on the batch, with its host.
-    let runs: Vec<_> = if report.runs.len() > 1 {
-        report.runs.iter().collect()
+    if let Some(run) = &report.last_run {
+        out.push_str(&format!("  last run:    {}\n", run_line(run)));
+    }
+    // The processes on it now; or the last one that was.
+    let working: Vec<_> = report
+        .processes
+        .iter()
+        .filter(|p| p.state == "running" || p.state == "lost")
+        .collect();
+    let shown = if working.is_empty() {
+        report.processes.last().into_iter().collect()
     } else {
-        report.last_run.iter().collect()
+        working
     };
-    for run in runs {
-        let label = if report.runs.len() > 1 {
-            "run:        "
-        } else {
-            "last run:   "
-        };
-        let at = match &run.host {
-            Some(host) => format!("pid {} on {host}", run.pid),
-            None => format!("pid {}", run.pid),
+    for process in shown {
+        let at = match &process.host {
+            Some(host) => format!("pid {} on {host}", process.pid),
+            None => format!("pid {}", process.pid),
         };
         let mut line = format!(
-            "  {label} #{} ({at}) {}, started {}",
-            run.id,
-            run.state,
-            time(run.started_ms)
+            "  process:     #{} ({at}) {}, started {}",
+            process.id,
+            process.state,
+            time(process.started_ms)
         );
-        if let Some(ended) = run.ended_ms {
-            line.push_str(&format!(", ended {}", time(ended)));
-        }
-        if run.stop_requested && run.state == "running" {
+        if process.stop_requested && process.state == "running" {
             line.push_str(", stop requested");
         }
         out.push_str(&line);
         out.push('\n');
     }
-    if !report.passes.is_empty() {
-        out.push_str("\nPasses:\n");
+    if report.runs.len() > 1 {
+        out.push_str("\nRuns:\n");
+        let mut table = Table::new(vec!["  RUN", "STATE", "PASSES", "ATTEMPTS", "ACCOUNTS"]);
+        if report.runs_total > report.runs.len() as u64 {
+            out.push_str(&format!(
+                "  ({} earlier runs not shown)\n",
+                report.runs_total - report.runs.len() as u64
+            ));
+        }
+        for run in &report.runs {
+            table.row(vec![
+                format!("  {}", run.run),
+                run.state.clone(),
+                format!("{}/{}", run.passes, run.max_passes),
+                run.attempts.to_string(),
+                run.accounts
+                    .as_ref()
+                    .map_or_else(|| "all".to_string(), |a| a.join(",")),
+            ]);
+        }
+        out.push_str(&table.render());
+    }
+    if let (false, Some(run)) = (report.passes.is_empty(), &report.last_run) {
+        out.push_str(&format!("\nPasses of run {}:\n", run.run));
         let mut table = Table::new(vec!["  PASS", "ATTEMPTS", "SUCCEEDED", "FAILED", "RESULT"]);
         for p in &report.passes {
             let mut failed = counts(&p.failed_by_category);
@@ -149,7 +200,7 @@ pub fn render(report: &StatusReport, state_file: &str) -> String {
                 failed.push_str(&format!(" ({} in flight)", p.in_flight));
             }
             table.row(vec![
-                format!("  {}", p.pass),
+                format!("  {}/{}", p.pass, run.max_passes),
                 p.attempts.to_string(),
                 p.succeeded.to_string(),
                 failed,
@@ -167,7 +218,7 @@ pub fn render(report: &StatusReport, state_file: &str) -> String {
     entries("Held for review", &report.held, report.held_total, &mut out);
     if report.failures_total > 0 {
         out.push_str(&format!(
-            "\nFailed for good ({}), by reason:\n",
+            "\nFailed ({}), by reason:\n",
             report.failures_total
         ));
         let mut table = Table::new(vec!["  JOBS", "CATEGORY", "E.G.", "WHY"]);
@@ -180,6 +231,7 @@ pub fn render(report: &StatusReport, state_file: &str) -> String {
             ]);
         }
         out.push_str(&table.render());
+        out.push_str(&next_run(&report.failed_by_category, config));
     }
     let example = report
         .failure_reasons
@@ -193,4 +245,28 @@ pub fn render(report: &StatusReport, state_file: &str) -> String {
         ));
     }
     out
+}
+
+/// What the next `--run`, with `config`, does with the failed jobs.
+fn next_run(failed_by_category: &[(String, u64)], config: &RetryConfig) -> String {
+    let mut retried = 0;
+    let mut skipped = Vec::new();
+    for (category, jobs) in failed_by_category {
+        let category = Category::parse(category).unwrap_or(Category::Unknown);
+        if config.retries(category) {
+            retried += jobs;
+        } else {
+            skipped.push(format!(
+                "{jobs} {category} ({})",
+                not_retried_because(category)
+            ));
+        }
+    }
+    if skipped.is_empty() {
+        return "  The next --run retries them all.\n".into();
+    }
+    format!(
+        "  The next --run retries {retried} of them and skips {}.\n",
+        skipped.join(", ")
+    )
 }

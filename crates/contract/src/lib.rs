@@ -196,6 +196,11 @@ impl Category {
             Category::Unknown => "unknown",
         }
     }
+
+    /// The category [`Category::as_str`] names.
+    pub fn parse(word: &str) -> Option<Category> {
+        Category::ALL.into_iter().find(|c| c.as_str() == word)
+    }
 }
 
 impl fmt::Display for Category {

@@ -120,13 +120,68 @@ impl RetryConfig {
         Duration::from_secs(self.retry_delay_seconds)
     }
 
+    /// The settings that decide which jobs a run retries and how often,
+    /// where `self` differs from `other`, each as the flag and both values
+    /// (`--max-passes 3 (here 5)`). A run cut short is resumed only under
+    /// the same ones, so resuming never grants a job more attempts.
+    pub fn budget_differences(&self, other: &RetryConfig) -> Vec<String> {
+        let mut differ = Vec::new();
+        if self.max_passes != other.max_passes {
+            differ.push(format!(
+                "--max-passes {} (here {})",
+                self.max_passes, other.max_passes
+            ));
+        }
+        if self.infrastructure_retry_limit != other.infrastructure_retry_limit {
+            differ.push(format!(
+                "--infra-retry-limit {} (here {})",
+                self.infrastructure_retry_limit, other.infrastructure_retry_limit
+            ));
+        }
+        let flag = |on: bool| if on { "set" } else { "not set" };
+        if self.retry_unknown_errors != other.retry_unknown_errors {
+            differ.push(format!(
+                "--no-retry-unknown {} (here {})",
+                flag(!self.retry_unknown_errors),
+                flag(!other.retry_unknown_errors)
+            ));
+        }
+        if self.retry_non_retryable != other.retry_non_retryable {
+            differ.push(format!(
+                "--retry-include-non-retryable {} (here {})",
+                flag(self.retry_non_retryable),
+                flag(other.retry_non_retryable)
+            ));
+        }
+        differ
+    }
+
+    /// The categories whose failures a new run retries: a job that failed
+    /// in an earlier run with one of these is attempted again.
+    pub fn retried_categories(&self) -> Vec<Category> {
+        Category::ALL
+            .into_iter()
+            .filter(|c| self.retries(*c))
+            .collect()
+    }
+
     /// Whether failures of `category` are retried at all under this
     /// configuration (limits aside).
     pub fn retries(&self, category: Category) -> bool {
+        self.not_retried(category).is_none()
+    }
+
+    /// Why failures of `category` are not retried under this
+    /// configuration, when they are not.
+    pub fn not_retried(&self, category: Category) -> Option<GiveUpReason> {
         match category {
-            Category::Retryable | Category::Infrastructure => true,
-            Category::Unknown => self.retry_unknown_errors,
-            Category::NonRetryable => self.retry_non_retryable,
+            Category::Retryable | Category::Infrastructure => None,
+            Category::Unknown => {
+                (!self.retry_unknown_errors).then_some(GiveUpReason::UnknownNotRetried)
+            }
+            Category::NonRetryable => {
+                (!self.retry_non_retryable).then_some(GiveUpReason::NonRetryable)
+            }
         }
     }
 }
@@ -153,12 +208,13 @@ impl fmt::Display for RetryConfig {
     }
 }
 
-/// What a job has been through, counting the attempt just classified.
+/// What a job has been through in this run, counting the attempt just
+/// classified. Budgets are per run: each run counts afresh.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct JobHistory {
-    /// Passes in which the job was attempted.
+    /// Passes of this run in which the job was attempted.
     pub passes_attempted: u32,
-    /// Its attempts that failed as `infrastructure`.
+    /// Its attempts in this run that failed as `infrastructure`.
     pub infrastructure_failures: u32,
 }
 
@@ -181,7 +237,7 @@ pub enum GiveUpReason {
     UnknownNotRetried,
     /// `infrastructure` failures used up `--infra-retry-limit`.
     InfraLimitReached { limit: u32 },
-    /// The job was tried in `--max-passes` passes.
+    /// The job was tried in `--max-passes` passes of this run.
     MaxPassesReached { max: u32 },
 }
 
@@ -199,7 +255,7 @@ impl fmt::Display for GiveUpReason {
                 "infrastructure failures used up --infra-retry-limit {limit}"
             ),
             GiveUpReason::MaxPassesReached { max } => {
-                write!(f, "tried in all {max} passes (--max-passes {max})")
+                write!(f, "tried in all {max} passes of the run (--max-passes {max})")
             }
         }
     }
@@ -210,23 +266,17 @@ impl fmt::Display for GiveUpReason {
 /// The category's own rule comes first, so a job that fails for good says
 /// why (non-retryable, limit) rather than only "out of passes".
 pub fn decide(config: &RetryConfig, category: Category, history: JobHistory) -> Decision {
-    match category {
-        Category::NonRetryable if !config.retry_non_retryable => {
-            return Decision::GiveUp(GiveUpReason::NonRetryable);
-        }
-        Category::Unknown if !config.retry_unknown_errors => {
-            return Decision::GiveUp(GiveUpReason::UnknownNotRetried);
-        }
-        // The limit counts retries: the first infrastructure failure is not
-        // a retry, each one after it is.
-        Category::Infrastructure
-            if history.infrastructure_failures > config.infrastructure_retry_limit =>
-        {
-            return Decision::GiveUp(GiveUpReason::InfraLimitReached {
-                limit: config.infrastructure_retry_limit,
-            });
-        }
-        _ => {}
+    if let Some(reason) = config.not_retried(category) {
+        return Decision::GiveUp(reason);
+    }
+    // The limit counts retries: the first infrastructure failure is not a
+    // retry, each one after it is.
+    if category == Category::Infrastructure
+        && history.infrastructure_failures > config.infrastructure_retry_limit
+    {
+        return Decision::GiveUp(GiveUpReason::InfraLimitReached {
+            limit: config.infrastructure_retry_limit,
+        });
     }
     if history.passes_attempted >= config.max_passes {
         return Decision::GiveUp(GiveUpReason::MaxPassesReached {

@@ -4,18 +4,22 @@ use serde::{Deserialize, Serialize};
 
 use crate::RetryConfig;
 
-/// What happened to the jobs of one pass.
+/// Where the jobs of a run stand, counted by the words every report uses:
+/// the pass results, the end-of-run line and `--status` say the same.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PassTally {
-    /// Jobs not finished when the pass ended: they will be retried.
-    pub to_retry: u32,
-    /// Jobs failed for good, in this pass or before.
+    pub succeeded: u32,
+    /// Jobs still open (pending, to retry, or in flight): a later pass of
+    /// this run, or the next run, attempts them.
+    pub unfinished: u32,
+    /// Jobs the run gave up on, in this run or an earlier one. The next run
+    /// retries those whose category its settings retry.
     pub failed: u32,
-    /// Of `failed`, those that gave up only because passes ran out.
-    pub out_of_passes: u32,
     /// Jobs held for a person to review (an uncertain attempt too old to
     /// retry blindly); no pass touches them.
     pub held: u32,
+    /// Jobs an operator cancelled; never attempted again.
+    pub cancelled: u32,
 }
 
 /// How a pass ended, and so what the run does next.
@@ -26,9 +30,10 @@ pub enum PassResult {
     AllDone,
     /// Some jobs will be retried in the next pass.
     RetryableRemain { jobs: u32 },
-    /// Jobs would be retried, but this was the last pass.
-    MaxPassesReached { unfinished: u32 },
-    /// Some jobs failed for good and none is left to retry.
+    /// This was the run's last pass: what is still open is left to the
+    /// next run.
+    MaxPassesReached { failed: u32, unfinished: u32 },
+    /// Some jobs failed and none is left to retry in this run.
     NothingRetryable { failed: u32 },
 }
 
@@ -44,14 +49,12 @@ impl std::fmt::Display for PassResult {
         match self {
             PassResult::AllDone => f.write_str("all jobs done"),
             PassResult::RetryableRemain { jobs } => write!(f, "{jobs} jobs to retry"),
-            PassResult::MaxPassesReached { unfinished } => {
-                write!(f, "max passes reached with {unfinished} jobs unfinished")
-            }
+            PassResult::MaxPassesReached { failed, unfinished } => write!(
+                f,
+                "max passes reached with {failed} jobs failed and {unfinished} unfinished"
+            ),
             PassResult::NothingRetryable { failed } => {
-                write!(
-                    f,
-                    "nothing retryable remains; {failed} jobs failed for good"
-                )
+                write!(f, "nothing retryable remains; {failed} jobs failed")
             }
         }
     }
@@ -65,8 +68,8 @@ pub struct PassManager {
 }
 
 impl PassManager {
-    /// A manager that has already seen `completed` passes (0 for a new
-    /// batch; more when a run resumes).
+    /// A manager that has already seen `completed` passes of its run (0 for
+    /// a new run; more when a run resumes).
     pub fn new(config: RetryConfig, completed: u32) -> Self {
         PassManager {
             config,
@@ -93,21 +96,17 @@ impl PassManager {
         Some(self.current)
     }
 
-    /// Judges the pass that just ended.
+    /// Judges the pass that just ended, from the run's tally after it.
     pub fn end_pass(&self, tally: PassTally) -> PassResult {
-        if tally.to_retry > 0 {
-            if self.current >= self.config.max_passes {
-                return PassResult::MaxPassesReached {
-                    unfinished: tally.to_retry,
-                };
-            }
-            return PassResult::RetryableRemain {
-                jobs: tally.to_retry,
+        if self.current >= self.config.max_passes && (tally.unfinished > 0 || tally.failed > 0) {
+            return PassResult::MaxPassesReached {
+                failed: tally.failed,
+                unfinished: tally.unfinished,
             };
         }
-        if tally.out_of_passes > 0 {
-            return PassResult::MaxPassesReached {
-                unfinished: tally.out_of_passes,
+        if tally.unfinished > 0 {
+            return PassResult::RetryableRemain {
+                jobs: tally.unfinished,
             };
         }
         if tally.failed > 0 {

@@ -174,33 +174,78 @@ fn passes_are_counted_up_to_the_maximum() {
 fn a_pass_result_says_what_comes_next() {
     let mut pm = PassManager::new(config(), 0);
     pm.start_pass();
-    let tally = |to_retry, failed, out_of_passes| PassTally {
-        to_retry,
+    let tally = |unfinished, failed| PassTally {
+        unfinished,
         failed,
-        out_of_passes,
-        held: 0,
+        ..PassTally::default()
     };
-    assert_eq!(pm.end_pass(tally(0, 0, 0)), PassResult::AllDone);
+    assert_eq!(pm.end_pass(tally(0, 0)), PassResult::AllDone);
     assert_eq!(
-        pm.end_pass(tally(2, 1, 0)),
+        pm.end_pass(tally(2, 1)),
         PassResult::RetryableRemain { jobs: 2 }
     );
-    assert!(pm.end_pass(tally(2, 1, 0)).continues());
+    assert!(pm.end_pass(tally(2, 1)).continues());
     assert_eq!(
-        pm.end_pass(tally(0, 4, 0)),
+        pm.end_pass(tally(0, 4)),
         PassResult::NothingRetryable { failed: 4 }
     );
     pm.start_pass();
     pm.start_pass();
+    // The last pass: what failed and what is still open, in the words the
+    // end-of-run line uses.
+    let last = pm.end_pass(tally(1, 2));
     assert_eq!(
-        pm.end_pass(tally(0, 3, 2)),
-        PassResult::MaxPassesReached { unfinished: 2 }
+        last,
+        PassResult::MaxPassesReached {
+            failed: 2,
+            unfinished: 1
+        }
     );
+    assert!(!last.continues());
     assert_eq!(
-        pm.end_pass(tally(1, 0, 0)),
-        PassResult::MaxPassesReached { unfinished: 1 }
+        last.to_string(),
+        "max passes reached with 2 jobs failed and 1 unfinished"
     );
-    assert!(!pm.end_pass(tally(1, 0, 0)).continues());
+    assert_eq!(pm.end_pass(tally(0, 0)), PassResult::AllDone);
+}
+
+#[test]
+fn a_run_is_resumed_only_under_the_same_budgets() {
+    let base = config();
+    // The delay and the backoff do not change what a job may get.
+    let slower = RetryConfig {
+        retry_delay_seconds: 600,
+        ..base
+    }
+    .with_backoff(60);
+    assert!(base.budget_differences(&slower).is_empty());
+    let more = RetryConfig::from_flags(5, 30, 1, false, true).unwrap();
+    assert_eq!(
+        base.budget_differences(&more),
+        [
+            "--max-passes 3 (here 5)",
+            "--infra-retry-limit 3 (here 1)",
+            "--no-retry-unknown not set (here set)",
+            "--retry-include-non-retryable not set (here set)",
+        ]
+    );
+}
+
+#[test]
+fn a_new_run_retries_the_categories_its_settings_retry() {
+    use Category::*;
+    assert_eq!(
+        config().retried_categories(),
+        [Retryable, Infrastructure, Unknown]
+    );
+    let strict = RetryConfig::from_flags(3, 30, 3, false, false).unwrap();
+    assert_eq!(strict.retried_categories(), [Retryable, Infrastructure]);
+    assert_eq!(
+        strict.not_retried(Unknown),
+        Some(GiveUpReason::UnknownNotRetried)
+    );
+    let everything = RetryConfig::from_flags(3, 30, 3, true, true).unwrap();
+    assert_eq!(everything.retried_categories(), Category::ALL);
 }
 
 fn report(failure: Option<PostFailure>, fault: Option<HostFault>) -> FailureReport {

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use orchestrator_contract::{Account, Category, FailureReport, JobContext, RetryScope, Verdict};
 use orchestrator_plugin_host::{Attempt, OutboundAccess};
 use orchestrator_retry::{JobHistory, builtin_classification, decide};
-use orchestrator_store::{AttemptOutcome, Decided, Store, StoreError, StoredJob};
+use orchestrator_store::{AttemptOutcome, Decided, RunPass, Store, StoreError, StoredJob};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
@@ -22,10 +22,10 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Runs `jobs` in pass `pass`. Returns whether a stop cut the pass short.
+/// Runs `jobs` in pass `at`. Returns whether a stop cut the pass short.
 pub(crate) async fn run_pass(
     runner: &Runner,
-    pass: u32,
+    at: RunPass,
     jobs: Vec<StoredJob>,
     report: Arc<dyn Fn(RunEvent) + Send + Sync>,
     stop_sender: watch::Sender<bool>,
@@ -63,7 +63,7 @@ pub(crate) async fn run_pass(
             store: store.clone(),
             batch: batch.clone(),
             options: options.clone(),
-            pass,
+            at,
             report: report.clone(),
             stop: stop_sender.clone(),
             counters: counters.clone(),
@@ -156,7 +156,7 @@ struct AttemptCtx {
     store: Arc<dyn Store>,
     batch: Arc<Batch>,
     options: RunOptions,
-    pass: u32,
+    at: RunPass,
     report: Arc<dyn Fn(RunEvent) + Send + Sync>,
     stop: watch::Sender<bool>,
     counters: Arc<RunCounters>,
@@ -168,23 +168,29 @@ impl AttemptCtx {
     async fn attempt(&self, queue_of: &QueueOf, job: StoredJob) -> Result<(), RunError> {
         // Durable before the plugin runs; committed with the other
         // attempts' writes of the moment.
-        let attempt_id = match self.store.queue_begin_attempt(&job, self.pass).await {
+        let pass = self.at.pass;
+        let attempt_id = match self.store.queue_begin_attempt(&job, self.at).await {
             Ok(id) => id,
             // Another process recovered the job while this one could not
             // reach the store; it is that process's to attempt now.
             Err(StoreError::LeaseLost(job)) => {
-                tracing::warn!("skipping job {job}: another run took it over");
+                tracing::warn!("skipping job {job}: another process took it over");
+                return Ok(());
+            }
+            // An operator cancelled it since it was handed out.
+            Err(StoreError::NotEligible { job, state }) => {
+                tracing::info!("skipping job {job}: it is {state} now");
                 return Ok(());
             }
             Err(e) => return Err(e.into()),
         };
-        (self.report)(RunEvent::AttemptStarted { pass: self.pass });
+        (self.report)(RunEvent::AttemptStarted { pass });
         let context = JobContext {
             job_id: job.id.clone(),
             account: queue_of.context.clone(),
             payload: job.payload.clone(),
             attempt: job.attempts + 1,
-            pass: self.pass,
+            pass: pass,
             idempotency_key: job.idempotency_key.clone(),
         };
         let access = queue_of.access.clone();
@@ -243,7 +249,7 @@ impl AttemptCtx {
             });
         }
         self.count(matches!(outcome, AttemptOutcome::Failed { .. }));
-        tracing::debug!(job = %job.id, account = %job.account, pass = self.pass, "{summary}");
+        tracing::debug!(job = %job.id, account = %job.account, pass = pass, "{summary}");
         let failed = match &outcome {
             AttemptOutcome::Succeeded(_) => None,
             AttemptOutcome::Failed { classification, .. } => Some(classification.category),
@@ -251,7 +257,7 @@ impl AttemptCtx {
         (self.report)(RunEvent::AttemptFinished {
             job: job.id,
             account: job.account,
-            pass: self.pass,
+            pass: pass,
             failed,
             summary,
         });

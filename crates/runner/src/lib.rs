@@ -1,7 +1,9 @@
 //! Runs a batch: the pass loop and the bounded concurrent dispatcher.
 //!
-//! Start from [`Runner::run`]. The store says which pass is open (several
-//! processes may share one store and work on the same pass). A pass claims
+//! Start from [`Runner::run`]. A run is a series of passes with its own
+//! budgets: the store says which run this process works on (a new one, the
+//! one cut short, or the one other processes share) and which of its
+//! passes is open. A pass claims
 //! the jobs the store hands out, runs them with at most `workers` attempts
 //! in flight and never more than one per account, classifies every failure (classifier plugins
 //! in order, then [`orchestrator_retry::builtin_classification`]), and lets
@@ -22,7 +24,10 @@ use std::time::Duration;
 
 use orchestrator_plugin_host::{Plugin, PluginHost};
 use orchestrator_retry::{PassManager, PassResult, PassTally, RetryConfig};
-use orchestrator_store::{ClaimLimit, NewRun, RunId, RunState, Store, StoreError};
+use orchestrator_store::{
+    ClaimLimit, JoinedHow, NewProcess, ProcessId, ProcessState, RunPass, RunState, Store,
+    StoreError,
+};
 use tokio::sync::watch;
 
 pub use input::{AccountConfig, InputError};
@@ -86,8 +91,16 @@ pub enum RunEvent {
     Started {
         config: RetryConfig,
         jobs: u64,
+        /// The run's number, and how this process came to work on it.
+        run: u32,
+        how: JoinedHow,
+        /// The run's accounts; `None` for every account.
+        accounts: Option<Vec<String>>,
+        /// Where the resumed or joined run stands: its newest pass.
+        at_pass: Option<u32>,
     },
     PassStarted {
+        run: u32,
         pass: u32,
         max: u32,
         jobs: usize,
@@ -140,14 +153,23 @@ pub enum RunEvent {
     },
 }
 
-/// How the run ended.
+/// How this process's work on its run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunOutcome {
-    /// Every job succeeded.
+pub struct RunOutcome {
+    pub run: u32,
+    pub end: RunEnd,
+    /// The run's jobs as it ended, by where they stand.
+    pub tally: PassTally,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnd {
+    /// The run ended and every job (not cancelled) succeeded.
     AllSucceeded,
-    /// Some jobs failed for good or were still unfinished when passes ran out.
-    SomeFailed(PassTally),
-    /// Stopped (by `--stop-all` or a signal) before finishing.
+    /// The run ended with jobs failed, unfinished or held for review.
+    SomeFailed,
+    /// Stopped (by `--stop-all` or a signal) before the run ended: the
+    /// next `--run` resumes it.
     Stopped,
 }
 
@@ -172,9 +194,10 @@ impl Runner {
         }
     }
 
-    /// Runs passes until nothing is left to do, passes run out, or a stop is
-    /// requested. `stop` may be set by the caller (a signal); `--stop-all`
-    /// from another process is seen through the store.
+    /// Works on a run until it ends (nothing is left to do in it, or its
+    /// passes run out) or a stop is requested. `stop` may be set by the
+    /// caller (a signal); `--stop-all` from another process is seen through
+    /// the store.
     pub async fn run(
         &self,
         report: Arc<dyn Fn(RunEvent) + Send + Sync>,
@@ -182,23 +205,28 @@ impl Runner {
     ) -> Result<RunOutcome, RunError> {
         let store = &self.store;
         self.check_accounts()?;
-        let run = store.begin_run(&NewRun {
+        let joined = store.join_run(&NewProcess {
             pid: std::process::id(),
             config: self.options.config,
             workers: self.options.workers,
             accounts: self.options.only_accounts.clone(),
             key_window_ms: self.options.key_window.as_millis() as u64,
         })?;
+        let (process, run) = (joined.process, joined.run);
         report(RunEvent::Started {
             config: self.options.config,
             jobs: store.job_count()?,
+            run,
+            how: joined.how,
+            accounts: joined.accounts.clone(),
+            at_pass: store.latest_pass(run)?.map(|mark| mark.pass),
         });
         // The platform's waits outlast the run that was told of them.
         self.pauses
             .restore(&store.pauses(dispatch::now_ms())?, &self.batch().accounts);
 
         // Another process asks through the store; poll it. A shared store's
-        // leases live as long as the run renews them, on the same beat.
+        // leases live as long as the process renews them, on the same beat.
         let keeper = {
             let store = store.clone();
             let stop = stop.clone();
@@ -215,10 +243,10 @@ impl Runner {
                     // wait out a database outage.
                     let store = store.clone();
                     let asked = tokio::task::spawn_blocking(move || {
-                        if renew && let Err(e) = store.renew(run) {
-                            tracing::warn!("cannot renew this run's leases: {e}");
+                        if renew && let Err(e) = store.renew(process) {
+                            tracing::warn!("cannot renew this process's leases: {e}");
                         }
-                        store.stop_requested(run)
+                        store.stop_requested(process)
                     })
                     .await;
                     match asked {
@@ -233,23 +261,31 @@ impl Runner {
                 }
             })
         };
-        let result = self.passes(run, &report, &stop).await;
+        // The run's accounts: a process works on exactly those.
+        let scope = joined.accounts;
+        let result = self
+            .passes(process, run, scope.as_deref(), &report, &stop)
+            .await;
         keeper.abort();
-        let outcome = match result {
-            Ok(outcome) => outcome,
+        let end = match result {
+            Ok(end) => end,
             Err(e) => {
-                let _ = store.finish_run(run, RunState::Stopped);
+                let _ = store.leave_run(process, ProcessState::Stopped);
                 return Err(e);
             }
         };
-        store.finish_run(
-            run,
-            match outcome {
-                RunOutcome::Stopped => RunState::Stopped,
-                _ => RunState::Finished,
+        store.leave_run(
+            process,
+            match end {
+                RunEnd::Stopped => ProcessState::Stopped,
+                _ => ProcessState::Finished,
             },
         )?;
-        Ok(outcome)
+        Ok(RunOutcome {
+            run,
+            end,
+            tally: store.tally(scope.as_deref())?,
+        })
     }
 
     pub(crate) fn batch(&self) -> Arc<Batch> {
@@ -299,7 +335,8 @@ impl Runner {
         }
     }
 
-    /// Every job to run must belong to an account in the accounts file.
+    /// Every job a run may attempt must belong to an account in the
+    /// accounts file.
     fn check_accounts(&self) -> Result<(), RunError> {
         let only = self.options.only_accounts.as_deref();
         let used = self.store.accounts_with_work()?;
@@ -313,39 +350,42 @@ impl Runner {
         }
     }
 
-    /// Works pass after pass. The store says which pass is open, so every
-    /// process sharing it works on the same one: each claims jobs of the
-    /// open pass until none are left anywhere, the first to see that ends
-    /// the pass and opens the next one after the retry delay, and all of
-    /// them wait for it to open.
+    /// Works pass after pass of `run`. The store says which pass is open, so
+    /// every process on the run works on the same one: each claims jobs of
+    /// the open pass until none are left anywhere, the first to see that
+    /// ends the pass and opens the next one after the retry delay (or ends
+    /// the run), and all of them wait for it to open.
     async fn passes(
         &self,
-        run: RunId,
+        process: ProcessId,
+        run: u32,
+        scope: Option<&[String]>,
         report: &Arc<dyn Fn(RunEvent) + Send + Sync>,
         stop: &watch::Sender<bool>,
-    ) -> Result<RunOutcome, RunError> {
+    ) -> Result<RunEnd, RunError> {
         let store = &self.store;
-        let only = self.options.only_accounts.as_deref();
+        let config = self.options.config;
         let mut worked = false;
         loop {
             if *stop.borrow() {
-                return Ok(RunOutcome::Stopped);
+                return Ok(RunEnd::Stopped);
             }
-            let latest = store.latest_pass()?;
+            let latest = store.latest_pass(run)?;
             let pass = match latest {
-                // A pass opened ahead by a run with more passes than this
-                // one allows is not this run's to work.
-                Some(mark) if !mark.ended && mark.pass > self.options.config.max_passes => break,
                 Some(mark) if !mark.ended => mark,
                 _ => {
-                    // No pass open: open the next one, if any is due.
-                    let done = latest.map_or(0, |mark| mark.pass);
-                    if store.tally(only)?.to_retry == 0 {
+                    // No pass open: the run ended, or its next pass is due,
+                    // or nothing is left to do in it.
+                    if store.run_state(run)? != RunState::Open {
                         break;
                     }
-                    match PassManager::new(self.options.config, done).start_pass() {
-                        Some(next) => store.begin_pass(next, dispatch::now_ms())?,
-                        None => break,
+                    let done = latest.map_or(0, |mark| mark.pass);
+                    let next = PassManager::new(config, done).start_pass();
+                    match next {
+                        Some(next) if store.tally(scope)?.unfinished > 0 => {
+                            store.begin_pass(RunPass { run, pass: next }, dispatch::now_ms())?;
+                        }
+                        _ => store.end_run(run)?,
                     }
                     continue;
                 }
@@ -356,52 +396,53 @@ impl Runner {
                     seconds: wait as f64 / 1000.0,
                 });
                 if self.sleep(Duration::from_millis(wait), stop).await {
-                    return Ok(RunOutcome::Stopped);
+                    return Ok(RunEnd::Stopped);
                 }
             }
             worked = true;
-            if self.work_on(run, pass.pass, report, stop).await? {
-                return Ok(RunOutcome::Stopped);
+            let at = RunPass {
+                run,
+                pass: pass.pass,
+            };
+            if self.work_on(process, at, scope, report, stop).await? {
+                return Ok(RunEnd::Stopped);
             }
-            let result =
-                PassManager::new(self.options.config, pass.pass).end_pass(store.tally(only)?);
+            let result = PassManager::new(config, pass.pass).end_pass(store.tally(scope)?);
             let next = result.continues().then(|| {
-                let delay = self.options.config.delay_before(pass.pass + 1, jitter());
+                let delay = config.delay_before(pass.pass + 1, jitter());
                 (pass.pass + 1, dispatch::now_ms() + delay.as_millis() as u64)
             });
-            store.end_pass(pass.pass, &result, next)?;
+            store.end_pass(at, &result, next)?;
             report(RunEvent::PassEnded {
                 pass: pass.pass,
                 result,
             });
-            if !result.continues() {
-                break;
-            }
         }
-        let tally = store.tally(only)?;
-        if tally.failed == 0 && tally.to_retry == 0 && tally.held == 0 {
-            Ok(RunOutcome::AllSucceeded)
+        let tally = store.tally(scope)?;
+        if tally.failed == 0 && tally.unfinished == 0 && tally.held == 0 {
+            Ok(RunEnd::AllSucceeded)
         } else {
-            Ok(RunOutcome::SomeFailed(tally))
+            Ok(RunEnd::SomeFailed)
         }
     }
 
-    /// Claims and runs jobs of `pass` until none is left unfinished, here or
-    /// in another process. Returns whether a stop cut it short.
+    /// Claims and runs jobs of pass `at` until none is left unfinished, here
+    /// or in another process. Returns whether a stop cut it short.
     async fn work_on(
         &self,
-        run: RunId,
-        pass: u32,
+        process: ProcessId,
+        at: RunPass,
+        scope: Option<&[String]>,
         report: &Arc<dyn Fn(RunEvent) + Send + Sync>,
         stop: &watch::Sender<bool>,
     ) -> Result<bool, RunError> {
         let store = &self.store;
-        let only = self.options.only_accounts.as_deref();
         self.reload_changed(report).await;
         report(RunEvent::PassStarted {
-            pass,
+            run: at.run,
+            pass: at.pass,
             max: self.options.config.max_passes,
-            jobs: store.eligible_count(pass, only)? as usize,
+            jobs: store.eligible_count(at.pass, scope)? as usize,
         });
         // An account has one attempt in flight at a time, so `workers`
         // accounts keep every worker busy; a few jobs of each last until the
@@ -412,14 +453,14 @@ impl Runner {
             accounts: workers,
         };
         loop {
-            let jobs = store.claim(run, pass, only, limit)?;
+            let jobs = store.claim(process, at.pass, scope, limit)?;
             if !jobs.is_empty() {
-                if dispatch::run_pass(self, pass, jobs, report.clone(), stop.clone()).await? {
+                if dispatch::run_pass(self, at, jobs, report.clone(), stop.clone()).await? {
                     return Ok(true);
                 }
                 continue;
             }
-            if store.unfinished_in_pass(pass, only)? == 0 {
+            if store.unfinished_in_pass(at.pass, scope)? == 0 {
                 return Ok(false);
             }
             // Other processes hold the rest; theirs may yet come back to us

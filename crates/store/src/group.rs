@@ -22,14 +22,14 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use crate::sqlite::{begin_attempt_in, finish_attempt_in};
-use crate::{AttemptId, AttemptOutcome, Result, StoreError, StoredJob};
+use crate::{AttemptId, AttemptOutcome, Result, RunPass, StoreError, StoredJob};
 
 /// One write of the attempts' hot path.
 #[derive(Debug, Clone)]
 pub(crate) enum Write {
     Begin {
         job: StoredJob,
-        pass: u32,
+        at: RunPass,
     },
     Finish {
         attempt: AttemptId,
@@ -113,7 +113,7 @@ pub(crate) fn commit(conn: &mut Connection, writes: &[Write]) -> Vec<Result<Writ
         let result = (|| {
             let sp = tx.savepoint()?;
             let written = match write {
-                Write::Begin { job, pass } => Written::Begun(begin_attempt_in(&sp, job, *pass)?),
+                Write::Begin { job, at } => Written::Begun(begin_attempt_in(&sp, job, *at)?),
                 Write::Finish { attempt, outcome } => {
                     finish_attempt_in(&sp, *attempt, outcome)?;
                     Written::Finished

@@ -28,25 +28,29 @@ pub enum JobState {
     Pending,
     /// An attempt is in flight.
     Running,
-    /// Failed, and will be retried in a later pass.
+    /// Failed, and will be retried in a later pass or run.
     Retry,
     Succeeded,
-    /// Failed for good.
+    /// The run gave up on it. The next run retries it if its settings
+    /// retry the failure's category.
     Failed,
     /// An attempt was in flight when a run died, longer ago than the
     /// platform remembers idempotency keys: retrying blindly could post
-    /// twice, so a person decides (`--release-held`).
+    /// twice, so a person decides (`--release-held`, `retry`, `cancel`).
     NeedsReview,
+    /// An operator cancelled it: never attempted again (unless `retry`).
+    Cancelled,
 }
 
 impl JobState {
-    pub const ALL: [JobState; 6] = [
+    pub const ALL: [JobState; 7] = [
         JobState::Pending,
         JobState::Running,
         JobState::Retry,
         JobState::Succeeded,
         JobState::Failed,
         JobState::NeedsReview,
+        JobState::Cancelled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -57,6 +61,7 @@ impl JobState {
             JobState::Succeeded => "succeeded",
             JobState::Failed => "failed",
             JobState::NeedsReview => "needs-review",
+            JobState::Cancelled => "cancelled",
         }
     }
 
@@ -73,53 +78,182 @@ pub struct StoredJob {
     pub payload: String,
     pub idempotency_key: String,
     pub state: JobState,
-    /// Attempts so far.
+    /// Attempts so far, in every run.
     pub attempts: u32,
-    /// Passes in which it was attempted.
+    /// Passes of its current run in which it was attempted.
     pub passes_attempted: u32,
+    /// Its infrastructure failures in its current run.
     pub infrastructure_failures: u32,
     /// Not to be attempted before this time (ms since the epoch), from a
     /// retry-after hint.
     pub not_before_ms: Option<u64>,
-    /// The run that claimed it, in a store that hands out leases: only that
-    /// run may begin an attempt of it.
-    pub claimed_by: Option<RunId>,
+    /// The process that claimed it, in a store that hands out leases: only
+    /// that process may begin an attempt of it.
+    pub claimed_by: Option<ProcessId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AttemptId(pub i64);
 
+/// One orchestrator process working on a run. A SQLite store has one at a
+/// time; a PostgreSQL store may have many, on many machines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct RunId(pub i64);
+pub struct ProcessId(pub i64);
 
-/// A run as it starts.
+/// A pass of a run: passes are numbered from 1 in every run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RunPass {
+    pub run: u32,
+    pub pass: u32,
+}
+
+/// A process as it joins a run.
 #[derive(Debug, Clone)]
-pub struct NewRun {
+pub struct NewProcess {
     pub pid: u32,
+    /// The retry settings it was started with.
     pub config: RetryConfig,
     pub workers: u32,
+    /// Only these accounts' jobs; `None` for every account.
     pub accounts: Option<Vec<String>>,
     /// How long the platform remembers an idempotency key: an uncertain
     /// attempt older than this is held for review instead of retried.
     pub key_window_ms: u64,
 }
 
+/// The run a process works on, as [`crate::Store::join_run`] found or
+/// began it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    pub process: ProcessId,
+    /// The run's number: 1 for a batch's first.
+    pub run: u32,
+    /// The run's accounts: `None` for every account.
+    pub accounts: Option<Vec<String>>,
+    pub how: JoinedHow,
+}
+
+/// How a process came to work on its run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JoinedHow {
+    /// A new run. Jobs that failed in earlier runs with a category its
+    /// settings retry were reopened (`reopened`); the other failed ones are
+    /// `skipped`. `closed` is a run that was cut short under other
+    /// settings, closed now.
+    Began {
+        reopened: u64,
+        skipped: Vec<Skipped>,
+        closed: Option<ClosedRun>,
+    },
+    /// The run that was cut short (a crash, a stop, a signal), under the
+    /// same settings: its passes and every job's budget go on.
+    Resumed,
+    /// A run that other processes are working on now (a shared store).
+    Joined { others: u64 },
+}
+
+/// A run cut short and not resumed, because the new one's settings differ.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClosedRun {
+    pub run: u32,
+    /// The settings that differ, as flags with both values.
+    pub differences: Vec<String>,
+}
+
+/// Jobs that failed in an earlier run and that a new run does not retry,
+/// by the category of their last failure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    pub category: Category,
+    pub jobs: u64,
+    /// One of them, to look at.
+    pub example: String,
+}
+
+/// Where a run stands, as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RunState {
-    Running,
-    /// Every job reached a final state or the passes ran out.
+    /// Begun and not ended: being worked on, or cut short and waiting for
+    /// the next `--run` to resume it.
+    Open,
+    /// Its passes ended: nothing left to retry in it, or passes ran out.
     Finished,
-    /// Stopped by `--stop-all` or a signal before finishing.
-    Stopped,
+    /// Cut short, and replaced by a run with other settings.
+    Closed,
 }
 
 impl RunState {
     pub fn as_str(self) -> &'static str {
         match self {
-            RunState::Running => "running",
+            RunState::Open => "open",
             RunState::Finished => "finished",
-            RunState::Stopped => "stopped",
+            RunState::Closed => "closed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [RunState::Open, RunState::Finished, RunState::Closed]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
+/// How a process stopped working on its run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProcessState {
+    Running,
+    /// Its run ended.
+    Finished,
+    /// Stopped by `--stop-all`, a signal or an error before its run ended.
+    Stopped,
+}
+
+impl ProcessState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProcessState::Running => "running",
+            ProcessState::Finished => "finished",
+            ProcessState::Stopped => "stopped",
+        }
+    }
+}
+
+/// What `cancel` or `retry` did to one job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "change")]
+pub enum JobChange {
+    /// Done as asked; the job was in state `from`.
+    Changed { from: JobState },
+    /// An attempt is in flight: it finishes and is recorded, and the job is
+    /// cancelled then unless it posted.
+    CancelledAfterAttempt,
+    /// The job already was as asked.
+    Already { state: JobState },
+    /// Not possible in the job's state (a succeeded job is never attempted
+    /// again; one in flight is retried only once its attempt ended).
+    Refused { state: JobState },
+}
+
+impl JobChange {
+    /// What cancelling a job in `state` does.
+    pub(crate) fn cancel(state: JobState, cancel_requested: bool) -> JobChange {
+        match state {
+            JobState::Cancelled => JobChange::Already { state },
+            JobState::Running if cancel_requested => JobChange::Already { state },
+            JobState::Running => JobChange::CancelledAfterAttempt,
+            JobState::Succeeded => JobChange::Refused { state },
+            from => JobChange::Changed { from },
+        }
+    }
+
+    /// What retrying a job in `state` does.
+    pub(crate) fn retry(state: JobState) -> JobChange {
+        match state {
+            JobState::Pending | JobState::Retry => JobChange::Already { state },
+            JobState::Running | JobState::Succeeded => JobChange::Refused { state },
+            from => JobChange::Changed { from },
         }
     }
 }
@@ -242,6 +376,14 @@ pub struct StatusReport {
     pub by_state: Vec<(String, u64)>,
     /// category of the latest failure → jobs that are failed or to retry
     pub by_category: Vec<(String, u64)>,
+    /// category of the latest failure → jobs that are failed
+    pub failed_by_category: Vec<(String, u64)>,
+    /// The newest run.
+    pub last_run: Option<RunStatus>,
+    /// The newest runs (at most [`RUNS_SHOWN`]), oldest first.
+    pub runs: Vec<RunStatus>,
+    pub runs_total: u64,
+    /// The passes of the newest run.
     pub passes: Vec<PassStatus>,
     /// Jobs to retry next, in order, with why.
     pub next_retries: Vec<RetryEntry>,
@@ -249,14 +391,16 @@ pub struct StatusReport {
     /// Jobs held for review, with why.
     pub held: Vec<RetryEntry>,
     pub held_total: u64,
-    /// Jobs failed for good, grouped by why, most frequent first.
+    /// Failed jobs, grouped by why, most frequent first.
     pub failure_reasons: Vec<ReasonCount>,
     pub failures_total: u64,
-    pub last_run: Option<RunStatus>,
-    /// Every run working on the batch now, where several processes share
-    /// the store (a shared store marks one that stopped renewing `lost`).
-    pub runs: Vec<RunStatus>,
+    /// The processes of the newest run: working on it now, or the last to
+    /// (a shared store marks one that stopped renewing `lost`).
+    pub processes: Vec<ProcessStatus>,
 }
+
+/// How many runs `--status` lists.
+pub const RUNS_SHOWN: usize = 10;
 
 /// Every job state with its count in `counts` (state, jobs), 0 where
 /// absent, in [`JobState::ALL`] order.
@@ -275,6 +419,7 @@ pub(crate) fn every_state(counts: &[(String, u64)]) -> Vec<(String, u64)> {
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PassStatus {
+    pub run: u32,
     pub pass: u32,
     pub attempts: u64,
     pub succeeded: u64,
@@ -288,12 +433,13 @@ impl PassStatus {
     /// A pass's line of `--status` from its attempts counted by outcome and
     /// category: (outcome, category or "", attempts).
     pub(crate) fn from_counts(
-        pass: u32,
+        at: RunPass,
         result: Option<String>,
         counts: impl IntoIterator<Item = (String, String, u64)>,
     ) -> Self {
         let mut status = PassStatus {
-            pass,
+            run: at.run,
+            pass: at.pass,
             result,
             ..PassStatus::default()
         };
@@ -330,9 +476,30 @@ pub struct ReasonCount {
     pub example: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A run, for `--status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RunStatus {
+    pub run: u32,
+    /// `running` (a process works on it), `stopped` (cut short: the next
+    /// `--run` with the same settings resumes it), `finished`, or `closed`
+    /// (cut short, then replaced by a run with other settings).
+    pub state: String,
+    pub started_ms: u64,
+    pub ended_ms: Option<u64>,
+    /// Passes begun.
+    pub passes: u32,
+    /// Its `--max-passes`.
+    pub max_passes: u32,
+    /// Its accounts; `None` for every account.
+    pub accounts: Option<Vec<String>>,
+    pub attempts: u64,
+}
+
+/// A process that worked on a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessStatus {
     pub id: i64,
+    pub run: Option<u32>,
     pub pid: u32,
     /// The machine it runs on, where several may share the store.
     pub host: Option<String>,
@@ -357,9 +524,11 @@ pub struct JobSummary {
 /// One attempt as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AttemptRecord {
-    /// The run that made it: processes sharing a store each have theirs.
-    pub run: Option<i64>,
+    /// The run it belonged to, and the pass of that run.
+    pub run: Option<u32>,
     pub pass: u32,
+    /// The process that made it: processes sharing a store each have theirs.
+    pub process: Option<i64>,
     pub number: u32,
     pub started_ms: u64,
     pub ended_ms: Option<u64>,

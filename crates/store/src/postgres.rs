@@ -1,9 +1,10 @@
 //! [`PostgresStore`]: one PostgreSQL database that many orchestrator
 //! processes, on many machines, share.
 //!
-//! Processes claim jobs in batches (`FOR UPDATE SKIP LOCKED`, one claim at a
-//! time so an account is never split between two processes) and hold them
-//! under a lease they renew. A job's lease ends with its attempt's outcome.
+//! Processes agree on the run they work on (see [`crate::join`]), claim jobs
+//! in batches (`FOR UPDATE SKIP LOCKED`, one claim at a time so an account is
+//! never split between two processes) and hold them under a lease they
+//! renew. A job's lease ends with its attempt's outcome.
 //! A process that dies stops renewing; once its leases expire, the next
 //! claim anywhere takes its jobs back, and its attempts in flight become
 //! `uncertain`, exactly as after a local crash: retried with the same
@@ -32,15 +33,19 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row, Transaction};
 
 use crate::group::{Durable, Write, Written};
+use crate::join::{self, OpenRun, Plan};
+use crate::sqlite::RunRow;
 use crate::{
-    AttemptId, AttemptOutcome, AttemptRecord, ClaimLimit, ImportSummary, JobState, JobSummary,
-    NewJob, NewRun, PassMark, PassStatus, Pause, ReasonCount, ReportRow, Result, RetryEntry, RunId,
-    RunState, RunStatus, StatusReport, Store, StoreError, StoredJob, idempotency_key,
+    AttemptId, AttemptOutcome, AttemptRecord, ClaimLimit, ImportSummary, JobChange, JobState,
+    JobSummary, Joined, JoinedHow, NewJob, NewProcess, PassMark, PassStatus, Pause, ProcessId,
+    ProcessState, ProcessStatus, RUNS_SHOWN, ReasonCount, ReportRow, Result, RetryEntry, RunPass,
+    RunState, Skipped, StatusReport, Store, StoreError, StoredJob, idempotency_key,
 };
 
 /// What turns schema version `n` into `n + 1`, at index `n`; the database's
 /// version is the number of steps applied.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE jobs (
     seq              BIGSERIAL PRIMARY KEY,
     id               TEXT NOT NULL UNIQUE,
@@ -109,7 +114,51 @@ CREATE TABLE meta (
     key              TEXT PRIMARY KEY,
     value            TEXT NOT NULL
 );
-"];
+",
+    TO_RUNS,
+];
+
+/// Schema 2. What schema 1 called runs were processes; they keep their ids
+/// (attempts keep theirs in `process_id`, leases in `lease_process`). The
+/// passes of a batch were one series: they become run 1, open unless its
+/// last pass ended it, with the settings of the last process that worked on
+/// it. Per-job budgets so far are run 1's. Jobs may be cancelled.
+const TO_RUNS: &str = "
+ALTER TABLE runs RENAME TO processes;
+ALTER TABLE processes ADD COLUMN run INTEGER;
+ALTER TABLE attempts RENAME COLUMN run_id TO process_id;
+ALTER TABLE attempts ADD COLUMN run INTEGER;
+ALTER TABLE jobs RENAME COLUMN lease_run TO lease_process;
+ALTER INDEX jobs_by_lease_run RENAME TO jobs_by_lease_process;
+ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE runs (
+    run              INTEGER PRIMARY KEY,
+    started_ms       BIGINT NOT NULL,
+    ended_ms         BIGINT,
+    state            TEXT NOT NULL,
+    config           TEXT NOT NULL,
+    accounts         TEXT
+);
+INSERT INTO runs (run, started_ms, ended_ms, state, config, accounts)
+SELECT 1,
+       COALESCE((SELECT MIN(started_ms) FROM processes), (SELECT MIN(started_ms) FROM passes), 0),
+       CASE WHEN ended THEN (SELECT MAX(ended_ms) FROM passes) END,
+       CASE WHEN ended THEN 'finished' ELSE 'open' END,
+       COALESCE((SELECT config::json->>'retry' FROM processes ORDER BY id DESC LIMIT 1),
+                '{\"max_passes\":3,\"retry_delay_seconds\":30,\"infrastructure_retry_limit\":3,\"retry_unknown_errors\":true,\"retry_non_retryable\":false}'),
+       (SELECT config::json->>'accounts' FROM processes ORDER BY id DESC LIMIT 1)
+FROM (SELECT (SELECT ended_ms IS NOT NULL AND COALESCE(result, '') NOT LIKE '% jobs to retry'
+              FROM passes ORDER BY pass DESC LIMIT 1) AS ended) AS latest
+WHERE EXISTS (SELECT 1 FROM processes) OR EXISTS (SELECT 1 FROM passes);
+UPDATE processes SET run = 1;
+UPDATE attempts SET run = 1;
+ALTER TABLE passes ADD COLUMN run INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE passes ALTER COLUMN run DROP DEFAULT;
+ALTER TABLE passes DROP CONSTRAINT passes_pkey;
+ALTER TABLE passes ADD PRIMARY KEY (run, pass);
+DROP INDEX attempts_by_pass;
+CREATE INDEX attempts_by_pass ON attempts (run, pass, outcome);
+";
 
 /// The schema version this build writes.
 pub const POSTGRES_SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -140,6 +189,10 @@ const CLAIM_LOCK: i64 = 0x6f72_6368_636c_6169; // "orchclai"
 /// Migrations take this one, so processes starting together migrate once.
 const MIGRATE_LOCK: i64 = 0x6f72_6368_6d69_6772; // "orchmigr"
 
+/// Joining a run takes this one, so processes starting together agree on
+/// one run.
+const RUN_LOCK: i64 = 0x6f72_6368_7275_6e73; // "orchruns"
+
 /// Many processes' store: see the module documentation.
 pub struct PostgresStore {
     inner: Arc<Inner>,
@@ -155,8 +208,8 @@ struct Inner {
     /// The URL without its password, for messages.
     shown: String,
     lease: Duration,
-    /// The key window of this process's run (set as it begins), which its
-    /// claims honour when they take back a dead run's attempts.
+    /// The key window of this process (set as it joins its run), which its
+    /// claims honour when they take back a dead process's attempts.
     key_window_ms: AtomicI64,
 }
 
@@ -289,7 +342,7 @@ impl PostgresStore {
             pool,
             shown: shown.clone(),
             lease,
-            // Mastodon keeps idempotency keys for an hour; begin_run sets it.
+            // Mastodon keeps idempotency keys for an hour; join_run sets it.
             key_window_ms: AtomicI64::new(3_600_000),
         });
         let writers = (0..WRITERS)
@@ -539,32 +592,57 @@ fn accounts_param(accounts: Option<&[String]>) -> Option<Vec<String>> {
     accounts.map(<[String]>::to_vec)
 }
 
-/// Takes back the jobs of runs whose leases expired: their attempts in
-/// flight become uncertain, and the jobs eligible again in the pass they
-/// were in (or held for review, past the platform's key window).
-async fn recover_expired(tx: &Transaction<'_>, key_window_ms: i64) -> Step<u64> {
+/// Which jobs in flight nobody holds any more.
+#[derive(Debug, Clone, Copy)]
+enum Unheld {
+    /// Their lease expired: their process died or lost touch.
+    Expired,
+    /// No process working now holds them: once nobody works on the open
+    /// run, a new run takes back everything still in flight at once.
+    ByLiveProcesses,
+}
+
+impl Unheld {
+    fn condition(self) -> String {
+        match self {
+            Unheld::Expired => format!("COALESCE(lease_until_ms, 0) < {NOW}"),
+            Unheld::ByLiveProcesses => "lease_process IS NULL
+                OR lease_process NOT IN (SELECT id FROM processes WHERE state = 'running')"
+                .into(),
+        }
+    }
+}
+
+/// Takes back the jobs in flight that nobody holds (`unheld`): their
+/// attempts become uncertain, and the jobs eligible again
+/// in the pass they were in (or held for review, past the platform's key
+/// window; or cancelled, when an operator asked for it meanwhile).
+async fn recover(tx: &Transaction<'_>, key_window_ms: i64, unheld: Unheld) -> Step<u64> {
+    let unheld = unheld.condition();
     Ok(tx
         .execute(
             &format!(
                 "WITH lost AS (
                     SELECT id FROM jobs
-                    WHERE state = 'running' AND COALESCE(lease_until_ms, 0) < {NOW}
+                    WHERE state = 'running' AND ({unheld})
                     FOR UPDATE SKIP LOCKED
                  ), fixed AS (
                     UPDATE jobs SET
                         state = CASE
+                            WHEN cancel_requested = 1 THEN 'cancelled'
                             WHEN (SELECT MIN(started_ms) FROM attempts a
                                   WHERE a.job_id = jobs.id AND a.outcome = 'in-flight') < {NOW} - $1
                                 THEN 'needs-review'
                             WHEN attempts > 0 THEN 'retry'
                             ELSE 'pending' END,
                         reason = CASE
+                            WHEN cancel_requested = 1 THEN reason
                             WHEN (SELECT MIN(started_ms) FROM attempts a
                                   WHERE a.job_id = jobs.id AND a.outcome = 'in-flight') < {NOW} - $1
                                 THEN 'an attempt was in flight when a run died, longer ago than the platform remembers idempotency keys; check whether it was posted, then --run --release-held'
                             ELSE reason END,
                         last_pass = last_pass - 1, passes_attempted = passes_attempted - 1,
-                        lease_run = NULL, lease_until_ms = NULL
+                        lease_process = NULL, lease_until_ms = NULL
                     FROM lost WHERE jobs.id = lost.id
                     RETURNING jobs.id
                  )
@@ -582,14 +660,14 @@ async fn begin_attempt_in(
     tx: &deadpool_postgres::Transaction<'_>,
     lease: Duration,
     job: &StoredJob,
-    pass: u32,
+    at: RunPass,
 ) -> Step<Written> {
-    let pass = pass as i32;
+    let (run, pass) = (at.run as i32, at.pass as i32);
     let number = job.attempts as i32 + 1;
-    // Only the run that holds the job may begin it: one whose lease
+    // Only the process that holds the job may begin it: one whose lease
     // expired and was taken over may not, whatever it still believes. The
     // lease starts again with the attempt.
-    let claimed_by = job.claimed_by.map(|run| run.0);
+    let claimed_by = job.claimed_by.map(|process| process.0);
     let lease = lease.as_millis() as i64;
     let begin = tx
         .prepare_cached(&format!(
@@ -598,35 +676,49 @@ async fn begin_attempt_in(
                        passes_attempted = passes_attempted + 1, last_pass = $1,
                        lease_until_ms = {NOW} + $5
                 WHERE id = $2 AND state IN ('pending', 'retry') AND last_pass < $1
-                  AND attempts = $3 AND ($4::bigint IS NULL OR lease_run = $4)
-                RETURNING id, lease_run, idempotency_key, attempts)
-             INSERT INTO attempts (job_id, run_id, pass, number, idempotency_key, started_ms)
-             SELECT id, lease_run, $1, attempts, idempotency_key, {NOW} FROM begun
+                  AND attempts = $3 AND ($4::bigint IS NULL OR lease_process = $4)
+                RETURNING id, lease_process, idempotency_key, attempts)
+             INSERT INTO attempts (job_id, run, process_id, pass, number, idempotency_key, started_ms)
+             SELECT id, $6, lease_process, $1, attempts, idempotency_key, {NOW} FROM begun
              RETURNING id"
         ))
         .await?;
     let begun = tx
         .query_opt(
             &begin,
-            &[&pass, &job.id, &(number - 1), &claimed_by, &lease],
+            &[&pass, &job.id, &(number - 1), &claimed_by, &lease, &run],
         )
         .await?;
     if let Some(row) = begun {
         return Ok(Written::Begun(AttemptId(row.get(0))));
     }
     // This transaction may have committed before its answer was lost: then
-    // the attempt is there, made by this run, and is the answer. (Another
-    // run's attempt of the job never is.)
+    // the attempt is there, made by this process, and is the answer.
+    // (Another process's attempt of the job never is.)
     let existing = tx
         .query_opt(
-            "SELECT id FROM attempts WHERE job_id = $1 AND pass = $2 AND number = $3
-               AND outcome = 'in-flight' AND ($4::bigint IS NULL OR run_id = $4)",
-            &[&job.id, &pass, &number, &claimed_by],
+            "SELECT id FROM attempts WHERE job_id = $1 AND run = $2 AND pass = $3 AND number = $4
+               AND outcome = 'in-flight' AND ($5::bigint IS NULL OR process_id = $5)",
+            &[&job.id, &run, &pass, &number, &claimed_by],
         )
         .await?;
-    match existing {
-        Some(row) => Ok(Written::Begun(AttemptId(row.get(0)))),
-        None => Err(Failure::Store(StoreError::LeaseLost(job.id.clone()))),
+    if let Some(row) = existing {
+        return Ok(Written::Begun(AttemptId(row.get(0))));
+    }
+    // An operator cancelled it since it was claimed; or another process
+    // took it over.
+    let state: Option<String> = tx
+        .query_opt("SELECT state FROM jobs WHERE id = $1", &[&job.id])
+        .await?
+        .map(|row| row.get(0));
+    match state {
+        Some(state) if state == JobState::Cancelled.as_str() => {
+            Err(Failure::Store(StoreError::NotEligible {
+                job: job.id.clone(),
+                state,
+            }))
+        }
+        _ => Err(Failure::Store(StoreError::LeaseLost(job.id.clone()))),
     }
 }
 
@@ -648,8 +740,8 @@ async fn finish_attempt_in(
                         WHERE id = $3 AND outcome = 'in-flight' RETURNING job_id)
                      UPDATE jobs SET state = 'succeeded', remote_id = $1, url = $2,
                             not_before_ms = NULL, category = NULL, reason = NULL,
-                            decided_by = NULL, gave_up = NULL,
-                            lease_run = NULL, lease_until_ms = NULL
+                            decided_by = NULL, gave_up = NULL, cancel_requested = 0,
+                            lease_process = NULL, lease_until_ms = NULL
                      FROM finished WHERE jobs.id = finished.job_id"
                 ))
                 .await?;
@@ -672,10 +764,13 @@ async fn finish_attempt_in(
                                fault = $2, category = $3, reason = $4, decided_by = $5,
                                retry_after_ms = $6, decision = $7, retry_scope = $8
                         WHERE id = $9 AND outcome = 'in-flight' RETURNING job_id)
-                     UPDATE jobs SET state = $10, gave_up = $11, category = $3, reason = $4,
+                     UPDATE jobs SET
+                            state = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE $10 END,
+                            gave_up = $11, category = $3,
+                            reason = CASE WHEN cancel_requested = 1 THEN $14 ELSE $4 END,
                             decided_by = $5, not_before_ms = $12,
                             infra_failures = infra_failures + $13,
-                            lease_run = NULL, lease_until_ms = NULL
+                            lease_process = NULL, lease_until_ms = NULL
                      FROM finished WHERE jobs.id = finished.job_id"
                 ))
                 .await?;
@@ -695,6 +790,7 @@ async fn finish_attempt_in(
                     &columns.gave_up,
                     &not_before_ms.map(|v| v as i64),
                     &columns.infra,
+                    &sql::CANCELLED_REASON,
                 ],
             )
             .await?;
@@ -704,20 +800,22 @@ async fn finish_attempt_in(
 }
 
 /// Commits `writes` in one transaction: one WAL flush for many attempts.
-/// A write that finds its job taken over answers so without failing the
-/// others.
+/// A write that finds its job taken over or cancelled answers so without
+/// failing the others.
 async fn commit_writes(inner: Arc<Inner>, writes: Arc<Vec<Write>>) -> Step<Vec<Result<Written>>> {
     let mut client = inner.pool.get().await?;
     let tx = client.transaction().await?;
     let mut results = Vec::with_capacity(writes.len());
     for write in writes.iter() {
         let written = match write {
-            Write::Begin { job, pass } => begin_attempt_in(&tx, inner.lease, job, *pass).await,
+            Write::Begin { job, at } => begin_attempt_in(&tx, inner.lease, job, *at).await,
             Write::Finish { attempt, outcome } => finish_attempt_in(&tx, *attempt, outcome).await,
         };
         match written {
             Ok(written) => results.push(Ok(written)),
-            Err(Failure::Store(lost @ StoreError::LeaseLost(_))) => results.push(Err(lost)),
+            Err(Failure::Store(
+                skipped @ (StoreError::LeaseLost(_) | StoreError::NotEligible { .. }),
+            )) => results.push(Err(skipped)),
             Err(e) => return Err(e),
         }
     }
@@ -825,7 +923,9 @@ impl Store for PostgresStore {
         self.call(|inner: Arc<Inner>| async move {
             let client = inner.pool.get().await?;
             client
-                .batch_execute("TRUNCATE attempts, jobs, passes, runs, meta RESTART IDENTITY")
+                .batch_execute(
+                    "TRUNCATE attempts, jobs, passes, runs, processes, meta RESTART IDENTITY",
+                )
                 .await?;
             Ok(())
         })
@@ -842,66 +942,131 @@ impl Store for PostgresStore {
         self.count(sql::COUNT_JOBS, vec![])
     }
 
-    fn begin_run(&self, run: &NewRun) -> Result<RunId> {
-        let config = serde_json::to_string(&serde_json::json!({
-            "retry": run.config,
-            "workers": run.workers,
-            "accounts": run.accounts,
-            "key_window_ms": run.key_window_ms,
+    fn join_run(&self, process: &NewProcess) -> Result<Joined> {
+        let process_config = serde_json::to_string(&serde_json::json!({
+            "retry": process.config,
+            "workers": process.workers,
+            "accounts": process.accounts,
+            "key_window_ms": process.key_window_ms,
         }))
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let pid = run.pid as i32;
+        let config = join::config_text(&process.config)?;
+        let pid = process.pid as i32;
         let host = hostname();
         self.inner
             .key_window_ms
-            .store(run.key_window_ms as i64, Ordering::Relaxed);
+            .store(process.key_window_ms as i64, Ordering::Relaxed);
+        let process = process.clone();
         self.call(move |inner: Arc<Inner>| {
-            let (config, host) = (config.clone(), host.clone());
+            let (process_config, config, host, process) = (
+                process_config.clone(),
+                config.clone(),
+                host.clone(),
+                process.clone(),
+            );
             async move {
                 let mut client = inner.pool.get().await?;
                 let tx = client.transaction().await?;
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&RUN_LOCK])
+                    .await?;
                 let lease = inner.lease.as_millis() as i64;
-                // Runs that stopped renewing are lost (until they renew again);
-                // the others go on.
+                // Processes that stopped renewing are lost (until they renew
+                // again); the others go on.
                 tx.execute(
                     &format!(
-                        "UPDATE runs SET state = 'lost'
+                        "UPDATE processes SET state = 'lost'
                          WHERE state = 'running' AND heartbeat_ms < {NOW} - $1"
                     ),
                     &[&lease],
                 )
                 .await?;
+                let accounts = join::normalized(process.accounts.as_deref());
+                let (run, how) = match join::plan(open_run(&tx).await?, &process)? {
+                    Plan::Join { run, others } => (run, JoinedHow::Joined { others }),
+                    Plan::Resume { run } => {
+                        // The same budgets; the delays are this process's.
+                        tx.execute(
+                            "UPDATE runs SET config = $1 WHERE run = $2",
+                            &[&config, &(run as i32)],
+                        )
+                        .await?;
+                        (run, JoinedHow::Resumed)
+                    }
+                    Plan::Begin { closing } => {
+                        if let Some(closed) = &closing {
+                            tx.execute(
+                                &format!(
+                                    "UPDATE runs SET state = 'closed', ended_ms = {NOW} WHERE run = $1"
+                                ),
+                                &[&(closed.run as i32)],
+                            )
+                            .await?;
+                        }
+                        // Nobody works on the batch now: what is still in
+                        // flight is uncertain, and counts in no budget.
+                        let window = process.key_window_ms as i64;
+                        recover(&tx, window, Unheld::ByLiveProcesses).await?;
+                        let run: i32 = tx
+                            .query_one("SELECT COALESCE(MAX(run), 0) + 1 FROM runs", &[])
+                            .await?
+                            .get(0);
+                        tx.execute(
+                            &format!(
+                                "INSERT INTO runs (run, started_ms, state, config, accounts)
+                                 VALUES ($1, {NOW}, 'open', $2, $3)"
+                            ),
+                            &[&run, &config, &join::accounts_text(accounts.as_deref())],
+                        )
+                        .await?;
+                        let (reopened, skipped) =
+                            fresh_budgets(&tx, &process.config, accounts.as_deref()).await?;
+                        (
+                            run as u32,
+                            JoinedHow::Began {
+                                reopened,
+                                skipped,
+                                closed: closing,
+                            },
+                        )
+                    }
+                };
                 let id: i64 = tx
                     .query_one(
                         &format!(
-                            "INSERT INTO runs (pid, host, started_ms, heartbeat_ms, state, config)
-                             VALUES ($1, $2, {NOW}, {NOW}, 'running', $3) RETURNING id"
+                            "INSERT INTO processes (run, pid, host, started_ms, heartbeat_ms, state, config)
+                             VALUES ($1, $2, $3, {NOW}, {NOW}, 'running', $4) RETURNING id"
                         ),
-                        &[&pid, &host, &config],
+                        &[&(run as i32), &pid, &host, &process_config],
                     )
                     .await?
                     .get(0);
                 tx.commit().await?;
-                Ok(RunId(id))
+                Ok(Joined {
+                    process: ProcessId(id),
+                    run,
+                    accounts,
+                    how,
+                })
             }
         })
     }
 
-    fn finish_run(&self, run: RunId, state: RunState) -> Result<()> {
+    fn leave_run(&self, process: ProcessId, state: ProcessState) -> Result<()> {
         self.call(move |inner: Arc<Inner>| {
             async move {
                 let mut client = inner.pool.get().await?;
                 let tx = client.transaction().await?;
                 tx.execute(
-                    &format!("UPDATE runs SET state = $1, ended_ms = {NOW} WHERE id = $2"),
-                    &[&state.as_str(), &run.0],
+                    &format!("UPDATE processes SET state = $1, ended_ms = {NOW} WHERE id = $2"),
+                    &[&state.as_str(), &process.0],
                 )
                 .await?;
-                // What this run still holds goes back at once: jobs it had not
-                // begun, and attempts a stop left in flight (uncertain now).
+                // What this process still holds goes back at once: jobs it
+                // had not begun, and attempts a stop left in flight
+                // (uncertain now).
                 tx.execute(
-                    "UPDATE jobs SET lease_until_ms = 0 WHERE lease_run = $1",
-                    &[&run.0],
+                    "UPDATE jobs SET lease_until_ms = 0 WHERE lease_process = $1",
+                    &[&process.0],
                 )
                 .await?;
                 tx.commit().await?;
@@ -912,7 +1077,7 @@ impl Store for PostgresStore {
 
     fn request_stop(&self) -> Result<u32> {
         let asked = self.execute(
-            "UPDATE runs SET stop_requested = true WHERE state IN ('running', 'lost')",
+            "UPDATE processes SET stop_requested = true WHERE state IN ('running', 'lost')",
             vec![],
         )?;
         Ok(asked as u32)
@@ -922,33 +1087,76 @@ impl Store for PostgresStore {
         self.execute(sql::RELEASE_HELD, vec![])
     }
 
-    fn stop_requested(&self, run: RunId) -> Result<bool> {
+    fn stop_requested(&self, process: ProcessId) -> Result<bool> {
         let asked = self.row(
-            "SELECT stop_requested FROM runs WHERE id = $1",
-            vec![Box::new(run.0)],
+            "SELECT stop_requested FROM processes WHERE id = $1",
+            vec![Box::new(process.0)],
             |r| r.get(0),
         )?;
         Ok(asked.unwrap_or(false))
     }
 
-    fn latest_pass(&self) -> Result<Option<PassMark>> {
-        self.row(sql::LATEST_PASS, vec![], |r| PassMark {
+    fn cancel(&self, jobs: &[String]) -> Result<Vec<(String, JobChange)>> {
+        self.control(
+            jobs,
+            JobChange::cancel,
+            format!(
+                "UPDATE jobs SET state = 'cancelled', reason = '{}',
+                                 lease_process = NULL, lease_until_ms = NULL
+                 WHERE id = $1",
+                sql::CANCELLED_REASON
+            ),
+            Some(sql::CANCEL_AFTER_ATTEMPT),
+        )
+    }
+
+    fn retry(&self, jobs: &[String]) -> Result<Vec<(String, JobChange)>> {
+        self.control(
+            jobs,
+            |state, _| JobChange::retry(state),
+            format!(
+                "UPDATE jobs SET state = 'retry', gave_up = NULL, reason = '{}',
+                                 passes_attempted = 0, last_pass = 0, infra_failures = 0,
+                                 cancel_requested = 0, lease_process = NULL, lease_until_ms = NULL
+                 WHERE id = $1",
+                sql::RETRIED_REASON
+            ),
+            None,
+        )
+    }
+
+    fn run_state(&self, run: u32) -> Result<RunState> {
+        let state: Option<String> =
+            self.row(sql::RUN_STATE, vec![Box::new(run as i32)], |r| r.get(0))?;
+        let state = state.ok_or_else(|| StoreError::Corrupt(format!("run {run} is missing")))?;
+        RunState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("the state of run {run}: {state:?}")))
+    }
+
+    fn latest_pass(&self, run: u32) -> Result<Option<PassMark>> {
+        self.row(sql::LATEST_PASS, vec![Box::new(run as i32)], |r| PassMark {
             pass: r.get::<_, i32>(0) as u32,
             opens_ms: r.get::<_, i64>(1) as u64,
             ended: r.get(2),
         })
     }
 
-    fn begin_pass(&self, pass: u32, opens_ms: u64) -> Result<()> {
+    fn begin_pass(&self, at: RunPass, opens_ms: u64) -> Result<()> {
         self.execute(
-            "INSERT INTO passes (pass, started_ms) VALUES ($1, $2) ON CONFLICT (pass) DO NOTHING",
-            vec![Box::new(pass as i32), Box::new(opens_ms as i64)],
+            "INSERT INTO passes (run, pass, started_ms) VALUES ($1, $2, $3)
+             ON CONFLICT (run, pass) DO NOTHING",
+            vec![
+                Box::new(at.run as i32),
+                Box::new(at.pass as i32),
+                Box::new(opens_ms as i64),
+            ],
         )
         .map(drop)
     }
 
-    fn end_pass(&self, pass: u32, result: &PassResult, next: Option<(u32, u64)>) -> Result<bool> {
+    fn end_pass(&self, at: RunPass, result: &PassResult, next: Option<(u32, u64)>) -> Result<bool> {
         let result = result.to_string();
+        let (run, pass) = (at.run as i32, at.pass as i32);
         self.call(move |inner: Arc<Inner>| {
             let result = result.clone();
             async move {
@@ -957,23 +1165,36 @@ impl Store for PostgresStore {
                 let ended = tx
                     .execute(
                         &format!(
-                            "UPDATE passes SET ended_ms = {NOW}, result = $1 WHERE pass = $2 AND ended_ms IS NULL"
+                            "UPDATE passes SET ended_ms = {NOW}, result = $1
+                             WHERE run = $2 AND pass = $3 AND ended_ms IS NULL"
                         ),
-                        &[&result, &(pass as i32)],
+                        &[&result, &run, &pass],
                     )
                     .await?
                     == 1;
-                if let (true, Some((next, opens_ms))) = (ended, next) {
-                    tx.execute(
-                        "INSERT INTO passes (pass, started_ms) VALUES ($1, $2) ON CONFLICT (pass) DO NOTHING",
-                        &[&(next as i32), &(opens_ms as i64)],
-                    )
-                    .await?;
+                match (ended, next) {
+                    (false, _) => {}
+                    (true, Some((next, opens_ms))) => {
+                        tx.execute(
+                            "INSERT INTO passes (run, pass, started_ms) VALUES ($1, $2, $3)
+                             ON CONFLICT (run, pass) DO NOTHING",
+                            &[&run, &(next as i32), &(opens_ms as i64)],
+                        )
+                        .await?;
+                    }
+                    (true, None) => {
+                        tx.execute(&finish_run(), &[&run]).await?;
+                    }
                 }
                 tx.commit().await?;
                 Ok(ended)
             }
         })
+    }
+
+    fn end_run(&self, run: u32) -> Result<()> {
+        self.execute(&finish_run(), vec![Box::new(run as i32)])
+            .map(drop)
     }
 
     fn eligible_jobs(&self, pass: u32, accounts: Option<&[String]>) -> Result<Vec<StoredJob>> {
@@ -993,7 +1214,7 @@ impl Store for PostgresStore {
 
     fn claim(
         &self,
-        run: RunId,
+        process: ProcessId,
         pass: u32,
         accounts: Option<&[String]>,
         limit: ClaimLimit,
@@ -1010,14 +1231,27 @@ impl Store for PostgresStore {
                 let tx = client.transaction().await?;
                 tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK])
                     .await?;
+                // A process that lost touch for longer than its lease may
+                // find its run closed and a new one begun: its work goes on
+                // there, not here.
+                let closed: Option<i32> = tx
+                    .query_opt(
+                        "SELECT r.run FROM processes p JOIN runs r ON r.run = p.run
+                         WHERE p.id = $1 AND r.state = 'closed'",
+                        &[&process.0],
+                    )
+                    .await?
+                    .map(|row| row.get(0));
+                if let Some(run) = closed {
+                    return Err(Failure::Store(StoreError::RunClosed(run as u32)));
+                }
                 let window = inner.key_window_ms.load(Ordering::Relaxed);
-                recover_expired(&tx, window).await?;
+                recover(&tx, window, Unheld::Expired).await?;
                 let lease = inner.lease.as_millis() as i64;
                 // The first `$6` accounts (in import order) that no other
-                // live run holds, then up to `$5` of their jobs, `$7` at most
-                // of each. A job this
-                // run already holds but has not begun (a claim whose answer
-                // was lost) is handed out again.
+                // live process holds, then up to `$5` of their jobs, `$7` at
+                // most of each. A job this process already holds but has not
+                // begun (a claim whose answer was lost) is handed out again.
                 let rows = tx
                     .query(
                         &format!(
@@ -1027,16 +1261,16 @@ impl Store for PostgresStore {
                                 FROM jobs j
                                 WHERE j.state IN ('pending', 'retry') AND j.last_pass < $3
                                   AND ($4::text[] IS NULL OR j.account = ANY($4))
-                                  AND (COALESCE(j.lease_until_ms, 0) < {NOW} OR j.lease_run = $1)
+                                  AND (COALESCE(j.lease_until_ms, 0) < {NOW} OR j.lease_process = $1)
                                   AND NOT EXISTS (
                                       SELECT 1 FROM jobs o
-                                      WHERE o.account = j.account AND o.lease_run <> $1
+                                      WHERE o.account = j.account AND o.lease_process <> $1
                                         AND o.lease_until_ms >= {NOW})
                              ), chosen AS (
                                 SELECT account FROM eligible
                                 GROUP BY account ORDER BY MIN(seq) LIMIT $6
                              )
-                             UPDATE jobs SET lease_run = $1, lease_until_ms = {NOW} + $2
+                             UPDATE jobs SET lease_process = $1, lease_until_ms = {NOW} + $2
                              WHERE seq IN (
                                 SELECT j.seq FROM jobs j
                                 WHERE j.seq IN (SELECT seq FROM eligible WHERE nth <= $7)
@@ -1044,13 +1278,13 @@ impl Store for PostgresStore {
                                   -- Checked again on the row as locked: it may
                                   -- have changed since the statement began.
                                   AND j.state IN ('pending', 'retry') AND j.last_pass < $3
-                                  AND (COALESCE(j.lease_until_ms, 0) < {NOW} OR j.lease_run = $1)
+                                  AND (COALESCE(j.lease_until_ms, 0) < {NOW} OR j.lease_process = $1)
                                 ORDER BY j.seq LIMIT $5
                                 FOR UPDATE SKIP LOCKED)
                              RETURNING {JOB_COLUMNS}, seq"
                         ),
                         &[
-                            &run.0,
+                            &process.0,
                             &lease,
                             &(pass as i32),
                             &accounts,
@@ -1065,7 +1299,7 @@ impl Store for PostgresStore {
                     .iter()
                     .map(|r| {
                         let job = StoredJob {
-                            claimed_by: Some(run),
+                            claimed_by: Some(process),
                             ..job_from_row(r)
                         };
                         // `seq` follows the job's columns.
@@ -1087,20 +1321,20 @@ impl Store for PostgresStore {
         )
     }
 
-    fn renew(&self, run: RunId) -> Result<()> {
+    fn renew(&self, process: ProcessId) -> Result<()> {
         self.call(move |inner: Arc<Inner>| async move {
             let mut client = inner.pool.get().await?;
             let tx = client.transaction().await?;
             let lease = inner.lease.as_millis() as i64;
-            // A run marked lost while it could not reach the database is
+            // A process marked lost while it could not reach the database is
             // back; one that finished stays finished, and keeps no leases.
             let alive = tx
                 .execute(
                     &format!(
-                        "UPDATE runs SET heartbeat_ms = {NOW}, state = 'running'
+                        "UPDATE processes SET heartbeat_ms = {NOW}, state = 'running'
                          WHERE id = $1 AND state IN ('running', 'lost')"
                     ),
-                    &[&run.0],
+                    &[&process.0],
                 )
                 .await?
                 == 1;
@@ -1110,10 +1344,10 @@ impl Store for PostgresStore {
                 tx.execute(
                     &format!(
                         "UPDATE jobs SET lease_until_ms = {NOW} + $2
-                         WHERE seq IN (SELECT seq FROM jobs WHERE lease_run = $1
+                         WHERE seq IN (SELECT seq FROM jobs WHERE lease_process = $1
                                        FOR UPDATE SKIP LOCKED)"
                     ),
-                    &[&run.0, &lease],
+                    &[&process.0, &lease],
                 )
                 .await?;
             }
@@ -1133,34 +1367,36 @@ impl Store for PostgresStore {
     fn tally(&self, accounts: Option<&[String]>) -> Result<PassTally> {
         let tally = self.row(
             "SELECT
+                COUNT(*) FILTER (WHERE state = 'succeeded'),
                 COUNT(*) FILTER (WHERE state IN ('pending', 'retry', 'running')),
                 COUNT(*) FILTER (WHERE state = 'failed'),
-                COUNT(*) FILTER (WHERE state = 'failed' AND gave_up LIKE 'tried in all %'),
-                COUNT(*) FILTER (WHERE state = 'needs-review')
+                COUNT(*) FILTER (WHERE state = 'needs-review'),
+                COUNT(*) FILTER (WHERE state = 'cancelled')
              FROM jobs WHERE ($1::text[] IS NULL OR account = ANY($1))",
             vec![Box::new(accounts_param(accounts))],
             |r| PassTally {
-                to_retry: r.get::<_, i64>(0) as u32,
-                failed: r.get::<_, i64>(1) as u32,
-                out_of_passes: r.get::<_, i64>(2) as u32,
+                succeeded: r.get::<_, i64>(0) as u32,
+                unfinished: r.get::<_, i64>(1) as u32,
+                failed: r.get::<_, i64>(2) as u32,
                 held: r.get::<_, i64>(3) as u32,
+                cancelled: r.get::<_, i64>(4) as u32,
             },
         )?;
         Ok(tally.unwrap_or_default())
     }
 
-    fn begin_attempt(&self, job: &StoredJob, pass: u32) -> Result<AttemptId> {
-        self.queue_begin_attempt(job, pass).wait()
+    fn begin_attempt(&self, job: &StoredJob, at: RunPass) -> Result<AttemptId> {
+        self.queue_begin_attempt(job, at).wait()
     }
 
     fn finish_attempt(&self, attempt: AttemptId, outcome: &AttemptOutcome) -> Result<()> {
         self.queue_finish_attempt(attempt, outcome).wait()
     }
 
-    fn queue_begin_attempt(&self, job: &StoredJob, pass: u32) -> Durable<AttemptId> {
+    fn queue_begin_attempt(&self, job: &StoredJob, at: RunPass) -> Durable<AttemptId> {
         let write = Write::Begin {
             job: job.clone(),
-            pass,
+            at,
         };
         self.submit(write, attempt_id)
     }
@@ -1247,7 +1483,7 @@ async fn attempt_rows(inner: &Inner, job: Option<String>) -> Step<Vec<ReportRow>
         .query(
             "SELECT a.pass, a.number, a.started_ms, a.ended_ms, a.outcome, a.remote_id, a.failure,
                     a.fault, a.category, a.decided_by, a.reason, a.retry_after_ms, a.decision,
-                    a.job_id, j.account, a.retry_scope, a.run_id
+                    a.job_id, j.account, a.retry_scope, a.run, a.process_id
              FROM attempts a JOIN jobs j ON j.id = a.job_id
              WHERE ($1::text IS NULL OR a.job_id = $1)
              ORDER BY j.seq, a.id",
@@ -1263,8 +1499,9 @@ async fn attempt_rows(inner: &Inner, job: Option<String>) -> Step<Vec<ReportRow>
                 job: r.get(13),
                 account: r.get(14),
                 attempt: AttemptRecord {
-                    run: r.get(16),
+                    run: r.get::<_, Option<i32>>(16).map(|v| v as u32),
                     pass: r.get::<_, i32>(0) as u32,
+                    process: r.get(17),
                     number: r.get::<_, i32>(1) as u32,
                     started_ms: r.get::<_, i64>(2) as u64,
                     ended_ms: r.get::<_, Option<i64>>(3).map(|v| v as u64),
@@ -1301,31 +1538,104 @@ async fn status(inner: &Inner) -> Step<StatusReport> {
             .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64))
             .collect())
     };
+    let count = async |sql: &str| -> Step<u64> {
+        Ok(client.query_one(sql, &[]).await?.get::<_, i64>(0) as u64)
+    };
     let mut report = StatusReport {
-        jobs: client
-            .query_one(sql::COUNT_JOBS, &[])
-            .await?
-            .get::<_, i64>(0) as u64,
+        jobs: count(sql::COUNT_JOBS).await?,
+        runs_total: count(sql::COUNT_RUNS).await?,
         ..StatusReport::default()
     };
     let by_state = pairs(sql::BY_STATE).await?;
     report.by_state = crate::model::every_state(&by_state);
     report.by_category = pairs(sql::BY_CATEGORY).await?;
-    let passes = client.query(sql::PASS_RESULTS, &[]).await?;
-    for row in passes {
-        let pass: i32 = row.get(0);
-        let counts = client
+    report.failed_by_category = pairs(sql::FAILED_BY_CATEGORY).await?;
+    let lease = inner.lease.as_millis() as i64;
+    // A process that stopped renewing is not working on its run: it is lost.
+    let live = format!("state = 'running' AND heartbeat_ms >= {NOW} - $1");
+    let runs = client
+        .query(
+            &format!(
+                "SELECT r.run, r.state, r.started_ms, r.ended_ms, r.config, r.accounts,
+                        (SELECT COALESCE(MAX(pass), 0) FROM passes p WHERE p.run = r.run),
+                        (SELECT COUNT(*) FROM attempts a WHERE a.run = r.run),
+                        EXISTS (SELECT 1 FROM processes x WHERE x.run = r.run AND x.{live})
+                 FROM runs r ORDER BY r.run DESC LIMIT {RUNS_SHOWN}"
+            ),
+            &[&lease],
+        )
+        .await?;
+    let runs: Vec<RunRow> = runs
+        .iter()
+        .rev()
+        .map(|r| RunRow {
+            run: r.get::<_, i32>(0) as u32,
+            state: r.get(1),
+            started_ms: r.get(2),
+            ended_ms: r.get(3),
+            config: r.get(4),
+            accounts: r.get(5),
+            passes: r.get::<_, i32>(6) as u32,
+            attempts: r.get(7),
+            live: r.get(8),
+        })
+        .collect();
+    report.runs = runs
+        .into_iter()
+        .map(RunRow::status)
+        .collect::<Result<_>>()?;
+    report.last_run = report.runs.last().cloned();
+    if let Some(last) = &report.last_run {
+        let run = last.run as i32;
+        let passes = client.query(sql::PASS_RESULTS, &[&run]).await?;
+        for row in passes {
+            let pass: i32 = row.get(0);
+            let counts = client
+                .query(
+                    "SELECT outcome, COALESCE(category, ''), COUNT(*) FROM attempts
+                     WHERE run = $1 AND pass = $2
+                     GROUP BY outcome, category ORDER BY 2",
+                    &[&run, &pass],
+                )
+                .await?;
+            let counts = counts
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get::<_, i64>(2) as u64));
+            let at = RunPass {
+                run: last.run,
+                pass: pass as u32,
+            };
+            report
+                .passes
+                .push(PassStatus::from_counts(at, row.get(1), counts));
+        }
+        let processes = client
             .query(
-                "SELECT outcome, COALESCE(category, ''), COUNT(*) FROM attempts WHERE pass = $1
-                 GROUP BY outcome, category ORDER BY 2",
-                &[&pass],
+                &format!(
+                    "SELECT id, run, pid, host,
+                            CASE WHEN state = 'running' AND NOT ({live}) THEN 'lost'
+                                 ELSE state END,
+                            started_ms, ended_ms, stop_requested
+                     FROM processes WHERE run = $2
+                     ORDER BY (state IN ('running', 'lost')) DESC, id DESC LIMIT 10"
+                ),
+                &[&lease, &run],
             )
             .await?;
-        let counts = counts
+        report.processes = processes
             .iter()
-            .map(|r| (r.get(0), r.get(1), r.get::<_, i64>(2) as u64));
-        let status = PassStatus::from_counts(pass as u32, row.get(1), counts);
-        report.passes.push(status);
+            .map(|r| ProcessStatus {
+                id: r.get(0),
+                run: r.get::<_, Option<i32>>(1).map(|v| v as u32),
+                pid: r.get::<_, i32>(2) as u32,
+                host: Some(r.get(3)),
+                state: r.get(4),
+                started_ms: r.get::<_, i64>(5) as u64,
+                ended_ms: r.get::<_, Option<i64>>(6).map(|v| v as u64),
+                stop_requested: r.get(7),
+            })
+            .collect();
+        report.processes.sort_by_key(|p| p.id);
     }
     let entries = async |state: &str| -> Step<(Vec<RetryEntry>, u64)> {
         let total = client
@@ -1365,36 +1675,155 @@ async fn status(inner: &Inner) -> Step<StatusReport> {
             example: r.get(3),
         })
         .collect();
-    let lease = inner.lease.as_millis() as i64;
-    let runs = client
-        .query(
-            &format!(
-                "SELECT id, pid, host,
-                        CASE WHEN state = 'running' AND heartbeat_ms < {NOW} - $1 THEN 'lost'
-                             ELSE state END,
-                        started_ms, ended_ms, stop_requested
-                 FROM runs
-                 WHERE state IN ('running', 'lost') OR id = (SELECT MAX(id) FROM runs)
-                 ORDER BY id"
-            ),
-            &[&lease],
+    Ok(report)
+}
+
+/// Finishes the open run `$1`.
+fn finish_run() -> String {
+    format!("UPDATE runs SET state = 'finished', ended_ms = {NOW} WHERE run = $1 AND state = 'open'")
+}
+
+/// The newest run, when it is open, with how many processes work on it.
+async fn open_run(tx: &Transaction<'_>) -> Step<Option<OpenRun>> {
+    let newest = tx
+        .query_opt(
+            "SELECT run, state, config, accounts FROM runs ORDER BY run DESC LIMIT 1",
+            &[],
         )
         .await?;
-    let runs: Vec<RunStatus> = runs
+    let Some(row) = newest else {
+        return Ok(None);
+    };
+    let (run, state, config, accounts): (i32, String, String, Option<String>) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    if state != RunState::Open.as_str() {
+        return Ok(None);
+    }
+    let live: i64 = tx
+        .query_one(
+            "SELECT COUNT(*) FROM processes WHERE run = $1 AND state = 'running'",
+            &[&run],
+        )
+        .await?
+        .get(0);
+    let run = run as u32;
+    Ok(Some(OpenRun {
+        run,
+        config: join::config_from(&config, run)?,
+        accounts: join::accounts_from(accounts.as_deref(), run)?,
+        live_processes: live as u64,
+    }))
+}
+
+/// A new run's budgets: failed jobs of `accounts` whose category `config`
+/// retries are reopened, and every open job starts with none of the run's
+/// passes used. Returns how many were reopened, and the failed jobs left
+/// as they are, by category.
+async fn fresh_budgets(
+    tx: &Transaction<'_>,
+    config: &orchestrator_retry::RetryConfig,
+    accounts: Option<&[String]>,
+) -> Step<(u64, Vec<Skipped>)> {
+    let categories: Vec<&str> = config
+        .retried_categories()
         .iter()
-        .map(|r| RunStatus {
-            id: r.get(0),
-            pid: r.get::<_, i32>(1) as u32,
-            host: Some(r.get(2)),
-            state: r.get(3),
-            started_ms: r.get::<_, i64>(4) as u64,
-            ended_ms: r.get::<_, Option<i64>>(5).map(|v| v as u64),
-            stop_requested: r.get(6),
+        .map(|c| c.as_str())
+        .collect();
+    let accounts = accounts_param(accounts);
+    let reopened = tx
+        .execute(
+            "UPDATE jobs SET state = 'retry', gave_up = NULL
+             WHERE state = 'failed' AND (category IS NULL OR category = ANY($1))
+               AND ($2::text[] IS NULL OR account = ANY($2))",
+            &[&categories, &accounts],
+        )
+        .await?;
+    tx.execute(
+        "UPDATE jobs SET passes_attempted = 0, last_pass = 0, infra_failures = 0
+         WHERE state IN ('pending', 'retry') AND ($1::text[] IS NULL OR account = ANY($1))",
+        &[&accounts],
+    )
+    .await?;
+    let skipped = tx
+        .query(
+            "SELECT category, COUNT(*), MIN(id) FROM jobs
+             WHERE state = 'failed' AND ($1::text[] IS NULL OR account = ANY($1))
+             GROUP BY category ORDER BY category",
+            &[&accounts],
+        )
+        .await?
+        .iter()
+        .map(|r| Skipped {
+            category: r
+                .get::<_, Option<&str>>(0)
+                .and_then(orchestrator_contract::Category::parse)
+                .unwrap_or(orchestrator_contract::Category::Unknown),
+            jobs: r.get::<_, i64>(1) as u64,
+            example: r.get(2),
         })
         .collect();
-    report.last_run = runs.last().cloned();
-    report.runs = runs;
-    Ok(report)
+    Ok((reopened, skipped))
+}
+
+impl PostgresStore {
+    /// Changes the jobs `ids` as `change` decides from each one's state (and
+    /// whether its cancellation waits for its attempt): runs `changed` (SQL
+    /// with the id as `$1`) where it says so, `after` where the job's
+    /// attempt must end first. An unknown id changes nothing.
+    fn control(
+        &self,
+        ids: &[String],
+        change: fn(JobState, bool) -> JobChange,
+        changed: String,
+        after: Option<&'static str>,
+    ) -> Result<Vec<(String, JobChange)>> {
+        let ids = ids.to_vec();
+        self.call(move |inner: Arc<Inner>| {
+            let (ids, changed) = (ids.clone(), changed.clone());
+            async move {
+                let mut client = inner.pool.get().await?;
+                let tx = client.transaction().await?;
+                // Locked, so a claim or an attempt's outcome waits for us.
+                let rows = tx
+                    .query(
+                        "SELECT id, state, cancel_requested FROM jobs WHERE id = ANY($1) FOR UPDATE",
+                        &[&ids],
+                    )
+                    .await?;
+                let found: std::collections::HashMap<String, (String, i32)> = rows
+                    .iter()
+                    .map(|r| (r.get(0), (r.get(1), r.get(2))))
+                    .collect();
+                let unknown: Vec<String> = ids
+                    .iter()
+                    .filter(|id| !found.contains_key(*id))
+                    .cloned()
+                    .collect();
+                if !unknown.is_empty() {
+                    return Err(Failure::Store(StoreError::UnknownJobs(unknown)));
+                }
+                let mut changes = Vec::with_capacity(ids.len());
+                for id in &ids {
+                    let (state, requested) = &found[id];
+                    let state = JobState::parse(state).ok_or_else(|| {
+                        Failure::Store(StoreError::Corrupt(format!("job state {state:?}")))
+                    })?;
+                    let what = change(state, *requested != 0);
+                    let statement = match what {
+                        JobChange::Changed { .. } => Some(changed.as_str()),
+                        JobChange::CancelledAfterAttempt => after,
+                        JobChange::Already { .. } | JobChange::Refused { .. } => None,
+                    };
+                    if let Some(statement) = statement {
+                        tx.execute(statement, &[id]).await?;
+                    }
+                    changes.push((id.clone(), what));
+                }
+                tx.commit().await?;
+                Ok(changes)
+            }
+        })
+    }
 }
 
 /// This machine's name, so `--status` can say where each run is.
@@ -1410,7 +1839,85 @@ fn hostname() -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::without_password;
+    use super::*;
+
+    #[test]
+    fn a_database_from_schema_1_is_brought_forward_with_nothing_lost() {
+        let Some(cluster) = orchestrator_pg_cluster::Cluster::for_test(
+            "a_database_from_schema_1_is_brought_forward",
+        ) else {
+            return;
+        };
+        let url = cluster.create_database();
+        // Schema 1 as it was, with a batch whose pass 1 ended (a posted, b to
+        // retry) and whose pass 2 was open when its process stopped.
+        cluster.sql(
+            &url,
+            &format!(
+                "CREATE TABLE orchestrator_schema (version BIGINT NOT NULL);
+                 INSERT INTO orchestrator_schema (version) VALUES (1); {}",
+                MIGRATIONS[0]
+            ),
+        );
+        let config = serde_json::json!({
+            "retry": orchestrator_retry::RetryConfig::default(),
+            "workers": 3,
+            "accounts": null,
+            "key_window_ms": 3_600_000,
+        });
+        cluster.sql(
+            &url,
+            &format!(
+                "INSERT INTO jobs (id, account, payload, idempotency_key, state, attempts,
+                                   passes_attempted, last_pass, remote_id, category)
+                 VALUES ('a', 'x', '{{}}', 'ka', 'succeeded', 1, 1, 1, 'r-1', NULL),
+                        ('b', 'x', '{{}}', 'kb', 'retry', 1, 1, 1, NULL, 'retryable'),
+                        ('c', 'y', '{{}}', 'kc', 'pending', 0, 0, 0, NULL, NULL);
+                 INSERT INTO runs (pid, host, started_ms, heartbeat_ms, ended_ms, state, config)
+                 VALUES (4242, 'old-host', 100, 300, 300, 'stopped', '{config}');
+                 INSERT INTO passes (pass, started_ms, ended_ms, result)
+                 VALUES (1, 100, 200, '1 jobs to retry'), (2, 250, NULL, NULL);
+                 INSERT INTO attempts (job_id, run_id, pass, number, idempotency_key, started_ms,
+                                       ended_ms, outcome, remote_id, category)
+                 VALUES ('a', 1, 1, 1, 'ka', 110, 120, 'succeeded', 'r-1', NULL),
+                        ('b', 1, 1, 1, 'kb', 110, 130, 'failed', NULL, 'retryable');"
+            ),
+        );
+        let store = PostgresStore::open(&url, DEFAULT_LEASE).unwrap();
+        assert_eq!(store.schema_version().unwrap(), 2);
+        let status = store.status().unwrap();
+        let last = status.last_run.clone().unwrap();
+        assert_eq!(
+            (last.run, last.state.as_str(), last.passes, last.attempts),
+            (1, "stopped", 2, 2)
+        );
+        assert_eq!(status.processes[0].host.as_deref(), Some("old-host"));
+        let report = store.report().unwrap();
+        assert!(
+            report
+                .iter()
+                .all(|r| r.attempt.run == Some(1) && r.attempt.process == Some(1))
+        );
+        assert_eq!(report[0].attempt.remote_id.as_deref(), Some("r-1"));
+        // The same settings resume it where it stood.
+        let joined = store
+            .join_run(&NewProcess {
+                pid: 1,
+                config: orchestrator_retry::RetryConfig::default(),
+                workers: 3,
+                accounts: None,
+                key_window_ms: 3_600_000,
+            })
+            .unwrap();
+        assert_eq!((joined.run, joined.how), (1, JoinedHow::Resumed));
+        let eligible: Vec<(String, u32)> = store
+            .eligible_jobs(2, None)
+            .unwrap()
+            .into_iter()
+            .map(|j| (j.id, j.passes_attempted))
+            .collect();
+        assert_eq!(eligible, [("b".into(), 1), ("c".into(), 0)]);
+    }
 
     #[test]
     fn a_url_is_shown_without_its_password() {

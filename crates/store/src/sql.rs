@@ -1,12 +1,19 @@
-//! SQL that both stores' dialects read alike, written once.
+//! SQL that both stores' dialects read alike, written once. (SQLite reads
+//! `$1` as a parameter too, so statements with one parameter are shared.)
 
-/// The accounts with jobs left to attempt.
-pub(crate) const ACCOUNTS_WITH_WORK: &str =
-    "SELECT DISTINCT account FROM jobs WHERE state IN ('pending', 'retry') ORDER BY account";
+/// The accounts whose jobs a run may yet attempt.
+pub(crate) const ACCOUNTS_WITH_WORK: &str = "SELECT DISTINCT account FROM jobs WHERE state NOT IN ('succeeded', 'cancelled') ORDER BY account";
 
-/// The newest pass: number, when it opens, whether it ended.
-pub(crate) const LATEST_PASS: &str =
-    "SELECT pass, started_ms, ended_ms IS NOT NULL FROM passes ORDER BY pass DESC LIMIT 1";
+/// The newest pass of run `$1`: number, when it opens, whether it ended.
+pub(crate) const LATEST_PASS: &str = "SELECT pass, started_ms, ended_ms IS NOT NULL FROM passes WHERE run = $1 ORDER BY pass DESC LIMIT 1";
+
+/// Where run `$1` stands.
+pub(crate) const RUN_STATE: &str = "SELECT state FROM runs WHERE run = $1";
+
+/// Finishes the open run `$2` at `$1`. (SQLite numbers `$n` parameters in
+/// the order they first appear, so they appear in order.)
+pub(crate) const FINISH_RUN: &str =
+    "UPDATE runs SET state = 'finished', ended_ms = $1 WHERE run = $2 AND state = 'open'";
 
 /// Every job's standing, in import order.
 pub(crate) const JOB_SUMMARIES: &str =
@@ -15,8 +22,9 @@ pub(crate) const JOB_SUMMARIES: &str =
 /// Lets the jobs held for review be retried.
 pub(crate) const RELEASE_HELD: &str = "UPDATE jobs SET state = 'retry', reason = 'released for retry after review' WHERE state = 'needs-review'";
 
-/// Every pass and how it ended.
-pub(crate) const PASS_RESULTS: &str = "SELECT pass, result FROM passes ORDER BY pass";
+/// Every pass of run `$1` and how it ended.
+pub(crate) const PASS_RESULTS: &str =
+    "SELECT pass, result FROM passes WHERE run = $1 ORDER BY pass";
 
 /// How many jobs the batch holds.
 pub(crate) const COUNT_JOBS: &str = "SELECT COUNT(*) FROM jobs";
@@ -24,11 +32,30 @@ pub(crate) const COUNT_JOBS: &str = "SELECT COUNT(*) FROM jobs";
 /// Jobs failed or to retry, by the category of their latest failure.
 pub(crate) const BY_CATEGORY: &str = "SELECT category, COUNT(*) FROM jobs WHERE state IN ('retry', 'failed') AND category IS NOT NULL GROUP BY category ORDER BY category";
 
+/// Failed jobs, by the category of their latest failure.
+pub(crate) const FAILED_BY_CATEGORY: &str = "SELECT COALESCE(category, 'unknown'), COUNT(*) FROM jobs WHERE state = 'failed' GROUP BY 1 ORDER BY 1";
+
 /// Jobs by state.
 pub(crate) const BY_STATE: &str = "SELECT state, COUNT(*) FROM jobs GROUP BY state";
 
-/// Jobs failed for good, grouped by why, most frequent first.
+/// Failed jobs, grouped by why, most frequent first.
 pub(crate) const FAILURE_REASONS: &str = "SELECT category, COALESCE(gave_up || ': ' || reason, reason), COUNT(*), MIN(id) FROM jobs WHERE state = 'failed' GROUP BY 1, 2 ORDER BY 3 DESC, 4 LIMIT 10";
+
+/// How many runs there are.
+pub(crate) const COUNT_RUNS: &str = "SELECT COUNT(*) FROM runs";
 
 /// A [`crate::StoredJob`]'s columns, in the order both stores read them.
 pub(crate) const JOB_COLUMNS: &str = "id, account, payload, idempotency_key, state, attempts, passes_attempted, infra_failures, not_before_ms";
+
+/// A job's state and whether its cancellation waits for its attempt, for
+/// `cancel` and `retry`.
+pub(crate) const JOB_CONTROL: &str = "SELECT state, cancel_requested FROM jobs WHERE id = $1";
+
+/// A job cancelled while an attempt of it is in flight: cancelled when the
+/// attempt ends, unless it posted.
+pub(crate) const CANCEL_AFTER_ATTEMPT: &str =
+    "UPDATE jobs SET cancel_requested = 1 WHERE id = $1";
+
+/// What the reason of a job cancelled or retried by an operator says.
+pub(crate) const CANCELLED_REASON: &str = "cancelled by an operator";
+pub(crate) const RETRIED_REASON: &str = "retry requested by an operator";

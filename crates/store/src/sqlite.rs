@@ -4,31 +4,38 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use orchestrator_contract::RetryScope;
+use orchestrator_contract::{Category, RetryScope};
 use orchestrator_retry::{PassResult, PassTally};
 
+use crate::join::{self, OpenRun, Plan};
 use crate::model::FailureColumns;
 use crate::sql::{self, JOB_COLUMNS};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_iter};
 
 use crate::group::{Durable, GroupCommit, Write, Written};
 use crate::{
-    AttemptId, AttemptOutcome, AttemptRecord, ImportSummary, JobState, JobSummary, NewJob, NewRun,
-    PassMark, PassStatus, Pause, ReasonCount, ReportRow, Result, RetryEntry, RunId, RunState,
-    RunStatus, StatusReport, Store, StoreError, StoredJob, idempotency_key,
+    AttemptId, AttemptOutcome, AttemptRecord, ImportSummary, JobChange, JobState, JobSummary,
+    Joined, JoinedHow, NewJob, NewProcess, PassMark, PassStatus, Pause, ProcessId, ProcessState,
+    ProcessStatus, RUNS_SHOWN, ReasonCount, ReportRow, Result, RetryEntry, RunPass, RunState,
+    RunStatus, Skipped, StatusReport, Store, StoreError, StoredJob, idempotency_key,
 };
 
 /// The schema version this build writes; a file with a higher one is
 /// refused rather than misread, one with a lower one is brought up to date
 /// by [`MIGRATIONS`].
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// What turns schema version `n` into `n + 1`, at index `n - 1`.
 const MIGRATIONS: &[&str] = &[
     // 2: who waits out a retry-after.
     "ALTER TABLE attempts ADD COLUMN retry_scope TEXT;",
+    // 3: runs, each a series of passes with its own budgets.
+    TO_RUNS,
 ];
 
+/// The schema as version 2 left it. A new file gets it and then the
+/// migrations after it, so every file reaches the same schema the same
+/// way.
 pub(crate) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS jobs (
     seq              INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -94,14 +101,59 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 ";
 
+/// Schema 3. What schema 2 called runs were processes; they keep their ids
+/// (attempts keep theirs in `process_id`). The passes of a batch were one
+/// series: they become run 1, open unless its last pass ended it, with the
+/// settings of the last process that worked on it. Per-job budgets so far
+/// are run 1's. Jobs may be cancelled.
+const TO_RUNS: &str = "
+ALTER TABLE runs RENAME TO processes;
+ALTER TABLE processes ADD COLUMN run INTEGER;
+ALTER TABLE attempts RENAME COLUMN run_id TO process_id;
+ALTER TABLE attempts ADD COLUMN run INTEGER;
+ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE runs (
+    run              INTEGER PRIMARY KEY,
+    started_ms       INTEGER NOT NULL,
+    ended_ms         INTEGER,
+    state            TEXT NOT NULL,
+    config           TEXT NOT NULL,
+    accounts         TEXT
+);
+INSERT INTO runs (run, started_ms, ended_ms, state, config, accounts)
+SELECT 1,
+       COALESCE((SELECT MIN(started_ms) FROM processes), (SELECT MIN(started_ms) FROM passes), 0),
+       CASE WHEN ended THEN (SELECT MAX(ended_ms) FROM passes) END,
+       CASE WHEN ended THEN 'finished' ELSE 'open' END,
+       COALESCE((SELECT json_extract(config, '$.retry') FROM processes ORDER BY id DESC LIMIT 1),
+                '{\"max_passes\":3,\"retry_delay_seconds\":30,\"infrastructure_retry_limit\":3,\"retry_unknown_errors\":true,\"retry_non_retryable\":false}'),
+       (SELECT json_extract(config, '$.accounts') FROM processes ORDER BY id DESC LIMIT 1)
+FROM (SELECT (SELECT ended_ms IS NOT NULL AND COALESCE(result, '') NOT LIKE '% jobs to retry'
+              FROM passes ORDER BY pass DESC LIMIT 1) AS ended)
+WHERE EXISTS (SELECT 1 FROM processes) OR EXISTS (SELECT 1 FROM passes);
+UPDATE processes SET run = 1;
+UPDATE attempts SET run = 1;
+CREATE TABLE passes_of_runs (
+    run              INTEGER NOT NULL,
+    pass             INTEGER NOT NULL,
+    started_ms       INTEGER NOT NULL,
+    ended_ms         INTEGER,
+    result           TEXT,
+    PRIMARY KEY (run, pass)
+);
+INSERT INTO passes_of_runs SELECT 1, pass, started_ms, ended_ms, result FROM passes;
+DROP TABLE passes;
+ALTER TABLE passes_of_runs RENAME TO passes;
+DROP INDEX attempts_by_pass;
+CREATE INDEX attempts_by_pass ON attempts (run, pass, outcome);
+";
+
 /// The embedded store: one SQLite file in WAL mode, so `--status` can read
 /// while a run writes.
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     /// The attempts' writes, committed in groups (none when read-only).
     group: Option<GroupCommit>,
-    /// The file's schema version: a read-only file keeps the one it has.
-    schema: i64,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -115,6 +167,19 @@ fn now_ms() -> u64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// Brings a schema at version `found` up to date, in one transaction, so a
+/// failure leaves it as it was. A new file (0) gets [`SCHEMA`] first.
+fn migrate(conn: &Connection, found: i64) -> rusqlite::Result<()> {
+    if found >= SCHEMA_VERSION {
+        return Ok(());
+    }
+    let (base, from) = if found == 0 { (SCHEMA, 2) } else { ("", found) };
+    let steps: String = MIGRATIONS[from as usize - 1..].concat();
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE; {base} {steps} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+    ))
 }
 
 impl SqliteStore {
@@ -146,19 +211,7 @@ impl SqliteStore {
         )
         .map_err(open_err)?;
         let found = check_schema(&conn, &shown)?;
-        // A new file gets the current schema at once; an older one is
-        // migrated step by step, in one transaction, so a failure leaves it
-        // as it was.
-        let upgrade = if found == 0 {
-            format!("{SCHEMA} PRAGMA user_version = {SCHEMA_VERSION};")
-        } else {
-            let steps: String = MIGRATIONS[found as usize - 1..].concat();
-            format!("{steps} PRAGMA user_version = {SCHEMA_VERSION};")
-        };
-        if found < SCHEMA_VERSION {
-            conn.execute_batch(&format!("BEGIN IMMEDIATE; {upgrade} COMMIT;"))
-                .map_err(open_err)?;
-        }
+        migrate(&conn, found).map_err(open_err)?;
         let conn = Arc::new(Mutex::new(conn));
         let group = GroupCommit::start(conn.clone()).map_err(|e| StoreError::Open {
             path: shown.clone(),
@@ -167,12 +220,12 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn,
             group: Some(group),
-            schema: SCHEMA_VERSION,
         })
     }
 
     /// Opens an existing store for reading only (`--status` on a file the
-    /// user made read-only).
+    /// user made read-only). A file from an older schema is brought up to
+    /// date in a copy in memory; the file stays as it is.
     pub fn open_read_only(path: &Path) -> Result<Self> {
         let shown = path.display().to_string();
         let open_err = |e: rusqlite::Error| StoreError::Open {
@@ -183,11 +236,20 @@ impl SqliteStore {
             .map_err(open_err)?;
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(open_err)?;
-        let schema = check_schema(&conn, &shown)?;
+        let found = check_schema(&conn, &shown)?;
+        let conn = if found < SCHEMA_VERSION {
+            let mut copy = Connection::open_in_memory().map_err(open_err)?;
+            rusqlite::backup::Backup::new(&conn, &mut copy)
+                .and_then(|b| b.run_to_completion(4096, Duration::ZERO, None))
+                .map_err(open_err)?;
+            migrate(&copy, found).map_err(open_err)?;
+            copy
+        } else {
+            conn
+        };
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             group: None,
-            schema,
         })
     }
 
@@ -206,6 +268,56 @@ impl SqliteStore {
         tx.commit()?;
         Ok(value)
     }
+
+    /// Changes the jobs `ids` as `change` decides from each one's state (and
+    /// whether its cancellation waits for its attempt): runs `changed` (SQL
+    /// with the id as `$1`) where it says so, `after` where the job's
+    /// attempt must end first. An unknown id changes nothing.
+    fn control(
+        &self,
+        ids: &[String],
+        change: impl Fn(JobState, bool) -> JobChange,
+        changed: &str,
+        after: Option<&str>,
+    ) -> Result<Vec<(String, JobChange)>> {
+        self.with_tx(|tx| {
+            let mut found = Vec::with_capacity(ids.len());
+            let mut unknown = Vec::new();
+            for id in ids {
+                let row = tx
+                    .prepare_cached(sql::JOB_CONTROL)?
+                    .query_row([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                    .optional()?;
+                match row {
+                    Some((state, requested)) => found.push((id, state, requested != 0)),
+                    None => unknown.push(id.clone()),
+                }
+            }
+            if !unknown.is_empty() {
+                return Err(StoreError::UnknownJobs(unknown));
+            }
+            let mut changes = Vec::with_capacity(found.len());
+            for (id, state, requested) in found {
+                let state = parse_state(&state)?;
+                let what = change(state, requested);
+                let statement = match what {
+                    JobChange::Changed { .. } => Some(changed),
+                    JobChange::CancelledAfterAttempt => after,
+                    JobChange::Already { .. } | JobChange::Refused { .. } => None,
+                };
+                if let Some(statement) = statement {
+                    exec(tx, statement, [id])?;
+                }
+                changes.push((id.clone(), what));
+            }
+            Ok(changes)
+        })
+    }
+}
+
+/// A job state as stored, refused (not guessed) when unreadable.
+fn parse_state(text: &str) -> Result<JobState> {
+    JobState::parse(text).ok_or_else(|| StoreError::Corrupt(format!("job state {text:?}")))
 }
 
 impl SqliteStore {
@@ -213,16 +325,10 @@ impl SqliteStore {
     /// `attempts a`).
     fn attempt_rows(&self, filter: &str, bind: &[&dyn rusqlite::ToSql]) -> Result<Vec<ReportRow>> {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        // A read-only file from before schema 2 has no scopes to show.
-        let scope = if self.schema >= 2 {
-            "a.retry_scope"
-        } else {
-            "NULL"
-        };
         let mut stmt = conn.prepare(&format!(
             "SELECT a.pass, a.number, a.started_ms, a.ended_ms, a.outcome, a.remote_id, a.failure,
                     a.fault, a.category, a.decided_by, a.reason, a.retry_after_ms, a.decision,
-                    a.job_id, j.account, {scope}, a.run_id
+                    a.job_id, j.account, a.retry_scope, a.run, a.process_id
              FROM attempts a JOIN jobs j ON j.id = a.job_id {filter}
              ORDER BY j.seq, a.id"
         ))?;
@@ -235,6 +341,7 @@ impl SqliteStore {
                         attempt: AttemptRecord {
                             run: r.get(16)?,
                             pass: r.get(0)?,
+                            process: r.get(17)?,
                             number: r.get(1)?,
                             started_ms: r.get::<_, i64>(2)? as u64,
                             ended_ms: r.get::<_, Option<i64>>(3)?.map(|v| v as u64),
@@ -333,6 +440,94 @@ fn job_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredJob> {
     })
 }
 
+/// The newest run, when it is open. One process at a time works on a
+/// SQLite store, so nobody else is working on it.
+fn open_run(tx: &Connection) -> Result<Option<OpenRun>> {
+    let newest = tx
+        .query_row(
+            "SELECT run, state, config, accounts FROM runs ORDER BY run DESC LIMIT 1",
+            [],
+            |r| {
+                Ok((
+                    r.get::<_, u32>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((run, state, config, accounts)) = newest else {
+        return Ok(None);
+    };
+    if state != RunState::Open.as_str() {
+        return Ok(None);
+    }
+    Ok(Some(OpenRun {
+        run,
+        config: join::config_from(&config, run)?,
+        accounts: join::accounts_from(accounts.as_deref(), run)?,
+        live_processes: 0,
+    }))
+}
+
+/// A new run's budgets: failed jobs of `accounts` whose category `config`
+/// retries are reopened, and every open job starts with none of the run's
+/// passes used. Returns how many were reopened, and the failed jobs left
+/// as they are, by category.
+fn fresh_budgets(
+    tx: &Connection,
+    config: &orchestrator_retry::RetryConfig,
+    accounts: Option<&[String]>,
+) -> Result<(u64, Vec<Skipped>)> {
+    let (clause, values) = accounts_clause(accounts);
+    let categories: Vec<String> = config
+        .retried_categories()
+        .iter()
+        .map(|c| c.as_str().to_owned())
+        .collect();
+    let marks = vec!["?"; categories.len()].join(", ");
+    let reopened = tx.execute(
+        &format!(
+            "UPDATE jobs SET state = 'retry', gave_up = NULL
+             WHERE state = 'failed' AND (category IS NULL OR category IN ({marks})){clause}"
+        ),
+        params_from_iter(categories.iter().chain(&values)),
+    )? as u64;
+    tx.execute(
+        &format!(
+            "UPDATE jobs SET passes_attempted = 0, last_pass = 0, infra_failures = 0
+             WHERE state IN ('pending', 'retry'){clause}"
+        ),
+        params_from_iter(&values),
+    )?;
+    let mut skipped = tx.prepare(&format!(
+        "SELECT category, COUNT(*), MIN(id) FROM jobs WHERE state = 'failed'{clause}
+         GROUP BY category ORDER BY category"
+    ))?;
+    let skipped = skipped
+        .query_map(params_from_iter(&values), |r| {
+            Ok((
+                r.get::<_, Option<String>>(0)?,
+                r.get::<_, i64>(1)? as u64,
+                r.get::<_, String>(2)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let skipped = skipped
+        .into_iter()
+        .map(|(category, jobs, example)| Skipped {
+            category: category
+                .as_deref()
+                .and_then(Category::parse)
+                .unwrap_or(Category::Unknown),
+            jobs,
+            example,
+        })
+        .collect();
+    Ok((reopened, skipped))
+}
+
 impl Store for SqliteStore {
     fn import(&self, jobs: &[NewJob], source: &str) -> Result<ImportSummary> {
         self.with_tx(|tx| {
@@ -366,14 +561,16 @@ impl Store for SqliteStore {
     fn clear(&self) -> Result<()> {
         self.with_tx(|tx| {
             tx.execute_batch(
-                "DELETE FROM attempts; DELETE FROM jobs; DELETE FROM passes; DELETE FROM runs; DELETE FROM meta;",
+                "DELETE FROM attempts; DELETE FROM jobs; DELETE FROM passes; DELETE FROM runs;
+                 DELETE FROM processes; DELETE FROM meta;",
             )?;
             Ok(())
         })
     }
 
     fn schema_version(&self) -> Result<i64> {
-        Ok(self.schema)
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
     }
 
     fn job_count(&self) -> Result<u64> {
@@ -381,28 +578,33 @@ impl Store for SqliteStore {
         Ok(conn.query_row(sql::COUNT_JOBS, [], |r| r.get::<_, i64>(0))? as u64)
     }
 
-    fn begin_run(&self, run: &NewRun) -> Result<RunId> {
-        let config = serde_json::to_string(&serde_json::json!({
-            "retry": run.config,
-            "workers": run.workers,
-            "accounts": run.accounts,
+    fn join_run(&self, process: &NewProcess) -> Result<Joined> {
+        let process_config = serde_json::to_string(&serde_json::json!({
+            "retry": process.config,
+            "workers": process.workers,
+            "accounts": process.accounts,
         }))
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let config = join::config_text(&process.config)?;
+        let accounts = join::normalized(process.accounts.as_deref());
         self.with_tx(|tx| {
-            // An earlier run that died left attempts in flight: their outcome
-            // is unknown. Within the platform's key window, retrying with the
-            // same idempotency key is safe; past it, a person decides.
+            // A process that died left attempts in flight: their outcome is
+            // unknown. Within the platform's key window, retrying with the
+            // same idempotency key is safe; past it, a person decides. A job
+            // cancelled meanwhile stays cancelled.
             let now = now_ms() as i64;
-            let cutoff = now - run.key_window_ms as i64;
+            let cutoff = now - process.key_window_ms as i64;
             tx.execute(
                 "UPDATE jobs SET
                     state = CASE
+                        WHEN cancel_requested = 1 THEN 'cancelled'
                         WHEN (SELECT MIN(started_ms) FROM attempts a
                               WHERE a.job_id = jobs.id AND a.outcome = 'in-flight') < ?1
                             THEN 'needs-review'
                         WHEN attempts > 0 THEN 'retry'
                         ELSE 'pending' END,
                     reason = CASE
+                        WHEN cancel_requested = 1 THEN reason
                         WHEN (SELECT MIN(started_ms) FROM attempts a
                               WHERE a.job_id = jobs.id AND a.outcome = 'in-flight') < ?1
                             THEN 'an attempt was in flight when a run died, longer ago than the platform remembers idempotency keys; check whether it was posted, then --run --release-held'
@@ -416,22 +618,71 @@ impl Store for SqliteStore {
                 [now],
             )?;
             tx.execute(
-                "UPDATE runs SET state = 'stopped', ended_ms = ?1 WHERE state = 'running'",
-                [now_ms() as i64],
+                "UPDATE processes SET state = 'stopped', ended_ms = ?1 WHERE state = 'running'",
+                [now],
             )?;
+            let (run, how) = match join::plan(open_run(tx)?, process)? {
+                Plan::Join { run, others } => (run, JoinedHow::Joined { others }),
+                Plan::Resume { run } => {
+                    // The same budgets; the delays are this process's.
+                    tx.execute(
+                        "UPDATE runs SET config = ?1 WHERE run = ?2",
+                        params![config, run],
+                    )?;
+                    (run, JoinedHow::Resumed)
+                }
+                Plan::Begin { closing } => {
+                    if let Some(closed) = &closing {
+                        tx.execute(
+                            "UPDATE runs SET state = 'closed', ended_ms = ?1 WHERE run = ?2",
+                            params![now, closed.run],
+                        )?;
+                    }
+                    let run: u32 =
+                        tx.query_row("SELECT COALESCE(MAX(run), 0) + 1 FROM runs", [], |r| {
+                            r.get(0)
+                        })?;
+                    tx.execute(
+                        "INSERT INTO runs (run, started_ms, state, config, accounts)
+                         VALUES (?1, ?2, 'open', ?3, ?4)",
+                        params![
+                            run,
+                            now,
+                            config,
+                            join::accounts_text(accounts.as_deref())
+                        ],
+                    )?;
+                    let (reopened, skipped) =
+                        fresh_budgets(tx, &process.config, accounts.as_deref())?;
+                    (
+                        run,
+                        JoinedHow::Began {
+                            reopened,
+                            skipped,
+                            closed: closing,
+                        },
+                    )
+                }
+            };
             tx.execute(
-                "INSERT INTO runs (pid, started_ms, state, config) VALUES (?1, ?2, 'running', ?3)",
-                params![run.pid, now_ms() as i64, config],
+                "INSERT INTO processes (run, pid, started_ms, state, config)
+                 VALUES (?1, ?2, ?3, 'running', ?4)",
+                params![run, process.pid, now, process_config],
             )?;
-            Ok(RunId(tx.last_insert_rowid()))
+            Ok(Joined {
+                process: ProcessId(tx.last_insert_rowid()),
+                run,
+                accounts: accounts.clone(),
+                how,
+            })
         })
     }
 
-    fn finish_run(&self, run: RunId, state: RunState) -> Result<()> {
+    fn leave_run(&self, process: ProcessId, state: ProcessState) -> Result<()> {
         self.with_tx(|tx| {
             tx.execute(
-                "UPDATE runs SET state = ?1, ended_ms = ?2 WHERE id = ?3",
-                params![state.as_str(), now_ms() as i64, run.0],
+                "UPDATE processes SET state = ?1, ended_ms = ?2 WHERE id = ?3",
+                params![state.as_str(), now_ms() as i64, process.0],
             )?;
             Ok(())
         })
@@ -440,7 +691,7 @@ impl Store for SqliteStore {
     fn request_stop(&self) -> Result<u32> {
         self.with_tx(|tx| {
             Ok(tx.execute(
-                "UPDATE runs SET stop_requested = 1 WHERE state = 'running'",
+                "UPDATE processes SET stop_requested = 1 WHERE state = 'running'",
                 [],
             )? as u32)
         })
@@ -450,12 +701,12 @@ impl Store for SqliteStore {
         self.with_tx(|tx| Ok(tx.execute(sql::RELEASE_HELD, [])? as u64))
     }
 
-    fn stop_requested(&self, run: RunId) -> Result<bool> {
+    fn stop_requested(&self, process: ProcessId) -> Result<bool> {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         Ok(conn
             .query_row(
-                "SELECT stop_requested FROM runs WHERE id = ?1",
-                [run.0],
+                "SELECT stop_requested FROM processes WHERE id = ?1",
+                [process.0],
                 |r| r.get::<_, i64>(0),
             )
             .optional()?
@@ -463,10 +714,47 @@ impl Store for SqliteStore {
             != 0)
     }
 
-    fn latest_pass(&self) -> Result<Option<PassMark>> {
+    fn cancel(&self, jobs: &[String]) -> Result<Vec<(String, JobChange)>> {
+        self.control(
+            jobs,
+            JobChange::cancel,
+            &format!(
+                "UPDATE jobs SET state = 'cancelled', reason = '{}' WHERE id = $1",
+                sql::CANCELLED_REASON
+            ),
+            Some(sql::CANCEL_AFTER_ATTEMPT),
+        )
+    }
+
+    fn retry(&self, jobs: &[String]) -> Result<Vec<(String, JobChange)>> {
+        self.control(
+            jobs,
+            |state, _| JobChange::retry(state),
+            &format!(
+                "UPDATE jobs SET state = 'retry', gave_up = NULL, reason = '{}',
+                                 passes_attempted = 0, last_pass = 0, infra_failures = 0,
+                                 cancel_requested = 0
+                 WHERE id = $1",
+                sql::RETRIED_REASON
+            ),
+            None,
+        )
+    }
+
+    fn run_state(&self, run: u32) -> Result<RunState> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let state: Option<String> = conn
+            .query_row(sql::RUN_STATE, [run], |r| r.get(0))
+            .optional()?;
+        let state = state.ok_or_else(|| StoreError::Corrupt(format!("run {run} is missing")))?;
+        RunState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("the state of run {run}: {state:?}")))
+    }
+
+    fn latest_pass(&self, run: u32) -> Result<Option<PassMark>> {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         Ok(conn
-            .query_row(sql::LATEST_PASS, [], |r| {
+            .query_row(sql::LATEST_PASS, [run], |r| {
                 Ok(PassMark {
                     pass: r.get(0)?,
                     opens_ms: r.get::<_, i64>(1)? as u64,
@@ -476,29 +764,46 @@ impl Store for SqliteStore {
             .optional()?)
     }
 
-    fn begin_pass(&self, pass: u32, opens_ms: u64) -> Result<()> {
+    fn begin_pass(&self, at: RunPass, opens_ms: u64) -> Result<()> {
         self.with_tx(|tx| {
             tx.execute(
-                "INSERT INTO passes (pass, started_ms) VALUES (?1, ?2) ON CONFLICT (pass) DO NOTHING",
-                params![pass, opens_ms as i64],
+                "INSERT INTO passes (run, pass, started_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (run, pass) DO NOTHING",
+                params![at.run, at.pass, opens_ms as i64],
             )?;
             Ok(())
         })
     }
 
-    fn end_pass(&self, pass: u32, result: &PassResult, next: Option<(u32, u64)>) -> Result<bool> {
+    fn end_pass(&self, at: RunPass, result: &PassResult, next: Option<(u32, u64)>) -> Result<bool> {
         self.with_tx(|tx| {
+            let now = now_ms() as i64;
             let ended = tx.execute(
-                "UPDATE passes SET ended_ms = ?1, result = ?2 WHERE pass = ?3 AND ended_ms IS NULL",
-                params![now_ms() as i64, result.to_string(), pass],
+                "UPDATE passes SET ended_ms = ?1, result = ?2
+                 WHERE run = ?3 AND pass = ?4 AND ended_ms IS NULL",
+                params![now, result.to_string(), at.run, at.pass],
             )? == 1;
-            if let (true, Some((next, opens_ms))) = (ended, next) {
-                tx.execute(
-                    "INSERT INTO passes (pass, started_ms) VALUES (?1, ?2) ON CONFLICT (pass) DO NOTHING",
-                    params![next, opens_ms as i64],
-                )?;
+            match (ended, next) {
+                (false, _) => {}
+                (true, Some((next, opens_ms))) => {
+                    tx.execute(
+                        "INSERT INTO passes (run, pass, started_ms) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (run, pass) DO NOTHING",
+                        params![at.run, next, opens_ms as i64],
+                    )?;
+                }
+                (true, None) => {
+                    tx.execute(sql::FINISH_RUN, params![now, at.run])?;
+                }
             }
             Ok(ended)
+        })
+    }
+
+    fn end_run(&self, run: u32) -> Result<()> {
+        self.with_tx(|tx| {
+            tx.execute(sql::FINISH_RUN, params![now_ms() as i64, run])?;
+            Ok(())
         })
     }
 
@@ -549,28 +854,28 @@ impl Store for SqliteStore {
         let (clause, values) = accounts_clause(accounts);
         let sql = format!(
             "SELECT
+                COALESCE(SUM(state = 'succeeded'), 0),
                 COALESCE(SUM(state IN ('pending', 'retry', 'running')), 0),
                 COALESCE(SUM(state = 'failed'), 0),
-                COALESCE(SUM(state = 'failed' AND gave_up LIKE 'tried in all %'), 0),
-                COALESCE(SUM(state = 'needs-review'), 0)
+                COALESCE(SUM(state = 'needs-review'), 0),
+                COALESCE(SUM(state = 'cancelled'), 0)
              FROM jobs WHERE 1 = 1{clause}"
         );
-        let bind: Vec<&dyn rusqlite::ToSql> =
-            values.iter().map(|v| v as &dyn rusqlite::ToSql).collect();
-        Ok(conn.query_row(&sql, bind.as_slice(), |r| {
+        Ok(conn.query_row(&sql, params_from_iter(&values), |r| {
             Ok(PassTally {
-                to_retry: r.get::<_, i64>(0)? as u32,
-                failed: r.get::<_, i64>(1)? as u32,
-                out_of_passes: r.get::<_, i64>(2)? as u32,
+                succeeded: r.get::<_, i64>(0)? as u32,
+                unfinished: r.get::<_, i64>(1)? as u32,
+                failed: r.get::<_, i64>(2)? as u32,
                 held: r.get::<_, i64>(3)? as u32,
+                cancelled: r.get::<_, i64>(4)? as u32,
             })
         })?)
     }
 
-    fn begin_attempt(&self, job: &StoredJob, pass: u32) -> Result<AttemptId> {
+    fn begin_attempt(&self, job: &StoredJob, at: RunPass) -> Result<AttemptId> {
         let write = Write::Begin {
             job: job.clone(),
-            pass,
+            at,
         };
         self.write_now(write).map(attempt_id)
     }
@@ -583,10 +888,10 @@ impl Store for SqliteStore {
         self.write_now(write).map(|_| ())
     }
 
-    fn queue_begin_attempt(&self, job: &StoredJob, pass: u32) -> Durable<AttemptId> {
+    fn queue_begin_attempt(&self, job: &StoredJob, at: RunPass) -> Durable<AttemptId> {
         let write = Write::Begin {
             job: job.clone(),
-            pass,
+            at,
         };
         match &self.group {
             Some(group) => group.submit(write, attempt_id),
@@ -647,34 +952,92 @@ impl Store for SqliteStore {
         };
         let mut report = StatusReport {
             jobs: conn.query_row(sql::COUNT_JOBS, [], |r| r.get::<_, i64>(0))? as u64,
+            runs_total: conn.query_row(sql::COUNT_RUNS, [], |r| r.get::<_, i64>(0))? as u64,
             ..StatusReport::default()
         };
         let by_state = pairs(sql::BY_STATE)?;
         report.by_state = crate::model::every_state(&by_state);
         report.by_category = pairs(sql::BY_CATEGORY)?;
+        report.failed_by_category = pairs(sql::FAILED_BY_CATEGORY)?;
 
-        let mut passes = conn.prepare(sql::PASS_RESULTS)?;
-        let pass_rows = passes
+        let mut runs = conn.prepare(&format!(
+            "SELECT r.run, r.state, r.started_ms, r.ended_ms, r.config, r.accounts,
+                    (SELECT COALESCE(MAX(pass), 0) FROM passes p WHERE p.run = r.run),
+                    (SELECT COUNT(*) FROM attempts a WHERE a.run = r.run),
+                    EXISTS (SELECT 1 FROM processes x WHERE x.run = r.run AND x.state = 'running')
+             FROM runs r ORDER BY r.run DESC LIMIT {RUNS_SHOWN}"
+        ))?;
+        let rows = runs
             .query_map([], |r| {
-                Ok((r.get::<_, i64>(0)? as u32, r.get::<_, Option<String>>(1)?))
+                Ok(RunRow {
+                    run: r.get(0)?,
+                    state: r.get(1)?,
+                    started_ms: r.get(2)?,
+                    ended_ms: r.get(3)?,
+                    config: r.get(4)?,
+                    accounts: r.get(5)?,
+                    passes: r.get(6)?,
+                    attempts: r.get(7)?,
+                    live: r.get(8)?,
+                })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        for (pass, result) in pass_rows {
-            let mut counts = conn.prepare(
-                "SELECT outcome, COALESCE(category, ''), COUNT(*) FROM attempts WHERE pass = ?1
-                 GROUP BY outcome, category ORDER BY category",
-            )?;
-            let rows = counts
-                .query_map([pass], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, i64>(2)? as u64,
-                    ))
+        report.runs = rows
+            .into_iter()
+            .rev()
+            .map(RunRow::status)
+            .collect::<Result<_>>()?;
+        report.last_run = report.runs.last().cloned();
+
+        if let Some(last) = &report.last_run {
+            let mut passes = conn.prepare(sql::PASS_RESULTS)?;
+            let pass_rows = passes
+                .query_map([last.run], |r| {
+                    Ok((r.get::<_, u32>(0)?, r.get::<_, Option<String>>(1)?))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            let status = PassStatus::from_counts(pass, result, rows);
-            report.passes.push(status);
+            let mut counts = conn.prepare(
+                "SELECT outcome, COALESCE(category, ''), COUNT(*) FROM attempts
+                 WHERE run = ?1 AND pass = ?2
+                 GROUP BY outcome, category ORDER BY category",
+            )?;
+            for (pass, result) in pass_rows {
+                let rows = counts
+                    .query_map([last.run, pass], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, i64>(2)? as u64,
+                        ))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                let at = RunPass {
+                    run: last.run,
+                    pass,
+                };
+                report
+                    .passes
+                    .push(PassStatus::from_counts(at, result, rows));
+            }
+            let mut processes = conn.prepare(
+                "SELECT id, run, pid, state, started_ms, ended_ms, stop_requested FROM processes
+                 WHERE run = ?1 ORDER BY id DESC LIMIT 10",
+            )?;
+            report.processes = processes
+                .query_map([last.run], |r| {
+                    Ok(ProcessStatus {
+                        id: r.get(0)?,
+                        run: r.get(1)?,
+                        pid: r.get::<_, i64>(2)? as u32,
+                        host: None,
+                        state: r.get(3)?,
+                        started_ms: r.get::<_, i64>(4)? as u64,
+                        ended_ms: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
+                        stop_requested: r.get::<_, i64>(6)? != 0,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            report.processes.reverse();
         }
 
         let entries = |state: &str| -> Result<(Vec<RetryEntry>, u64)> {
@@ -714,24 +1077,6 @@ impl Store for SqliteStore {
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-
-        report.last_run = conn
-            .query_row(
-                "SELECT id, pid, state, started_ms, ended_ms, stop_requested FROM runs ORDER BY id DESC LIMIT 1",
-                [],
-                |r| {
-                    Ok(RunStatus {
-                        id: r.get(0)?,
-                        pid: r.get::<_, i64>(1)? as u32,
-                        host: None,
-                        state: r.get(2)?,
-                        started_ms: r.get::<_, i64>(3)? as u64,
-                        ended_ms: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
-                        stop_requested: r.get::<_, i64>(5)? != 0,
-                    })
-                },
-            )
-            .optional()?;
         Ok(report)
     }
 
@@ -778,112 +1123,170 @@ impl Store for SqliteStore {
     }
 }
 
-/// Records an attempt as in flight, in `tx`.
-pub(crate) fn begin_attempt_in(tx: &Connection, job: &StoredJob, pass: u32) -> Result<AttemptId> {
-    {
-        exec(
-            tx,
-            "UPDATE jobs SET state = 'running', attempts = attempts + 1,
-                                 passes_attempted = passes_attempted + 1, last_pass = ?1
-                 WHERE id = ?2",
-            params![pass, job.id],
-        )?;
-        exec(
-            tx,
-            "INSERT INTO attempts (job_id, run_id, pass, number, idempotency_key, started_ms)
-                 VALUES (?1, (SELECT MAX(id) FROM runs WHERE state = 'running'), ?2, ?3, ?4, ?5)",
-            params![
-                job.id,
-                pass,
-                job.attempts + 1,
-                job.idempotency_key,
-                now_ms() as i64
-            ],
-        )?;
-        Ok(AttemptId(tx.last_insert_rowid()))
+/// A run as `--status` reads it, before its stored values are checked.
+pub(crate) struct RunRow {
+    pub(crate) run: u32,
+    pub(crate) state: String,
+    pub(crate) started_ms: i64,
+    pub(crate) ended_ms: Option<i64>,
+    pub(crate) config: String,
+    pub(crate) accounts: Option<String>,
+    pub(crate) passes: u32,
+    pub(crate) attempts: i64,
+    /// Whether a process works on it now.
+    pub(crate) live: bool,
+}
+
+impl RunRow {
+    pub(crate) fn status(self) -> Result<RunStatus> {
+        let config = join::config_from(&self.config, self.run)?;
+        let state = match RunState::parse(&self.state) {
+            Some(RunState::Open) if self.live => "running",
+            Some(RunState::Open) => "stopped",
+            Some(RunState::Finished) => "finished",
+            Some(RunState::Closed) => "closed",
+            None => {
+                return Err(StoreError::Corrupt(format!(
+                    "the state of run {}: {:?}",
+                    self.run, self.state
+                )));
+            }
+        };
+        Ok(RunStatus {
+            run: self.run,
+            state: state.into(),
+            started_ms: self.started_ms.max(0) as u64,
+            ended_ms: self.ended_ms.map(|v| v.max(0) as u64),
+            passes: self.passes,
+            max_passes: config.max_passes,
+            accounts: join::accounts_from(self.accounts.as_deref(), self.run)?,
+            attempts: self.attempts.max(0) as u64,
+        })
     }
 }
 
-/// Records an attempt's outcome and its job's new state, in `tx`.
+/// Records an attempt as in flight, in `tx`: only a job still pending or to
+/// retry may begin (one cancelled since it was handed out may not). Its
+/// number follows the job's attempts as stored.
+pub(crate) fn begin_attempt_in(tx: &Connection, job: &StoredJob, at: RunPass) -> Result<AttemptId> {
+    let number: Option<u32> = tx
+        .prepare_cached(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1,
+                             passes_attempted = passes_attempted + 1, last_pass = ?1
+             WHERE id = ?2 AND state IN ('pending', 'retry')
+             RETURNING attempts",
+        )?
+        .query_row(params![at.pass, job.id], |r| r.get(0))
+        .optional()?;
+    let Some(number) = number else {
+        let state: Option<String> = tx
+            .prepare_cached("SELECT state FROM jobs WHERE id = ?1")?
+            .query_row([&job.id], |r| r.get(0))
+            .optional()?;
+        return Err(StoreError::NotEligible {
+            job: job.id.clone(),
+            state: state.unwrap_or_else(|| "missing".into()),
+        });
+    };
+    exec(
+        tx,
+        "INSERT INTO attempts (job_id, run, process_id, pass, number, idempotency_key, started_ms)
+         VALUES (?1, ?2, (SELECT MAX(id) FROM processes WHERE state = 'running'), ?3, ?4, ?5, ?6)",
+        params![
+            job.id,
+            at.run,
+            at.pass,
+            number,
+            job.idempotency_key,
+            now_ms() as i64
+        ],
+    )?;
+    Ok(AttemptId(tx.last_insert_rowid()))
+}
+
+/// Records an attempt's outcome and its job's new state, in `tx`. A job
+/// cancelled while the attempt was in flight ends cancelled, unless it
+/// posted.
 pub(crate) fn finish_attempt_in(
     tx: &Connection,
     attempt: AttemptId,
     outcome: &AttemptOutcome,
 ) -> Result<()> {
-    {
-        let job_id: String = one(
-            tx,
-            "SELECT job_id FROM attempts WHERE id = ?1",
-            [attempt.0],
-            |r| r.get(0),
-        )?;
-        let ended = now_ms() as i64;
-        match outcome {
-            AttemptOutcome::Succeeded(receipt) => {
-                exec(
+    let job_id: String = one(
+        tx,
+        "SELECT job_id FROM attempts WHERE id = ?1",
+        [attempt.0],
+        |r| r.get(0),
+    )?;
+    let ended = now_ms() as i64;
+    match outcome {
+        AttemptOutcome::Succeeded(receipt) => {
+            exec(
                 tx,
-                        "UPDATE attempts SET outcome = 'succeeded', ended_ms = ?1, remote_id = ?2, url = ?3
-                         WHERE id = ?4",
-                        params![ended, receipt.remote_id, receipt.url, attempt.0],
-                    )?;
-                exec(
-                    tx,
-                    "UPDATE jobs SET state = 'succeeded', remote_id = ?1, url = ?2,
-                                         not_before_ms = NULL, category = NULL, reason = NULL,
-                                         decided_by = NULL, gave_up = NULL
-                         WHERE id = ?3",
-                    params![receipt.remote_id, receipt.url, job_id],
-                )?;
-            }
-            AttemptOutcome::Failed {
-                failure,
-                fault,
-                classification,
-                decision,
-                not_before_ms,
-            } => {
-                let columns =
-                    FailureColumns::of(failure.as_ref(), fault.as_ref(), classification, decision);
-                exec(
+                "UPDATE attempts SET outcome = 'succeeded', ended_ms = ?1, remote_id = ?2, url = ?3
+                 WHERE id = ?4",
+                params![ended, receipt.remote_id, receipt.url, attempt.0],
+            )?;
+            exec(
                 tx,
-                        "UPDATE attempts SET outcome = 'failed', ended_ms = ?1, failure = ?2, fault = ?3,
-                                             category = ?4, reason = ?5, decided_by = ?6,
-                                             retry_after_ms = ?7, decision = ?8, retry_scope = ?9
-                         WHERE id = ?10",
-                        params![
-                            ended,
-                            columns.failure,
-                            columns.fault,
-                            classification.category.as_str(),
-                            classification.reason,
-                            classification.decided_by,
-                            columns.retry_after_ms,
-                            columns.decision,
-                            columns.retry_scope,
-                            attempt.0
-                        ],
-                    )?;
-                exec(
-                    tx,
-                    "UPDATE jobs SET state = ?1, gave_up = ?2, category = ?3, reason = ?4,
-                                         decided_by = ?5, not_before_ms = ?6,
-                                         infra_failures = infra_failures + ?7
-                         WHERE id = ?8",
-                    params![
-                        columns.state,
-                        columns.gave_up,
-                        classification.category.as_str(),
-                        classification.reason,
-                        classification.decided_by,
-                        not_before_ms.map(|v| v as i64),
-                        columns.infra,
-                        job_id
-                    ],
-                )?;
-            }
+                "UPDATE jobs SET state = 'succeeded', remote_id = ?1, url = ?2,
+                                 not_before_ms = NULL, category = NULL, reason = NULL,
+                                 decided_by = NULL, gave_up = NULL, cancel_requested = 0
+                 WHERE id = ?3",
+                params![receipt.remote_id, receipt.url, job_id],
+            )?;
         }
-        Ok(())
+        AttemptOutcome::Failed {
+            failure,
+            fault,
+            classification,
+            decision,
+            not_before_ms,
+        } => {
+            let columns =
+                FailureColumns::of(failure.as_ref(), fault.as_ref(), classification, decision);
+            exec(
+                tx,
+                "UPDATE attempts SET outcome = 'failed', ended_ms = ?1, failure = ?2, fault = ?3,
+                                     category = ?4, reason = ?5, decided_by = ?6,
+                                     retry_after_ms = ?7, decision = ?8, retry_scope = ?9
+                 WHERE id = ?10",
+                params![
+                    ended,
+                    columns.failure,
+                    columns.fault,
+                    classification.category.as_str(),
+                    classification.reason,
+                    classification.decided_by,
+                    columns.retry_after_ms,
+                    columns.decision,
+                    columns.retry_scope,
+                    attempt.0
+                ],
+            )?;
+            exec(
+                tx,
+                "UPDATE jobs SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE ?1 END,
+                                 gave_up = ?2, category = ?3,
+                                 reason = CASE WHEN cancel_requested = 1 THEN ?9 ELSE ?4 END,
+                                 decided_by = ?5, not_before_ms = ?6,
+                                 infra_failures = infra_failures + ?7
+                 WHERE id = ?8",
+                params![
+                    columns.state,
+                    columns.gave_up,
+                    classification.category.as_str(),
+                    classification.reason,
+                    classification.decided_by,
+                    not_before_ms.map(|v| v as i64),
+                    columns.infra,
+                    job_id,
+                    sql::CANCELLED_REASON,
+                ],
+            )?;
+        }
     }
+    Ok(())
 }
 
 /// The id a begin write is answered with.

@@ -8,8 +8,8 @@ use orchestrator_contract::Receipt;
 use orchestrator_pg_cluster::Cluster;
 use orchestrator_retry::RetryConfig;
 use orchestrator_store::{
-    AttemptOutcome, ClaimLimit, DEFAULT_LEASE, JobState, NewJob, NewRun, PostgresStore, RunId,
-    Store, StoreError,
+    AttemptOutcome, ClaimLimit, DEFAULT_LEASE, JobState, Joined, JoinedHow, NewJob, NewProcess,
+    PostgresStore, ProcessId, RunPass, Store, StoreError,
 };
 
 fn job(id: &str, account: &str) -> NewJob {
@@ -20,20 +20,30 @@ fn job(id: &str, account: &str) -> NewJob {
     }
 }
 
-fn run(store: &PostgresStore) -> RunId {
+/// A process joins the batch's run with the default settings.
+fn run(store: &PostgresStore) -> ProcessId {
     run_with_key_window(store, 3_600_000)
 }
 
-fn run_with_key_window(store: &PostgresStore, key_window_ms: u64) -> RunId {
+fn run_with_key_window(store: &PostgresStore, key_window_ms: u64) -> ProcessId {
+    join(store, RetryConfig::default(), key_window_ms).process
+}
+
+fn join(store: &PostgresStore, config: RetryConfig, key_window_ms: u64) -> Joined {
     store
-        .begin_run(&NewRun {
+        .join_run(&NewProcess {
             pid: std::process::id(),
-            config: RetryConfig::default(),
+            config,
             workers: 3,
             accounts: None,
             key_window_ms,
         })
         .unwrap()
+}
+
+/// Pass `pass` of run 1.
+fn pass(pass: u32) -> RunPass {
+    RunPass { run: 1, pass }
 }
 
 fn posted() -> AttemptOutcome {
@@ -89,7 +99,7 @@ fn leases_hand_each_job_and_account_to_one_process_and_expire() {
     )
     .unwrap();
     let (run_one, run_two) = (run(&one), run(&two));
-    one.begin_pass(1, 0).unwrap();
+    one.begin_pass(pass(1), 0).unwrap();
 
     // The first claim takes two jobs in import order; the second gets what
     // is left of the accounts nobody holds: not x2, whose account is held.
@@ -101,7 +111,7 @@ fn leases_hand_each_job_and_account_to_one_process_and_expire() {
 
     // An outcome ends a lease; the account is free again once its last
     // held job is released.
-    let attempt = one.begin_attempt(&first[0], 1).unwrap();
+    let attempt = one.begin_attempt(&first[0], pass(1)).unwrap();
     one.finish_attempt(attempt, &posted()).unwrap();
     // (z1 comes again: a claimed job not yet begun is handed out again to
     // the run that holds it, so a claim whose answer was lost loses nothing.)
@@ -111,7 +121,7 @@ fn leases_hand_each_job_and_account_to_one_process_and_expire() {
     // The first process dies with y1 in flight and stops renewing; process
     // two keeps its own leases alive, and after the first one's expires it
     // gets y1, whose attempt is now uncertain (with its own x2 and z1).
-    let stranded = one.begin_attempt(&first[1], 1).unwrap();
+    let stranded = one.begin_attempt(&first[1], pass(1)).unwrap();
     let _ = stranded;
     std::thread::sleep(Duration::from_millis(700));
     two.renew(run_two).unwrap();
@@ -120,7 +130,7 @@ fn leases_hand_each_job_and_account_to_one_process_and_expire() {
     assert_eq!(ids(&recovered), ["y1", "x2", "z1"]);
     let y1 = two.attempts("y1").unwrap();
     assert_eq!(y1[0].outcome, "uncertain");
-    assert_eq!(y1[0].run, Some(run_one.0));
+    assert_eq!((y1[0].run, y1[0].process), (Some(1), Some(run_one.0)));
     // Same idempotency key on the retry: the job is the same job.
     assert_eq!(recovered[0].idempotency_key, first[1].idempotency_key);
 
@@ -129,12 +139,12 @@ fn leases_hand_each_job_and_account_to_one_process_and_expire() {
     one.finish_attempt(stranded, &posted()).unwrap();
     assert_eq!(two.job("y1").unwrap().unwrap().state, JobState::Retry);
     assert!(matches!(
-        one.begin_attempt(&first[1], 1),
+        one.begin_attempt(&first[1], pass(1)),
         Err(StoreError::LeaseLost(job)) if job == "y1"
     ));
 
     for job in &recovered {
-        let attempt = two.begin_attempt(job, 1).unwrap();
+        let attempt = two.begin_attempt(job, pass(1)).unwrap();
         two.finish_attempt(attempt, &posted()).unwrap();
     }
     assert_eq!(two.unfinished_in_pass(1, None).unwrap(), 0);
@@ -147,16 +157,27 @@ fn a_pass_is_ended_once_and_the_next_opens_after_the_delay() {
     };
     let lease = DEFAULT_LEASE;
     let (one, two) = two_processes(&url, lease);
-    one.begin_pass(1, 1_000).unwrap();
+    // Processes starting together agree on one run.
+    let (first, second) = (join(&one, RetryConfig::default(), 0), join(&two, RetryConfig::default(), 0));
+    assert_eq!((first.run, second.run), (1, 1));
+    assert_eq!(second.how, JoinedHow::Joined { others: 1 });
+    one.begin_pass(pass(1), 1_000).unwrap();
     // Opening a pass another process opened changes nothing.
-    two.begin_pass(1, 5_000).unwrap();
-    let mark = two.latest_pass().unwrap().unwrap();
+    two.begin_pass(pass(1), 5_000).unwrap();
+    let mark = two.latest_pass(1).unwrap().unwrap();
     assert_eq!((mark.pass, mark.opens_ms, mark.ended), (1, 1_000, false));
     let result = orchestrator_retry::PassResult::RetryableRemain { jobs: 1 };
-    assert!(one.end_pass(1, &result, Some((2, 9_000))).unwrap());
-    assert!(!two.end_pass(1, &result, Some((2, 1))).unwrap());
-    let mark = two.latest_pass().unwrap().unwrap();
+    assert!(one.end_pass(pass(1), &result, Some((2, 9_000))).unwrap());
+    assert!(!two.end_pass(pass(1), &result, Some((2, 1))).unwrap());
+    let mark = two.latest_pass(1).unwrap().unwrap();
     assert_eq!((mark.pass, mark.opens_ms, mark.ended), (2, 9_000, false));
+    // The last pass ends the run, for every process.
+    let last = orchestrator_retry::PassResult::AllDone;
+    assert!(two.end_pass(pass(2), &last, None).unwrap());
+    assert_eq!(
+        one.run_state(1).unwrap(),
+        orchestrator_store::RunState::Finished
+    );
 }
 
 #[test]
@@ -216,7 +237,7 @@ fn a_claim_takes_the_first_free_accounts_up_to_its_limit() {
         )
         .unwrap();
     let run = run(&store);
-    store.begin_pass(1, 0).unwrap();
+    store.begin_pass(pass(1), 0).unwrap();
     let two_accounts = ClaimLimit {
         jobs: 10,
         accounts: 2,
@@ -245,13 +266,118 @@ fn a_dead_runs_attempt_older_than_the_key_window_is_held_for_review() {
     // The second process's platform forgets keys at once: nothing in
     // flight when a run died may be retried blindly.
     let run_two = run_with_key_window(&two, 0);
-    one.begin_pass(1, 0).unwrap();
+    one.begin_pass(pass(1), 0).unwrap();
     let x1 = one.claim(run_one, 1, None, jobs(1)).unwrap().remove(0);
-    one.begin_attempt(&x1, 1).unwrap();
+    one.begin_attempt(&x1, pass(1)).unwrap();
     std::thread::sleep(Duration::from_millis(500));
     assert!(two.claim(run_two, 1, None, jobs(1)).unwrap().is_empty());
     let held = two.job("x1").unwrap().unwrap();
     assert_eq!(held.state, JobState::NeedsReview);
     assert_eq!(two.attempts("x1").unwrap()[0].outcome, "uncertain");
     assert_eq!(two.unfinished_in_pass(1, None).unwrap(), 0);
+}
+
+#[test]
+fn a_process_with_other_settings_may_not_join_a_run_others_work_on() {
+    let Some((_cluster, url)) = database("a_process_with_other_settings_may_not_join") else {
+        return;
+    };
+    let (one, two) = two_processes(&url, DEFAULT_LEASE);
+    assert_eq!(join(&one, RetryConfig::default(), 0).run, 1);
+    let five = RetryConfig {
+        max_passes: 5,
+        ..RetryConfig::default()
+    };
+    let refused = two
+        .join_run(&NewProcess {
+            pid: 2,
+            config: five,
+            workers: 3,
+            accounts: None,
+            key_window_ms: 0,
+        })
+        .unwrap_err();
+    assert!(
+        matches!(&refused, StoreError::RunInProgress { run: 1, differences } if differences == "--max-passes 3 (here 5)"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn a_process_whose_run_was_closed_while_it_was_away_stops_claiming() {
+    let Some((_cluster, url)) = database("a_process_whose_run_was_closed") else {
+        return;
+    };
+    let lease = Duration::from_millis(300);
+    let (one, two) = two_processes(&url, lease);
+    one.import(&[job("x1", "x"), job("y1", "y")], "jobs.jsonl")
+        .unwrap();
+    let away = run(&one);
+    one.begin_pass(pass(1), 0).unwrap();
+    let x1 = one.claim(away, 1, None, jobs(1)).unwrap().remove(0);
+    one.begin_attempt(&x1, pass(1)).unwrap();
+    // It stops renewing; a process with other settings finds nobody on run
+    // 1, closes it and begins run 2, taking back x1 at once.
+    std::thread::sleep(Duration::from_millis(500));
+    let five = RetryConfig {
+        max_passes: 5,
+        ..RetryConfig::default()
+    };
+    let second = join(&two, five, 3_600_000);
+    assert_eq!(second.run, 2);
+    assert!(matches!(second.how, JoinedHow::Began { closed: Some(_), .. }));
+    assert_eq!(two.attempts("x1").unwrap()[0].outcome, "uncertain");
+    let x1 = two.job("x1").unwrap().unwrap();
+    assert_eq!((x1.state, x1.passes_attempted), (JobState::Retry, 0));
+    // The first process comes back: its run is gone.
+    one.renew(away).unwrap();
+    assert!(matches!(
+        one.claim(away, 1, None, jobs(1)),
+        Err(StoreError::RunClosed(1))
+    ));
+}
+
+#[test]
+fn cancel_and_retry_work_while_a_process_holds_the_jobs() {
+    let Some((_cluster, url)) = database("cancel_and_retry_work_while_a_process_holds") else {
+        return;
+    };
+    let store = PostgresStore::open(&url, DEFAULT_LEASE).unwrap();
+    store
+        .import(&[job("x1", "x"), job("y1", "y")], "jobs.jsonl")
+        .unwrap();
+    let process = run(&store);
+    store.begin_pass(pass(1), 0).unwrap();
+    let claimed = store.claim(process, 1, None, jobs(2)).unwrap();
+    let x1 = store.begin_attempt(&claimed[0], pass(1)).unwrap();
+    assert!(matches!(
+        store.cancel(&["x1".into(), "zz".into()]),
+        Err(StoreError::UnknownJobs(ids)) if ids == ["zz"]
+    ));
+    let changes = store.cancel(&["x1".into(), "y1".into()]).unwrap();
+    assert_eq!(
+        changes
+            .iter()
+            .map(|(_, c)| *c)
+            .collect::<Vec<_>>(),
+        [
+            orchestrator_store::JobChange::CancelledAfterAttempt,
+            orchestrator_store::JobChange::Changed {
+                from: JobState::Pending
+            }
+        ]
+    );
+    // y1 was claimed before it was cancelled: it is not begun.
+    assert!(matches!(
+        store.begin_attempt(&claimed[1], pass(1)),
+        Err(StoreError::NotEligible { job, .. }) if job == "y1"
+    ));
+    // x1's attempt posts: it is posted, whatever the cancel said.
+    store.finish_attempt(x1, &posted()).unwrap();
+    assert_eq!(store.job("x1").unwrap().unwrap().state, JobState::Succeeded);
+    // Retried, y1 is eligible again at once.
+    store.retry(&["y1".into()]).unwrap();
+    let again = store.claim(process, 1, None, jobs(2)).unwrap();
+    assert_eq!(ids(&again), ["y1"]);
+    assert_eq!(store.tally(None).unwrap().unfinished, 1);
 }
