@@ -40,17 +40,18 @@ fn scenario() -> String {
     s
 }
 
-/// Waits until the `n`th run has started on the state.
-fn wait_for_run(f: &Fixture, n: i64) {
+/// Waits until the `n`th process has joined a run on the state.
+pub(crate) fn wait_for_process(f: &Fixture, n: i64) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let status = run(&mut f.command(&["--status", "--json"]));
         if let Ok(value) = serde_json::from_str::<serde_json::Value>(&status.stdout)
-            && value["batch"]["last_run"]["id"].as_i64() == Some(n)
+            && let Some(processes) = value["batch"]["processes"].as_array()
+            && processes.iter().any(|p| p["id"].as_i64() == Some(n))
         {
             return;
         }
-        assert!(Instant::now() < deadline, "run {n} never started");
+        assert!(Instant::now() < deadline, "process {n} never started");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -67,7 +68,7 @@ fn sigkill_at_random_moments_loses_nothing_and_posts_nothing_twice() {
         let mut child = f.spawn(&flags);
         // Kill at a random moment once the run is working, not while it is
         // still loading plugins: then every kill interrupts attempts.
-        wait_for_run(&f, kills + 1);
+        wait_for_process(&f, kills + 1);
         let wait = Duration::from_millis(rng.next(600));
         std::thread::sleep(wait);
         if let Some(status) = child.try_wait().unwrap() {
@@ -143,7 +144,7 @@ fn a_second_run_on_the_same_state_is_refused_by_name() {
         10,
     );
     let mut first = f.spawn(&[]);
-    wait_for_run(&f, 1);
+    wait_for_process(&f, 1);
     let second = run(&mut f.command(&["--run"]));
     assert_eq!(second.code, 2, "{}", second.stderr);
     assert!(
@@ -248,7 +249,7 @@ fn a_second_signal_aborts_and_an_old_uncertain_attempt_is_held_for_review() {
         6,
     );
     let mut child = f.spawn(&["--workers", "1"]);
-    wait_for_run(&f, 1);
+    wait_for_process(&f, 1);
     // Wait until an attempt is in flight, then signal twice.
     let deadline = Instant::now() + Duration::from_secs(30);
     while f

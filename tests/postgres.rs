@@ -4,6 +4,7 @@
 //! binaries (see `orchestrator-pg-cluster`); without them the tests say
 //! loudly that they were skipped, and in CI they fail instead.
 
+use std::collections::BTreeSet;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,7 @@ use orchestrator_pg_cluster::Cluster;
 use orchestrator_store::{JobState, Store};
 
 use crate::run_batch::{self, Fixture};
+use crate::runs;
 
 /// A scenario of `accounts` accounts whose every post takes `delay_ms`.
 fn many_accounts(accounts: usize, delay_ms: u64) -> String {
@@ -91,14 +93,19 @@ fn three_processes_share_five_thousand_jobs_and_post_each_once() {
     assert_all_posted_once(&f, 5_000);
     // One request per job: no process posted what another held.
     assert_eq!(f.sandbox.counters().requests, 5_000);
-    let runs: std::collections::BTreeSet<_> = f
+    let (runs, processes): (BTreeSet<_>, BTreeSet<_>) = f
         .state()
         .report()
         .unwrap()
         .into_iter()
-        .map(|row| row.attempt.run)
-        .collect();
-    assert_eq!(runs.len(), 3, "every process took a share: {runs:?}");
+        .map(|row| (row.attempt.run, row.attempt.process))
+        .unzip();
+    assert_eq!(runs.len(), 1, "one run, shared: {runs:?}");
+    assert_eq!(
+        processes.len(),
+        3,
+        "every process took a share: {processes:?}"
+    );
 }
 
 #[test]
@@ -171,11 +178,62 @@ fn the_retry_rules_hold_on_postgres() {
         run_batch::non_retryable_failures_can_be_retried_on_request();
         run_batch::an_infrastructure_limit_of_one_allows_one_retry();
         run_batch::only_the_named_accounts_run();
-        run_batch::rerunning_a_finished_batch_posts_nothing_again();
+        run_batch::rerunning_a_finished_batch_retries_only_what_failed();
         run_batch::a_retry_after_longer_than_the_delay_is_waited_out();
         run_batch::a_rate_limit_pauses_only_its_account();
         run_batch::a_jobs_own_wait_does_not_hold_back_its_account();
     });
+}
+
+#[test]
+fn runs_resumes_cancel_and_retry_hold_on_postgres() {
+    let Some(cluster) = Cluster::for_test("runs_resumes_cancel_and_retry_hold_on_postgres") else {
+        return;
+    };
+    let cluster = std::sync::Arc::new(cluster);
+    run_batch::on_postgres(&cluster, || {
+        runs::runs_of_some_accounts_leave_no_job_stuck();
+        runs::a_failed_job_is_retried_by_the_next_run_a_non_retryable_one_on_request();
+        runs::a_crash_mid_run_is_resumed_and_grants_no_job_more_passes();
+        runs::cancel_and_retry_change_jobs_while_a_run_goes_on();
+    });
+}
+
+#[test]
+fn a_process_that_joins_late_works_in_the_run_under_way() {
+    let Some(cluster) = Cluster::for_test("a_process_that_joins_late") else {
+        return;
+    };
+    let f = seeded(&cluster, 4, 150, 10);
+    let first = f.spawn(&["--workers", "2", "--lease", "10"]);
+    let state = f.state();
+    wait_until("attempts to be under way", || {
+        attempts_recorded(&*state) > 2
+    });
+    // Other settings: refused, in one line, while the run goes on.
+    let other = crate::support::run(&mut f.command(&["--max-passes", "5", "--run"]));
+    assert_eq!(other.code, 2, "{}", other.stderr);
+    assert!(
+        other.stderr.lines().last().unwrap().starts_with(
+            "error: run 1 is in progress on other processes with other settings: --max-passes 3 (here 5);"
+        ),
+        "{}",
+        other.stderr
+    );
+    let late = f.spawn(&["--workers", "2", "--lease", "10"]);
+    let (code, stderr) = finish(late);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("Joining run 1 for every account (pass 1/3) beside 1 other processes"),
+        "{stderr}"
+    );
+    let (code, stderr) = finish(first);
+    assert_eq!(code, 0, "{stderr}");
+    assert_all_posted_once(&f, 40);
+    let report = f.state().report().unwrap();
+    let processes: BTreeSet<_> = report.iter().map(|r| r.attempt.process).collect();
+    assert!(report.iter().all(|r| r.attempt.run == Some(1)));
+    assert_eq!(processes.len(), 2, "both worked on run 1: {processes:?}");
 }
 
 #[test]
@@ -190,7 +248,7 @@ fn status_explain_report_and_stop_all_see_every_process() {
         crate::support::run(crate::support::orchestrator().args(["migrate", "--state-file", &url]));
     assert_eq!(migrated.code, 0, "{}", migrated.stderr);
     assert!(
-        migrated.stderr.ends_with("is at schema version 1\n"),
+        migrated.stderr.ends_with("is at schema version 2\n"),
         "{}",
         migrated.stderr
     );
@@ -208,9 +266,16 @@ fn status_explain_report_and_stop_all_see_every_process() {
     ]));
     assert_eq!(status.code, 0, "{}", status.stderr);
     assert_eq!(
-        status.stdout.matches("  run:").count(),
+        status.stdout.matches("  process:").count(),
         2,
-        "both runs are listed:\n{}",
+        "both processes are listed:\n{}",
+        status.stdout
+    );
+    assert!(
+        status
+            .stdout
+            .contains("  last run:    #1 running, pass 1/3"),
+        "one run:\n{}",
         status.stdout
     );
     let stop = crate::support::run(crate::support::orchestrator().args([

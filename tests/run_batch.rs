@@ -202,6 +202,25 @@ impl Fixture {
         run(self.command(extra).arg("--run"))
     }
 
+    /// A command that takes only the store (`cancel`, `retry`, `explain`,
+    /// …), in the fixture's folder, on its store.
+    pub fn tool(&self, args: &[&str]) -> Output {
+        let mut cmd = orchestrator();
+        cmd.current_dir(self.dir.path()).args(args);
+        if let Some(url) = &self.store_url {
+            cmd.args(["--state-file", url]);
+        }
+        run(&mut cmd)
+    }
+
+    /// The store's name in messages.
+    pub fn store_name(&self) -> String {
+        match &self.store_url {
+            Some(url) => orchestrator_store::without_password(url),
+            None => "orchestrator-state.sqlite".into(),
+        }
+    }
+
     /// Every job's final state and attempt count, by id.
     pub fn outcomes(&self) -> BTreeMap<String, (JobState, u32)> {
         self.state()
@@ -232,7 +251,7 @@ fn open_state(path: &Path) -> SqliteStore {
 
 use JobState::{Failed, Pending, Succeeded};
 
-fn expect(fixture: &Fixture, expected: &[(&str, JobState, u32)]) {
+pub(crate) fn expect(fixture: &Fixture, expected: &[(&str, JobState, u32)]) {
     let outcomes = fixture.outcomes();
     let expected: BTreeMap<String, (JobState, u32)> = expected
         .iter()
@@ -242,7 +261,7 @@ fn expect(fixture: &Fixture, expected: &[(&str, JobState, u32)]) {
 }
 
 /// Every status created once per job, never twice.
-fn assert_exactly_once(fixture: &Fixture) {
+pub(crate) fn assert_exactly_once(fixture: &Fixture) {
     let counters = fixture.sandbox.counters();
     for (key, n) in &counters.created_by_idempotency_key {
         assert_eq!(*n, 1, "{key} created {n} statuses");
@@ -290,7 +309,7 @@ pub(crate) fn a_mixed_batch_with_default_flags() {
     }
     // The summary says why the failed jobs failed.
     assert!(
-        out.stdout.contains("Failed for good (2), by reason:"),
+        out.stdout.contains("Failed (2), by reason:"),
         "{}",
         out.stdout
     );
@@ -385,14 +404,35 @@ pub(crate) fn only_the_named_accounts_run() {
 }
 
 #[test]
-pub(crate) fn rerunning_a_finished_batch_posts_nothing_again() {
+pub(crate) fn rerunning_a_finished_batch_retries_only_what_failed() {
     let f = Fixture::new(MIXED, 1);
     assert_eq!(f.run(&[]).code, 1);
     let before = f.sandbox.counters();
     let again = f.run(&[]);
     assert_eq!(again.code, 1, "{}", again.stderr);
     assert!(again.stderr.contains("Imported 0 jobs"), "{}", again.stderr);
-    assert_eq!(f.sandbox.counters().requests, before.requests);
+    // Run 2 retries teapot (unknown) in its three passes; suspended
+    // (non-retryable) is skipped, and what posted is never posted again.
+    for line in [
+        "Run 2: a new run for every account, retrying 1 jobs that failed in earlier runs",
+        "Skipping 1 jobs that failed as non-retryable (e.g. suspended-1): --retry-include-non-retryable retries them",
+        "Starting pass 1/3 of run 2 (1 jobs)",
+    ] {
+        assert!(
+            again.stderr.contains(line),
+            "missing {line:?} in:\n{}",
+            again.stderr
+        );
+    }
+    let after = f.sandbox.counters();
+    assert_eq!(after.requests, before.requests + 3);
+    assert_eq!(after.requests_by_account["teapot"], 6);
+    assert_eq!(
+        after.requests_by_account["suspended"],
+        before.requests_by_account["suspended"]
+    );
+    assert_eq!(after.statuses_created, before.statuses_created);
+    assert_eq!(f.outcomes()["teapot-1"], (Failed, 6));
 }
 
 #[test]
@@ -454,7 +494,10 @@ fn explain_and_report_tell_each_jobs_story() {
         2,
         "{broken}"
     );
-    assert!(broken.contains("Attempt 3, pass 3: succeeded"), "{broken}");
+    assert!(
+        broken.contains("Attempt 3 (run 1, pass 3): succeeded"),
+        "{broken}"
+    );
     assert!(broken.ends_with("\nDone: posted.\n"), "{broken}");
     let suspended = explain("suspended-1");
     assert!(
@@ -462,7 +505,7 @@ fn explain_and_report_tell_each_jobs_story() {
         "{suspended}"
     );
     assert!(
-        suspended.ends_with("\nFailed for good: it will not be retried.\n"),
+        suspended.ends_with("\nFailed in run 1: the next --run skips it (non-retryable) unless given --retry-include-non-retryable; `orchestrator retry suspended-1` makes it eligible regardless.\n"),
         "{suspended}"
     );
     let limited = explain("limited-1");
@@ -618,7 +661,8 @@ fn the_end_of_run_summary_is_pinned() {
     let mut settings = insta::Settings::clone_current();
     settings.set_snapshot_path("snapshots");
     settings.set_prepend_module_to_snapshot(false);
-    settings.add_filter(r"last run: .*", "last run: [RUN]");
+    settings.add_filter(r"started \S+Z, ended \S+Z", "started [TIME], ended [TIME]");
+    settings.add_filter(r"process: .*", "process: [PROCESS]");
     settings.bind(|| insta::assert_snapshot!("run_summary", out.stdout));
 }
 

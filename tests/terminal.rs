@@ -105,7 +105,10 @@ fn the_live_display_keeps_log_lines_whole() {
     // The log lines are whole, each on its own line, and the live line is
     // gone at the end.
     let lines: Vec<&str> = screen.lines().map(str::trim_end).collect();
-    assert!(lines.contains(&"Starting pass 1/1 (8 jobs)"), "{screen}");
+    assert!(
+        lines.contains(&"Starting pass 1/1 of run 1 (8 jobs)"),
+        "{screen}"
+    );
     assert!(lines.contains(&"Pass 1 ended: all jobs done"), "{screen}");
     assert!(lines.contains(&"All jobs succeeded."), "{screen}");
     assert!(!screen.contains("Pass 1/1: "), "{screen}");

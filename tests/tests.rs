@@ -16,6 +16,7 @@ mod plugins_cli;
 mod poster;
 mod postgres;
 mod run_batch;
+mod runs;
 mod secrets;
 mod stop_and_status;
 mod terminal;

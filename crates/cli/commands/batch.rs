@@ -68,7 +68,8 @@ pub fn open_existing(path: &Path) -> Result<Box<dyn Store>> {
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("action").args(["run", "status", "stop_all", "seed_only"])))]
 pub struct BatchArgs {
-    /// Import the jobs (if given) and run the batch.
+    /// Import the jobs (if given) and run them: a new run retries every job
+    /// still open, in passes; a run cut short is resumed instead.
     #[arg(long, help_heading = "Actions")]
     pub run: bool,
     /// Show where the batch stands; works while a run is in progress.

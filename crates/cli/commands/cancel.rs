@@ -25,7 +25,12 @@ pub struct CancelArgs {
 
 impl CancelArgs {
     pub fn run(self) -> Result<u8> {
-        change(&self.jobs, &self.state_file, |store, ids| store.cancel(ids), line)
+        change(
+            &self.jobs,
+            &self.state_file,
+            |store, ids| store.cancel(ids),
+            line,
+        )
     }
 }
 
@@ -79,11 +84,9 @@ pub fn change(
     let changes = match apply(store.as_ref(), &unique) {
         Ok(changes) => changes,
         Err(e @ StoreError::UnknownJobs(_)) => {
-            return Err(Exit::new(
-                exit::USAGE,
-                format!("{e} in {name}; nothing was changed"),
-            )
-            .into());
+            return Err(
+                Exit::new(exit::USAGE, format!("{e} in {name}; nothing was changed")).into(),
+            );
         }
         Err(e) => return Err(e.into()),
     };

@@ -24,7 +24,12 @@ pub struct RetryArgs {
 
 impl RetryArgs {
     pub fn run(self) -> Result<u8> {
-        change(&self.jobs, &self.state_file, |store, ids| store.retry(ids), line)
+        change(
+            &self.jobs,
+            &self.state_file,
+            |store, ids| store.retry(ids),
+            line,
+        )
     }
 }
 
@@ -39,10 +44,7 @@ fn line(id: &str, change: JobChange) -> (String, bool) {
             true,
         ),
         JobChange::Already { state } => (
-            format!(
-                "{id}: already waiting to be attempted ({})",
-                state.as_str()
-            ),
+            format!("{id}: already waiting to be attempted ({})", state.as_str()),
             true,
         ),
         JobChange::Refused {

@@ -224,7 +224,7 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
     let (run, tally) = (outcome.run, outcome.tally);
     Ok(match outcome.end {
         RunEnd::AllSucceeded => {
-            eprintln!("{}", all_succeeded(run, &tally));
+            eprintln!("{}", all_succeeded(&tally));
             exit::SUCCESS
         }
         RunEnd::SomeFailed => {
@@ -241,11 +241,12 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
     })
 }
 
-/// The last line of a run in which every job posted.
-fn all_succeeded(run: u32, tally: &PassTally) -> String {
+/// The last line of a run in which every job posted (the summary above it
+/// names the run).
+fn all_succeeded(tally: &PassTally) -> String {
     match tally.cancelled {
-        0 => format!("All jobs succeeded (run {run})."),
-        n => format!("All jobs succeeded (run {run}), but {n} that were cancelled."),
+        0 => "All jobs succeeded.".to_string(),
+        n => format!("All jobs succeeded, but {n} that were cancelled."),
     }
 }
 

@@ -255,7 +255,10 @@ impl fmt::Display for GiveUpReason {
                 "infrastructure failures used up --infra-retry-limit {limit}"
             ),
             GiveUpReason::MaxPassesReached { max } => {
-                write!(f, "tried in all {max} passes of the run (--max-passes {max})")
+                write!(
+                    f,
+                    "tried in all {max} passes of the run (--max-passes {max})"
+                )
             }
         }
     }

@@ -1680,7 +1680,9 @@ async fn status(inner: &Inner) -> Step<StatusReport> {
 
 /// Finishes the open run `$1`.
 fn finish_run() -> String {
-    format!("UPDATE runs SET state = 'finished', ended_ms = {NOW} WHERE run = $1 AND state = 'open'")
+    format!(
+        "UPDATE runs SET state = 'finished', ended_ms = {NOW} WHERE run = $1 AND state = 'open'"
+    )
 }
 
 /// The newest run, when it is open, with how many processes work on it.

@@ -53,8 +53,7 @@ pub(crate) const JOB_CONTROL: &str = "SELECT state, cancel_requested FROM jobs W
 
 /// A job cancelled while an attempt of it is in flight: cancelled when the
 /// attempt ends, unless it posted.
-pub(crate) const CANCEL_AFTER_ATTEMPT: &str =
-    "UPDATE jobs SET cancel_requested = 1 WHERE id = $1";
+pub(crate) const CANCEL_AFTER_ATTEMPT: &str = "UPDATE jobs SET cancel_requested = 1 WHERE id = $1";
 
 /// What the reason of a job cancelled or retried by an operator says.
 pub(crate) const CANCELLED_REASON: &str = "cancelled by an operator";

@@ -169,17 +169,22 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Brings a schema at version `found` up to date, in one transaction, so a
-/// failure leaves it as it was. A new file (0) gets [`SCHEMA`] first.
-fn migrate(conn: &Connection, found: i64) -> rusqlite::Result<()> {
-    if found >= SCHEMA_VERSION {
-        return Ok(());
+/// Brings the schema up to date, in one transaction, so a failure leaves
+/// it as it was. The version is read again under the write lock: another
+/// process (a `--status` beside a first `--run`) may have migrated the file
+/// since this one looked. A new file (0) gets [`SCHEMA`] first.
+fn migrate(conn: &mut Connection, path: &str) -> Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let found = check_schema(&tx, path)?;
+    if found < SCHEMA_VERSION {
+        let (base, from) = if found == 0 { (SCHEMA, 2) } else { ("", found) };
+        let steps: String = MIGRATIONS[from as usize - 1..].concat();
+        tx.execute_batch(&format!(
+            "{base} {steps} PRAGMA user_version = {SCHEMA_VERSION};"
+        ))?;
     }
-    let (base, from) = if found == 0 { (SCHEMA, 2) } else { ("", found) };
-    let steps: String = MIGRATIONS[from as usize - 1..].concat();
-    conn.execute_batch(&format!(
-        "BEGIN IMMEDIATE; {base} {steps} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-    ))
+    tx.commit()?;
+    Ok(())
 }
 
 impl SqliteStore {
@@ -196,7 +201,7 @@ impl SqliteStore {
             path: shown.clone(),
             reason: e.to_string(),
         };
-        let conn = Connection::open(path).map_err(open_err)?;
+        let mut conn = Connection::open(path).map_err(open_err)?;
         // Another process (a run, a status) may hold the write lock briefly.
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(open_err)?;
@@ -210,8 +215,12 @@ impl SqliteStore {
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
         )
         .map_err(open_err)?;
-        let found = check_schema(&conn, &shown)?;
-        migrate(&conn, found).map_err(open_err)?;
+        if check_schema(&conn, &shown)? < SCHEMA_VERSION {
+            migrate(&mut conn, &shown).map_err(|e| match e {
+                StoreError::Database(e) => open_err(e),
+                other => other,
+            })?;
+        }
         let conn = Arc::new(Mutex::new(conn));
         let group = GroupCommit::start(conn.clone()).map_err(|e| StoreError::Open {
             path: shown.clone(),
@@ -242,7 +251,10 @@ impl SqliteStore {
             rusqlite::backup::Backup::new(&conn, &mut copy)
                 .and_then(|b| b.run_to_completion(4096, Duration::ZERO, None))
                 .map_err(open_err)?;
-            migrate(&copy, found).map_err(open_err)?;
+            migrate(&mut copy, &shown).map_err(|e| match e {
+                StoreError::Database(e) => open_err(e),
+                other => other,
+            })?;
             copy
         } else {
             conn

@@ -463,7 +463,10 @@ fn a_run_cut_short_is_resumed_under_the_same_settings() {
     let status = store.status().unwrap();
     assert_eq!(status.runs_total, 1);
     let last = status.last_run.unwrap();
-    assert_eq!((last.run, last.state.as_str(), last.passes), (1, "running", 2));
+    assert_eq!(
+        (last.run, last.state.as_str(), last.passes),
+        (1, "running", 2)
+    );
 }
 
 #[test]
@@ -596,9 +599,7 @@ fn cancel_and_retry_say_what_they_did_to_each_job() {
     let handed = store.eligible_jobs(2, None).unwrap();
     assert_eq!(handed.len(), 2);
     let c_attempt = store.begin_attempt(&handed[0], at(1, 2)).unwrap();
-    let changes = store
-        .cancel(&["a".into(), "c".into(), "d".into()])
-        .unwrap();
+    let changes = store.cancel(&["a".into(), "c".into(), "d".into()]).unwrap();
     assert_eq!(
         changes,
         [
@@ -633,9 +634,7 @@ fn cancel_and_retry_say_what_they_did_to_each_job() {
 
     // Retry: cancelled and failed jobs (b is non-retryable) become eligible
     // with a fresh budget; a posted job is not posted again.
-    let changes = store
-        .retry(&["b".into(), "c".into(), "a".into()])
-        .unwrap();
+    let changes = store.retry(&["b".into(), "c".into(), "a".into()]).unwrap();
     let kinds: Vec<JobChange> = changes.into_iter().map(|(_, c)| c).collect();
     assert_eq!(
         kinds,
@@ -732,10 +731,8 @@ fn a_state_file_from_schema_2_is_brought_forward_with_nothing_lost() {
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(store.schema_version().unwrap(), 3);
     let summaries = store.job_summaries().unwrap();
-    let states: Vec<(&str, JobState)> = summaries
-        .iter()
-        .map(|j| (j.id.as_str(), j.state))
-        .collect();
+    let states: Vec<(&str, JobState)> =
+        summaries.iter().map(|j| (j.id.as_str(), j.state)).collect();
     assert_eq!(
         states,
         [
@@ -791,4 +788,22 @@ fn a_finished_batch_from_schema_2_gets_a_new_run() {
     let next = run(&store);
     assert_eq!(next.run, 2);
     assert!(matches!(next.how, JoinedHow::Began { closed: None, .. }));
+}
+
+#[test]
+fn processes_opening_a_file_together_migrate_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let new = dir.path().join("new.sqlite");
+    let old = schema_2_file(dir.path());
+    let opened: Vec<_> = (0..8)
+        .map(|i| {
+            let path = if i % 2 == 0 { new.clone() } else { old.clone() };
+            std::thread::spawn(move || SqliteStore::open(&path).map(drop))
+        })
+        .collect();
+    for handle in opened {
+        handle.join().unwrap().unwrap();
+    }
+    let store = SqliteStore::open(&old).unwrap();
+    assert_eq!(store.status().unwrap().runs_total, 1);
 }

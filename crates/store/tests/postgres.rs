@@ -158,7 +158,10 @@ fn a_pass_is_ended_once_and_the_next_opens_after_the_delay() {
     let lease = DEFAULT_LEASE;
     let (one, two) = two_processes(&url, lease);
     // Processes starting together agree on one run.
-    let (first, second) = (join(&one, RetryConfig::default(), 0), join(&two, RetryConfig::default(), 0));
+    let (first, second) = (
+        join(&one, RetryConfig::default(), 0),
+        join(&two, RetryConfig::default(), 0),
+    );
     assert_eq!((first.run, second.run), (1, 1));
     assert_eq!(second.how, JoinedHow::Joined { others: 1 });
     one.begin_pass(pass(1), 1_000).unwrap();
@@ -325,7 +328,13 @@ fn a_process_whose_run_was_closed_while_it_was_away_stops_claiming() {
     };
     let second = join(&two, five, 3_600_000);
     assert_eq!(second.run, 2);
-    assert!(matches!(second.how, JoinedHow::Began { closed: Some(_), .. }));
+    assert!(matches!(
+        second.how,
+        JoinedHow::Began {
+            closed: Some(_),
+            ..
+        }
+    ));
     assert_eq!(two.attempts("x1").unwrap()[0].outcome, "uncertain");
     let x1 = two.job("x1").unwrap().unwrap();
     assert_eq!((x1.state, x1.passes_attempted), (JobState::Retry, 0));
@@ -356,10 +365,7 @@ fn cancel_and_retry_work_while_a_process_holds_the_jobs() {
     ));
     let changes = store.cancel(&["x1".into(), "y1".into()]).unwrap();
     assert_eq!(
-        changes
-            .iter()
-            .map(|(_, c)| *c)
-            .collect::<Vec<_>>(),
+        changes.iter().map(|(_, c)| *c).collect::<Vec<_>>(),
         [
             orchestrator_store::JobChange::CancelledAfterAttempt,
             orchestrator_store::JobChange::Changed {
