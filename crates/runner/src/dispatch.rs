@@ -190,7 +190,7 @@ impl AttemptCtx {
             account: queue_of.context.clone(),
             payload: job.payload.clone(),
             attempt: job.attempts + 1,
-            pass: pass,
+            pass,
             idempotency_key: job.idempotency_key.clone(),
         };
         let access = queue_of.access.clone();
@@ -257,7 +257,7 @@ impl AttemptCtx {
         (self.report)(RunEvent::AttemptFinished {
             job: job.id,
             account: job.account,
-            pass: pass,
+            pass,
             failed,
             summary,
         });
