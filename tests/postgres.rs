@@ -6,13 +6,14 @@
 
 use std::collections::BTreeSet;
 use std::process::Child;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use orchestrator_pg_cluster::Cluster;
 use orchestrator_store::{JobState, Store};
 
 use crate::run_batch::{self, Fixture};
 use crate::runs;
+use crate::support::wait_until;
 
 /// A scenario of `accounts` accounts whose every post takes `delay_ms`.
 fn many_accounts(accounts: usize, delay_ms: u64) -> String {
@@ -44,18 +45,6 @@ fn finish(child: Child) -> (i32, String) {
 /// Attempts recorded so far, of any outcome.
 fn attempts_recorded(state: &dyn Store) -> usize {
     state.report().unwrap().len()
-}
-
-/// Waits until `ready` holds, for at most a minute.
-fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !ready() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "gave up waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Every job posted, and every idempotency key created exactly once.

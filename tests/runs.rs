@@ -4,24 +4,10 @@
 //! the runs before it were given; `cancel` and `retry` change single jobs,
 //! during a run too.
 
-use std::time::{Duration, Instant};
-
 use orchestrator_store::JobState::{Cancelled, Failed, Pending, Succeeded};
 
 use crate::run_batch::{Fixture, assert_exactly_once, expect};
-use crate::support::run;
-
-/// Waits until `ready` holds, for at most a minute.
-fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !ready() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "gave up waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use crate::support::{run, wait_until};
 
 fn assert_says(out: &crate::support::Output, lines: &[&str]) {
     for line in lines {

@@ -114,3 +114,15 @@ pub fn job(account: &str, base_url: &str) -> orchestrator_contract::JobContext {
         idempotency_key: "k".into(),
     }
 }
+
+/// Waits until `ready` holds, for at most a minute.
+pub fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !ready() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "gave up waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -1101,10 +1101,8 @@ impl Store for PostgresStore {
             jobs,
             JobChange::cancel,
             format!(
-                "UPDATE jobs SET state = 'cancelled', reason = '{}',
-                                 lease_process = NULL, lease_until_ms = NULL
-                 WHERE id = $1",
-                sql::CANCELLED_REASON
+                "UPDATE jobs SET {}, lease_process = NULL, lease_until_ms = NULL WHERE id = $1",
+                sql::CANCELLED
             ),
             Some(sql::CANCEL_AFTER_ATTEMPT),
         )
@@ -1115,11 +1113,8 @@ impl Store for PostgresStore {
             jobs,
             |state, _| JobChange::retry(state),
             format!(
-                "UPDATE jobs SET state = 'retry', gave_up = NULL, reason = '{}',
-                                 passes_attempted = 0, last_pass = 0, infra_failures = 0,
-                                 cancel_requested = 0, lease_process = NULL, lease_until_ms = NULL
-                 WHERE id = $1",
-                sql::RETRIED_REASON
+                "UPDATE jobs SET {}, lease_process = NULL, lease_until_ms = NULL WHERE id = $1",
+                sql::RETRIED
             ),
             None,
         )

@@ -55,6 +55,14 @@ pub(crate) const JOB_CONTROL: &str = "SELECT state, cancel_requested FROM jobs W
 /// attempt ends, unless it posted.
 pub(crate) const CANCEL_AFTER_ATTEMPT: &str = "UPDATE jobs SET cancel_requested = 1 WHERE id = $1";
 
-/// What the reason of a job cancelled or retried by an operator says.
+/// What the reason of a job cancelled by an operator says.
 pub(crate) const CANCELLED_REASON: &str = "cancelled by an operator";
-pub(crate) const RETRIED_REASON: &str = "retry requested by an operator";
+
+/// A job an operator cancelled. (A shared store also drops its lease.)
+pub(crate) const CANCELLED: &str = "state = 'cancelled', reason = 'cancelled by an operator'";
+
+/// A job an operator retried: eligible again, whatever its category, with
+/// none of its run's budget used. (A shared store also drops its lease.)
+pub(crate) const RETRIED: &str =
+    "state = 'retry', gave_up = NULL, reason = 'retry requested by an operator',
+    passes_attempted = 0, last_pass = 0, infra_failures = 0, cancel_requested = 0";

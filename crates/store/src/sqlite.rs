@@ -730,10 +730,7 @@ impl Store for SqliteStore {
         self.control(
             jobs,
             JobChange::cancel,
-            &format!(
-                "UPDATE jobs SET state = 'cancelled', reason = '{}' WHERE id = $1",
-                sql::CANCELLED_REASON
-            ),
+            &format!("UPDATE jobs SET {} WHERE id = $1", sql::CANCELLED),
             Some(sql::CANCEL_AFTER_ATTEMPT),
         )
     }
@@ -742,13 +739,7 @@ impl Store for SqliteStore {
         self.control(
             jobs,
             |state, _| JobChange::retry(state),
-            &format!(
-                "UPDATE jobs SET state = 'retry', gave_up = NULL, reason = '{}',
-                                 passes_attempted = 0, last_pass = 0, infra_failures = 0,
-                                 cancel_requested = 0
-                 WHERE id = $1",
-                sql::RETRIED_REASON
-            ),
+            &format!("UPDATE jobs SET {} WHERE id = $1", sql::RETRIED),
             None,
         )
     }
