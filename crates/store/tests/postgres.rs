@@ -387,3 +387,79 @@ fn cancel_and_retry_work_while_a_process_holds_the_jobs() {
     assert_eq!(ids(&again), ["y1"]);
     assert_eq!(store.tally(None).unwrap().unfinished, 1);
 }
+
+#[test]
+fn a_database_from_schema_1_is_brought_forward_with_nothing_lost() {
+    let Some(cluster) = Cluster::for_test("a_database_from_schema_1_is_brought_forward") else {
+        return;
+    };
+    let url = cluster.create_database();
+    // Schema 1 as it was, with a batch whose pass 1 ended (a posted, b to
+    // retry) and whose pass 2 was open when its process stopped.
+    cluster.sql(
+        &url,
+        &format!(
+            "CREATE TABLE orchestrator_schema (version BIGINT NOT NULL);
+             INSERT INTO orchestrator_schema (version) VALUES (1); {}",
+            include_str!("../migrations/postgres/1-batch.sql")
+        ),
+    );
+    let config = serde_json::json!({
+        "retry": orchestrator_retry::RetryConfig::default(),
+        "workers": 3,
+        "accounts": null,
+        "key_window_ms": 3_600_000,
+    });
+    cluster.sql(
+        &url,
+        &format!(
+            "INSERT INTO jobs (id, account, payload, idempotency_key, state, attempts,
+                               passes_attempted, last_pass, remote_id, category)
+             VALUES ('a', 'x', '{{}}', 'ka', 'succeeded', 1, 1, 1, 'r-1', NULL),
+                    ('b', 'x', '{{}}', 'kb', 'retry', 1, 1, 1, NULL, 'retryable'),
+                    ('c', 'y', '{{}}', 'kc', 'pending', 0, 0, 0, NULL, NULL);
+             INSERT INTO runs (pid, host, started_ms, heartbeat_ms, ended_ms, state, config)
+             VALUES (4242, 'old-host', 100, 300, 300, 'stopped', '{config}');
+             INSERT INTO passes (pass, started_ms, ended_ms, result)
+             VALUES (1, 100, 200, '1 jobs to retry'), (2, 250, NULL, NULL);
+             INSERT INTO attempts (job_id, run_id, pass, number, idempotency_key, started_ms,
+                                   ended_ms, outcome, remote_id, category)
+             VALUES ('a', 1, 1, 1, 'ka', 110, 120, 'succeeded', 'r-1', NULL),
+                    ('b', 1, 1, 1, 'kb', 110, 130, 'failed', NULL, 'retryable');"
+        ),
+    );
+    let store = PostgresStore::open(&url, DEFAULT_LEASE).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 2);
+    let status = store.status().unwrap();
+    let last = status.last_run.clone().unwrap();
+    assert_eq!(
+        (last.run, last.state.as_str(), last.passes, last.attempts),
+        (1, "stopped", 2, 2)
+    );
+    assert_eq!(status.processes[0].host.as_deref(), Some("old-host"));
+    let report = store.report().unwrap();
+    assert!(
+        report
+            .iter()
+            .all(|r| r.attempt.run == Some(1) && r.attempt.process == Some(1))
+    );
+    assert_eq!(report[0].attempt.remote_id.as_deref(), Some("r-1"));
+    // The same settings resume it where it stood.
+    let joined = store
+        .join_run(&NewProcess {
+            pid: 1,
+            config: orchestrator_retry::RetryConfig::default(),
+            workers: 3,
+            accounts: None,
+            key_window_ms: 3_600_000,
+        })
+        .unwrap();
+    assert_eq!((joined.run, joined.how), (1, JoinedHow::Resumed));
+    let eligible: Vec<(String, u32)> = store
+        .eligible_jobs(2, None)
+        .unwrap()
+        .into_iter()
+        .map(|j| (j.id, j.passes_attempted))
+        .collect();
+    assert_eq!(eligible, [("b".into(), 1), ("c".into(), 0)]);
+}
