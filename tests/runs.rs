@@ -281,3 +281,33 @@ script = [{ respond = "slow", delay_ms = 3000 }]
         explain.stdout
     );
 }
+
+#[test]
+pub(crate) fn a_run_cut_short_under_other_settings_is_closed_for_a_new_one() {
+    let f = Fixture::new(
+        "[[account]]\nname = \"slow\"\ntoken = \"s\"\ndelay_ms = 300\n",
+        10,
+    );
+    let child = f.spawn(&["--workers", "1"]);
+    let state = f.state();
+    wait_until("a first post", || {
+        state.tally(None).is_ok_and(|t| t.succeeded >= 1)
+    });
+    let stop = run(&mut f.command(&["--stop-all"]));
+    assert_eq!(stop.code, 0, "{}", stop.stderr);
+    let stopped = child.wait_with_output().unwrap();
+    assert_eq!(stopped.status.code(), Some(3));
+    let other = f.run(&["--max-passes", "5"]);
+    assert_eq!(other.code, 0, "{}", other.stderr);
+    assert_says(
+        &other,
+        &[
+            "Run 1 was cut short under other settings (--max-passes 3 (here 5)): closed, and a new run begins",
+            "Run 2: a new run for every account",
+            "Starting pass 1/5 of run 2",
+        ],
+    );
+    let status = run(&mut f.command(&["--status"]));
+    assert_says(&status, &["  1    closed", "  2    finished  1/5"]);
+    assert_exactly_once(&f);
+}

@@ -371,7 +371,7 @@ fn run_lines(
             let mut lines = Vec::new();
             if let Some(closed) = closed {
                 lines.push(format!(
-                    "Run {} was cut short under other settings ({}): closed; its open jobs go on in run {run}",
+                    "Run {} was cut short under other settings ({}): closed, and a new run begins",
                     closed.run,
                     closed.differences.join(", ")
                 ));

@@ -69,7 +69,7 @@ fn differences(open: &OpenRun, process: &NewProcess) -> Vec<String> {
     );
     if theirs != ours {
         differ.push(format!(
-            "--accounts {} (here {})",
+            "{} (here {})",
             shown(theirs.as_deref()),
             shown(ours.as_deref())
         ));
@@ -89,8 +89,8 @@ pub(crate) fn normalized(accounts: Option<&[String]>) -> Option<Vec<String>> {
 
 fn shown(accounts: Option<&[String]>) -> String {
     match accounts {
-        None => "not set".into(),
-        Some(list) => list.join(","),
+        None => "every account".into(),
+        Some(list) => format!("--accounts {}", list.join(",")),
     }
 }
 
@@ -175,7 +175,7 @@ mod tests {
                     run: 4,
                     differences: vec![
                         "--max-passes 3 (here 5)".into(),
-                        "--accounts y (here x)".into()
+                        "--accounts y (here --accounts x)".into()
                     ],
                 })
             }
@@ -194,7 +194,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            refused.starts_with("run 4 is in progress on other processes with other settings: --accounts not set (here x);"),
+            refused.starts_with("run 4 is in progress on other processes with other settings: every account (here --accounts x);"),
             "{refused}"
         );
     }
