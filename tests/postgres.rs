@@ -185,6 +185,7 @@ fn runs_resumes_cancel_and_retry_hold_on_postgres() {
         runs::a_failed_job_is_retried_by_the_next_run_a_non_retryable_one_on_request();
         runs::a_crash_mid_run_is_resumed_and_grants_no_job_more_passes();
         runs::cancel_and_retry_change_jobs_while_a_run_goes_on();
+        runs::a_run_cut_short_under_other_settings_is_closed_for_a_new_one();
     });
 }
 

@@ -554,3 +554,45 @@ pub struct ReportRow {
     #[serde(flatten)]
     pub attempt: AttemptRecord,
 }
+
+/// A run as `--status` reads it, before its stored values are checked.
+pub(crate) struct RunRow {
+    pub(crate) run: u32,
+    pub(crate) state: String,
+    pub(crate) started_ms: i64,
+    pub(crate) ended_ms: Option<i64>,
+    pub(crate) config: String,
+    pub(crate) accounts: Option<String>,
+    pub(crate) passes: u32,
+    pub(crate) attempts: i64,
+    /// Whether a process works on it now.
+    pub(crate) live: bool,
+}
+
+impl RunRow {
+    pub(crate) fn status(self) -> crate::Result<RunStatus> {
+        let config = crate::join::config_from(&self.config, self.run)?;
+        let state = match RunState::parse(&self.state) {
+            Some(RunState::Open) if self.live => "running",
+            Some(RunState::Open) => "stopped",
+            Some(RunState::Finished) => "finished",
+            Some(RunState::Closed) => "closed",
+            None => {
+                return Err(crate::StoreError::Corrupt(format!(
+                    "the state of run {}: {:?}",
+                    self.run, self.state
+                )));
+            }
+        };
+        Ok(RunStatus {
+            run: self.run,
+            state: state.into(),
+            started_ms: self.started_ms.max(0) as u64,
+            ended_ms: self.ended_ms.map(|v| v.max(0) as u64),
+            passes: self.passes,
+            max_passes: config.max_passes,
+            accounts: crate::join::accounts_from(self.accounts.as_deref(), self.run)?,
+            attempts: self.attempts.max(0) as u64,
+        })
+    }
+}

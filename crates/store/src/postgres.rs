@@ -24,7 +24,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use orchestrator_contract::RetryScope;
 use orchestrator_retry::{PassResult, PassTally};
 
-use crate::model::FailureColumns;
+use crate::model::{FailureColumns, RunRow};
 use crate::sql::{self, JOB_COLUMNS};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
@@ -34,7 +34,6 @@ use tokio_postgres::{NoTls, Row, Transaction};
 
 use crate::group::{Durable, Write, Written};
 use crate::join::{self, OpenRun, Plan};
-use crate::sqlite::RunRow;
 use crate::{
     AttemptId, AttemptOutcome, AttemptRecord, ClaimLimit, ImportSummary, JobChange, JobState,
     JobSummary, Joined, JoinedHow, NewJob, NewProcess, PassMark, PassStatus, Pause, ProcessId,

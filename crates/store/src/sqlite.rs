@@ -8,7 +8,7 @@ use orchestrator_contract::{Category, RetryScope};
 use orchestrator_retry::{PassResult, PassTally};
 
 use crate::join::{self, OpenRun, Plan};
-use crate::model::FailureColumns;
+use crate::model::{FailureColumns, RunRow};
 use crate::sql::{self, JOB_COLUMNS};
 use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_iter};
 
@@ -17,7 +17,7 @@ use crate::{
     AttemptId, AttemptOutcome, AttemptRecord, ImportSummary, JobChange, JobState, JobSummary,
     Joined, JoinedHow, NewJob, NewProcess, PassMark, PassStatus, Pause, ProcessId, ProcessState,
     ProcessStatus, RUNS_SHOWN, ReasonCount, ReportRow, Result, RetryEntry, RunPass, RunState,
-    RunStatus, Skipped, StatusReport, Store, StoreError, StoredJob, idempotency_key,
+    Skipped, StatusReport, Store, StoreError, StoredJob, idempotency_key,
 };
 
 /// The schema version this build writes; a file with a higher one is
@@ -1123,48 +1123,6 @@ impl Store for SqliteStore {
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(jobs)
-    }
-}
-
-/// A run as `--status` reads it, before its stored values are checked.
-pub(crate) struct RunRow {
-    pub(crate) run: u32,
-    pub(crate) state: String,
-    pub(crate) started_ms: i64,
-    pub(crate) ended_ms: Option<i64>,
-    pub(crate) config: String,
-    pub(crate) accounts: Option<String>,
-    pub(crate) passes: u32,
-    pub(crate) attempts: i64,
-    /// Whether a process works on it now.
-    pub(crate) live: bool,
-}
-
-impl RunRow {
-    pub(crate) fn status(self) -> Result<RunStatus> {
-        let config = join::config_from(&self.config, self.run)?;
-        let state = match RunState::parse(&self.state) {
-            Some(RunState::Open) if self.live => "running",
-            Some(RunState::Open) => "stopped",
-            Some(RunState::Finished) => "finished",
-            Some(RunState::Closed) => "closed",
-            None => {
-                return Err(StoreError::Corrupt(format!(
-                    "the state of run {}: {:?}",
-                    self.run, self.state
-                )));
-            }
-        };
-        Ok(RunStatus {
-            run: self.run,
-            state: state.into(),
-            started_ms: self.started_ms.max(0) as u64,
-            ended_ms: self.ended_ms.map(|v| v.max(0) as u64),
-            passes: self.passes,
-            max_passes: config.max_passes,
-            accounts: join::accounts_from(self.accounts.as_deref(), self.run)?,
-            attempts: self.attempts.max(0) as u64,
-        })
     }
 }
 
