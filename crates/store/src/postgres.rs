@@ -1113,11 +1113,10 @@ impl Store for PostgresStore {
             async move {
                 let mut client = inner.pool.get().await?;
                 let tx = client.transaction().await?;
-                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK])
-                    .await?;
                 // A process that lost touch for longer than its lease may
                 // find its run closed and a new one begun: its work goes on
-                // there, not here.
+                // there, not here. (Asked before the claims' lock, which
+                // every process waits for in turn.)
                 let closed: Option<i32> = tx
                     .query_opt(
                         "SELECT r.run FROM processes p JOIN runs r ON r.run = p.run
@@ -1129,6 +1128,8 @@ impl Store for PostgresStore {
                 if let Some(run) = closed {
                     return Err(Failure::Store(StoreError::RunClosed(run as u32)));
                 }
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK])
+                    .await?;
                 let window = inner.key_window_ms.load(Ordering::Relaxed);
                 recover(&tx, window, Unheld::Expired).await?;
                 let lease = inner.lease.as_millis() as i64;
@@ -1626,7 +1627,8 @@ async fn fresh_budgets(
         .await?;
     tx.execute(
         "UPDATE jobs SET passes_attempted = 0, last_pass = 0, infra_failures = 0
-         WHERE state IN ('pending', 'retry') AND ($1::text[] IS NULL OR account = ANY($1))",
+         WHERE state IN ('pending', 'retry') AND ($1::text[] IS NULL OR account = ANY($1))
+           AND (passes_attempted <> 0 OR last_pass <> 0 OR infra_failures <> 0)",
         &[&accounts],
     )
     .await?;

@@ -486,7 +486,10 @@ fn open_run(tx: &Connection) -> Result<Option<OpenRun>> {
 /// A new run's budgets: failed jobs of `accounts` whose category `config`
 /// retries are reopened, and every open job starts with none of the run's
 /// passes used. Returns how many were reopened, and the failed jobs left
-/// as they are, by category.
+/// as they are, by category. Rows already at zero are not written: a new
+/// batch's first run rewrites nothing (on PostgreSQL, every rewritten row
+/// would leave a dead one and index entries behind for the claims to wade
+/// through).
 fn fresh_budgets(
     tx: &Connection,
     config: &orchestrator_retry::RetryConfig,
@@ -509,7 +512,8 @@ fn fresh_budgets(
     tx.execute(
         &format!(
             "UPDATE jobs SET passes_attempted = 0, last_pass = 0, infra_failures = 0
-             WHERE state IN ('pending', 'retry'){clause}"
+             WHERE state IN ('pending', 'retry'){clause}
+               AND (passes_attempted <> 0 OR last_pass <> 0 OR infra_failures <> 0)"
         ),
         params_from_iter(&values),
     )?;
