@@ -311,3 +311,24 @@ pub(crate) fn a_run_cut_short_under_other_settings_is_closed_for_a_new_one() {
     assert_says(&status, &["  1    closed", "  2    finished  1/5"]);
     assert_exactly_once(&f);
 }
+
+#[test]
+fn cancel_and_retry_need_a_batch_and_job_ids() {
+    let dir = crate::support::temp_dir();
+    let tool = |args: &[&str]| {
+        run(crate::support::orchestrator()
+            .current_dir(dir.path())
+            .args(args))
+    };
+    let nothing = tool(&["cancel", "x"]);
+    assert_eq!(nothing.code, 2);
+    assert_eq!(
+        nothing.stderr,
+        "error: no state file at orchestrator-state.sqlite; give --state-file PATH\n"
+    );
+    let no_ids = tool(&["retry"]);
+    assert_eq!(no_ids.code, 2, "{}", no_ids.stderr);
+    assert!(no_ids.stderr.contains("<JOB_ID>..."), "{}", no_ids.stderr);
+    // Nothing was created.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
