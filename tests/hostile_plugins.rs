@@ -246,3 +246,30 @@ fn a_plugin_fixed_between_passes_serves_the_next_pass() {
     assert!(matches!(attempts[0].fault, Some(HostFault::Trap(_))));
     assert_eq!(attempts[1].outcome, "succeeded");
 }
+
+#[test]
+fn a_wait_of_a_billion_years_is_clamped_and_the_state_stays_readable() {
+    let (f, attempt) = misbehave(
+        "wait",
+        r#""misbehave": "wait""#,
+        &["--max-retry-after", "1"],
+    );
+    // u64::MAX ms asked for, 1 s waited; the record says both.
+    assert_eq!(attempt.retry_after_ms, Some(1000));
+    let reason = attempt.reason.unwrap();
+    assert!(
+        reason.ends_with("; clamped to --max-retry-after 1s)"),
+        "{reason}"
+    );
+    for args in [&["--status"][..], &["--status", "--json"]] {
+        let out = crate::support::run(&mut f.command(args));
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    let explain = f.tool(&["explain", "wait-1"]);
+    assert_eq!(explain.code, 0, "{}", explain.stderr);
+    assert!(
+        explain.stdout.contains("retry after: 1000 ms"),
+        "{}",
+        explain.stdout
+    );
+}

@@ -355,7 +355,21 @@ pub struct RetryArgs {
     /// (judged after 10 attempts), e.g. when every token was revoked
     #[arg(long, value_name = "PCT", allow_negative_numbers = true)]
     pub halt_on_failure_rate: Option<f64>,
+    /// The longest wait a platform or a classifier may ask for; a longer
+    /// retry-after is clamped to this, with a log line
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 3600,
+        allow_negative_numbers = true
+    )]
+    pub max_retry_after: i64,
 }
+
+/// The most `--max-retry-after` may be: a year. Waits longer than that are
+/// surely a platform's mistake, and the host's arithmetic stays far from
+/// overflow.
+pub const MAX_RETRY_AFTER_LIMIT: i64 = 366 * 24 * 3600;
 
 impl BatchArgs {
     /// Checks every flag before any work is done.
@@ -378,6 +392,13 @@ impl BatchArgs {
         } else {
             config
         };
+        if !(1..=MAX_RETRY_AFTER_LIMIT).contains(&self.retry.max_retry_after) {
+            return Err(Exit::new(
+                exit::USAGE,
+                format!("--max-retry-after must be from 1 to {MAX_RETRY_AFTER_LIMIT} (a year)"),
+            )
+            .into());
+        }
         if let Some(pct) = self.retry.halt_on_failure_rate
             && !(0.0..=100.0).contains(&pct)
         {

@@ -177,6 +177,7 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
             allow_hosts: args.limits.allow_hosts.clone(),
             key_window: Duration::from_secs(args.key_window as u64),
             halt_on_failure_rate: args.retry.halt_on_failure_rate,
+            max_retry_after: Duration::from_secs(args.retry.max_retry_after.max(1) as u64),
         },
     );
     let (stop, _) = tokio::sync::watch::channel(false);

@@ -59,7 +59,14 @@ pub fn run(args: &BatchArgs) -> Result<u8> {
     Ok(exit::SUCCESS)
 }
 
+/// A stored time (ms since the epoch) as RFC 3339. A time past the year
+/// 9999 is no real one (an older or hostile writer's): it is shown as such,
+/// never a panic.
 pub fn time(ms: u64) -> String {
+    const LAST_SECOND: u64 = 253_402_300_799; // 9999-12-31T23:59:59Z
+    if ms / 1000 > LAST_SECOND {
+        return format!("(a time past the year 9999: {ms} ms)");
+    }
     let t = SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
     humantime::format_rfc3339_seconds(t).to_string()
 }
@@ -269,4 +276,17 @@ fn next_run(failed_by_category: &[(String, u64)], config: &RetryConfig) -> Strin
         "  The next --run retries {retried} of them and skips {}.\n",
         skipped.join(", ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn any_stored_time_can_be_shown() {
+        assert_eq!(super::time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::time(253_402_300_799_999), "9999-12-31T23:59:59Z");
+        assert_eq!(
+            super::time(u64::MAX),
+            "(a time past the year 9999: 18446744073709551615 ms)"
+        );
+    }
 }

@@ -76,8 +76,15 @@ pub(crate) async fn run_pass(
                 // Wait out the job's own retry-after and any pause of its
                 // account or platform, then for a worker; a pause that began
                 // meanwhile sends it back to waiting.
+                // A wait stored by an earlier run, when limits were other,
+                // lasts no longer than this run allows.
+                let latest =
+                    now_ms().saturating_add(ctx.options.max_retry_after.as_millis() as u64);
                 let permit = loop {
-                    let until = job.not_before_ms.max(ctx.pauses.until(&queue_of.waiter));
+                    let until = job
+                        .not_before_ms
+                        .max(ctx.pauses.until(&queue_of.waiter))
+                        .map(|t| t.min(latest));
                     let wait = until.map_or(0, |t| t.saturating_sub(now_ms()));
                     if wait > 0 {
                         tokio::select! {
@@ -205,7 +212,7 @@ impl AttemptCtx {
                     failure,
                     fault,
                 };
-                let decided = self.classify(&report).await;
+                let decided = self.clamp_wait(&job.id, self.classify(&report).await);
                 let infra = u32::from(decided.category == Category::Infrastructure);
                 let decision = decide(
                     &self.options.config,
@@ -216,7 +223,7 @@ impl AttemptCtx {
                     },
                 );
                 let summary = format!("{}: {} ({:?})", decided.category, decided.reason, decision);
-                let not_before_ms = decided.retry_after_ms.map(|ms| now_ms() + ms);
+                let not_before_ms = decided.retry_after_ms.map(|ms| now_ms().saturating_add(ms));
                 (
                     AttemptOutcome::Failed {
                         failure: report.failure,
@@ -282,6 +289,27 @@ impl AttemptCtx {
             });
             let _ = self.stop.send(true);
         }
+    }
+
+    /// Clamps the wait `decided` asks for to `--max-retry-after`, saying so
+    /// in the log and in the recorded reason.
+    fn clamp_wait(&self, job: &str, mut decided: Decided) -> Decided {
+        let max = self.options.max_retry_after;
+        let max_ms = max.as_millis() as u64;
+        if let Some(asked) = decided.retry_after_ms.filter(|ms| *ms > max_ms) {
+            let asked = humantime::format_duration(Duration::from_millis(asked));
+            tracing::warn!(
+                "job {job}: a wait of {asked} was asked for; waiting --max-retry-after {}s instead",
+                max.as_secs()
+            );
+            decided.reason = format!(
+                "{} (asked to wait {asked}; clamped to --max-retry-after {}s)",
+                decided.reason,
+                max.as_secs()
+            );
+            decided.retry_after_ms = Some(max_ms);
+        }
+        decided
     }
 
     /// Classifier plugins in order, then the built-in rules. A classifier

@@ -72,6 +72,9 @@ pub struct RunOptions {
     /// Stop the run when more than this percentage of its attempts failed
     /// (after at least [`HALT_MIN_ATTEMPTS`]).
     pub halt_on_failure_rate: Option<f64>,
+    /// The longest wait a retry-after may impose: longer ones (a platform's
+    /// mistake, a hostile plugin) are clamped to it.
+    pub max_retry_after: Duration,
 }
 
 /// Attempts a run makes before `--halt-on-failure-rate` may judge it: a
@@ -221,9 +224,13 @@ impl Runner {
             accounts: joined.accounts.clone(),
             at_pass: store.latest_pass(run)?.map(|mark| mark.pass),
         });
-        // The platform's waits outlast the run that was told of them.
-        self.pauses
-            .restore(&store.pauses(dispatch::now_ms())?, &self.batch().accounts);
+        // The platform's waits outlast the run that was told of them (as
+        // long as this run lets any wait last).
+        let max_wait = self.options.max_retry_after.as_millis() as u64;
+        self.pauses.restore(
+            &store.pauses(dispatch::now_ms(), max_wait)?,
+            &self.batch().accounts,
+        );
 
         // Another process asks through the store; poll it. A shared store's
         // leases live as long as the process renews them, on the same beat.

@@ -204,8 +204,9 @@ pub trait Store: Send + Sync {
     }
     /// The account and platform waits still running at `now_ms`, the latest
     /// per account and scope: a run that starts (or resumes) honours what
-    /// the platform asked of the runs before it.
-    fn pauses(&self, now_ms: u64) -> Result<Vec<Pause>>;
+    /// the platform asked of the runs before it, each wait at most
+    /// `max_wait_ms` long (whatever an older or hostile writer stored).
+    fn pauses(&self, now_ms: u64, max_wait_ms: u64) -> Result<Vec<Pause>>;
 
     /// Everything `--status` shows.
     fn status(&self) -> Result<StatusReport>;

@@ -355,12 +355,24 @@ impl FailureColumns {
             state,
             gave_up,
             infra: i32::from(classification.category == Category::Infrastructure),
-            retry_after_ms: classification.retry_after_ms.map(|v| v as i64),
+            retry_after_ms: classification.retry_after_ms.map(stored_ms),
             retry_scope: classification
                 .retry_after_ms
                 .map(|_| classification.scope.as_str()),
         }
     }
+}
+
+/// A time or a duration (ms) as the stores keep it: a value past what a
+/// column holds is kept as the largest it holds, never wrapped negative.
+pub(crate) fn stored_ms(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+/// A stored time or duration (ms) as the host uses it: a negative one
+/// (written by an older or a hostile writer) reads as 0.
+pub(crate) fn read_ms(ms: i64) -> u64 {
+    ms.max(0) as u64
 }
 
 /// A failure or fault record, kept as JSON text.
@@ -587,8 +599,8 @@ impl RunRow {
         Ok(RunStatus {
             run: self.run,
             state: state.into(),
-            started_ms: self.started_ms.max(0) as u64,
-            ended_ms: self.ended_ms.map(|v| v.max(0) as u64),
+            started_ms: read_ms(self.started_ms),
+            ended_ms: self.ended_ms.map(read_ms),
             passes: self.passes,
             max_passes: config.max_passes,
             accounts: crate::join::accounts_from(self.accounts.as_deref(), self.run)?,

@@ -24,7 +24,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use orchestrator_contract::RetryScope;
 use orchestrator_retry::{PassResult, PassTally};
 
-use crate::model::{FailureColumns, RunRow};
+use crate::model::{FailureColumns, RunRow, read_ms, stored_ms};
 use crate::sql::{self, JOB_COLUMNS};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
@@ -471,7 +471,7 @@ fn job_from_row(row: &Row) -> StoredJob {
         attempts: row.get::<_, i32>(5) as u32,
         passes_attempted: row.get::<_, i32>(6) as u32,
         infrastructure_failures: row.get::<_, i32>(7) as u32,
-        not_before_ms: row.get::<_, Option<i64>>(8).map(|v| v as u64),
+        not_before_ms: row.get::<_, Option<i64>>(8).map(read_ms),
         claimed_by: None,
     }
 }
@@ -677,7 +677,7 @@ async fn finish_attempt_in(
                     &attempt.0,
                     &columns.state,
                     &columns.gave_up,
-                    &not_before_ms.map(|v| v as i64),
+                    &not_before_ms.map(stored_ms),
                     &columns.infra,
                     &sql::CANCELLED_REASON,
                 ],
@@ -1020,7 +1020,7 @@ impl Store for PostgresStore {
     fn latest_pass(&self, run: u32) -> Result<Option<PassMark>> {
         self.row(sql::LATEST_PASS, vec![Box::new(run as i32)], |r| PassMark {
             pass: r.get::<_, i32>(0) as u32,
-            opens_ms: r.get::<_, i64>(1) as u64,
+            opens_ms: read_ms(r.get::<_, i64>(1)),
             ended: r.get(2),
         })
     }
@@ -1032,7 +1032,7 @@ impl Store for PostgresStore {
             vec![
                 Box::new(at.run as i32),
                 Box::new(at.pass as i32),
-                Box::new(opens_ms as i64),
+                Box::new(stored_ms(opens_ms)),
             ],
         )
         .map(drop)
@@ -1062,7 +1062,7 @@ impl Store for PostgresStore {
                         tx.execute(
                             "INSERT INTO passes (run, pass, started_ms) VALUES ($1, $2, $3)
                              ON CONFLICT (run, pass) DO NOTHING",
-                            &[&run, &(next as i32), &(opens_ms as i64)],
+                            &[&run, &(next as i32), &(stored_ms(opens_ms))],
                         )
                         .await?;
                     }
@@ -1294,16 +1294,20 @@ impl Store for PostgresStore {
         self.submit(write, |_| ())
     }
 
-    fn pauses(&self, now_ms: u64) -> Result<Vec<Pause>> {
+    fn pauses(&self, now_ms: u64, max_wait_ms: u64) -> Result<Vec<Pause>> {
         let rows = self.rows(
-            "SELECT a.retry_scope, j.account, MAX(a.ended_ms + a.retry_after_ms) AS until_ms
+            "SELECT a.retry_scope, j.account,
+                    MAX(LEAST(a.ended_ms, $1) + LEAST(a.retry_after_ms, $2)) AS until_ms
              FROM attempts a JOIN jobs j ON j.id = a.job_id
              WHERE a.retry_scope IN ('account', 'platform') AND a.retry_after_ms IS NOT NULL
              GROUP BY a.retry_scope, j.account
-             HAVING MAX(a.ended_ms + a.retry_after_ms) > $1
+             HAVING MAX(LEAST(a.ended_ms, $1) + LEAST(a.retry_after_ms, $2)) > $1
              ORDER BY j.account, a.retry_scope",
-            vec![Box::new(now_ms as i64)],
-            |r| (r.get::<_, String>(0), r.get(1), r.get::<_, i64>(2) as u64),
+            vec![
+                Box::new(stored_ms(now_ms)),
+                Box::new(stored_ms(max_wait_ms)),
+            ],
+            |r| (r.get::<_, String>(0), r.get(1), read_ms(r.get::<_, i64>(2))),
         )?;
         rows.into_iter()
             .map(|(scope, account, until_ms)| {
@@ -1388,8 +1392,8 @@ async fn attempt_rows(inner: &Inner, job: Option<String>) -> Step<Vec<ReportRow>
                     pass: r.get::<_, i32>(0) as u32,
                     process: r.get(17),
                     number: r.get::<_, i32>(1) as u32,
-                    started_ms: r.get::<_, i64>(2) as u64,
-                    ended_ms: r.get::<_, Option<i64>>(3).map(|v| v as u64),
+                    started_ms: read_ms(r.get::<_, i64>(2)),
+                    ended_ms: r.get::<_, Option<i64>>(3).map(read_ms),
                     outcome: r.get(4),
                     remote_id: r.get(5),
                     failure: failure
@@ -1401,7 +1405,7 @@ async fn attempt_rows(inner: &Inner, job: Option<String>) -> Step<Vec<ReportRow>
                     category: r.get(8),
                     decided_by: r.get(9),
                     reason: r.get(10),
-                    retry_after_ms: r.get::<_, Option<i64>>(11).map(|v| v as u64),
+                    retry_after_ms: r.get::<_, Option<i64>>(11).map(read_ms),
                     retry_scope: r
                         .get::<_, Option<String>>(15)
                         .as_deref()
@@ -1515,8 +1519,8 @@ async fn status(inner: &Inner) -> Step<StatusReport> {
                 pid: r.get::<_, i32>(2) as u32,
                 host: Some(r.get(3)),
                 state: r.get(4),
-                started_ms: r.get::<_, i64>(5) as u64,
-                ended_ms: r.get::<_, Option<i64>>(6).map(|v| v as u64),
+                started_ms: read_ms(r.get::<_, i64>(5)),
+                ended_ms: r.get::<_, Option<i64>>(6).map(read_ms),
                 stop_requested: r.get(7),
             })
             .collect();
@@ -1541,7 +1545,7 @@ async fn status(inner: &Inner) -> Step<StatusReport> {
                 category: r.get(2),
                 reason: r.get(3),
                 decided_by: r.get(4),
-                not_before_ms: r.get::<_, Option<i64>>(5).map(|v| v as u64),
+                not_before_ms: r.get::<_, Option<i64>>(5).map(read_ms),
             })
             .collect();
         Ok((list, total))

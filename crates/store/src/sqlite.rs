@@ -8,7 +8,7 @@ use orchestrator_contract::{Category, RetryScope};
 use orchestrator_retry::{PassResult, PassTally};
 
 use crate::join::{self, OpenRun, Plan};
-use crate::model::{FailureColumns, RunRow};
+use crate::model::{FailureColumns, RunRow, read_ms, stored_ms};
 use crate::sql::{self, JOB_COLUMNS};
 use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_iter};
 
@@ -355,8 +355,8 @@ impl SqliteStore {
                             pass: r.get(0)?,
                             process: r.get(17)?,
                             number: r.get(1)?,
-                            started_ms: r.get::<_, i64>(2)? as u64,
-                            ended_ms: r.get::<_, Option<i64>>(3)?.map(|v| v as u64),
+                            started_ms: read_ms(r.get::<_, i64>(2)?),
+                            ended_ms: r.get::<_, Option<i64>>(3)?.map(read_ms),
                             outcome: r.get(4)?,
                             remote_id: r.get(5)?,
                             failure: None,
@@ -364,7 +364,7 @@ impl SqliteStore {
                             category: r.get(8)?,
                             decided_by: r.get(9)?,
                             reason: r.get(10)?,
-                            retry_after_ms: r.get::<_, Option<i64>>(11)?.map(|v| v as u64),
+                            retry_after_ms: r.get::<_, Option<i64>>(11)?.map(read_ms),
                             retry_scope: r
                                 .get::<_, Option<String>>(15)?
                                 .as_deref()
@@ -447,7 +447,7 @@ fn job_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredJob> {
         attempts: row.get(5)?,
         passes_attempted: row.get(6)?,
         infrastructure_failures: row.get(7)?,
-        not_before_ms: row.get::<_, Option<i64>>(8)?.map(|v| v as u64),
+        not_before_ms: row.get::<_, Option<i64>>(8)?.map(read_ms),
         claimed_by: None,
     })
 }
@@ -764,7 +764,7 @@ impl Store for SqliteStore {
             .query_row(sql::LATEST_PASS, [run], |r| {
                 Ok(PassMark {
                     pass: r.get(0)?,
-                    opens_ms: r.get::<_, i64>(1)? as u64,
+                    opens_ms: read_ms(r.get::<_, i64>(1)?),
                     ended: r.get(2)?,
                 })
             })
@@ -776,7 +776,7 @@ impl Store for SqliteStore {
             tx.execute(
                 "INSERT INTO passes (run, pass, started_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT (run, pass) DO NOTHING",
-                params![at.run, at.pass, opens_ms as i64],
+                params![at.run, at.pass, stored_ms(opens_ms)],
             )?;
             Ok(())
         })
@@ -796,7 +796,7 @@ impl Store for SqliteStore {
                     tx.execute(
                         "INSERT INTO passes (run, pass, started_ms) VALUES (?1, ?2, ?3)
                          ON CONFLICT (run, pass) DO NOTHING",
-                        params![at.run, next, opens_ms as i64],
+                        params![at.run, next, stored_ms(opens_ms)],
                     )?;
                 }
                 (true, None) => {
@@ -917,10 +917,11 @@ impl Store for SqliteStore {
         }
     }
 
-    fn pauses(&self, now_ms: u64) -> Result<Vec<Pause>> {
+    fn pauses(&self, now_ms: u64, max_wait_ms: u64) -> Result<Vec<Pause>> {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         let mut stmt = conn.prepare(
-            "SELECT a.retry_scope, j.account, MAX(a.ended_ms + a.retry_after_ms) AS until_ms
+            "SELECT a.retry_scope, j.account,
+                    MAX(MIN(a.ended_ms, ?1) + MIN(a.retry_after_ms, ?2)) AS until_ms
              FROM attempts a JOIN jobs j ON j.id = a.job_id
              WHERE a.retry_scope IN ('account', 'platform') AND a.retry_after_ms IS NOT NULL
              GROUP BY a.retry_scope, j.account
@@ -928,7 +929,7 @@ impl Store for SqliteStore {
              ORDER BY j.account, a.retry_scope",
         )?;
         let pauses = stmt
-            .query_map([now_ms as i64], |r| {
+            .query_map([stored_ms(now_ms), stored_ms(max_wait_ms)], |r| {
                 Ok((r.get::<_, String>(0)?, r.get(1)?, r.get::<_, i64>(2)?))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -940,7 +941,7 @@ impl Store for SqliteStore {
                 Ok(Pause {
                     scope,
                     account,
-                    until_ms: until as u64,
+                    until_ms: read_ms(until),
                 })
             })
             .collect()
@@ -1038,8 +1039,8 @@ impl Store for SqliteStore {
                         pid: r.get::<_, i64>(2)? as u32,
                         host: None,
                         state: r.get(3)?,
-                        started_ms: r.get::<_, i64>(4)? as u64,
-                        ended_ms: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
+                        started_ms: read_ms(r.get::<_, i64>(4)?),
+                        ended_ms: r.get::<_, Option<i64>>(5)?.map(read_ms),
                         stop_requested: r.get::<_, i64>(6)? != 0,
                     })
                 })?
@@ -1064,7 +1065,7 @@ impl Store for SqliteStore {
                         category: r.get(2)?,
                         reason: r.get(3)?,
                         decided_by: r.get(4)?,
-                        not_before_ms: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
+                        not_before_ms: r.get::<_, Option<i64>>(5)?.map(read_ms),
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -1243,7 +1244,7 @@ pub(crate) fn finish_attempt_in(
                     classification.category.as_str(),
                     classification.reason,
                     classification.decided_by,
-                    not_before_ms.map(|v| v as i64),
+                    not_before_ms.map(stored_ms),
                     columns.infra,
                     job_id,
                     sql::CANCELLED_REASON,

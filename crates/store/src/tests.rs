@@ -280,7 +280,7 @@ fn account_and_platform_waits_outlive_the_run_that_saw_them() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
-    let pauses = store.pauses(now).unwrap();
+    let pauses = store.pauses(now, 3_600_000).unwrap();
     // The job's own wait is not a pause; the account keeps its latest one.
     let seen: Vec<_> = pauses
         .iter()
@@ -297,7 +297,7 @@ fn account_and_platform_waits_outlive_the_run_that_saw_them() {
     );
     assert!((20_000..=30_000).contains(&left(&pauses[1])), "{pauses:?}");
     // Once over, they are gone.
-    assert_eq!(store.pauses(now + 120_001).unwrap(), []);
+    assert_eq!(store.pauses(now + 120_001, 3_600_000).unwrap(), []);
     let recorded = store.attempts("a1").unwrap();
     assert_eq!(recorded[0].retry_scope, Some(RetryScope::Account));
 }
@@ -806,4 +806,36 @@ fn processes_opening_a_file_together_migrate_it_once() {
     }
     let store = SqliteStore::open(&old).unwrap();
     assert_eq!(store.status().unwrap().runs_total, 1);
+}
+
+#[test]
+fn times_no_host_writes_are_read_without_overflow() {
+    let (dir, store) = store();
+    first_pass_ended(&store);
+    drop(store);
+    // What an older build could store from a platform's absurd Retry-After.
+    let conn = rusqlite::Connection::open(dir.path().join("state.sqlite")).unwrap();
+    conn.execute_batch(
+        "UPDATE attempts SET retry_after_ms = 9223372036854775807, retry_scope = 'platform',
+                            ended_ms = 9223372036854775807;
+         UPDATE jobs SET not_before_ms = -5;",
+    )
+    .unwrap();
+    drop(conn);
+    let store = SqliteStore::open(&dir.path().join("state.sqlite")).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    // A wait lasts no longer than the run allows.
+    let pauses = store.pauses(now, 60_000).unwrap();
+    assert!(!pauses.is_empty());
+    assert!(
+        pauses.iter().all(|p| p.until_ms <= now + 60_000),
+        "{pauses:?}"
+    );
+    assert_eq!(store.job("c").unwrap().unwrap().not_before_ms, Some(0));
+    let attempts = store.attempts("c").unwrap();
+    assert_eq!(attempts[0].retry_after_ms, Some(i64::MAX as u64));
+    store.status().unwrap();
 }

@@ -2,8 +2,9 @@
 //! payload has `"misbehave"`, in which case it does what a hostile or buggy
 //! plugin would do: `loop`, `alloc` (without bound), `trap`, `snoop` (read a
 //! file and the environment), `stray` (call `payload.url`, a host it was not
-//! granted), `forge` (set its own `Authorization`), or `glutton` (download
-//! `payload.bytes` bytes from the sandbox).
+//! granted), `forge` (set its own `Authorization`), `glutton` (download
+//! `payload.bytes` bytes from the sandbox), or `wait` (fail with a 503 that
+//! asks for a wait of `payload.ms`, u64::MAX by default).
 
 wit_bindgen::generate!({
     world: "poster",
@@ -92,6 +93,13 @@ impl post::Guest for MisbehavingPoster {
                     "{base}/_sandbox/huge?bytes={}",
                     payload["bytes"].as_u64().unwrap_or(0)
                 );
+            }
+            Some("wait") => {
+                return Err(PostFailure {
+                    http_status: Some(503),
+                    retry_after_ms: Some(payload["ms"].as_u64().unwrap_or(u64::MAX)),
+                    ..failure("come back much later".into())
+                });
             }
             Some(other) => return Err(failure(format!("unknown misbehaviour {other}"))),
         }
