@@ -194,3 +194,34 @@ fn a_ca_file_that_is_missing_or_holds_no_certificate() {
     assert_eq!(fingerprint(&f.path(STATE)), before);
     assert_eq!(f.sandbox.counters().requests, 0);
 }
+
+#[test]
+fn usage_errors_are_one_line() {
+    let (f, state) = seeded();
+    refused(
+        &run(&mut f.command(&["--run", "--status"])),
+        "the argument '--run' cannot be used with '--status'; see --help",
+    );
+    refused(
+        &run(&mut f.command(&["--retry-delay", "1e12", "--run"])),
+        "invalid value '1e12' for '--retry-delay <SECONDS>'",
+    );
+    assert_eq!(fingerprint(&f.path(STATE)), state);
+}
+
+#[test]
+fn a_broken_accounts_file_names_the_line_and_key_but_never_the_token() {
+    let (f, state) = seeded();
+    std::fs::write(
+        f.path("accounts.toml"),
+        format!(
+            "[accounts.alice]\nbase_url = \"{}\"\ntokn = \"alice-token\"\n",
+            f.sandbox.url()
+        ),
+    )
+    .unwrap();
+    let out = run(&mut f.command(&["--run"]));
+    refused(&out, "accounts.toml: line 3 (tokn): unknown field `tokn`");
+    assert!(!out.stderr.contains("alice-token"), "{}", out.stderr);
+    assert_eq!(fingerprint(&f.path(STATE)), state);
+}

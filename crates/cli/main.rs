@@ -219,10 +219,26 @@ fn parse_error(e: clap::Error) -> ExitCode {
             })
         }
         _ => {
-            let _ = e.print();
+            eprintln!("{}", one_line(&e.render().to_string()));
             ExitCode::from(exit::USAGE)
         }
     }
+}
+
+/// clap's error as one line: its `error:` line, with any tip on the same
+/// line; the usage block and the pointer to `--help` are left out (every
+/// error of this program is one line).
+fn one_line(rendered: &str) -> String {
+    let mut lines = rendered.lines().map(str::trim).filter(|l| !l.is_empty());
+    let mut line = lines
+        .next()
+        .unwrap_or("error: invalid command line")
+        .to_owned();
+    for tip in lines.filter(|l| l.starts_with("tip:")) {
+        line.push_str(&format!(" ({tip})"));
+    }
+    line.push_str("; see --help");
+    line
 }
 
 fn run_async<F: std::future::Future<Output = anyhow::Result<u8>>>(fut: F) -> anyhow::Result<u8> {
@@ -274,5 +290,28 @@ mod tests {
     #[test]
     fn verify_cli() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_usage_error_is_one_line() {
+        let error = |args: &[&str]| {
+            let e = Cli::command()
+                .try_get_matches_from(std::iter::once("orchestrator").chain(args.iter().copied()))
+                .unwrap_err();
+            one_line(&e.render().to_string())
+        };
+        assert_eq!(
+            error(&["--run", "--status"]),
+            "error: the argument '--run' cannot be used with '--status'; see --help"
+        );
+        assert_eq!(
+            error(&["--retry-delay", "1e12"]),
+            "error: invalid value '1e12' for '--retry-delay <SECONDS>': invalid digit found in string; see --help"
+        );
+        let tip = error(&["--statu"]);
+        assert!(
+            tip.starts_with("error: unexpected argument '--statu' found (tip: a similar argument exists: '--status')"),
+            "{tip}"
+        );
     }
 }

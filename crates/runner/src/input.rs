@@ -185,6 +185,40 @@ impl AccountConfig {
 /// settings = { language = "en" }   # non-secret, passed to the plugin
 /// allow_hosts = ["media.example"]   # more hosts its posts may reach
 /// ```
+/// A parse error of the accounts file as one line that names the line and
+/// its key but never quotes a value: the value may be a token. (toml's own
+/// message shows the whole line, and serde's type errors show the value.)
+fn accounts_syntax_error(text: &str, error: &toml::de::Error) -> String {
+    let message = error
+        .message()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let message = match message.split_once(", expected ") {
+        Some((found, expected))
+            if found.starts_with("invalid type") || found.starts_with("invalid value") =>
+        {
+            format!("a value of the wrong type (not shown), expected {expected}")
+        }
+        _ => message,
+    };
+    let Some(span) = error.span() else {
+        return message;
+    };
+    let start = span.start.min(text.len());
+    let line = text[..start].matches('\n').count() + 1;
+    let key = text
+        .lines()
+        .nth(line - 1)
+        .and_then(|l| l.split_once('='))
+        .map(|(key, _)| key.trim())
+        .filter(|key| !key.is_empty() && key.len() <= 64 && !key.contains(['"', '\'']));
+    match key {
+        Some(key) => format!("line {line} ({key}): {message}"),
+        None => format!("line {line}: {message}"),
+    }
+}
+
 pub fn read_accounts(path: &Path) -> Result<BTreeMap<String, AccountConfig>, InputError> {
     let text = std::fs::read_to_string(path).map_err(|source| InputError::Read {
         path: path.to_owned(),
@@ -194,13 +228,8 @@ pub fn read_accounts(path: &Path) -> Result<BTreeMap<String, AccountConfig>, Inp
         path: path.to_owned(),
         reason,
     };
-    let file: AccountsFile = toml::from_str(&text).map_err(|e| {
-        bad(e
-            .to_string()
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" "))
-    })?;
+    let file: AccountsFile =
+        toml::from_str(&text).map_err(|e| bad(accounts_syntax_error(&text, &e)))?;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut accounts = BTreeMap::new();
     for (name, entry) in file.accounts {
@@ -333,5 +362,33 @@ mod tests {
         );
         let err = read_accounts(&path).unwrap_err().to_string();
         assert!(err.contains("password"), "{err}");
+    }
+
+    #[test]
+    fn a_broken_accounts_file_never_quotes_a_token() {
+        let dir = tempfile::tempdir().unwrap();
+        for (text, expected) in [
+            // A misspelt key: its line and key, not the line's value.
+            (
+                "[accounts.alice]\nbase_url = \"http://a\"\ntokn = \"s3cret-token\"\n",
+                "line 3 (tokn): unknown field `tokn`, expected one of",
+            ),
+            // An unquoted token.
+            (
+                "[accounts.alice]\nbase_url = \"http://a\"\ntoken = s3cret-token\n",
+                "line 3 (token): ",
+            ),
+            // A token of the wrong type.
+            (
+                "[accounts.alice]\nbase_url = \"http://a\"\ntoken = 31337\n",
+                "line 3 (token): a value of the wrong type (not shown), expected a string",
+            ),
+        ] {
+            let path = write(dir.path(), "accounts.toml", text);
+            let err = read_accounts(&path).unwrap_err().to_string();
+            assert!(err.contains(expected), "{err}");
+            assert!(!err.contains("s3cret") && !err.contains("31337"), "{err}");
+            assert_eq!(err.lines().count(), 1, "{err}");
+        }
     }
 }
