@@ -134,3 +134,29 @@ fn the_host_library_refuses_with_the_same_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn a_device_is_refused_before_a_byte_is_read() {
+    // Read whole, /dev/zero would never end.
+    let line = refusal(std::path::Path::new("/dev/zero"));
+    assert!(line.contains("/dev/zero: not a regular file"), "{line}");
+}
+
+#[test]
+fn a_file_past_the_size_limit_is_refused() {
+    let dir = support::temp_dir();
+    let path = dir.path().join("big.wasm");
+    std::fs::write(&path, vec![0u8; 2 << 20]).unwrap();
+    let out = run(orchestrator()
+        .args(["plugins", "inspect", "--max-plugin-size", "1"])
+        .arg(&path));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("big.wasm: larger than --max-plugin-size 1 MiB"),
+        "{}",
+        out.stderr
+    );
+    // Under the default limit it is read, and refused for what it is.
+    assert!(refusal(&path).contains("not a WebAssembly file"));
+}

@@ -99,7 +99,10 @@ fn a_pinned_hash_admits_only_that_build() {
     let out = f.run(&["--allow-native", "--native-sha256", &wrong]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("is not pinned"), "{}", out.stderr);
-    let right = orchestrator_plugin_host::file_sha256(Path::new(artifacts::NATIVE_POSTER)).unwrap();
+    let right = orchestrator_plugin_host::PluginHost::new()
+        .unwrap()
+        .file_sha256(Path::new(artifacts::NATIVE_POSTER))
+        .unwrap();
     let out = f.run(&["--allow-native", "--native-sha256", &right]);
     assert_eq!(out.code, 0, "{}", out.stderr);
 }

@@ -52,10 +52,12 @@ impl Table {
         for row in std::iter::once(&header).chain(&self.rows) {
             let last = row.len().saturating_sub(1);
             for (i, (cell, w)) in row.iter().zip(&widths).enumerate() {
-                if i == last {
-                    out.push_str(cell);
-                } else {
-                    out.push_str(&format!("{cell:<w$}  "));
+                out.push_str(cell);
+                if i != last {
+                    // Padded by hand: a width past u16::MAX (a plugin's
+                    // megabyte-long name) is out of `format!`'s range.
+                    let pad = w.saturating_sub(cell.chars().count()) + 2;
+                    out.extend(std::iter::repeat_n(' ', pad));
                 }
             }
             out.push('\n');
@@ -67,6 +69,16 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::Table;
+
+    #[test]
+    fn a_cell_of_a_megabyte_is_laid_out_too() {
+        let mut t = Table::new(vec!["NAME", "KIND"]);
+        t.row(vec!["x".repeat(1 << 20), "poster".into()]);
+        t.row(vec!["y".into(), "classifier".into()]);
+        let text = t.render();
+        assert_eq!(text.lines().count(), 3);
+        assert!(text.ends_with(&format!("y{}classifier\n", " ".repeat((1 << 20) + 1))));
+    }
 
     #[test]
     fn columns_line_up_and_the_last_is_not_padded() {

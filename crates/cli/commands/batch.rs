@@ -192,6 +192,15 @@ pub struct LimitArgs {
         allow_negative_numbers = true
     )]
     pub response_limit: i64,
+    /// Largest plugin file the host reads, in MiB; only regular files are
+    /// read at all
+    #[arg(
+        long,
+        value_name = "MIB",
+        default_value_t = 256,
+        allow_negative_numbers = true
+    )]
+    pub max_plugin_size: i64,
     /// Also let posters reach HOST[:PORT] (repeatable); by default a poster
     /// reaches only its account's base-URL host
     #[arg(long = "allow-host", value_name = "HOST[:PORT]")]
@@ -281,6 +290,7 @@ impl LimitArgs {
         let timeout = at_least_1(self.job_timeout, "--job-timeout")?;
         let memory = at_least_1(self.plugin_memory, "--plugin-memory")?;
         let response = at_least_1(self.response_limit, "--response-limit")?;
+        let plugin_size = at_least_1(self.max_plugin_size, "--max-plugin-size")?;
         // Past these, a value is surely a mistake rather than a need.
         if memory > 4096 {
             return Err(
@@ -292,10 +302,16 @@ impl LimitArgs {
                 Exit::new(exit::USAGE, "--response-limit must be at most 4096 (MiB)").into(),
             );
         }
+        if plugin_size > 4096 {
+            return Err(
+                Exit::new(exit::USAGE, "--max-plugin-size must be at most 4096 (MiB)").into(),
+            );
+        }
         Ok(Limits {
             deadline: std::time::Duration::from_secs(timeout),
             memory_bytes: (memory as usize) << 20,
             response_bytes: response << 20,
+            plugin_file_bytes: plugin_size << 20,
             ..Limits::default()
         })
     }

@@ -10,7 +10,7 @@ use orchestrator_plugin_host::{Backend, CacheUse, Examined, Limits, PluginHost, 
 use orchestrator_runner::input;
 use serde::Serialize;
 
-use crate::commands::batch::{CacheArgs, NativeArgs};
+use crate::commands::batch::LimitArgs;
 use crate::exit::{self, Exit};
 use crate::output::{Table, print, print_json};
 
@@ -37,10 +37,7 @@ pub struct ListArgs {
     json: bool,
 
     #[command(flatten)]
-    cache: CacheArgs,
-
-    #[command(flatten)]
-    native: NativeArgs,
+    limits: LimitArgs,
 }
 
 #[derive(Debug, Args)]
@@ -52,19 +49,14 @@ pub struct InspectArgs {
     #[arg(long, value_name = "FILE")]
     accounts_file: Option<PathBuf>,
 
-    /// Hosts granted to every poster besides its account's own (as for --run).
-    #[arg(long = "allow-host", value_name = "HOST[:PORT]")]
-    allow_hosts: Vec<String>,
-
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
 
+    /// As for --run: the deadline of `describe`, the plugin file's size,
+    /// the hosts granted to every poster (--allow-host), the caches.
     #[command(flatten)]
-    cache: CacheArgs,
-
-    #[command(flatten)]
-    native: NativeArgs,
+    limits: LimitArgs,
 }
 
 /// What a plugin may use when it runs, as the host would grant it.
@@ -203,9 +195,7 @@ fn cached(cache: Option<CacheUse>) -> String {
 }
 
 async fn list(args: ListArgs) -> Result<u8> {
-    let host = PluginHost::new()?
-        .with_cache(args.cache.cache())
-        .with_native(args.native.policy());
+    let host = host(&args.limits)?;
     let search = search_path(&args.plugin_dirs);
     let mut records = Vec::new();
     for path in search.candidates() {
@@ -259,7 +249,7 @@ fn capabilities(args: &InspectArgs, kind: Option<PluginKind>) -> Result<Capabili
         let accounts =
             input::read_accounts(file).map_err(|e| Exit::new(exit::USAGE, e.to_string()))?;
         for account in accounts.values() {
-            let access = account.access(&args.allow_hosts);
+            let access = account.access(&args.limits.allow_hosts);
             outbound_http.push(AccountGrant {
                 account: account.name.clone(),
                 hosts: access.granted.clone(),
@@ -281,10 +271,15 @@ fn capabilities(args: &InspectArgs, kind: Option<PluginKind>) -> Result<Capabili
     })
 }
 
+/// The host that examines plugins, under the limits a run would have.
+fn host(limits: &LimitArgs) -> Result<PluginHost> {
+    Ok(PluginHost::with_limits(limits.limits()?)?
+        .with_cache(limits.cache.cache())
+        .with_native(limits.native.policy()))
+}
+
 async fn inspect(args: InspectArgs) -> Result<u8> {
-    let host = PluginHost::new()?
-        .with_cache(args.cache.cache())
-        .with_native(args.native.policy());
+    let host = host(&args.limits)?;
     let examined = host.examine(&args.file).await;
     let mut record = PluginRecord::from_examined(&examined, true);
     // A native plugin is not confined: there is nothing to grant.

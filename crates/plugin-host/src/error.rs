@@ -12,6 +12,16 @@ pub enum LoadError {
     #[error("plugin {path}: is a directory; give the path of a .wasm file")]
     Directory { path: PathBuf },
 
+    #[error(
+        "plugin {path}: not a regular file (a device or a pipe); give the path of a .wasm file"
+    )]
+    NotRegular { path: PathBuf },
+
+    #[error(
+        "plugin {path}: larger than --max-plugin-size {limit_mib} MiB; raise the limit if the file is right"
+    )]
+    TooLarge { path: PathBuf, limit_mib: u64 },
+
     #[error("plugin {path}: cannot read the file: {source}")]
     Unreadable {
         path: PathBuf,

@@ -57,6 +57,8 @@ pub struct Limits {
     /// Calls that may run at once (a run: its workers, plus one): the size
     /// of the pooled instance allocator, when the machine allows one.
     pub concurrency: u32,
+    /// Largest plugin file the host reads, in bytes.
+    pub plugin_file_bytes: u64,
 }
 
 impl Default for Limits {
@@ -66,6 +68,7 @@ impl Default for Limits {
             memory_bytes: 64 << 20,
             response_bytes: 4 << 20,
             concurrency: 16,
+            plugin_file_bytes: 256 << 20,
         }
     }
 }
@@ -366,7 +369,7 @@ impl PluginHost {
     }
 
     async fn examine_into(&self, path: &Path, seen: &mut Examined) -> Result<Plugin, LoadError> {
-        let bytes = read(path)?;
+        let bytes = read(path, self.limits.plugin_file_bytes)?;
         let sha256 = hex(&Sha256::digest(&bytes));
         seen.sha256 = Some(sha256.clone());
         seen.size = Some(bytes.len() as u64);
@@ -503,13 +506,12 @@ impl PluginHost {
     }
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, LoadError> {
-    if path.is_dir() {
-        return Err(LoadError::Directory {
-            path: path.to_owned(),
-        });
-    }
-    std::fs::read(path).map_err(|source| match source.kind() {
+/// Reads a plugin file, checked before it is read: a regular file (not a
+/// folder, a device such as `/dev/zero`, or a pipe) of at most `limit`
+/// bytes, and read no further than that should it grow meanwhile.
+fn read(path: &Path, limit: u64) -> Result<Vec<u8>, LoadError> {
+    use std::io::Read;
+    let unreadable = |source: std::io::Error| match source.kind() {
         std::io::ErrorKind::NotFound => LoadError::NotFound {
             path: path.to_owned(),
         },
@@ -517,12 +519,44 @@ fn read(path: &Path) -> Result<Vec<u8>, LoadError> {
             path: path.to_owned(),
             source,
         },
-    })
+    };
+    let meta = std::fs::metadata(path).map_err(unreadable)?;
+    if meta.is_dir() {
+        return Err(LoadError::Directory {
+            path: path.to_owned(),
+        });
+    }
+    if !meta.is_file() {
+        return Err(LoadError::NotRegular {
+            path: path.to_owned(),
+        });
+    }
+    let too_large = || LoadError::TooLarge {
+        path: path.to_owned(),
+        limit_mib: limit >> 20,
+    };
+    if meta.len() > limit {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    std::fs::File::open(path)
+        .and_then(|file| file.take(limit.saturating_add(1)).read_to_end(&mut bytes))
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large());
+    }
+    Ok(bytes)
 }
 
-/// The SHA-256 of a file, in hex: how a changed plugin file is noticed.
-pub fn file_sha256(path: &Path) -> std::io::Result<String> {
-    Ok(hex(&Sha256::digest(std::fs::read(path)?)))
+impl PluginHost {
+    /// The SHA-256 of a plugin file, in hex: how a changed plugin file is
+    /// noticed. The file is checked as [`PluginHost::load`] checks it.
+    pub fn file_sha256(&self, path: &Path) -> Result<String, LoadError> {
+        Ok(hex(&Sha256::digest(read(
+            path,
+            self.limits.plugin_file_bytes,
+        )?)))
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {

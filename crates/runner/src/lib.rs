@@ -311,7 +311,7 @@ impl Runner {
         let plugins = std::iter::once(&mut next.poster).chain(next.classifiers.iter_mut());
         for plugin in plugins {
             let meta = plugin.meta();
-            let Ok(sha) = orchestrator_plugin_host::file_sha256(&meta.path) else {
+            let Ok(sha) = host.file_sha256(&meta.path) else {
                 continue;
             };
             if sha == meta.sha256 {
