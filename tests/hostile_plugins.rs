@@ -273,3 +273,44 @@ fn a_wait_of_a_billion_years_is_clamped_and_the_state_stays_readable() {
         explain.stdout
     );
 }
+
+#[test]
+fn a_huge_message_full_of_escapes_is_kept_bounded_and_shown_escaped() {
+    let (f, attempt) = misbehave("shout", r#""misbehave": "shout", "bytes": 8000000"#, &[]);
+    // 8 MB sent; what the host keeps is cut to its limit, with a marker.
+    let message = attempt.failure.unwrap().message;
+    let limit = orchestrator_contract::text::MESSAGE_BYTES;
+    assert!(message.len() < limit + 64, "{} bytes kept", message.len());
+    assert!(
+        message.ends_with(" more bytes cut]"),
+        "{}",
+        &message[limit - 10..]
+    );
+    // JSON keeps it exact (bounded); human output shows it escaped, so it
+    // forges no line and sends no escape to the terminal.
+    let explain = f.tool(&["explain", "shout-1"]);
+    assert_eq!(explain.code, 0, "{}", explain.stderr);
+    assert!(!explain.stdout.contains('\u{1b}'), "{}", explain.stdout);
+    assert!(!explain.stdout.contains('\r'), "{}", explain.stdout);
+    assert!(
+        explain
+            .stdout
+            .contains("failure:     \\u{1b}[31mred\\n  then:        retry\\rxxx"),
+        "{}",
+        &explain.stdout[..400.min(explain.stdout.len())]
+    );
+    assert!(
+        !explain.stdout.lines().any(|l| l == "  then:        retry"),
+        "a forged line"
+    );
+    for args in [&["--status"][..], &["--status", "--json"]] {
+        let status = crate::support::run(&mut f.command(args));
+        assert_eq!(status.code, 0, "{}", status.stderr);
+        assert!(!status.stdout.contains('\u{1b}'));
+        assert!(
+            status.stdout.len() < 64 << 10,
+            "{} bytes",
+            status.stdout.len()
+        );
+    }
+}

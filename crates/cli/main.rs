@@ -229,12 +229,24 @@ fn parse_error(e: clap::Error) -> ExitCode {
 /// line; the usage block and the pointer to `--help` are left out (every
 /// error of this program is one line).
 fn one_line(rendered: &str) -> String {
-    let mut lines = rendered.lines().map(str::trim).filter(|l| !l.is_empty());
-    let mut line = lines
-        .next()
-        .unwrap_or("error: invalid command line")
-        .to_owned();
-    for tip in lines.filter(|l| l.starts_with("tip:")) {
+    // The first paragraph is the error (a list of missing arguments goes on
+    // indented below it); tips stand in paragraphs of their own.
+    let mut paragraphs = rendered.split("\n\n");
+    let first = paragraphs.next().unwrap_or_default();
+    let mut line = first
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if line.is_empty() {
+        line = "error: invalid command line".into();
+    }
+    let tips = paragraphs
+        .flat_map(str::lines)
+        .map(str::trim)
+        .filter(|l| l.starts_with("tip:"));
+    for tip in tips {
         line.push_str(&format!(" ({tip})"));
     }
     line.push_str("; see --help");
@@ -307,6 +319,10 @@ mod tests {
         assert_eq!(
             error(&["--retry-delay", "1e12"]),
             "error: invalid value '1e12' for '--retry-delay <SECONDS>': invalid digit found in string; see --help"
+        );
+        assert_eq!(
+            error(&["retry"]),
+            "error: the following required arguments were not provided: <JOB_ID>...; see --help"
         );
         let tip = error(&["--statu"]);
         assert!(

@@ -22,6 +22,12 @@ pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     print(&text)
 }
 
+/// Text from outside (a jobs file, a plugin, a platform) as a terminal may
+/// show it: escaped, one line.
+pub fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    orchestrator_contract::text::printable(text)
+}
+
 /// A plain-text table with left-aligned columns separated by two spaces.
 pub struct Table {
     header: Vec<&'static str>,
@@ -36,8 +42,16 @@ impl Table {
         }
     }
 
+    /// Adds a row. Its cells are shown escaped
+    /// ([`orchestrator_contract::text::printable`]): most come from jobs
+    /// files, plugins or platforms, and a table cell may not break its line
+    /// or drive the terminal.
     pub fn row(&mut self, row: Vec<String>) {
-        self.rows.push(row);
+        self.rows.push(
+            row.into_iter()
+                .map(|cell| shown(&cell).into_owned())
+                .collect(),
+        );
     }
 
     pub fn render(&self) -> String {

@@ -10,7 +10,7 @@ use orchestrator_store::{DEFAULT_LEASE, JobChange, JobState, Store, StoreError};
 
 use crate::commands::batch::{DEFAULT_STATE_FILE, open_at, store_name};
 use crate::exit::{self, Exit};
-use crate::output::print;
+use crate::output::{print, shown};
 
 #[derive(Debug, Args)]
 pub struct CancelArgs {
@@ -36,6 +36,7 @@ impl CancelArgs {
 
 /// What `cancel` did to one job.
 fn line(id: &str, change: JobChange) -> (String, bool) {
+    let id = shown(id);
     match change {
         JobChange::Changed { from } => (format!("{id}: cancelled (was {})", from.as_str()), true),
         JobChange::CancelledAfterAttempt => (

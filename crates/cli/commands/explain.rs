@@ -12,7 +12,7 @@ use crate::commands::batch::{DEFAULT_STATE_FILE, open_existing};
 use crate::commands::run::now_ms;
 use crate::commands::status::time;
 use crate::exit::{self, Exit};
-use crate::output::print;
+use crate::output::{print, shown};
 
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
@@ -39,10 +39,13 @@ impl ExplainArgs {
             .into());
         };
         let attempts = store.attempts(&job.id)?;
+        // Everything from the jobs file, a plugin or the platform is shown
+        // escaped: a line of it can neither forge another line nor drive
+        // the terminal.
         let mut out = format!(
             "Job {} (account {}): {}\nIdempotency key: {}\n",
-            job.id,
-            job.account,
+            shown(&job.id),
+            shown(&job.account),
             job.state.as_str(),
             job.idempotency_key
         );
@@ -65,37 +68,45 @@ impl ExplainArgs {
             };
             out.push_str(&format!(
                 "\nAttempt {} ({at}): {}\n  when:        {took}\n",
-                a.number, a.outcome
+                a.number,
+                shown(&a.outcome)
             ));
             if let Some(id) = &a.remote_id {
-                out.push_str(&format!("  posted:      {id}\n"));
+                out.push_str(&format!("  posted:      {}\n", shown(id)));
             }
             if let Some(f) = &a.failure {
-                out.push_str(&format!("  failure:     {f}\n"));
+                out.push_str(&format!("  failure:     {}\n", shown(&f.to_string())));
                 if let Some(t) = &f.transport_error {
-                    out.push_str(&format!("  transport:   {t}\n"));
+                    out.push_str(&format!("  transport:   {}\n", shown(t)));
                 }
             }
             if let Some(fault) = &a.fault {
-                out.push_str(&format!("  host fault:  {} ({fault})\n", fault.kind()));
+                out.push_str(&format!(
+                    "  host fault:  {} ({})\n",
+                    fault.kind(),
+                    shown(&fault.to_string())
+                ));
             }
             if let Some(category) = &a.category {
                 out.push_str(&format!(
-                    "  decided:     {category} by {}: {}\n",
-                    a.decided_by.as_deref().unwrap_or("?"),
-                    a.reason.as_deref().unwrap_or("")
+                    "  decided:     {} by {}: {}\n",
+                    shown(category),
+                    shown(a.decided_by.as_deref().unwrap_or("?")),
+                    shown(a.reason.as_deref().unwrap_or(""))
                 ));
             }
             if let Some(ms) = a.retry_after_ms {
                 let whom = match a.retry_scope {
-                    Some(RetryScope::Account) => format!("account {} waits", job.account),
+                    Some(RetryScope::Account) => {
+                        format!("account {} waits", shown(&job.account))
+                    }
                     Some(RetryScope::Platform) => "every account on its platform waits".into(),
                     Some(RetryScope::Job) | None => "this job waits".into(),
                 };
                 out.push_str(&format!("  retry after: {ms} ms ({whom})\n"));
             }
             if let Some(decision) = &a.decision {
-                out.push_str(&format!("  then:        {decision}\n"));
+                out.push_str(&format!("  then:        {}\n", shown(decision)));
             }
             if a.outcome == "uncertain" {
                 out.push_str(
@@ -103,7 +114,7 @@ impl ExplainArgs {
                 );
             }
         }
-        let id = &job.id;
+        let id = &shown(&job.id);
         let next = match job.state {
             JobState::Succeeded => "Done: posted.".to_string(),
             JobState::Failed => {

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::commands::batch::LimitArgs;
 use crate::exit::{self, Exit};
-use crate::output::{Table, print, print_json};
+use crate::output::{Table, print, print_json, shown};
 
 #[derive(Debug, Subcommand)]
 pub enum PluginsCommand {
@@ -302,7 +302,10 @@ async fn inspect(args: InspectArgs) -> Result<u8> {
 
 fn render_inspect(r: &PluginRecord) -> String {
     let mut out = String::new();
-    let mut line = |key: &str, value: String| out.push_str(&format!("{key:<13}{value}\n"));
+    // Name, version, description and path come from the plugin and the
+    // disk: each is shown escaped, on its own line.
+    let mut line =
+        |key: &str, value: String| out.push_str(&format!("{key:<13}{}\n", shown(&value)));
     line("name", r.name.clone());
     line("version", dash(&r.version));
     line("description", dash(&r.description));
@@ -344,7 +347,7 @@ fn render_inspect(r: &PluginRecord) -> String {
         let names = names.as_deref().unwrap_or_default();
         out.push_str(&format!("{title} ({}):\n", names.len()));
         for name in names {
-            out.push_str(&format!("  {name}\n"));
+            out.push_str(&format!("  {}\n", shown(name)));
         }
     }
     if let Some(c) = &r.capabilities {

@@ -10,6 +10,7 @@ use orchestrator_store::{JobChange, JobState};
 
 use crate::commands::batch::DEFAULT_STATE_FILE;
 use crate::commands::cancel::change;
+use crate::output::shown;
 
 #[derive(Debug, Args)]
 pub struct RetryArgs {
@@ -35,6 +36,7 @@ impl RetryArgs {
 
 /// What `retry` did to one job.
 fn line(id: &str, change: JobChange) -> (String, bool) {
+    let id = shown(id);
     match change {
         JobChange::Changed { from } => (
             format!(

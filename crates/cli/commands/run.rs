@@ -15,7 +15,7 @@ use orchestrator_store::{Acquired, JoinedHow, RunLock, Store, StoreError};
 use crate::commands::batch::{BatchArgs, postgres_url};
 use crate::commands::{progress, status};
 use crate::exit::{self, Exit};
-use crate::output::print;
+use crate::output::{print, shown};
 
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -324,26 +324,29 @@ fn log_line(event: RunEvent) -> Option<String> {
         ),
         RunEvent::PluginReloaded { path, old, new } => format!(
             "Plugin {} changed: loaded version {} (sha256 {}), was {} (sha256 {})",
-            path.display(),
-            new.0,
-            &new.1[..12],
-            old.0,
-            &old.1[..12]
+            shown(&path.display().to_string()),
+            shown(&new.0),
+            new.1.get(..12).unwrap_or(&new.1),
+            shown(&old.0),
+            old.1.get(..12).unwrap_or(&old.1)
         ),
         RunEvent::PluginReloadRefused { path, reason } => format!(
-            "Plugin {} changed but the new file is refused ({reason}); keeping the loaded one",
-            path.display()
+            "Plugin {} changed but the new file is refused ({}); keeping the loaded one",
+            shown(&path.display().to_string()),
+            shown(&reason)
         ),
         RunEvent::Paused {
             scope,
             account,
             seconds,
             reason,
-        } => match scope {
-            RetryScope::Platform => format!(
+        } => match (scope, shown(&account), shown(&reason)) {
+            (RetryScope::Platform, account, reason) => format!(
                 "Pausing every account on {account}'s platform for {seconds:.1}s ({reason}); others go on"
             ),
-            _ => format!("Pausing account {account} for {seconds:.1}s ({reason}); others go on"),
+            (_, account, reason) => {
+                format!("Pausing account {account} for {seconds:.1}s ({reason}); others go on")
+            }
         },
         RunEvent::AttemptStarted { .. } | RunEvent::AttemptFinished { .. } => return None,
     })
@@ -360,7 +363,7 @@ fn run_lines(
 ) -> String {
     let whose = match accounts {
         None => "every account".to_string(),
-        Some(list) => format!("accounts {}", list.join(", ")),
+        Some(list) => format!("accounts {}", shown(&list.join(", "))),
     };
     let max = config.max_passes;
     match how {
@@ -387,7 +390,7 @@ fn run_lines(
                     "Skipping {} jobs that failed as {} (e.g. {}): {}",
                     skip.jobs,
                     skip.category,
-                    skip.example,
+                    shown(&skip.example),
                     status::not_retried_because(skip.category)
                 ));
             }

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::commands::batch::{BatchArgs, postgres_url};
 use crate::exit;
-use crate::output::{Table, print, print_json};
+use crate::output::{Table, print, print_json, shown};
 
 #[derive(Serialize)]
 struct StatusJson<'a> {
@@ -130,7 +130,7 @@ fn run_line(run: &RunStatus) -> String {
         run.run, run.state, run.passes, run.max_passes
     );
     if let Some(accounts) = &run.accounts {
-        line.push_str(&format!(", accounts {}", accounts.join(",")));
+        line.push_str(&format!(", accounts {}", shown(&accounts.join(","))));
     }
     line.push_str(&format!(", started {}", time(run.started_ms)));
     if let Some(ended) = run.ended_ms {
@@ -154,14 +154,14 @@ pub fn render(report: &StatusReport, state_file: &str, config: &RetryConfig) -> 
         .iter()
         .filter(|p| p.state == "running" || p.state == "lost")
         .collect();
-    let shown = if working.is_empty() {
+    let listed = if working.is_empty() {
         report.processes.last().into_iter().collect()
     } else {
         working
     };
-    for process in shown {
+    for process in listed {
         let at = match &process.host {
-            Some(host) => format!("pid {} on {host}", process.pid),
+            Some(host) => format!("pid {} on {}", process.pid, shown(host)),
             None => format!("pid {}", process.pid),
         };
         let mut line = format!(
@@ -248,7 +248,8 @@ pub fn render(report: &StatusReport, state_file: &str, config: &RetryConfig) -> 
         .or_else(|| report.held.first().map(|e| e.job.clone()));
     if let Some(job) = example {
         out.push_str(&format!(
-            "\nNext: `orchestrator explain {job}` shows a job's attempts; `orchestrator report --format csv` exports them all.\n"
+            "\nNext: `orchestrator explain {}` shows a job's attempts; `orchestrator report --format csv` exports them all.\n",
+            shown(&job)
         ));
     }
     out

@@ -11,6 +11,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub mod text;
+
+use text::{ID_BYTES, MESSAGE_BYTES, NAME_BYTES, URL_BYTES, bounded};
+
 /// The WIT package plugins are built against, without a version.
 pub const CONTRACT_PACKAGE: &str = "orchestrator:plugin";
 
@@ -64,6 +68,17 @@ pub struct PluginInfo {
     pub description: String,
 }
 
+impl PluginInfo {
+    /// As much of it as the host keeps (see [`text`]).
+    pub fn bounded(self) -> Self {
+        PluginInfo {
+            name: bounded(self.name, NAME_BYTES),
+            version: bounded(self.version, NAME_BYTES),
+            description: bounded(self.description, URL_BYTES),
+        }
+    }
+}
+
 /// The non-secret settings of an account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
@@ -110,6 +125,27 @@ impl PostFailure {
             ..PostFailure::default()
         }
     }
+
+    /// As much of it as the host keeps (see [`text`]).
+    pub fn bounded(self) -> Self {
+        PostFailure {
+            message: bounded(self.message, MESSAGE_BYTES),
+            error_code: self.error_code.map(|c| bounded(c, NAME_BYTES)),
+            rate_limit_reset: self.rate_limit_reset.map(|r| bounded(r, NAME_BYTES)),
+            transport_error: self.transport_error.map(|t| bounded(t, MESSAGE_BYTES)),
+            ..self
+        }
+    }
+}
+
+impl Receipt {
+    /// As much of it as the host keeps (see [`text`]).
+    pub fn bounded(self) -> Self {
+        Receipt {
+            remote_id: bounded(self.remote_id, ID_BYTES),
+            url: self.url.map(|u| bounded(u, URL_BYTES)),
+        }
+    }
 }
 
 impl fmt::Display for PostFailure {
@@ -138,6 +174,17 @@ pub enum HostFault {
 }
 
 impl HostFault {
+    /// As much of it as the host keeps (see [`text`]).
+    pub fn bounded(self) -> Self {
+        match self {
+            HostFault::Trap(m) => HostFault::Trap(bounded(m, MESSAGE_BYTES)),
+            HostFault::OutOfMemory(m) => HostFault::OutOfMemory(bounded(m, MESSAGE_BYTES)),
+            HostFault::DeniedRequest(h) => HostFault::DeniedRequest(bounded(h, URL_BYTES)),
+            HostFault::ConnectionError(m) => HostFault::ConnectionError(bounded(m, MESSAGE_BYTES)),
+            timeout @ HostFault::Timeout(_) => timeout,
+        }
+    }
+
     /// The fault's kind as one word, for tables and logs.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -263,6 +310,19 @@ pub enum Verdict {
     Decided(Classification),
     /// Let the next classifier in the chain decide.
     NoOpinion,
+}
+
+impl Verdict {
+    /// As much of it as the host keeps (see [`text`]).
+    pub fn bounded(self) -> Self {
+        match self {
+            Verdict::Decided(c) => Verdict::Decided(Classification {
+                reason: bounded(c.reason, MESSAGE_BYTES),
+                ..c
+            }),
+            no_opinion => no_opinion,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -234,7 +234,12 @@ impl WasiHttpView for HostState {
 
 impl log::Host for HostState {
     async fn log(&mut self, level: log::Level, message: String) {
-        let plugin = &*self.plugin;
+        // A plugin's line is one line of the host's log, of a bounded size,
+        // that cannot drive the terminal.
+        use orchestrator_contract::text::{MESSAGE_BYTES, bounded, printable};
+        let message = bounded(message, MESSAGE_BYTES);
+        let message = printable(&message);
+        let plugin = &*printable(&self.plugin);
         match level {
             log::Level::Trace => tracing::trace!(target: "plugin", plugin, "{message}"),
             log::Level::Debug => tracing::debug!(target: "plugin", plugin, "{message}"),
@@ -461,7 +466,7 @@ impl PluginHost {
                 path: path.to_owned(),
                 sha256,
                 size,
-                info: loaded.info,
+                info: loaded.info.bounded(),
                 kind: loaded.kind,
                 contract: loaded.contract,
                 interfaces: loaded.interfaces,
@@ -756,14 +761,26 @@ impl Plugin {
                 Runtime::Native(_) => unreachable!("answered above"),
             })
             .await?;
-        Ok(convert::plugin_info(info))
+        Ok(convert::plugin_info(info).bounded())
     }
 
-    /// One attempt of `job`, reaching only what `access` grants.
+    /// One attempt of `job`, reaching only what `access` grants. What the
+    /// plugin returns is cut to the sizes the host keeps
+    /// ([`orchestrator_contract::text`]).
     ///
     /// # Panics
     /// If this plugin is not a poster; check [`Plugin::kind`] first.
     pub async fn post(&self, job: &JobContext, access: OutboundAccess) -> Attempt {
+        match self.post_unbounded(job, access).await {
+            Attempt::Posted(receipt) => Attempt::Posted(receipt.bounded()),
+            Attempt::Failed { failure, fault } => Attempt::Failed {
+                failure: failure.map(PostFailure::bounded),
+                fault: fault.map(HostFault::bounded),
+            },
+        }
+    }
+
+    async fn post_unbounded(&self, job: &JobContext, access: OutboundAccess) -> Attempt {
         if let Runtime::Native(native) = &self.runtime {
             assert_eq!(
                 self.meta.kind,
@@ -818,11 +835,19 @@ impl Plugin {
         }
     }
 
-    /// Asks this classifier about a failure.
+    /// Asks this classifier about a failure; its answer is cut to the
+    /// sizes the host keeps ([`orchestrator_contract::text`]).
     ///
     /// # Panics
     /// If this plugin is not a classifier; check [`Plugin::kind`] first.
     pub async fn classify(&self, report: &FailureReport) -> Result<Verdict, HostFault> {
+        self.classify_unbounded(report)
+            .await
+            .map(Verdict::bounded)
+            .map_err(HostFault::bounded)
+    }
+
+    async fn classify_unbounded(&self, report: &FailureReport) -> Result<Verdict, HostFault> {
         if let Runtime::Native(native) = &self.runtime {
             assert_eq!(
                 self.meta.kind,

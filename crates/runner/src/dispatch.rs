@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 
 use crate::pause::{Pauses, Waiter};
 use crate::{Batch, RunCounters, RunError, RunEvent, RunOptions, Runner};
+use orchestrator_contract::text::printable;
 
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
@@ -181,12 +182,15 @@ impl AttemptCtx {
             // Another process recovered the job while this one could not
             // reach the store; it is that process's to attempt now.
             Err(StoreError::LeaseLost(job)) => {
-                tracing::warn!("skipping job {job}: another process took it over");
+                tracing::warn!(
+                    "skipping job {}: another process took it over",
+                    printable(&job)
+                );
                 return Ok(());
             }
             // An operator cancelled it since it was handed out.
             Err(StoreError::NotEligible { job, state }) => {
-                tracing::info!("skipping job {job}: it is {state} now");
+                tracing::info!("skipping job {}: it is {state} now", printable(&job));
                 return Ok(());
             }
             Err(e) => return Err(e.into()),
@@ -256,7 +260,13 @@ impl AttemptCtx {
             });
         }
         self.count(matches!(outcome, AttemptOutcome::Failed { .. }));
-        tracing::debug!(job = %job.id, account = %job.account, pass = pass, "{summary}");
+        tracing::debug!(
+            job = %printable(&job.id),
+            account = %printable(&job.account),
+            pass = pass,
+            "{}",
+            printable(&summary)
+        );
         let failed = match &outcome {
             AttemptOutcome::Succeeded(_) => None,
             AttemptOutcome::Failed { classification, .. } => Some(classification.category),
@@ -299,7 +309,8 @@ impl AttemptCtx {
         if let Some(asked) = decided.retry_after_ms.filter(|ms| *ms > max_ms) {
             let asked = humantime::format_duration(Duration::from_millis(asked));
             tracing::warn!(
-                "job {job}: a wait of {asked} was asked for; waiting --max-retry-after {}s instead",
+                "job {}: a wait of {asked} was asked for; waiting --max-retry-after {}s instead",
+                printable(job),
                 max.as_secs()
             );
             decided.reason = format!(
@@ -331,8 +342,9 @@ impl AttemptCtx {
                 }
                 Ok(Verdict::NoOpinion) => {}
                 Err(fault) => tracing::warn!(
-                    classifier = %classifier.info().name,
-                    "classifier failed, asking the next one: {fault}"
+                    classifier = %printable(&classifier.info().name),
+                    "classifier failed, asking the next one: {}",
+                    printable(&fault.to_string())
                 ),
             }
         }

@@ -3,8 +3,10 @@
 //! plugin would do: `loop`, `alloc` (without bound), `trap`, `snoop` (read a
 //! file and the environment), `stray` (call `payload.url`, a host it was not
 //! granted), `forge` (set its own `Authorization`), `glutton` (download
-//! `payload.bytes` bytes from the sandbox), or `wait` (fail with a 503 that
-//! asks for a wait of `payload.ms`, u64::MAX by default).
+//! `payload.bytes` bytes from the sandbox), `wait` (fail with a 503 that
+//! asks for a wait of `payload.ms`, u64::MAX by default), or `shout` (fail
+//! with a message of escape sequences and line breaks, and `payload.bytes`
+//! more).
 
 wit_bindgen::generate!({
     world: "poster",
@@ -93,6 +95,14 @@ impl post::Guest for MisbehavingPoster {
                     "{base}/_sandbox/huge?bytes={}",
                     payload["bytes"].as_u64().unwrap_or(0)
                 );
+            }
+            Some("shout") => {
+                // A message of `payload.bytes` bytes that tries to forge a
+                // line of `explain` and to turn the terminal red.
+                let filler = "x".repeat(payload["bytes"].as_u64().unwrap_or(0) as usize);
+                return Err(failure(format!(
+                    "\u{1b}[31mred\n  then:        retry\r{filler}"
+                )));
             }
             Some("wait") => {
                 return Err(PostFailure {
