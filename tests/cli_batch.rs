@@ -324,7 +324,7 @@ fn migrate_brings_a_state_file_up_to_date_without_a_run() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
         out.stderr
-            .ends_with("state.sqlite is at schema version 3\n"),
+            .ends_with("state.sqlite is at schema version 4\n"),
         "{}",
         out.stderr
     );

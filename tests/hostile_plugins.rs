@@ -200,6 +200,31 @@ fn a_classifier_that_never_returns_is_skipped() {
     assert_eq!(attempt.decided_by.as_deref(), Some("http-classifier"));
     assert_eq!(attempt.category.as_deref(), Some("non-retryable"));
     assert!(out.stderr.contains("looping-classifier"), "{}", out.stderr);
+    // The classifier that timed out is part of the attempt's record.
+    let asked = "looping-classifier: timeout (attempt exceeded its 1000 ms deadline); http-classifier: non-retryable";
+    let explain = f.tool(&["explain", "suspended-1"]);
+    assert!(
+        explain
+            .stdout
+            .contains(&format!("  asked:       {asked}\n")),
+        "{}",
+        explain.stdout
+    );
+    let csv = f.tool(&["report", "--format", "csv"]);
+    assert!(
+        csv.stdout
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with(",run,process,classifiers")
+    );
+    assert!(csv.stdout.contains(asked), "{}", csv.stdout);
+    let json = f.tool(&["report", "--format", "json"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(
+        rows[0]["consulted"][0]["answer"]["fault"]["kind"],
+        "timeout"
+    );
 }
 
 #[test]

@@ -87,6 +87,10 @@ impl ExplainArgs {
                     shown(&fault.to_string())
                 ));
             }
+            if !a.consulted.is_empty() {
+                let asked: Vec<String> = a.consulted.iter().map(ToString::to_string).collect();
+                out.push_str(&format!("  asked:       {}\n", shown(&asked.join("; "))));
+            }
             if let Some(category) = &a.category {
                 out.push_str(&format!(
                     "  decided:     {} by {}: {}\n",

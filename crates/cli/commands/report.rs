@@ -30,8 +30,9 @@ pub struct ReportArgs {
 
 /// The CSV columns, one row per attempt: `run` is the run the attempt
 /// belonged to (its `pass` is that run's), `process` the process that made
-/// it.
-const COLUMNS: [&str; 21] = [
+/// it, `classifiers` every classifier asked and its answer (`name: answer`,
+/// separated by `; `).
+const COLUMNS: [&str; 22] = [
     "job",
     "account",
     "pass",
@@ -53,6 +54,7 @@ const COLUMNS: [&str; 21] = [
     "decision",
     "run",
     "process",
+    "classifiers",
 ];
 
 fn opt<T: ToString>(v: &Option<T>) -> String {
@@ -84,6 +86,11 @@ fn csv_row(r: &ReportRow) -> Vec<String> {
         opt(&a.decision),
         opt(&a.run),
         opt(&a.process),
+        a.consulted
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; "),
     ]
 }
 

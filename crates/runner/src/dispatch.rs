@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime};
 use orchestrator_contract::{Account, Category, FailureReport, JobContext, RetryScope, Verdict};
 use orchestrator_plugin_host::{Attempt, OutboundAccess};
 use orchestrator_retry::{JobHistory, builtin_classification, decide};
-use orchestrator_store::{AttemptOutcome, Decided, RunPass, Store, StoreError, StoredJob};
+use orchestrator_store::{
+    Answer, AttemptOutcome, Consulted, Decided, RunPass, Store, StoreError, StoredJob,
+};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
@@ -324,11 +326,18 @@ impl AttemptCtx {
     }
 
     /// Classifier plugins in order, then the built-in rules. A classifier
-    /// that fails is skipped, with a warning, rather than failing the run.
+    /// that fails is skipped, with a warning, rather than failing the run;
+    /// every answer, faults included, goes into the attempt's record.
     async fn classify(&self, report: &FailureReport) -> Decided {
+        let mut consulted = Vec::new();
         for classifier in &self.batch.classifiers {
+            let name = classifier.info().name.clone();
             match classifier.classify(report).await {
                 Ok(Verdict::Decided(c)) => {
+                    consulted.push(Consulted {
+                        classifier: name.clone(),
+                        answer: Answer::Decided(c.category),
+                    });
                     return Decided {
                         category: c.category,
                         reason: c.reason,
@@ -337,15 +346,25 @@ impl AttemptCtx {
                             .retry_after_ms
                             .max(report.failure.as_ref().and_then(|f| f.retry_after_ms)),
                         scope: c.scope,
-                        decided_by: classifier.info().name.clone(),
+                        decided_by: name,
+                        consulted,
                     };
                 }
-                Ok(Verdict::NoOpinion) => {}
-                Err(fault) => tracing::warn!(
-                    classifier = %printable(&classifier.info().name),
-                    "classifier failed, asking the next one: {}",
-                    printable(&fault.to_string())
-                ),
+                Ok(Verdict::NoOpinion) => consulted.push(Consulted {
+                    classifier: name,
+                    answer: Answer::NoOpinion,
+                }),
+                Err(fault) => {
+                    tracing::warn!(
+                        classifier = %printable(&name),
+                        "classifier failed, asking the next one: {}",
+                        printable(&fault.to_string())
+                    );
+                    consulted.push(Consulted {
+                        classifier: name,
+                        answer: Answer::Fault(fault),
+                    });
+                }
             }
         }
         let c = builtin_classification(report);
@@ -355,6 +374,7 @@ impl AttemptCtx {
             retry_after_ms: c.retry_after_ms,
             scope: c.scope,
             decided_by: "built-in".into(),
+            consulted,
         }
     }
 }

@@ -268,6 +268,40 @@ pub struct Decided {
     pub scope: RetryScope,
     /// The classifier plugin's name, or `built-in`.
     pub decided_by: String,
+    /// Every classifier plugin asked, in order, with its answer; the last
+    /// is the one that decided, unless the built-in rules did.
+    pub consulted: Vec<Consulted>,
+}
+
+/// What one classifier plugin answered about a failure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Consulted {
+    pub classifier: String,
+    pub answer: Answer,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Answer {
+    /// It decided, with this category.
+    Decided(Category),
+    /// It left the failure to the next classifier.
+    NoOpinion,
+    /// It failed (trapped, ran past its deadline or out of memory), and
+    /// the next classifier was asked.
+    Fault(HostFault),
+}
+
+impl std::fmt::Display for Consulted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.answer {
+            Answer::Decided(category) => write!(f, "{}: {category}", self.classifier),
+            Answer::NoOpinion => write!(f, "{}: no opinion", self.classifier),
+            Answer::Fault(fault) => {
+                write!(f, "{}: {} ({fault})", self.classifier, fault.kind())
+            }
+        }
+    }
 }
 
 /// How much one claim of a shared store takes.
@@ -332,6 +366,8 @@ pub(crate) struct FailureColumns {
     pub(crate) retry_after_ms: Option<i64>,
     /// Who waits out the retry-after, when there is one.
     pub(crate) retry_scope: Option<&'static str>,
+    /// The classifiers asked, as JSON text; none when there were none.
+    pub(crate) consulted: Option<String>,
 }
 
 impl FailureColumns {
@@ -359,6 +395,8 @@ impl FailureColumns {
             retry_scope: classification
                 .retry_after_ms
                 .map(|_| classification.scope.as_str()),
+            consulted: (!classification.consulted.is_empty())
+                .then(|| to_json(&classification.consulted)),
         }
     }
 }
@@ -556,6 +594,15 @@ pub struct AttemptRecord {
     /// Who waits out `retry_after_ms`, when there is one.
     pub retry_scope: Option<RetryScope>,
     pub decision: Option<String>,
+    /// The classifier plugins asked about the failure, with their answers.
+    pub consulted: Vec<Consulted>,
+}
+
+/// The classifiers an attempt's record lists; what cannot be read (an
+/// older or foreign writer's) lists none rather than failing the reader.
+pub(crate) fn consulted_from(text: Option<&str>) -> Vec<Consulted> {
+    text.and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_default()
 }
 
 /// An attempt with the job it belongs to, for reports.

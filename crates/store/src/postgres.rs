@@ -47,6 +47,7 @@ use crate::{
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/1-batch.sql"),
     include_str!("../migrations/postgres/2-runs.sql"),
+    include_str!("../migrations/postgres/3-consulted.sql"),
 ];
 
 /// The schema version this build writes.
@@ -651,7 +652,8 @@ async fn finish_attempt_in(
                     "WITH finished AS (
                         UPDATE attempts SET outcome = 'failed', ended_ms = {NOW}, failure = $1,
                                fault = $2, category = $3, reason = $4, decided_by = $5,
-                               retry_after_ms = $6, decision = $7, retry_scope = $8
+                               retry_after_ms = $6, decision = $7, retry_scope = $8,
+                               consulted = $15
                         WHERE id = $9 AND outcome = 'in-flight' RETURNING job_id)
                      UPDATE jobs SET
                             state = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE $10 END,
@@ -680,6 +682,7 @@ async fn finish_attempt_in(
                     &not_before_ms.map(stored_ms),
                     &columns.infra,
                     &sql::CANCELLED_REASON,
+                    &columns.consulted,
                 ],
             )
             .await?;
@@ -1372,7 +1375,7 @@ async fn attempt_rows(inner: &Inner, job: Option<String>) -> Step<Vec<ReportRow>
         .query(
             "SELECT a.pass, a.number, a.started_ms, a.ended_ms, a.outcome, a.remote_id, a.failure,
                     a.fault, a.category, a.decided_by, a.reason, a.retry_after_ms, a.decision,
-                    a.job_id, j.account, a.retry_scope, a.run, a.process_id
+                    a.job_id, j.account, a.retry_scope, a.run, a.process_id, a.consulted
              FROM attempts a JOIN jobs j ON j.id = a.job_id
              WHERE ($1::text IS NULL OR a.job_id = $1)
              ORDER BY j.seq, a.id",
@@ -1411,6 +1414,9 @@ async fn attempt_rows(inner: &Inner, job: Option<String>) -> Step<Vec<ReportRow>
                         .as_deref()
                         .and_then(RetryScope::parse),
                     decision: r.get(12),
+                    consulted: crate::model::consulted_from(
+                        r.get::<_, Option<String>>(18).as_deref(),
+                    ),
                 },
             })
         })

@@ -23,7 +23,7 @@ use crate::{
 /// The schema version this build writes; a file with a higher one is
 /// refused rather than misread, one with a lower one is brought up to date
 /// by [`MIGRATIONS`].
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// What turns schema version `n` into `n + 1`, at index `n - 1`.
 const MIGRATIONS: &[&str] = &[
@@ -31,6 +31,8 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE attempts ADD COLUMN retry_scope TEXT;",
     // 3: runs, each a series of passes with its own budgets.
     TO_RUNS,
+    // 4: the classifiers asked about a failed attempt, with their answers.
+    "ALTER TABLE attempts ADD COLUMN consulted TEXT;",
 ];
 
 /// The schema as version 2 left it. A new file gets it and then the
@@ -340,7 +342,7 @@ impl SqliteStore {
         let mut stmt = conn.prepare(&format!(
             "SELECT a.pass, a.number, a.started_ms, a.ended_ms, a.outcome, a.remote_id, a.failure,
                     a.fault, a.category, a.decided_by, a.reason, a.retry_after_ms, a.decision,
-                    a.job_id, j.account, a.retry_scope, a.run, a.process_id
+                    a.job_id, j.account, a.retry_scope, a.run, a.process_id, a.consulted
              FROM attempts a JOIN jobs j ON j.id = a.job_id {filter}
              ORDER BY j.seq, a.id"
         ))?;
@@ -370,6 +372,9 @@ impl SqliteStore {
                                 .as_deref()
                                 .and_then(RetryScope::parse),
                             decision: r.get(12)?,
+                            consulted: crate::model::consulted_from(
+                                r.get::<_, Option<String>>(18)?.as_deref(),
+                            ),
                         },
                     },
                     r.get::<_, Option<String>>(6)?,
@@ -1215,7 +1220,8 @@ pub(crate) fn finish_attempt_in(
                 tx,
                 "UPDATE attempts SET outcome = 'failed', ended_ms = ?1, failure = ?2, fault = ?3,
                                      category = ?4, reason = ?5, decided_by = ?6,
-                                     retry_after_ms = ?7, decision = ?8, retry_scope = ?9
+                                     retry_after_ms = ?7, decision = ?8, retry_scope = ?9,
+                                     consulted = ?11
                  WHERE id = ?10",
                 params![
                     ended,
@@ -1227,7 +1233,8 @@ pub(crate) fn finish_attempt_in(
                     columns.retry_after_ms,
                     columns.decision,
                     columns.retry_scope,
-                    attempt.0
+                    attempt.0,
+                    columns.consulted
                 ],
             )?;
             exec(

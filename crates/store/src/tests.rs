@@ -1,4 +1,4 @@
-use orchestrator_contract::{Category, PostFailure, Receipt, RetryScope};
+use orchestrator_contract::{Category, HostFault, PostFailure, Receipt, RetryScope};
 use orchestrator_retry::{Decision, GiveUpReason, PassResult, RetryConfig};
 
 use super::*;
@@ -27,6 +27,10 @@ fn failed(category: Category, decision: Decision) -> AttemptOutcome {
             retry_after_ms: None,
             scope: RetryScope::Job,
             decided_by: "built-in".into(),
+            consulted: vec![Consulted {
+                classifier: "slow-classifier".into(),
+                answer: Answer::Fault(HostFault::Timeout(2000)),
+            }],
         },
         decision,
         not_before_ms: None,
@@ -138,6 +142,12 @@ fn a_job_moves_through_attempts_and_passes() {
     );
     assert_eq!(status.retries_total, 1);
     assert_eq!(status.next_retries[0].reason.as_deref(), Some("because"));
+    // Every classifier asked is in the record, a fault too.
+    let b = store.attempts("b").unwrap().remove(0);
+    assert_eq!(
+        b.consulted[0].to_string(),
+        "slow-classifier: timeout (attempt exceeded its 2000 ms deadline)"
+    );
 }
 
 #[test]
@@ -346,7 +356,7 @@ fn a_state_file_from_schema_1_is_upgraded_in_place() {
     let path = schema_1_file(dir.path());
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(store.job_count().unwrap(), 1);
-    assert_eq!(store.schema_version().unwrap(), 3);
+    assert_eq!(store.schema_version().unwrap(), 4);
     run(&store);
     store.begin_pass(at(1, 1), 0).unwrap();
     let job = store.eligible_jobs(1, None).unwrap().remove(0);
@@ -729,7 +739,7 @@ fn a_state_file_from_schema_2_is_brought_forward_with_nothing_lost() {
     drop(conn);
 
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 3);
+    assert_eq!(store.schema_version().unwrap(), 4);
     let summaries = store.job_summaries().unwrap();
     let states: Vec<(&str, JobState)> =
         summaries.iter().map(|j| (j.id.as_str(), j.state)).collect();

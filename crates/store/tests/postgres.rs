@@ -429,7 +429,7 @@ fn a_database_from_schema_1_is_brought_forward_with_nothing_lost() {
         ),
     );
     let store = PostgresStore::open(&url, DEFAULT_LEASE).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(store.schema_version().unwrap(), 3);
     let status = store.status().unwrap();
     let last = status.last_run.clone().unwrap();
     assert_eq!(
