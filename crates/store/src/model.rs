@@ -338,6 +338,10 @@ pub struct Pause {
 
 /// How an attempt ended, with what the job becomes.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one value per attempt, written once: boxing would only add an allocation"
+)]
 pub enum AttemptOutcome {
     Succeeded(Receipt),
     Failed {
