@@ -9,6 +9,7 @@ mod bad_plugins;
 mod classifier;
 mod cli_batch;
 mod crash;
+mod fuzz;
 mod hostile_platform;
 mod hostile_plugins;
 mod native;

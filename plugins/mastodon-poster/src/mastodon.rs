@@ -134,7 +134,12 @@ fn failure_from(response: &Response) -> PostFailure {
         .and_then(time::parse_rfc3339_ms)
         .map(|reset| reset.saturating_sub(time::now_ms()));
     // The later of the two hints: waiting less than either would be refused.
-    let retry_after_ms = match (retry_after_secs.map(|s| s * 1000), until_reset_ms) {
+    // A platform's number is not to be trusted: a wait past any clock stays
+    // the longest there is, for the host to clamp.
+    let retry_after_ms = match (
+        retry_after_secs.map(|s| s.saturating_mul(1000)),
+        until_reset_ms,
+    ) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
     };

@@ -10,7 +10,8 @@ pub fn now_ms() -> u64 {
 }
 
 /// Parses the UTC timestamps Mastodon sends in `X-RateLimit-Reset`
-/// (`2026-11-28T20:30:00.000Z`) into milliseconds since the epoch.
+/// (`2026-11-28T20:30:00.000Z`) into milliseconds since the epoch; a field
+/// out of its range (a year past 9999, a 25th hour) is no timestamp.
 pub fn parse_rfc3339_ms(text: &str) -> Option<u64> {
     let text = text.trim();
     let (date, rest) = text.split_once('T')?;
@@ -22,7 +23,20 @@ pub fn parse_rfc3339_ms(text: &str) -> Option<u64> {
     let (hms, frac) = rest.split_once('.').unwrap_or((rest, "0"));
     let mut t = hms.splitn(3, ':').map(|p| p.parse::<i64>().ok());
     let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
-    let millis: i64 = format!("{:0<3}", &frac[..frac.len().min(3)]).parse().ok()?;
+    let frac: String = frac.chars().take(3).collect();
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let millis: i64 = format!("{frac:0<3}").parse().ok()?;
+    let in_range = (1970..=9999).contains(&y)
+        && (1..=12).contains(&m)
+        && (1..=31).contains(&d)
+        && (0..=23).contains(&hh)
+        && (0..=59).contains(&mm)
+        && (0..=60).contains(&ss);
+    if !in_range {
+        return None;
+    }
     let days = days_from_civil(y, m, d);
     let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
     u64::try_from(secs * 1000 + millis).ok()
