@@ -79,7 +79,7 @@ pub struct Fixture {
     /// A PostgreSQL store instead of the state file, when set.
     pub store_url: Option<String>,
     /// Serves the sandbox while the binary under test runs.
-    _runtime: tokio::runtime::Runtime,
+    pub runtime: tokio::runtime::Runtime,
 }
 
 impl Fixture {
@@ -135,7 +135,7 @@ impl Fixture {
             dir,
             plugins: vec![artifacts::MASTODON_POSTER, artifacts::HTTP_CLASSIFIER],
             store_url: ON_POSTGRES.with_borrow(|c| c.as_ref().map(|c| c.create_database())),
-            _runtime: runtime,
+            runtime,
         }
     }
 

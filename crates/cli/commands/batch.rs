@@ -380,6 +380,16 @@ pub struct RetryArgs {
         allow_negative_numbers = true
     )]
     pub max_retry_after: i64,
+    /// How long a platform that is down (no answer, across accounts) is
+    /// waited for before its failures count against the jobs again; 0:
+    /// they always count
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 600,
+        allow_negative_numbers = true
+    )]
+    pub outage_limit: i64,
 }
 
 /// The most `--max-retry-after` may be: a year. Waits longer than that are
@@ -414,6 +424,9 @@ impl BatchArgs {
                 format!("--max-retry-after must be from 1 to {MAX_RETRY_AFTER_LIMIT} (a year)"),
             )
             .into());
+        }
+        if self.retry.outage_limit < 0 {
+            return Err(Exit::new(exit::USAGE, "--outage-limit cannot be negative").into());
         }
         if let Some(pct) = self.retry.halt_on_failure_rate
             && !(0.0..=100.0).contains(&pct)

@@ -178,6 +178,7 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
             key_window: Duration::from_secs(args.key_window as u64),
             halt_on_failure_rate: args.retry.halt_on_failure_rate,
             max_retry_after: Duration::from_secs(args.retry.max_retry_after.max(1) as u64),
+            outage_limit: Duration::from_secs(args.retry.outage_limit.max(0) as u64),
         },
     );
     let (stop, _) = tokio::sync::watch::channel(false);
@@ -220,7 +221,11 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
     }
     display.finish();
 
-    let summary = status::render(&store.status()?, &args.store_name(), &config);
+    let summary = status::render(
+        &status::report_of(store.as_ref(), args)?,
+        &args.store_name(),
+        &config,
+    );
     print(&format!("\n{summary}"))?;
     let (run, tally) = (outcome.run, outcome.tally);
     Ok(match outcome.end {
@@ -348,6 +353,14 @@ fn log_line(event: RunEvent) -> Option<String> {
                 format!("Pausing account {account} for {seconds:.1}s ({reason}); others go on")
             }
         },
+        RunEvent::PlatformDown { account } => format!(
+            "The platform of account {} gives no answer, across accounts: waiting for it; its failures do not count against the jobs",
+            shown(&account)
+        ),
+        RunEvent::PlatformBack { account, seconds } => format!(
+            "The platform of account {} answers again, after {seconds:.1}s",
+            shown(&account)
+        ),
         RunEvent::AttemptStarted { .. } | RunEvent::AttemptFinished { .. } => return None,
     })
 }

@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
-use orchestrator_contract::Category;
+use orchestrator_contract::{Category, RetryScope};
 use orchestrator_retry::RetryConfig;
 use orchestrator_store::{RetryEntry, RunStatus, StatusReport, Store};
 use serde::Serialize;
@@ -26,14 +26,18 @@ pub fn run(args: &BatchArgs) -> Result<u8> {
     // Reading status must not create a state file where there is none.
     let read_only = postgres_url(&args.state_file).is_none()
         && std::fs::metadata(&args.state_file).is_ok_and(|m| m.permissions().readonly());
-    let report = if read_only {
+    let store: Option<Box<dyn Store>> = if read_only {
         let store = orchestrator_store::SqliteStore::open_read_only(&args.state_file)
             .map_err(|e| crate::exit::Exit::new(exit::USAGE, e.to_string()))?;
-        Some(store.status()?).filter(|r| r.jobs > 0)
+        Some(Box::new(store))
     } else if args.store_exists() {
-        Some(args.open_store()?.status()?).filter(|r| r.jobs > 0)
+        Some(args.open_store()?)
     } else {
         None
+    };
+    let report = match store {
+        Some(store) => Some(report_of(store.as_ref(), args)?).filter(|r| r.jobs > 0),
+        None => None,
     };
     if args.json {
         print_json(&StatusJson {
@@ -62,6 +66,15 @@ pub fn run(args: &BatchArgs) -> Result<u8> {
 /// A stored time (ms since the epoch) as RFC 3339. A time past the year
 /// 9999 is no real one (an older or hostile writer's): it is shown as such,
 /// never a panic.
+/// Everything `--status` shows of `store`, the waits running now included
+/// (each as long as `--max-retry-after` lets it be).
+pub fn report_of(store: &dyn Store, args: &BatchArgs) -> Result<StatusReport> {
+    let mut report = store.status()?;
+    let max_wait_ms = (args.retry.max_retry_after.max(1) as u64).saturating_mul(1000);
+    report.pauses = store.pauses(crate::commands::run::now_ms(), max_wait_ms)?;
+    Ok(report)
+}
+
 pub fn time(ms: u64) -> String {
     const LAST_SECOND: u64 = 253_402_300_799; // 9999-12-31T23:59:59Z
     if ms / 1000 > LAST_SECOND {
@@ -215,6 +228,18 @@ pub fn render(report: &StatusReport, state_file: &str, config: &RetryConfig) -> 
             ]);
         }
         out.push_str(&table.render());
+    }
+    if !report.pauses.is_empty() {
+        out.push_str("\nWaiting now (the platform asked, or is down):\n");
+        for pause in &report.pauses {
+            let whom = match pause.scope {
+                RetryScope::Platform => {
+                    format!("every account on {}'s platform", shown(&pause.account))
+                }
+                _ => format!("account {}", shown(&pause.account)),
+            };
+            out.push_str(&format!("  {whom} until {}\n", time(pause.until_ms)));
+        }
     }
     entries(
         "Retried next",

@@ -224,6 +224,10 @@ pub struct JobHistory {
 pub enum Decision {
     /// Try again in the next pass.
     Retry,
+    /// The job's platform is down: try again in this pass once it answers,
+    /// and count the attempt against none of the job's budgets. (The
+    /// runner decides this, not [`decide`]: it sees the platform.)
+    Defer,
     /// Failed for good.
     GiveUp(GiveUpReason),
 }

@@ -5,15 +5,18 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use orchestrator_contract::{Account, Category, FailureReport, JobContext, RetryScope, Verdict};
+use orchestrator_contract::{
+    Account, Category, FailureReport, HostFault, JobContext, RetryScope, Verdict,
+};
 use orchestrator_plugin_host::{Attempt, OutboundAccess};
-use orchestrator_retry::{JobHistory, builtin_classification, decide};
+use orchestrator_retry::{Decision, JobHistory, builtin_classification, decide};
 use orchestrator_store::{
     Answer, AttemptOutcome, Consulted, Decided, RunPass, Store, StoreError, StoredJob,
 };
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
+use crate::outage::{Outages, Seen};
 use crate::pause::{Pauses, Waiter};
 use crate::{Batch, RunCounters, RunError, RunEvent, RunOptions, Runner};
 use orchestrator_contract::text::printable;
@@ -71,6 +74,7 @@ pub(crate) async fn run_pass(
             stop: stop_sender.clone(),
             counters: counters.clone(),
             pauses: runner.pauses.clone(),
+            outages: runner.outages.clone(),
         };
         let workers = workers.clone();
         let mut stop = stop.clone();
@@ -171,6 +175,7 @@ struct AttemptCtx {
     stop: watch::Sender<bool>,
     counters: Arc<RunCounters>,
     pauses: Arc<Pauses>,
+    outages: Arc<Outages>,
 }
 
 impl AttemptCtx {
@@ -207,8 +212,11 @@ impl AttemptCtx {
             idempotency_key: job.idempotency_key.clone(),
         };
         let access = queue_of.access.clone();
+        let instance = queue_of.waiter.instance();
+        let mut outage = None;
         let (outcome, summary) = match self.batch.poster.post(&context, access).await {
             Attempt::Posted(receipt) => {
+                self.platform_answered(instance, &queue_of.context.name);
                 let summary = format!("posted {}", receipt.remote_id);
                 (AttemptOutcome::Succeeded(receipt), summary)
             }
@@ -218,9 +226,9 @@ impl AttemptCtx {
                     failure,
                     fault,
                 };
-                let decided = self.clamp_wait(&job.id, self.classify(&report).await);
+                let mut decided = self.clamp_wait(&job.id, self.classify(&report).await);
                 let infra = u32::from(decided.category == Category::Infrastructure);
-                let decision = decide(
+                let mut decision = decide(
                     &self.options.config,
                     decided.category,
                     JobHistory {
@@ -228,6 +236,22 @@ impl AttemptCtx {
                         infrastructure_failures: job.infrastructure_failures + infra,
                     },
                 );
+                // A platform that is down is waited for, not failed: the
+                // attempt counts against none of the job's budgets.
+                // The platform's wait is recorded as the attempt's, so a run
+                // started meanwhile honours it too.
+                if got_no_answer(&report) {
+                    let now = now_ms();
+                    let seen = self.outages.no_answer(instance, &job.account, now);
+                    if let Seen::Down { until_ms, began } = seen {
+                        decision = Decision::Defer;
+                        decided.retry_after_ms = Some(until_ms.saturating_sub(now));
+                        decided.scope = RetryScope::Platform;
+                        outage = Some(began);
+                    }
+                } else {
+                    self.platform_answered(instance, &queue_of.context.name);
+                }
                 let summary = format!("{}: {} ({:?})", decided.category, decided.reason, decision);
                 let not_before_ms = decided.retry_after_ms.map(|ms| now_ms().saturating_add(ms));
                 (
@@ -245,12 +269,22 @@ impl AttemptCtx {
         self.store
             .queue_finish_attempt(attempt_id, &outcome)
             .await?;
+        if outage == Some(true) {
+            (self.report)(RunEvent::PlatformDown {
+                account: queue_of.context.name.clone(),
+            });
+        }
+        // A wait that holds back others is said once, not by every attempt
+        // that meets it.
         if let AttemptOutcome::Failed {
             classification,
             not_before_ms: Some(until),
             ..
         } = &outcome
             && classification.scope != RetryScope::Job
+            && self
+                .pauses
+                .extends(classification.scope, &queue_of.waiter, *until)
         {
             self.pauses
                 .hold(classification.scope, &queue_of.waiter, *until);
@@ -261,7 +295,10 @@ impl AttemptCtx {
                 reason: classification.reason.clone(),
             });
         }
-        self.count(matches!(outcome, AttemptOutcome::Failed { .. }));
+        // An attempt that found the platform down says nothing of the jobs.
+        if outage.is_none() {
+            self.count(matches!(outcome, AttemptOutcome::Failed { .. }));
+        }
         tracing::debug!(
             job = %printable(&job.id),
             account = %printable(&job.account),
@@ -300,6 +337,17 @@ impl AttemptCtx {
                 limit,
             });
             let _ = self.stop.send(true);
+        }
+    }
+
+    /// The platform `instance` answered an attempt of `account`: an outage
+    /// of it is over.
+    fn platform_answered(&self, instance: &str, account: &str) {
+        if let Some(down_ms) = self.outages.answered(instance, now_ms()) {
+            (self.report)(RunEvent::PlatformBack {
+                account: account.to_owned(),
+                seconds: down_ms as f64 / 1000.0,
+            });
         }
     }
 
@@ -377,4 +425,17 @@ impl AttemptCtx {
             consulted,
         }
     }
+}
+
+/// Whether the platform gave no answer to the attempt: the host could not
+/// reach it, the transport failed, or a gateway said the server behind it
+/// is not there (502, 503, 504).
+fn got_no_answer(report: &FailureReport) -> bool {
+    if matches!(report.fault, Some(HostFault::ConnectionError(_))) {
+        return true;
+    }
+    report
+        .failure
+        .as_ref()
+        .is_some_and(|f| f.transport_error.is_some() || matches!(f.http_status, Some(502..=504)))
 }

@@ -16,6 +16,7 @@
 
 mod dispatch;
 pub mod input;
+mod outage;
 mod pause;
 
 use std::collections::BTreeMap;
@@ -75,6 +76,9 @@ pub struct RunOptions {
     /// The longest wait a retry-after may impose: longer ones (a platform's
     /// mistake, a hostile plugin) are clamped to it.
     pub max_retry_after: Duration,
+    /// How long a platform that is down is waited for before its failures
+    /// count against the jobs again (0: they always count).
+    pub outage_limit: Duration,
 }
 
 /// Attempts a run makes before `--halt-on-failure-rate` may judge it: a
@@ -148,6 +152,16 @@ pub enum RunEvent {
     Stopping {
         grace: Duration,
     },
+    /// Attempts on `account`'s platform instance get no answer, across
+    /// accounts: it is down, and its failures stop counting.
+    PlatformDown {
+        account: String,
+    },
+    /// `account`'s platform instance answers again after `seconds`.
+    PlatformBack {
+        account: String,
+        seconds: f64,
+    },
     /// Too many attempts failed: the run stops as if asked to.
     Halting {
         failed: u64,
@@ -184,16 +198,19 @@ pub struct Runner {
     options: RunOptions,
     counters: Arc<RunCounters>,
     pauses: Arc<pause::Pauses>,
+    outages: Arc<outage::Outages>,
 }
 
 impl Runner {
     pub fn new(store: Arc<dyn Store>, batch: Batch, options: RunOptions) -> Self {
+        let outage_limit_ms = options.outage_limit.as_millis() as u64;
         Runner {
             store,
             batch: std::sync::Mutex::new(Arc::new(batch)),
             options,
             counters: Arc::default(),
             pauses: Arc::default(),
+            outages: Arc::new(outage::Outages::new(outage_limit_ms)),
         }
     }
 

@@ -38,6 +38,13 @@ impl Waiter {
             platform: Holder::Platform(instance_of(account)),
         }
     }
+
+    /// The platform instance: its base URL's `host:port`.
+    pub(crate) fn instance(&self) -> &str {
+        match &self.platform {
+            Holder::Platform(instance) | Holder::Account(instance) => instance,
+        }
+    }
 }
 
 /// The account and platform waits of a run, latest per holder.
@@ -58,6 +65,18 @@ impl Pauses {
         let mut until = self.until.lock().unwrap_or_else(|e| e.into_inner());
         let entry = until.entry(holder).or_default();
         *entry = (*entry).max(until_ms);
+    }
+
+    /// Whether holding the waiter's account (or platform, by `scope`) until
+    /// `until_ms` would make it wait longer than it already does.
+    pub(crate) fn extends(&self, scope: RetryScope, waiter: &Waiter, until_ms: u64) -> bool {
+        let holder = match scope {
+            RetryScope::Job => return false,
+            RetryScope::Account => &waiter.account,
+            RetryScope::Platform => &waiter.platform,
+        };
+        let until = self.until.lock().unwrap_or_else(|e| e.into_inner());
+        until.get(holder).is_none_or(|t| *t < until_ms)
     }
 
     /// Takes over the waits earlier runs recorded, for the accounts this run

@@ -230,6 +230,31 @@ impl Sandbox {
         statuses(&self.shared)
     }
 
+    /// Goes down as a platform does: open connections are cut and new ones
+    /// refused (the port is closed). What it remembers (statuses,
+    /// idempotency keys, counters) stays for [`Sandbox::come_back`].
+    pub async fn go_down(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Serves again on the same address (plain HTTP), remembering what it
+    /// did before it went down.
+    pub async fn come_back(&mut self) -> std::io::Result<()> {
+        let listener = TcpListener::bind(self.addr).await?;
+        let (stop, stopped) = watch::channel(false);
+        self.stop = stop;
+        self.task = Some(tokio::spawn(serve(
+            listener,
+            self.shared.clone(),
+            stopped,
+            None,
+        )));
+        Ok(())
+    }
+
     /// Stops accepting connections and waits for the accept loop to end.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);

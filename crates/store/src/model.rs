@@ -367,6 +367,9 @@ pub(crate) struct FailureColumns {
     pub(crate) gave_up: Option<String>,
     /// 1 when the failure counts against the infrastructure retry limit.
     pub(crate) infra: i32,
+    /// 1 when the attempt counts against no budget (its platform was down):
+    /// the job gets its pass back, and is eligible again in it.
+    pub(crate) uncounted: i32,
     pub(crate) retry_after_ms: Option<i64>,
     /// Who waits out the retry-after, when there is one.
     pub(crate) retry_scope: Option<&'static str>,
@@ -382,19 +385,24 @@ impl FailureColumns {
         decision: &Decision,
     ) -> Self {
         let (state, gave_up) = match decision {
-            Decision::Retry => ("retry", None),
+            Decision::Retry | Decision::Defer => ("retry", None),
             Decision::GiveUp(reason) => ("failed", Some(reason.to_string())),
         };
+        let deferred = *decision == Decision::Defer;
         FailureColumns {
             failure: failure.map(to_json),
             fault: fault.map(to_json),
-            decision: match &gave_up {
-                None => "retry".to_string(),
-                Some(why) => format!("give up: {why}"),
+            decision: match (&gave_up, deferred) {
+                (_, true) => {
+                    "retry once the platform answers again (it was down: not counted)".into()
+                }
+                (None, false) => "retry".to_string(),
+                (Some(why), false) => format!("give up: {why}"),
             },
             state,
             gave_up,
-            infra: i32::from(classification.category == Category::Infrastructure),
+            infra: i32::from(classification.category == Category::Infrastructure && !deferred),
+            uncounted: i32::from(deferred),
             retry_after_ms: classification.retry_after_ms.map(stored_ms),
             retry_scope: classification
                 .retry_after_ms
@@ -451,6 +459,9 @@ pub struct StatusReport {
     /// The processes of the newest run: working on it now, or the last to
     /// (a shared store marks one that stopped renewing `lost`).
     pub processes: Vec<ProcessStatus>,
+    /// The account and platform waits running now ([`crate::Store::pauses`];
+    /// filled in by whoever knows the longest wait the run allows).
+    pub pauses: Vec<Pause>,
 }
 
 /// How many runs `--status` lists.

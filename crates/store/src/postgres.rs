@@ -661,6 +661,8 @@ async fn finish_attempt_in(
                             reason = CASE WHEN cancel_requested = 1 THEN $14 ELSE $4 END,
                             decided_by = $5, not_before_ms = $12,
                             infra_failures = infra_failures + $13,
+                            passes_attempted = passes_attempted - $16,
+                            last_pass = last_pass - $16,
                             lease_process = NULL, lease_until_ms = NULL
                      FROM finished WHERE jobs.id = finished.job_id"
                 ))
@@ -683,6 +685,7 @@ async fn finish_attempt_in(
                     &columns.infra,
                     &sql::CANCELLED_REASON,
                     &columns.consulted,
+                    &columns.uncounted,
                 ],
             )
             .await?;

@@ -1243,7 +1243,9 @@ pub(crate) fn finish_attempt_in(
                                  gave_up = ?2, category = ?3,
                                  reason = CASE WHEN cancel_requested = 1 THEN ?9 ELSE ?4 END,
                                  decided_by = ?5, not_before_ms = ?6,
-                                 infra_failures = infra_failures + ?7
+                                 infra_failures = infra_failures + ?7,
+                                 passes_attempted = passes_attempted - ?10,
+                                 last_pass = last_pass - ?10
                  WHERE id = ?8",
                 params![
                     columns.state,
@@ -1255,6 +1257,7 @@ pub(crate) fn finish_attempt_in(
                     columns.infra,
                     job_id,
                     sql::CANCELLED_REASON,
+                    columns.uncounted,
                 ],
             )?;
         }
