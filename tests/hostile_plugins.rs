@@ -339,3 +339,87 @@ fn a_huge_message_full_of_escapes_is_kept_bounded_and_shown_escaped() {
         );
     }
 }
+
+#[test]
+fn a_classifier_that_answers_like_an_attacker_changes_nothing_it_should_not() {
+    let f = Fixture::new(
+        "[[account]]\nname = \"down\"\ntoken = \"d\"\n\
+         script = [{ respond = \"server-error\", status = 500 }]\n",
+        1,
+    )
+    .with_plugins(&[artifacts::MASTODON_POSTER, artifacts::HOSTILE_CLASSIFIER]);
+    let out = f.run(&["--max-retry-after", "1"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains('\u{1b}'), "the log carries an escape");
+    let failed = f.state().attempts("down-1").unwrap().remove(0);
+    // Its name, reason and wait, as the host keeps them.
+    let name = failed.decided_by.unwrap();
+    assert!(
+        name.starts_with("hostile\u{1b}[2J") && name.len() < 200,
+        "{name:?}"
+    );
+    let reason = failed.reason.unwrap();
+    assert!(reason.len() < 5 << 10, "{} bytes", reason.len());
+    assert_eq!(failed.retry_after_ms, Some(1000));
+    // The state stays small, and every reader works and shows it escaped.
+    let size = std::fs::metadata(f.path("orchestrator-state.sqlite"))
+        .unwrap()
+        .len()
+        + std::fs::metadata(f.path("orchestrator-state.sqlite-wal")).map_or(0, |m| m.len());
+    assert!(size < 1 << 20, "{size} bytes of state");
+    let explain = f.tool(&["explain", "down-1"]);
+    assert_eq!(explain.code, 0, "{}", explain.stderr);
+    assert!(!explain.stdout.contains('\u{1b}'), "{}", explain.stdout);
+    assert!(
+        !explain
+            .stdout
+            .lines()
+            .any(|l| l == "  then:        give up")
+    );
+    let status = crate::support::run(&mut f.command(&["--status"]));
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    assert!(!status.stdout.contains('\u{1b}'));
+    // Listed and inspected: bounded, escaped, one line per field.
+    let dir = crate::support::temp_dir();
+    crate::support::install(artifacts::HOSTILE_CLASSIFIER, dir.path(), "hostile.wasm");
+    let list = crate::support::run(
+        crate::support::orchestrator()
+            .args(["plugins", "list", "--plugin-dir"])
+            .arg(dir.path()),
+    );
+    assert_eq!(list.code, 0, "{}", list.stderr);
+    assert!(
+        !list.stdout.contains('\u{1b}') && list.stdout.len() < 4 << 10,
+        "{}",
+        list.stdout
+    );
+    let inspect = crate::support::run(
+        crate::support::orchestrator()
+            .args(["plugins", "inspect"])
+            .arg(dir.path().join("hostile.wasm")),
+    );
+    assert_eq!(inspect.code, 0, "{}", inspect.stderr);
+    assert!(!inspect.stdout.contains('\u{1b}'), "{}", inspect.stdout);
+    assert!(
+        inspect
+            .stdout
+            .starts_with("name         hostile\\u{1b}[2J\\u{1b}]0;owned\\u{7}\\n  then:")
+    );
+}
+
+#[test]
+fn a_describe_that_never_returns_ends_at_the_job_timeout() {
+    let started = std::time::Instant::now();
+    let out = crate::support::run(crate::support::orchestrator().args([
+        "plugins",
+        "inspect",
+        "--job-timeout",
+        "1",
+        artifacts::MUTE_CLASSIFIER,
+    ]));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("`describe` failed"), "{}", out.stderr);
+    // Not the default 60 s: the flag was honoured.
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
