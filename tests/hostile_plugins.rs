@@ -338,6 +338,22 @@ fn a_huge_message_full_of_escapes_is_kept_bounded_and_shown_escaped() {
             status.stdout.len()
         );
     }
+    // Its log line too: one line of the host's log, bounded and escaped.
+    let again = f.run(&["--max-passes", "1"]);
+    assert!(
+        again
+            .stderr
+            .contains("\\u{1b}[31mred\\nERROR forged: a line of the host's\\rxxx"),
+        "{}",
+        &again.stderr[..again.stderr.len().min(2000)]
+    );
+    assert!(!again.stderr.contains('\u{1b}'));
+    assert!(!again.stderr.lines().any(|l| l.starts_with("ERROR forged")));
+    assert!(
+        again.stderr.len() < 64 << 10,
+        "{} bytes of log",
+        again.stderr.len()
+    );
 }
 
 #[test]

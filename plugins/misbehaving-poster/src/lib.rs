@@ -4,9 +4,9 @@
 //! file and the environment), `stray` (call `payload.url`, a host it was not
 //! granted), `forge` (set its own `Authorization`), `glutton` (download
 //! `payload.bytes` bytes from the sandbox), `wait` (fail with a 503 that
-//! asks for a wait of `payload.ms`, u64::MAX by default), or `shout` (fail
-//! with a message of escape sequences and line breaks, and `payload.bytes`
-//! more).
+//! asks for a wait of `payload.ms`, u64::MAX by default), or `shout` (log,
+//! and fail with, a message of escape sequences and line breaks, and
+//! `payload.bytes` more).
 
 wit_bindgen::generate!({
     world: "poster",
@@ -28,6 +28,7 @@ mod http;
 mod response;
 
 use exports::orchestrator::plugin::{metadata, post};
+use orchestrator::plugin::log::{Level, log};
 use orchestrator::plugin::types::{JobContext, PluginInfo, PostFailure, Receipt};
 
 struct MisbehavingPoster;
@@ -100,6 +101,10 @@ impl post::Guest for MisbehavingPoster {
                 // A message of `payload.bytes` bytes that tries to forge a
                 // line of `explain` and to turn the terminal red.
                 let filler = "x".repeat(payload["bytes"].as_u64().unwrap_or(0) as usize);
+                log(
+                    Level::Warn,
+                    &format!("\u{1b}[31mred\nERROR forged: a line of the host's\r{filler}"),
+                );
                 return Err(failure(format!(
                     "\u{1b}[31mred\n  then:        retry\r{filler}"
                 )));
