@@ -298,7 +298,7 @@ fn a_second_signal_aborts_and_an_old_uncertain_attempt_is_held_for_review() {
     let released = run(&mut f.command(&["--release-held", "--run"]));
     assert_eq!(released.code, 0, "{}", released.stderr);
     assert!(
-        released.stderr.contains("Released 1 jobs held for review"),
+        released.stderr.contains("Released 1 job held for review"),
         "{}",
         released.stderr
     );

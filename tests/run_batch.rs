@@ -414,9 +414,9 @@ pub(crate) fn rerunning_a_finished_batch_retries_only_what_failed() {
     // Run 2 retries teapot (unknown) in its three passes; suspended
     // (non-retryable) is skipped, and what posted is never posted again.
     for line in [
-        "Run 2: a new run for every account, retrying 1 jobs that failed in earlier runs",
-        "Skipping 1 jobs that failed as non-retryable (e.g. suspended-1): --retry-include-non-retryable retries them",
-        "Starting pass 1/3 of run 2 (1 jobs)",
+        "Run 2: a new run for every account, retrying 1 job that failed in earlier runs",
+        "Skipping 1 job that failed as non-retryable (e.g. suspended-1): --retry-include-non-retryable retries them",
+        "Starting pass 1/3 of run 2 (1 job)",
     ] {
         assert!(
             again.stderr.contains(line),

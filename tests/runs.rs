@@ -67,7 +67,7 @@ script = [{ respond = "server-error", status = 503, times = 4 }]
         &x,
         &[
             "Run 2: a new run for accounts x",
-            "Starting pass 1/3 of run 2 (1 jobs)",
+            "Starting pass 1/3 of run 2 (1 job)",
             "Starting pass 3/3 of run 2",
         ],
     );
@@ -79,8 +79,8 @@ script = [{ respond = "server-error", status = 503, times = 4 }]
         &all,
         &[
             "Run 3: a new run for every account",
-            "Pass 3 ended: max passes reached with 1 jobs failed and 0 unfinished",
-            "Run 3 finished with 1 jobs failed, 0 unfinished and 0 held for review",
+            "Pass 3 ended: max passes reached with 1 job failed and 0 unfinished",
+            "Run 3 finished with 1 job failed, 0 unfinished and 0 held for review",
             "  by state:    succeeded 2, failed 1\n",
             "  last run:    #3 finished, pass 3/3, started",
         ],
@@ -91,7 +91,7 @@ script = [{ respond = "server-error", status = 503, times = 4 }]
     assert_says(
         &next,
         &[
-            "Run 4: a new run for every account, retrying 1 jobs that failed in earlier runs",
+            "Run 4: a new run for every account, retrying 1 job that failed in earlier runs",
             "All jobs succeeded.",
         ],
     );

@@ -13,6 +13,7 @@ mod fuzz;
 mod hostile_platform;
 mod hostile_plugins;
 mod native;
+mod original;
 mod other_language;
 mod plugins_cli;
 mod poster;

@@ -160,10 +160,11 @@ fn main() -> ExitCode {
         Some(Command::Migrate(cmd)) => cmd.run(),
         Some(Command::Completions(cmd)) => cmd.run(),
         Some(Command::Man) => commands::completions::man(),
+        // The original tool's order: --seed-only wins over --run.
+        None if batch.seed_only => commands::seed::run(batch),
         None if batch.run => run_async(commands::run::run(batch)),
         None if batch.status => commands::status::run(batch),
         None if batch.stop_all => commands::stop::run(batch),
-        None if batch.seed_only => commands::seed::run(batch),
         None => {
             // No action: show what there is to do rather than doing nothing.
             eprintln!(

@@ -22,6 +22,21 @@ pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     print(&text)
 }
 
+/// A duration in seconds as every line of the CLI writes one: whole seconds
+/// as configured (`10s`, `1m 30s`), a fraction to a tenth below a minute
+/// (`2.5s`).
+pub fn seconds(s: f64) -> String {
+    let tenths = (s.max(0.0) * 10.0).round() as u64;
+    if tenths.is_multiple_of(10) || tenths >= 600 {
+        let whole = std::time::Duration::from_secs((tenths + 5) / 10);
+        humantime::format_duration(whole).to_string()
+    } else {
+        format!("{}.{}s", tenths / 10, tenths % 10)
+    }
+}
+
+pub use orchestrator_contract::text::count;
+
 /// Text from outside (a jobs file, a plugin, a platform) as a terminal may
 /// show it: escaped, one line.
 pub fn shown(text: &str) -> std::borrow::Cow<'_, str> {
@@ -83,6 +98,20 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::Table;
+
+    #[test]
+    fn durations_read_as_they_were_given() {
+        use super::seconds;
+        assert_eq!(seconds(10.0), "10s");
+        assert_eq!(seconds(9.998), "10s");
+        assert_eq!(seconds(2.5), "2.5s");
+        assert_eq!(seconds(0.0), "0s");
+        assert_eq!(seconds(90.0), "1m 30s");
+        assert_eq!(seconds(3600.0), "1h");
+        assert_eq!(seconds(0.04), "0s");
+        assert_eq!(super::count(1, "job"), "1 job");
+        assert_eq!(super::count(3, "job"), "3 jobs");
+    }
 
     #[test]
     fn a_cell_of_a_megabyte_is_laid_out_too() {

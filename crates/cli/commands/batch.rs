@@ -66,7 +66,7 @@ pub fn open_existing(path: &Path) -> Result<Box<dyn Store>> {
 }
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("action").args(["run", "status", "stop_all", "seed_only"])))]
+#[command(group(ArgGroup::new("action").args(["run", "status", "stop_all"])))]
 pub struct BatchArgs {
     /// Import the jobs (if given) and run them: a new run retries every job
     /// still open, in passes; a run cut short is resumed instead.
@@ -78,8 +78,9 @@ pub struct BatchArgs {
     /// Ask every run on this state file to stop.
     #[arg(long, help_heading = "Actions")]
     pub stop_all: bool,
-    /// Import the jobs into the state and exit.
-    #[arg(long, help_heading = "Actions")]
+    /// Import the jobs into the state and exit; with --run too, it wins (as
+    /// in the original tool): the jobs are imported, not run.
+    #[arg(long, help_heading = "Actions", conflicts_with_all = ["status", "stop_all"])]
     pub seed_only: bool,
 
     /// A plugin (.wasm): exactly one poster, and any number of classifiers,

@@ -15,7 +15,7 @@ use orchestrator_store::{Acquired, JoinedHow, RunLock, Store, StoreError};
 use crate::commands::batch::{BatchArgs, postgres_url};
 use crate::commands::{progress, status};
 use crate::exit::{self, Exit};
-use crate::output::{print, shown};
+use crate::output::{count, print, seconds, shown};
 
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -145,8 +145,8 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
     if let Some((path, parsed)) = &jobs {
         let summary = args.seed(store.as_ref(), parsed, path)?;
         eprintln!(
-            "Imported {} jobs from {} ({} already there)",
-            summary.added,
+            "Imported {} from {} ({} already there)",
+            count(summary.added, "job"),
             path.display(),
             summary.kept
         );
@@ -159,7 +159,7 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
 
     if args.release_held {
         let released = store.release_held()?;
-        eprintln!("Released {released} jobs held for review");
+        eprintln!("Released {} held for review", count(released, "job"));
     }
     let runner = Runner::new(
         store.clone(),
@@ -235,8 +235,10 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
         }
         RunEnd::SomeFailed => {
             eprintln!(
-                "Run {run} finished with {} jobs failed, {} unfinished and {} held for review; the next --run retries what its settings allow; see --status for why.",
-                tally.failed, tally.unfinished, tally.held
+                "Run {run} finished with {} failed, {} unfinished and {} held for review; the next --run retries what its settings allow; see --status for why.",
+                count(tally.failed.into(), "job"),
+                tally.unfinished,
+                tally.held
             );
             exit::FAILURE
         }
@@ -297,7 +299,8 @@ fn log_line(event: RunEvent) -> Option<String> {
             accounts,
             at_pass,
         } => format!(
-            "{config}\nBatch of {jobs} jobs\n{}",
+            "{config}\nBatch of {}\n{}",
+            count(jobs, "job"),
             run_lines(run, &how, accounts.as_deref(), at_pass, &config)
         ),
         RunEvent::PassStarted {
@@ -305,17 +308,14 @@ fn log_line(event: RunEvent) -> Option<String> {
             pass,
             max,
             jobs,
-        } => format!("Starting pass {pass}/{max} of run {run} ({jobs} jobs)"),
+        } => format!(
+            "Starting pass {pass}/{max} of run {run} ({})",
+            count(jobs as u64, "job")
+        ),
         RunEvent::PassEnded { pass, result } => format!("Pass {pass} ended: {result}"),
-        RunEvent::Waiting { seconds } => {
-            // Whole seconds read as the flag was given; backoff's jittered
-            // waits show a decimal.
-            if seconds.fract() == 0.0 {
-                format!("Waiting {seconds:.0}s before next pass...")
-            } else {
-                format!("Waiting {seconds:.1}s before next pass...")
-            }
-        }
+        // Whole seconds read as the flag was given (the original tool's
+        // line); backoff's jittered waits show a tenth.
+        RunEvent::Waiting { seconds: s } => format!("Waiting {} before next pass...", seconds(s)),
         RunEvent::Halting {
             failed,
             finished,
@@ -324,8 +324,8 @@ fn log_line(event: RunEvent) -> Option<String> {
             "Halting: {failed} of {finished} attempts failed, more than --halt-on-failure-rate {limit}%; stopping"
         ),
         RunEvent::Stopping { grace } => format!(
-            "Stopping: no new attempts; waiting up to {}s for attempts in flight",
-            grace.as_secs()
+            "Stopping: no new attempts; waiting up to {} for attempts in flight",
+            seconds(grace.as_secs_f64())
         ),
         RunEvent::PluginReloaded { path, old, new } => format!(
             "Plugin {} changed: loaded version {} (sha256 {}), was {} (sha256 {})",
@@ -343,23 +343,27 @@ fn log_line(event: RunEvent) -> Option<String> {
         RunEvent::Paused {
             scope,
             account,
-            seconds,
+            seconds: s,
             reason,
-        } => match (scope, shown(&account), shown(&reason)) {
-            (RetryScope::Platform, account, reason) => format!(
-                "Pausing every account on {account}'s platform for {seconds:.1}s ({reason}); others go on"
+        } => match (scope, shown(&account), shown(&reason), seconds(s)) {
+            (RetryScope::Platform, account, reason, wait) => format!(
+                "Pausing every account on {account}'s platform for {wait} ({reason}); others go on"
             ),
-            (_, account, reason) => {
-                format!("Pausing account {account} for {seconds:.1}s ({reason}); others go on")
+            (_, account, reason, wait) => {
+                format!("Pausing account {account} for {wait} ({reason}); others go on")
             }
         },
         RunEvent::PlatformDown { account } => format!(
             "The platform of account {} gives no answer, across accounts: waiting for it; its failures do not count against the jobs",
             shown(&account)
         ),
-        RunEvent::PlatformBack { account, seconds } => format!(
-            "The platform of account {} answers again, after {seconds:.1}s",
-            shown(&account)
+        RunEvent::PlatformBack {
+            account,
+            seconds: s,
+        } => format!(
+            "The platform of account {} answers again, after {}",
+            shown(&account),
+            seconds(s)
         ),
         RunEvent::AttemptStarted { .. } | RunEvent::AttemptFinished { .. } => return None,
     })
@@ -395,13 +399,16 @@ fn run_lines(
             }
             let retrying = match reopened {
                 0 => String::new(),
-                n => format!(", retrying {n} jobs that failed in earlier runs"),
+                n => format!(
+                    ", retrying {} that failed in earlier runs",
+                    count(*n, "job")
+                ),
             };
             lines.push(format!("Run {run}: a new run for {whose}{retrying}"));
             for skip in skipped {
                 lines.push(format!(
-                    "Skipping {} jobs that failed as {} (e.g. {}): {}",
-                    skip.jobs,
+                    "Skipping {} that failed as {} (e.g. {}): {}",
+                    count(skip.jobs, "job"),
                     skip.category,
                     shown(&skip.example),
                     status::not_retried_because(skip.category)

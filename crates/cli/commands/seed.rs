@@ -1,4 +1,5 @@
-//! `--seed-only`: import the jobs into the state and exit.
+//! `--seed-only`: import the jobs into the state and exit (also when
+//! `--run` is given: the original tool's order).
 
 use anyhow::Result;
 
@@ -14,11 +15,16 @@ pub fn run(args: &BatchArgs) -> Result<u8> {
     let store = args.open_store()?;
     let summary = args.seed(store.as_ref(), &parsed, jobs)?;
     eprintln!(
-        "Imported {} jobs from {} into {} ({} already there, kept as they were)",
-        summary.added,
+        "Imported {} from {} into {} ({} already there, kept as they were)",
+        crate::output::count(summary.added, "job"),
         jobs.display(),
         args.store_name(),
         summary.kept
     );
+    if args.run {
+        eprintln!(
+            "--seed-only wins over --run: the jobs were imported, not run; drop --seed-only to run them"
+        );
+    }
     Ok(exit::SUCCESS)
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::commands::batch::{BatchArgs, postgres_url};
 use crate::exit;
-use crate::output::{Table, print, print_json, shown};
+use crate::output::{Table, count, print, print_json, shown};
 
 #[derive(Serialize)]
 struct StatusJson<'a> {
@@ -155,7 +155,7 @@ fn run_line(run: &RunStatus) -> String {
 /// The status text, also printed as the end-of-run summary; `config` says
 /// what the next run does with the failed jobs.
 pub fn render(report: &StatusReport, state_file: &str, config: &RetryConfig) -> String {
-    let mut out = format!("Batch in {state_file}: {} jobs\n", report.jobs);
+    let mut out = format!("Batch in {state_file}: {}\n", count(report.jobs, "job"));
     out.push_str(&format!("  by state:    {}\n", counts(&report.by_state)));
     out.push_str(&format!("  by category: {}\n", counts(&report.by_category)));
     if let Some(run) = &report.last_run {

@@ -259,10 +259,7 @@ impl fmt::Display for GiveUpReason {
                 "infrastructure failures used up --infra-retry-limit {limit}"
             ),
             GiveUpReason::MaxPassesReached { max } => {
-                write!(
-                    f,
-                    "tried in all {max} passes of the run (--max-passes {max})"
-                )
+                write!(f, "tried in every pass of the run (--max-passes {max})")
             }
         }
     }

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use orchestrator_contract::text::count;
+
 use crate::RetryConfig;
 
 /// Where the jobs of a run stand, counted by the words every report uses:
@@ -48,14 +50,19 @@ impl std::fmt::Display for PassResult {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             PassResult::AllDone => f.write_str("all jobs done"),
-            PassResult::RetryableRemain { jobs } => write!(f, "{jobs} jobs to retry"),
+            PassResult::RetryableRemain { jobs } => {
+                write!(f, "{} to retry", count((*jobs).into(), "job"))
+            }
             PassResult::MaxPassesReached { failed, unfinished } => write!(
                 f,
-                "max passes reached with {failed} jobs failed and {unfinished} unfinished"
+                "max passes reached with {} failed and {unfinished} unfinished",
+                count((*failed).into(), "job")
             ),
-            PassResult::NothingRetryable { failed } => {
-                write!(f, "nothing retryable remains; {failed} jobs failed")
-            }
+            PassResult::NothingRetryable { failed } => write!(
+                f,
+                "nothing retryable remains; {} failed",
+                count((*failed).into(), "job")
+            ),
         }
     }
 }

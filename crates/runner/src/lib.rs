@@ -390,6 +390,7 @@ impl Runner {
         let store = &self.store;
         let config = self.options.config;
         let mut worked = false;
+        let mut planned: Option<Duration> = None;
         loop {
             if *stop.borrow() {
                 return Ok(RunEnd::Stopped);
@@ -416,9 +417,14 @@ impl Runner {
             };
             let wait = pass.opens_ms.saturating_sub(dispatch::now_ms());
             if worked || wait > 0 {
-                report(RunEvent::Waiting {
-                    seconds: wait as f64 / 1000.0,
-                });
+                // The delay this process chose, as configured (10 s reads
+                // "10s"), when it opened this pass; else what is left of
+                // another's.
+                let seconds = match planned.take() {
+                    Some(delay) => delay.as_secs_f64(),
+                    None => wait as f64 / 1000.0,
+                };
+                report(RunEvent::Waiting { seconds });
                 if self.sleep(Duration::from_millis(wait), stop).await {
                     return Ok(RunEnd::Stopped);
                 }
@@ -432,11 +438,13 @@ impl Runner {
                 return Ok(RunEnd::Stopped);
             }
             let result = PassManager::new(config, pass.pass).end_pass(store.tally(scope)?);
-            let next = result.continues().then(|| {
-                let delay = config.delay_before(pass.pass + 1, jitter());
-                (pass.pass + 1, dispatch::now_ms() + delay.as_millis() as u64)
-            });
-            store.end_pass(at, &result, next)?;
+            let delay = config.delay_before(pass.pass + 1, jitter());
+            let next = result
+                .continues()
+                .then(|| (pass.pass + 1, dispatch::now_ms() + delay.as_millis() as u64));
+            if store.end_pass(at, &result, next)? && next.is_some() {
+                planned = Some(delay);
+            }
             report(RunEvent::PassEnded {
                 pass: pass.pass,
                 result,

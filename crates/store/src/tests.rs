@@ -177,7 +177,7 @@ fn giving_up_is_recorded_with_why() {
             .reason
             .as_deref()
             .unwrap()
-            .starts_with("tried in all 1 passes")
+            .starts_with("tried in every pass of the run (--max-passes 1)")
     );
 }
 
