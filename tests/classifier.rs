@@ -84,7 +84,7 @@ fn rate_limits_and_server_errors_are_retryable_with_the_hint() {
         let c = decided(v);
         assert_eq!(c.category, Category::Retryable, "{status}: {}", c.reason);
         assert_eq!(c.retry_after_ms, Some(7_000), "{status}");
-        assert!(c.reason.contains("retries after 7 s"), "{}", c.reason);
+        assert!(c.reason.contains("waits 7s"), "{}", c.reason);
     }
 }
 

@@ -56,14 +56,14 @@ fn classify_report(report: &FailureReport) -> Verdict {
         Some(HostFault::ConnectionError(detail)) => {
             return decided(
                 Category::Infrastructure,
-                format!("could not reach the platform ({detail}); will retry"),
+                format!("could not reach the platform ({detail})"),
                 None,
             );
         }
         Some(HostFault::Timeout(ms)) => {
             return decided(
                 Category::Infrastructure,
-                format!("the attempt timed out after {ms} ms; will retry"),
+                format!("the attempt timed out after {ms} ms"),
                 None,
             );
         }
@@ -77,7 +77,7 @@ fn classify_report(report: &FailureReport) -> Verdict {
     if let Some(transport) = &failure.transport_error {
         return decided(
             Category::Infrastructure,
-            format!("no response from the platform ({transport}); will retry"),
+            format!("no response from the platform ({transport})"),
             None,
         );
     }
@@ -146,7 +146,7 @@ fn by_status(status: u16, failure: &PostFailure, account: &str) -> Verdict {
                 _ => (RetryScope::Job, "this job"),
             };
             let after = wait
-                .map(|ms| format!("; {whom} retries after {}", human_ms(ms)))
+                .map(|ms| format!("; {whom} waits {}", human_ms(ms)))
                 .unwrap_or_default();
             Verdict::Decided(Classification {
                 category: Category::Retryable,
@@ -163,11 +163,14 @@ fn by_status(status: u16, failure: &PostFailure, account: &str) -> Verdict {
     }
 }
 
+/// A wait as the host writes durations: whole seconds as `7s`, tenths
+/// below a minute as `2.5s`.
 fn human_ms(ms: u64) -> String {
-    if ms.is_multiple_of(1000) {
-        format!("{} s", ms / 1000)
+    let tenths = ms.saturating_add(50) / 100;
+    if tenths.is_multiple_of(10) || tenths >= 600 {
+        format!("{}s", tenths.saturating_add(5) / 10)
     } else {
-        format!("{ms} ms")
+        format!("{}.{}s", tenths / 10, tenths % 10)
     }
 }
 
