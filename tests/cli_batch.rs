@@ -127,6 +127,14 @@ fn seeding_is_idempotent_and_refuses_a_bad_file_whole() {
         "--seed-only",
         "--force-reseed",
     ]));
+    assert!(
+        out.stderr.starts_with(
+            "--force-reseed: discarded the stored batch (2 jobs, with its runs and attempts)
+"
+        ),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("Imported 2 jobs"), "{}", out.stderr);
 }
 

@@ -216,7 +216,7 @@ fn a_classifier_that_never_returns_is_skipped() {
             .lines()
             .next()
             .unwrap()
-            .ends_with(",run,process,classifiers")
+            .ends_with(",run,process,classifiers,started_at,ended_at")
     );
     assert!(csv.stdout.contains(asked), "{}", csv.stdout);
     let json = f.tool(&["report", "--format", "json"]);
@@ -263,7 +263,7 @@ fn a_plugin_fixed_between_passes_serves_the_next_pass() {
     log.push_str(&rest);
     assert_eq!(child.wait().unwrap().code(), Some(0), "{log}");
     assert!(
-        log.contains("poster.wasm changed: loaded version 0.1.0 (sha256 "),
+        log.contains("poster.wasm changed: loaded mastodon-poster 0.1.0 (sha256 "),
         "{log}"
     );
     assert_eq!(f.outcomes()["j1"], (JobState::Succeeded, 2));

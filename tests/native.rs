@@ -103,6 +103,27 @@ fn a_pinned_hash_admits_only_that_build() {
         .unwrap()
         .file_sha256(Path::new(artifacts::NATIVE_POSTER))
         .unwrap();
+    // The refusal names the flag and the hash to pin; so does inspecting it
+    // without --allow-native, which needs no loading.
+    assert!(
+        out.stderr
+            .contains(&format!("pass --native-sha256 {right}")),
+        "{}",
+        out.stderr
+    );
+    let inspect = crate::support::run(crate::support::orchestrator().args([
+        "plugins",
+        "inspect",
+        artifacts::NATIVE_POSTER,
+    ]));
+    assert_eq!(inspect.code, 2, "{}", inspect.stderr);
+    assert!(
+        inspect
+            .stderr
+            .contains(&format!("--native-sha256 {right} to trust only this build")),
+        "{}",
+        inspect.stderr
+    );
     let out = f.run(&["--allow-native", "--native-sha256", &right]);
     assert_eq!(out.code, 0, "{}", out.stderr);
 }

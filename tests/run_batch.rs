@@ -540,6 +540,12 @@ fn explain_and_report_tell_each_jobs_story() {
         rows.iter()
             .any(|r| r["fault"]["kind"] == "connection-error")
     );
+    // Times in RFC 3339 beside the milliseconds.
+    let started = rows[0]["started_at"].as_str().unwrap();
+    assert!(
+        started.starts_with("20") && started.ends_with('Z'),
+        "{started}"
+    );
     assert!(rows.iter().any(|r| r["retry_scope"] == "account"));
 }
 

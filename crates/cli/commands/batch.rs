@@ -495,7 +495,12 @@ impl BatchArgs {
         source: &Path,
     ) -> Result<orchestrator_store::ImportSummary> {
         if self.force_reseed {
+            let discarded = store.job_count()?;
             store.clear()?;
+            eprintln!(
+                "--force-reseed: discarded the stored batch ({}, with its runs and attempts)",
+                crate::output::count(discarded, "job")
+            );
         }
         Ok(store.import(jobs, &source.display().to_string())?)
     }

@@ -8,6 +8,7 @@ use clap::{Args, ValueEnum};
 use orchestrator_store::ReportRow;
 
 use crate::commands::batch::{DEFAULT_STATE_FILE, open_existing};
+use crate::commands::status::time;
 use crate::exit;
 use crate::output::{print, print_json};
 
@@ -31,8 +32,9 @@ pub struct ReportArgs {
 /// The CSV columns, one row per attempt: `run` is the run the attempt
 /// belonged to (its `pass` is that run's), `process` the process that made
 /// it, `classifiers` every classifier asked and its answer (`name: answer`,
-/// separated by `; `).
-const COLUMNS: [&str; 22] = [
+/// separated by `; `), and `started_at`/`ended_at` the times of
+/// `started_ms`/`ended_ms` in RFC 3339 (UTC).
+const COLUMNS: [&str; 24] = [
     "job",
     "account",
     "pass",
@@ -55,6 +57,8 @@ const COLUMNS: [&str; 22] = [
     "run",
     "process",
     "classifiers",
+    "started_at",
+    "ended_at",
 ];
 
 fn opt<T: ToString>(v: &Option<T>) -> String {
@@ -91,6 +95,8 @@ fn csv_row(r: &ReportRow) -> Vec<String> {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join("; "),
+        time(a.started_ms),
+        opt(&a.ended_ms.map(time)),
     ]
 }
 
@@ -108,7 +114,23 @@ impl ReportArgs {
         let store = open_existing(&self.state_file)?;
         let rows = store.report()?;
         match self.format {
-            Format::Json => print_json(&rows)?,
+            Format::Json => {
+                // The rows as stored, with their times in RFC 3339 beside the
+                // milliseconds.
+                let rows: Vec<serde_json::Value> = rows
+                    .iter()
+                    .map(|row| {
+                        let mut value = serde_json::to_value(row).unwrap_or_default();
+                        if let Some(fields) = value.as_object_mut() {
+                            let a = &row.attempt;
+                            fields.insert("started_at".into(), time(a.started_ms).into());
+                            fields.insert("ended_at".into(), a.ended_ms.map(time).into());
+                        }
+                        value
+                    })
+                    .collect();
+                print_json(&rows)?
+            }
             Format::Csv => {
                 let mut out = COLUMNS.join(",");
                 out.push('\n');

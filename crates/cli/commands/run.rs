@@ -328,12 +328,14 @@ fn log_line(event: RunEvent) -> Option<String> {
             seconds(grace.as_secs_f64())
         ),
         RunEvent::PluginReloaded { path, old, new } => format!(
-            "Plugin {} changed: loaded version {} (sha256 {}), was {} (sha256 {})",
+            "Plugin {} changed: loaded {} {} (sha256 {}), was {} {} (sha256 {})",
             shown(&path.display().to_string()),
             shown(&new.0),
-            new.1.get(..12).unwrap_or(&new.1),
+            shown(&new.1),
+            new.2.get(..12).unwrap_or(&new.2),
             shown(&old.0),
-            old.1.get(..12).unwrap_or(&old.1)
+            shown(&old.1),
+            old.2.get(..12).unwrap_or(&old.2)
         ),
         RunEvent::PluginReloadRefused { path, reason } => format!(
             "Plugin {} changed but the new file is refused ({}); keeping the loaded one",

@@ -35,12 +35,12 @@ pub enum LoadError {
     NotWasm { path: PathBuf },
 
     #[error(
-        "plugin {path}: a native library, which would run unsandboxed with all of the host's access; pass --allow-native to trust it"
+        "plugin {path}: a native library (sha256 {sha256}), which would run unsandboxed with all of the host's access; pass --allow-native to trust it, and --native-sha256 {sha256} to trust only this build"
     )]
-    NativeNotAllowed { path: PathBuf },
+    NativeNotAllowed { path: PathBuf, sha256: String },
 
     #[error(
-        "plugin {path}: a native library whose sha256 {sha256} is not pinned; add it to native-sha256 in orchestrator.toml to trust this build"
+        "plugin {path}: a native library whose sha256 {sha256} is not pinned; pass --native-sha256 {sha256} (or add it to native-sha256 in orchestrator.toml) to trust this build"
     )]
     NativeNotPinned { path: PathBuf, sha256: String },
 

@@ -82,7 +82,10 @@ pub(crate) fn load(
 ) -> Result<Loaded, LoadError> {
     let path_buf = path.to_owned();
     if !policy.allow {
-        return Err(LoadError::NativeNotAllowed { path: path_buf });
+        return Err(LoadError::NativeNotAllowed {
+            path: path_buf,
+            sha256: sha256.to_owned(),
+        });
     }
     if !policy.sha256_pins.is_empty() && !policy.sha256_pins.iter().any(|p| p == sha256) {
         return Err(LoadError::NativeNotPinned {

@@ -113,10 +113,11 @@ pub enum RunEvent {
         jobs: usize,
     },
     /// A plugin file changed between passes and the new one was loaded.
+    /// Each side: the plugin's name, version and SHA-256.
     PluginReloaded {
         path: std::path::PathBuf,
-        old: (String, String),
-        new: (String, String),
+        old: (String, String, String),
+        new: (String, String, String),
     },
     /// A plugin file changed but the new one was refused: the old one stays.
     PluginReloadRefused {
@@ -338,8 +339,16 @@ impl Runner {
                 Ok(new) if new.kind() == plugin.kind() => {
                     report(RunEvent::PluginReloaded {
                         path: meta.path.clone(),
-                        old: (meta.info.version.clone(), meta.sha256.clone()),
-                        new: (new.info().version.clone(), new.meta().sha256.clone()),
+                        old: (
+                            meta.info.name.clone(),
+                            meta.info.version.clone(),
+                            meta.sha256.clone(),
+                        ),
+                        new: (
+                            new.info().name.clone(),
+                            new.info().version.clone(),
+                            new.meta().sha256.clone(),
+                        ),
                     });
                     *plugin = Arc::new(new);
                     changed = true;
