@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::commands::batch::{BatchArgs, postgres_url};
 use crate::exit;
-use crate::output::{Table, count, print, print_json, shown};
+use crate::output::{Table, count, print, print_json, seconds, shown};
 
 #[derive(Serialize)]
 struct StatusJson<'a> {
@@ -56,16 +56,14 @@ pub fn run(args: &BatchArgs) -> Result<u8> {
         )),
         Some(report) => out.push_str(&render(report, &args.store_name(), &config)),
     }
-    out.push('\n');
+    // The settings this command was given (the original tool prints them).
+    out.push_str("\nGiven to this command:\n");
     out.push_str(&config.to_string());
     out.push('\n');
     print(&out)?;
     Ok(exit::SUCCESS)
 }
 
-/// A stored time (ms since the epoch) as RFC 3339. A time past the year
-/// 9999 is no real one (an older or hostile writer's): it is shown as such,
-/// never a panic.
 /// Everything `--status` shows of `store`, the waits running now included
 /// (each as long as `--max-retry-after` lets it be).
 pub fn report_of(store: &dyn Store, args: &BatchArgs) -> Result<StatusReport> {
@@ -75,6 +73,9 @@ pub fn report_of(store: &dyn Store, args: &BatchArgs) -> Result<StatusReport> {
     Ok(report)
 }
 
+/// A stored time (ms since the epoch) as RFC 3339. A time past the year
+/// 9999 is no real one (an older or hostile writer's): it is shown as such,
+/// never a panic.
 pub fn time(ms: u64) -> String {
     const LAST_SECOND: u64 = 253_402_300_799; // 9999-12-31T23:59:59Z
     if ms / 1000 > LAST_SECOND {
@@ -160,6 +161,22 @@ pub fn render(report: &StatusReport, state_file: &str, config: &RetryConfig) -> 
     out.push_str(&format!("  by category: {}\n", counts(&report.by_category)));
     if let Some(run) = &report.last_run {
         out.push_str(&format!("  last run:    {}\n", run_line(run)));
+        let c = &run.config;
+        let mut settings = format!(
+            "  its settings (as recorded): max passes {}, retry delay {}, infra retry limit {}, retry unknown errors {}",
+            c.max_passes,
+            seconds(c.retry_delay_seconds as f64),
+            c.infrastructure_retry_limit,
+            c.retry_unknown_errors
+        );
+        if c.retry_non_retryable {
+            settings.push_str(", retry non-retryable errors true");
+        }
+        if let Some(cap) = c.backoff_cap_seconds {
+            settings.push_str(&format!(", backoff capped at {}", seconds(cap as f64)));
+        }
+        out.push_str(&settings);
+        out.push('\n');
     }
     // The processes on it now; or the last one that was.
     let working: Vec<_> = report

@@ -558,6 +558,8 @@ pub struct RunStatus {
     /// Its accounts; `None` for every account.
     pub accounts: Option<Vec<String>>,
     pub attempts: u64,
+    /// Its retry settings, as recorded when it began or was last resumed.
+    pub config: RetryConfig,
 }
 
 /// A process that worked on a run.
@@ -667,6 +669,7 @@ impl RunRow {
             max_passes: config.max_passes,
             accounts: crate::join::accounts_from(self.accounts.as_deref(), self.run)?,
             attempts: self.attempts.max(0) as u64,
+            config,
         })
     }
 }

@@ -843,6 +843,8 @@ impl Store for PostgresStore {
             "workers": process.workers,
             "accounts": process.accounts,
             "key_window_ms": process.key_window_ms,
+            // Whether it is lost is judged by its own lease, whoever asks.
+            "lease_ms": self.inner.lease.as_millis() as u64,
         }))
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let config = join::config_text(&process.config)?;
@@ -870,7 +872,8 @@ impl Store for PostgresStore {
                 tx.execute(
                     &format!(
                         "UPDATE processes SET state = 'lost'
-                         WHERE state = 'running' AND heartbeat_ms < {NOW} - $1"
+                         WHERE state = 'running' AND NOT ({})",
+                        renewed_within_its_lease("$1")
                     ),
                     &[&lease],
                 )
@@ -1450,7 +1453,7 @@ async fn status(inner: &Inner) -> Step<StatusReport> {
     report.failed_by_category = pairs(sql::FAILED_BY_CATEGORY).await?;
     let lease = inner.lease.as_millis() as i64;
     // A process that stopped renewing is not working on its run: it is lost.
-    let live = format!("state = 'running' AND heartbeat_ms >= {NOW} - $1");
+    let live = format!("state = 'running' AND {}", renewed_within_its_lease("$1"));
     let runs = client
         .query(
             &format!(
@@ -1574,6 +1577,13 @@ async fn status(inner: &Inner) -> Step<StatusReport> {
         })
         .collect();
     Ok(report)
+}
+
+/// Whether a process renewed within its own lease (recorded as it joined;
+/// `default`, a parameter, for a process of an older schema that recorded
+/// none): a process is lost by its lease, not by the asker's.
+fn renewed_within_its_lease(default: &str) -> String {
+    format!("heartbeat_ms >= {NOW} - COALESCE((config::json->>'lease_ms')::bigint, {default})")
 }
 
 /// Finishes the open run `$1`.
