@@ -346,3 +346,59 @@ fn migrate_brings_a_state_file_up_to_date_without_a_run() {
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
 }
+
+#[test]
+fn every_command_takes_the_store_before_or_after_it() {
+    let dir = support::temp_dir();
+    std::fs::write(
+        dir.path().join("jobs.jsonl"),
+        "{\"id\": \"a\", \"account\": \"x\", \"payload\": {\"status\": \"hi\"}}\n",
+    )
+    .unwrap();
+    let at = |args: &[&str]| run(orchestrator().current_dir(dir.path()).args(args));
+    let seeded = at(&[
+        "--jobs",
+        "jobs.jsonl",
+        "--state-file",
+        "custom.sqlite",
+        "--seed-only",
+    ]);
+    assert_eq!(seeded.code, 0, "{}", seeded.stderr);
+    for command in [
+        &["explain", "a"][..],
+        &["report", "--format", "json"],
+        &["migrate"],
+        &["cancel", "a"],
+        &["retry", "a"],
+        &["config", "show"],
+    ] {
+        let before: Vec<&str> = ["--state-file", "custom.sqlite"]
+            .into_iter()
+            .chain(command.iter().copied())
+            .collect();
+        let after: Vec<&str> = command
+            .iter()
+            .copied()
+            .chain(["--state-file", "custom.sqlite"])
+            .collect();
+        for args in [before, after] {
+            let out = at(&args);
+            assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+            assert!(!out.stderr.contains("no state file"), "{args:?}");
+        }
+    }
+    // From orchestrator.toml too.
+    std::fs::write(
+        dir.path().join("orchestrator.toml"),
+        "state-file = \"custom.sqlite\"\n",
+    )
+    .unwrap();
+    let explain = at(&["explain", "a"]);
+    assert_eq!(explain.code, 0, "{}", explain.stderr);
+    assert!(
+        explain.stdout.starts_with("Job a (account x)"),
+        "{}",
+        explain.stdout
+    );
+    assert!(!dir.path().join("orchestrator-state.sqlite").exists());
+}

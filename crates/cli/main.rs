@@ -102,7 +102,7 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
     /// Print every option's value and where it came from (command line,
-    /// configuration file and line, or default); flags go before `config`.
+    /// configuration file and line, or default).
     Show,
 }
 
@@ -139,8 +139,8 @@ fn main() -> ExitCode {
     };
     init_logging(&cli.log);
     // The file fills in what the command line left out, for the batch
-    // actions and `config show`; other commands do not read it.
-    let uses_config = matches!(cli.command, None | Some(Command::Config(_)));
+    // actions and every command that reads the store or plugins.
+    let uses_config = !matches!(cli.command, Some(Command::Completions(_) | Command::Man));
     let effective = if uses_config {
         match config::apply(&mut cli.batch, &matches, cli.config.as_deref()) {
             Ok(effective) => effective,
@@ -152,12 +152,12 @@ fn main() -> ExitCode {
     let batch = &cli.batch;
     let result = match cli.command {
         Some(Command::Config(ConfigCommand::Show)) => show_config(&effective),
-        Some(Command::Plugins(cmd)) => run_async(cmd.run()),
-        Some(Command::Explain(cmd)) => cmd.run(),
-        Some(Command::Report(cmd)) => cmd.run(),
-        Some(Command::Cancel(cmd)) => cmd.run(),
-        Some(Command::Retry(cmd)) => cmd.run(),
-        Some(Command::Migrate(cmd)) => cmd.run(),
+        Some(Command::Plugins(cmd)) => run_async(cmd.run(batch)),
+        Some(Command::Explain(cmd)) => cmd.run(batch),
+        Some(Command::Report(cmd)) => cmd.run(batch),
+        Some(Command::Cancel(cmd)) => cmd.run(batch),
+        Some(Command::Retry(cmd)) => cmd.run(batch),
+        Some(Command::Migrate(cmd)) => cmd.run(batch),
         Some(Command::Completions(cmd)) => cmd.run(),
         Some(Command::Man) => commands::completions::man(),
         // The original tool's order: --seed-only wins over --run.

@@ -85,34 +85,35 @@ pub struct BatchArgs {
 
     /// A plugin (.wasm): exactly one poster, and any number of classifiers,
     /// consulted in the order given before the built-in rules.
-    #[arg(long = "plugin", value_name = "PATH")]
+    #[arg(long = "plugin", value_name = "PATH", global = true)]
     pub plugins: Vec<PathBuf>,
     /// Jobs file: JSON Lines of {"id", "account", "payload"}.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     pub jobs: Option<PathBuf>,
     /// Accounts file (TOML): base URL and credential reference per account.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     pub accounts_file: Option<PathBuf>,
     /// The store: an embedded SQLite file, or a PostgreSQL URL
     /// (postgres://user@host/db) that processes on several machines share.
-    #[arg(long, value_name = "PATH|URL", default_value = DEFAULT_STATE_FILE)]
+    #[arg(long, value_name = "PATH|URL", default_value = DEFAULT_STATE_FILE, global = true)]
     pub state_file: PathBuf,
     /// Jobs in flight at once.
     #[arg(
         long,
         value_name = "N",
         default_value_t = 3,
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        global = true
     )]
     pub workers: i64,
     /// Discard the stored batch and import the jobs again.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub force_reseed: bool,
     /// Only these accounts' jobs (comma-separated).
-    #[arg(long, value_name = "A,B,C", value_delimiter = ',')]
+    #[arg(long, value_name = "A,B,C", value_delimiter = ',', global = true)]
     pub accounts: Option<Vec<String>>,
     /// Print JSON (with --status).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub json: bool,
     /// Seconds attempts in flight may take to finish after --stop-all or a
     /// first signal; a second signal aborts at once.
@@ -120,7 +121,8 @@ pub struct BatchArgs {
         long,
         value_name = "SECONDS",
         default_value_t = 30,
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        global = true
     )]
     pub grace_period: i64,
     /// How long the platform remembers an idempotency key (Mastodon: one
@@ -129,7 +131,8 @@ pub struct BatchArgs {
         long,
         value_name = "SECONDS",
         default_value_t = 3600,
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        global = true
     )]
     pub key_window: i64,
     /// Seconds a process holds the jobs it claimed from a PostgreSQL store
@@ -139,19 +142,19 @@ pub struct BatchArgs {
         long,
         value_name = "SECONDS",
         default_value_t = DEFAULT_LEASE.as_secs() as i64,
-        allow_negative_numbers = true
-    )]
+        allow_negative_numbers = true, global = true)]
     pub lease: i64,
     /// Seconds between progress lines during --run (0: none)
     #[arg(
         long,
         value_name = "SECONDS",
         default_value_t = 5,
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        global = true
     )]
     pub progress_interval: i64,
     /// With --run: retry the jobs held for review.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub release_held: bool,
 
     #[command(flatten)]
@@ -174,7 +177,8 @@ pub struct LimitArgs {
         long,
         value_name = "SECONDS",
         default_value_t = 60,
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        global = true
     )]
     pub job_timeout: i64,
     /// Linear memory per plugin instance, in MiB
@@ -182,7 +186,8 @@ pub struct LimitArgs {
         long,
         value_name = "MIB",
         default_value_t = 64,
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        global = true
     )]
     pub plugin_memory: i64,
     /// Largest HTTP response body a poster may receive, in MiB
@@ -190,7 +195,8 @@ pub struct LimitArgs {
         long,
         value_name = "MIB",
         default_value_t = 4,
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        global = true
     )]
     pub response_limit: i64,
     /// Largest plugin file the host reads, in MiB; only regular files are
@@ -199,16 +205,17 @@ pub struct LimitArgs {
         long,
         value_name = "MIB",
         default_value_t = 256,
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        global = true
     )]
     pub max_plugin_size: i64,
     /// Also let posters reach HOST[:PORT] (repeatable); by default a poster
     /// reaches only its account's base-URL host
-    #[arg(long = "allow-host", value_name = "HOST[:PORT]")]
+    #[arg(long = "allow-host", value_name = "HOST[:PORT]", global = true)]
     pub allow_hosts: Vec<String>,
     /// Also trust the certificate authorities in this PEM file for
     /// platform connections (repeatable), e.g. a private instance's
-    #[arg(long = "ca-file", value_name = "PEM")]
+    #[arg(long = "ca-file", value_name = "PEM", global = true)]
     pub ca_files: Vec<PathBuf>,
 
     #[command(flatten)]
@@ -223,11 +230,11 @@ pub struct LimitArgs {
 pub struct NativeArgs {
     /// Let native plugins (shared libraries) load; they run unsandboxed,
     /// with the host's access to files, network and the accounts' tokens
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub allow_native: bool,
     /// Load only native plugins with this SHA-256 (repeatable); see
     /// `plugins inspect` for a file's hash
-    #[arg(long = "native-sha256", value_name = "HEX")]
+    #[arg(long = "native-sha256", value_name = "HEX", global = true)]
     pub native_sha256: Vec<String>,
 }
 
@@ -249,7 +256,7 @@ impl NativeArgs {
 pub struct CacheArgs {
     /// Compile plugins afresh instead of using the compiled-plugin cache
     /// (ORCHESTRATOR_CACHE_DIR, or e.g. ~/.cache/orchestrator/compiled)
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub no_cache: bool,
 }
 
@@ -331,7 +338,8 @@ pub struct RetryArgs {
         long,
         value_name = "N",
         default_value_t = 3,
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        global = true
     )]
     pub max_passes: i64,
     /// Delay in seconds between retry passes
@@ -339,7 +347,8 @@ pub struct RetryArgs {
         long,
         value_name = "SECONDS",
         default_value_t = 30,
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        global = true
     )]
     pub retry_delay: i64,
     /// Max retries for infrastructure errors before giving up
@@ -347,30 +356,32 @@ pub struct RetryArgs {
         long,
         value_name = "N",
         default_value_t = 3,
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        global = true
     )]
     pub infra_retry_limit: i64,
     /// Do not retry jobs with unknown/unclassified errors
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub no_retry_unknown: bool,
     /// Retry non-retryable failures too
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub retry_include_non_retryable: bool,
     /// Back off exponentially between passes (from --retry-delay, doubling,
     /// with jitter) instead of waiting the same delay each time
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub retry_backoff: bool,
     /// The longest wait --retry-backoff grows to, in seconds
     #[arg(
         long,
         value_name = "SECONDS",
         default_value_t = 600,
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        global = true
     )]
     pub retry_backoff_cap: i64,
     /// Stop the run when more than PCT percent of its attempts failed
     /// (judged after 10 attempts), e.g. when every token was revoked
-    #[arg(long, value_name = "PCT", allow_negative_numbers = true)]
+    #[arg(long, value_name = "PCT", allow_negative_numbers = true, global = true)]
     pub halt_on_failure_rate: Option<f64>,
     /// The longest wait a platform or a classifier may ask for; a longer
     /// retry-after is clamped to this, with a log line
@@ -378,7 +389,8 @@ pub struct RetryArgs {
         long,
         value_name = "SECONDS",
         default_value_t = 3600,
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        global = true
     )]
     pub max_retry_after: i64,
     /// How long a platform that is down (no answer, across accounts) is
@@ -388,7 +400,8 @@ pub struct RetryArgs {
         long,
         value_name = "SECONDS",
         default_value_t = 600,
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        global = true
     )]
     pub outage_limit: i64,
 }

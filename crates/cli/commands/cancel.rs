@@ -2,13 +2,11 @@
 //! job is never attempted again; one in flight finishes, is recorded, and
 //! is cancelled then unless it posted. Works while a run is going on.
 
-use std::path::PathBuf;
-
 use anyhow::Result;
 use clap::Args;
 use orchestrator_store::{DEFAULT_LEASE, JobChange, JobState, Store, StoreError};
 
-use crate::commands::batch::{DEFAULT_STATE_FILE, open_at, store_name};
+use crate::commands::batch::{BatchArgs, open_at, store_name};
 use crate::exit::{self, Exit};
 use crate::output::{print, shown};
 
@@ -16,18 +14,16 @@ use crate::output::{print, shown};
 pub struct CancelArgs {
     /// The jobs' ids, as in the jobs file.
     #[arg(value_name = "JOB_ID", required = true)]
-    jobs: Vec<String>,
-
-    /// The store: a state file or a PostgreSQL URL.
-    #[arg(long, value_name = "PATH|URL", default_value = DEFAULT_STATE_FILE)]
-    state_file: PathBuf,
+    job_ids: Vec<String>,
 }
 
 impl CancelArgs {
-    pub fn run(self) -> Result<u8> {
+    /// Works on the store of `batch` (`--state-file`, before or after the
+    /// command, or from orchestrator.toml).
+    pub fn run(self, batch: &BatchArgs) -> Result<u8> {
         change(
-            &self.jobs,
-            &self.state_file,
+            &self.job_ids,
+            &batch.state_file,
             |store, ids| store.cancel(ids),
             line,
         )

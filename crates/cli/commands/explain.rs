@@ -1,14 +1,12 @@
 //! `orchestrator explain JOB_ID`: a job's whole attempt history, and what
 //! happens to it next.
 
-use std::path::PathBuf;
-
 use anyhow::Result;
 use clap::Args;
 use orchestrator_contract::{Category, RetryScope};
 use orchestrator_store::JobState;
 
-use crate::commands::batch::{DEFAULT_STATE_FILE, open_existing};
+use crate::commands::batch::{BatchArgs, open_existing};
 use crate::commands::run::now_ms;
 use crate::commands::status::time;
 use crate::exit::{self, Exit};
@@ -18,22 +16,20 @@ use crate::output::{print, shown};
 pub struct ExplainArgs {
     /// The job's id, as in the jobs file.
     job: String,
-
-    /// The store.
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_STATE_FILE)]
-    state_file: PathBuf,
 }
 
 impl ExplainArgs {
-    pub fn run(self) -> Result<u8> {
-        let store = open_existing(&self.state_file)?;
+    /// Reads the store of `batch` (`--state-file`, before or after the
+    /// command, or from orchestrator.toml).
+    pub fn run(self, batch: &BatchArgs) -> Result<u8> {
+        let store = open_existing(&batch.state_file)?;
         let Some(job) = store.job(&self.job)? else {
             return Err(Exit::new(
                 exit::USAGE,
                 format!(
                     "no job {:?} in {}",
                     self.job,
-                    crate::commands::batch::store_name(&self.state_file)
+                    crate::commands::batch::store_name(&batch.state_file)
                 ),
             )
             .into());

@@ -10,7 +10,7 @@ use orchestrator_plugin_host::{Backend, CacheUse, Examined, Limits, PluginHost, 
 use orchestrator_runner::input;
 use serde::Serialize;
 
-use crate::commands::batch::LimitArgs;
+use crate::commands::batch::{BatchArgs, LimitArgs};
 use crate::exit::{self, Exit};
 use crate::output::{Table, print, print_json, shown};
 
@@ -26,37 +26,22 @@ pub enum PluginsCommand {
     Inspect(InspectArgs),
 }
 
+/// `plugins list` and `plugins inspect` also take the options of a run,
+/// before or after the command: `--json`, `--accounts-file` (what a poster
+/// would be granted), and the plugin limits (`--job-timeout` for
+/// `describe`, `--max-plugin-size`, `--allow-host`, the caches, native
+/// plugins).
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Also search this folder (repeatable); searched before the defaults.
     #[arg(long = "plugin-dir", value_name = "DIR")]
     plugin_dirs: Vec<PathBuf>,
-
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    json: bool,
-
-    #[command(flatten)]
-    limits: LimitArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
     /// The plugin file (.wasm).
     file: PathBuf,
-
-    /// Show what a poster would be granted for each account of this file.
-    #[arg(long, value_name = "FILE")]
-    accounts_file: Option<PathBuf>,
-
-    /// Print JSON instead of text.
-    #[arg(long)]
-    json: bool,
-
-    /// As for --run: the deadline of `describe`, the plugin file's size,
-    /// the hosts granted to every poster (--allow-host), the caches.
-    #[command(flatten)]
-    limits: LimitArgs,
 }
 
 /// What a plugin may use when it runs, as the host would grant it.
@@ -86,10 +71,10 @@ struct LimitsView {
 }
 
 impl PluginsCommand {
-    pub async fn run(self) -> Result<u8> {
+    pub async fn run(self, batch: &BatchArgs) -> Result<u8> {
         match self {
-            PluginsCommand::List(args) => list(args).await,
-            PluginsCommand::Inspect(args) => inspect(args).await,
+            PluginsCommand::List(args) => list(args, batch).await,
+            PluginsCommand::Inspect(args) => inspect(args, batch).await,
         }
     }
 }
@@ -194,8 +179,8 @@ fn cached(cache: Option<CacheUse>) -> String {
     .into()
 }
 
-async fn list(args: ListArgs) -> Result<u8> {
-    let host = host(&args.limits)?;
+async fn list(args: ListArgs, batch: &BatchArgs) -> Result<u8> {
+    let host = host(&batch.limits)?;
     let search = search_path(&args.plugin_dirs);
     let mut records = Vec::new();
     for path in search.candidates() {
@@ -204,7 +189,7 @@ async fn list(args: ListArgs) -> Result<u8> {
             false,
         ));
     }
-    if args.json {
+    if batch.json {
         print_json(&records)?;
         return Ok(exit::SUCCESS);
     }
@@ -240,16 +225,16 @@ async fn list(args: ListArgs) -> Result<u8> {
 }
 
 /// What `--run` would grant the plugin, for `plugins inspect`.
-fn capabilities(args: &InspectArgs, kind: Option<PluginKind>) -> Result<Capabilities> {
+fn capabilities(batch: &BatchArgs, kind: Option<PluginKind>) -> Result<Capabilities> {
     let limits = Limits::default();
     let mut outbound_http = Vec::new();
     if kind == Some(PluginKind::Poster)
-        && let Some(file) = &args.accounts_file
+        && let Some(file) = &batch.accounts_file
     {
         let accounts =
             input::read_accounts(file).map_err(|e| Exit::new(exit::USAGE, e.to_string()))?;
         for account in accounts.values() {
-            let access = account.access(&args.limits.allow_hosts);
+            let access = account.access(&batch.limits.allow_hosts);
             outbound_http.push(AccountGrant {
                 account: account.name.clone(),
                 hosts: access.granted.clone(),
@@ -278,17 +263,17 @@ fn host(limits: &LimitArgs) -> Result<PluginHost> {
         .with_native(limits.native.policy()))
 }
 
-async fn inspect(args: InspectArgs) -> Result<u8> {
-    let host = host(&args.limits)?;
+async fn inspect(args: InspectArgs, batch: &BatchArgs) -> Result<u8> {
+    let host = host(&batch.limits)?;
     let examined = host.examine(&args.file).await;
     let mut record = PluginRecord::from_examined(&examined, true);
     // A native plugin is not confined: there is nothing to grant.
     if examined.backend != Some(Backend::Native) {
-        record.capabilities = Some(capabilities(&args, examined.kind)?);
+        record.capabilities = Some(capabilities(batch, examined.kind)?);
     }
     // A file that is not even a component has nothing to show but the error.
     if examined.interfaces.is_some() {
-        if args.json {
+        if batch.json {
             print_json(&record)?;
         } else {
             print(&render_inspect(&record))?;

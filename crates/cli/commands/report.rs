@@ -1,13 +1,11 @@
 //! `orchestrator report --format csv|json`: every attempt, for spreadsheets
 //! and scripts.
 
-use std::path::PathBuf;
-
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 use orchestrator_store::ReportRow;
 
-use crate::commands::batch::{DEFAULT_STATE_FILE, open_existing};
+use crate::commands::batch::{BatchArgs, open_existing};
 use crate::commands::status::time;
 use crate::exit;
 use crate::output::{print, print_json};
@@ -23,10 +21,6 @@ pub struct ReportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "csv")]
     format: Format,
-
-    /// The store.
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_STATE_FILE)]
-    state_file: PathBuf,
 }
 
 /// The CSV columns, one row per attempt: `run` is the run the attempt
@@ -110,8 +104,8 @@ fn csv_field(field: &str) -> String {
 }
 
 impl ReportArgs {
-    pub fn run(self) -> Result<u8> {
-        let store = open_existing(&self.state_file)?;
+    pub fn run(self, batch: &BatchArgs) -> Result<u8> {
+        let store = open_existing(&batch.state_file)?;
         let rows = store.report()?;
         match self.format {
             Format::Json => {

@@ -2,13 +2,11 @@
 //! eligible again, whatever their category, with a fresh budget. A run going
 //! on takes them in its current or next pass; otherwise the next `--run`.
 
-use std::path::PathBuf;
-
 use anyhow::Result;
 use clap::Args;
 use orchestrator_store::{JobChange, JobState};
 
-use crate::commands::batch::DEFAULT_STATE_FILE;
+use crate::commands::batch::BatchArgs;
 use crate::commands::cancel::change;
 use crate::output::shown;
 
@@ -16,18 +14,16 @@ use crate::output::shown;
 pub struct RetryArgs {
     /// The jobs' ids, as in the jobs file.
     #[arg(value_name = "JOB_ID", required = true)]
-    jobs: Vec<String>,
-
-    /// The store: a state file or a PostgreSQL URL.
-    #[arg(long, value_name = "PATH|URL", default_value = DEFAULT_STATE_FILE)]
-    state_file: PathBuf,
+    job_ids: Vec<String>,
 }
 
 impl RetryArgs {
-    pub fn run(self) -> Result<u8> {
+    /// Works on the store of `batch` (`--state-file`, before or after the
+    /// command, or from orchestrator.toml).
+    pub fn run(self, batch: &BatchArgs) -> Result<u8> {
         change(
-            &self.jobs,
-            &self.state_file,
+            &self.job_ids,
+            &batch.state_file,
             |store, ids| store.retry(ids),
             line,
         )
