@@ -253,7 +253,7 @@ fn a_plugin_fixed_between_passes_serves_the_next_pass() {
             "no wait in:\n{log}"
         );
         log.push_str(&line);
-        if line.starts_with("Waiting") {
+        if line.contains(" Waiting ") {
             break;
         }
     }

@@ -162,9 +162,8 @@ fn a_whole_second_delay_always_reads_as_given() {
         let f = configured();
         let out = as_written(&f, "--retry-delay 1 --run");
         assert_eq!(out.code, 0, "{}", out.stderr);
-        let waits: Vec<&str> = out
-            .stderr
-            .lines()
+        let waits: Vec<&str> = crate::support::log_lines(&out.stderr)
+            .into_iter()
             .filter(|l| l.starts_with("Waiting"))
             .collect();
         assert_eq!(waits, ["Waiting 1s before next pass..."]);

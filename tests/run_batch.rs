@@ -293,7 +293,16 @@ pub(crate) fn a_mixed_batch_with_default_flags() {
     );
     assert_eq!(f.passes(), 3);
     assert_exactly_once(&f);
-    // The log tells the story.
+    // The log tells the story, each line with its time (stderr is a pipe).
+    let first = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("Retry Configuration:"))
+        .unwrap();
+    assert!(
+        humantime::parse_rfc3339(first.split(' ').next().unwrap()).is_ok(),
+        "{first}"
+    );
     for line in [
         "Retry Configuration:\n  Max passes: 3\n  Retry delay: 0s\n  Infra retry limit: 3\n  Retry unknown errors: true\n",
         "Starting pass 1/3",
@@ -617,9 +626,8 @@ fn backoff_shows_in_the_configuration_and_the_waits() {
         out.stderr
     );
     // Waits are jittered within the upper half: 0.5 to 1 s.
-    let waits: Vec<f64> = out
-        .stderr
-        .lines()
+    let waits: Vec<f64> = support::log_lines(&out.stderr)
+        .into_iter()
         .filter_map(|l| l.strip_prefix("Waiting "))
         .map(|l| l.split('s').next().unwrap().parse().unwrap())
         .collect();
@@ -644,9 +652,8 @@ fn progress_lines_report_the_pass_in_progress() {
         "1",
     ]);
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let lines: Vec<&str> = out
-        .stderr
-        .lines()
+    let lines: Vec<&str> = support::log_lines(&out.stderr)
+        .into_iter()
         .filter(|l| l.starts_with("Pass 1/1: "))
         .filter(|l| l.contains(" done, "))
         .collect();

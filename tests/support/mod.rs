@@ -126,3 +126,19 @@ pub fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// The run's log lines in `stderr` without their timestamps (a log written
+/// to a file or pipe stamps every line with its time).
+pub fn log_lines(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .map(|line| match line.split_once(' ') {
+            Some((stamp, rest))
+                if stamp.len() == 24 && stamp.ends_with('Z') && stamp.contains('T') =>
+            {
+                rest
+            }
+            _ => line,
+        })
+        .collect()
+}

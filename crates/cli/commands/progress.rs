@@ -78,11 +78,21 @@ impl Progress {
 
 /// Where the run's log lines and progress go: on a terminal, a live status
 /// line kept below the log (log lines are printed above it, never through
-/// it); elsewhere, plain lines.
+/// it); elsewhere, plain lines, each with its time (RFC 3339, UTC) when
+/// they go to a file or a pipe rather than a terminal.
 #[derive(Clone)]
 pub enum Display {
     Live(indicatif::ProgressBar),
-    Plain,
+    Plain { stamped: bool },
+}
+
+/// `line`, after the time it is written, when `stamped`.
+fn stamp(line: &str, stamped: bool) -> String {
+    if !stamped {
+        return line.to_owned();
+    }
+    let now = humantime::format_rfc3339_millis(std::time::SystemTime::now());
+    format!("{now} {line}")
 }
 
 impl Display {
@@ -90,8 +100,9 @@ impl Display {
     /// plain output.
     pub fn for_stderr(plain: bool) -> Display {
         use std::io::IsTerminal;
-        if plain || !std::io::stderr().is_terminal() {
-            return Display::Plain;
+        let terminal = std::io::stderr().is_terminal();
+        if plain || !terminal {
+            return Display::Plain { stamped: !terminal };
         }
         let bar = indicatif::ProgressBar::new_spinner();
         bar.set_style(
@@ -106,7 +117,17 @@ impl Display {
     pub fn say(&self, line: &str) {
         match self {
             Display::Live(bar) => bar.suspend(|| eprintln!("{line}")),
-            Display::Plain => eprintln!("{line}"),
+            Display::Plain { stamped } => {
+                // A block's indented lines (the configuration's) belong to
+                // the line above them and are not stamped again.
+                for part in line.lines() {
+                    if part.starts_with(char::is_whitespace) {
+                        eprintln!("{part}");
+                    } else {
+                        eprintln!("{}", stamp(part, *stamped));
+                    }
+                }
+            }
         }
     }
 
@@ -126,7 +147,7 @@ pub fn every(
 ) -> tokio::task::JoinHandle<()> {
     let period = match display {
         Display::Live(_) => Duration::from_millis(250),
-        Display::Plain => interval,
+        Display::Plain { .. } => interval,
     };
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(period);
@@ -137,8 +158,10 @@ pub fn every(
             match (&display, line) {
                 (Display::Live(bar), Some(line)) => bar.set_message(line),
                 (Display::Live(bar), None) => bar.set_message(""),
-                (Display::Plain, Some(line)) => eprintln!("{line}"),
-                (Display::Plain, None) => {}
+                (Display::Plain { stamped }, Some(line)) => {
+                    eprintln!("{}", stamp(&line, *stamped))
+                }
+                (Display::Plain { .. }, None) => {}
             }
         }
     })
