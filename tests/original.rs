@@ -169,3 +169,23 @@ fn a_whole_second_delay_always_reads_as_given() {
         assert_eq!(waits, ["Waiting 1s before next pass..."]);
     }
 }
+
+#[test]
+fn scripts_that_pass_force_kill_ports_still_run() {
+    let f = configured();
+    let help = as_written(&f, "--help");
+    assert!(
+        help.stdout.contains("--force-kill-ports"),
+        "{}",
+        help.stdout
+    );
+    // Every existing script passes it; with no run to stop, it changes
+    // nothing and says nothing.
+    let out = as_written(
+        &f,
+        "--workers 1 --max-passes 2 --retry-delay 1 --run --force-kill-ports",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains("Asking"), "{}", out.stderr);
+    assert!(out.stderr.contains("All jobs succeeded."), "{}", out.stderr);
+}

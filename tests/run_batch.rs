@@ -667,7 +667,7 @@ fn progress_lines_report_the_pass_in_progress() {
 }
 
 #[test]
-fn the_end_of_run_summary_is_pinned() {
+fn the_end_of_run_summary_and_the_status_are_pinned() {
     let f = Fixture::new(MIXED, 1);
     let out = f.run(&[]);
     assert_eq!(out.code, 1, "{}", out.stderr);
@@ -677,6 +677,11 @@ fn the_end_of_run_summary_is_pinned() {
     settings.add_filter(r"started \S+Z, ended \S+Z", "started [TIME], ended [TIME]");
     settings.add_filter(r"process: .*", "process: [PROCESS]");
     settings.bind(|| insta::assert_snapshot!("run_summary", out.stdout));
+    // --status, given other settings: the run's own as recorded, and apart
+    // from them the ones given.
+    let status = run(&mut f.command(&["--max-passes", "5", "--retry-delay", "60", "--status"]));
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    settings.bind(|| insta::assert_snapshot!("status", status.stdout));
 }
 
 #[test]
@@ -895,4 +900,25 @@ fn a_run_without_what_it_needs_says_what_to_add() {
         "--accounts names zed",
     );
     assert_eq!(f.sandbox.counters().requests, 0);
+}
+
+#[test]
+fn the_run_log_is_pinned() {
+    let f = Fixture::new(MIXED, 1);
+    // One worker: the lines come in one order.
+    let out = f.run(&[
+        "--workers",
+        "1",
+        "--retry-delay",
+        "1",
+        "--progress-interval",
+        "0",
+    ]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let log = support::log_lines(&out.stderr).join("\n");
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path("snapshots");
+    settings.set_prepend_module_to_snapshot(false);
+    settings.add_filter(r"127\.0\.0\.1:\d+", "[SANDBOX]");
+    settings.bind(|| insta::assert_snapshot!("run_log", log));
 }

@@ -109,6 +109,12 @@ pub struct BatchArgs {
     /// Discard the stored batch and import the jobs again.
     #[arg(long, global = true)]
     pub force_reseed: bool,
+    /// With --run, when another run holds the state file: ask it to stop,
+    /// wait --grace-period, then SIGTERM and 5 s later SIGKILL it (only its
+    /// recorded pid, once checked to be an orchestrator holding this state
+    /// file), and take over. --force-kill-ports is the original tool's name.
+    #[arg(long, visible_alias = "force-kill-ports", global = true)]
+    pub take_over: bool,
     /// Only these accounts' jobs (comma-separated).
     #[arg(long, value_name = "A,B,C", value_delimiter = ',', global = true)]
     pub accounts: Option<Vec<String>>,

@@ -15,3 +15,4 @@ pub mod run;
 pub mod seed;
 pub mod status;
 pub mod stop;
+pub mod takeover;

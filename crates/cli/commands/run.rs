@@ -10,10 +10,10 @@ use orchestrator_contract::{PluginKind, RetryScope};
 use orchestrator_plugin_host::PluginHost;
 use orchestrator_retry::{PassTally, RetryConfig};
 use orchestrator_runner::{Batch, RunEnd, RunEvent, RunOptions, Runner, input};
-use orchestrator_store::{Acquired, JoinedHow, RunLock, Store, StoreError};
+use orchestrator_store::{Acquired, JoinedHow, Store, StoreError};
 
 use crate::commands::batch::{BatchArgs, postgres_url};
-use crate::commands::{progress, status};
+use crate::commands::{progress, status, takeover};
 use crate::exit::{self, Exit};
 use crate::output::{count, print, seconds, shown};
 
@@ -128,10 +128,16 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
     // One run per state file; the lock goes with this process, however it
     // ends. A PostgreSQL store is shared: its runs coordinate by leases.
     let _lock = match postgres_url(&args.state_file) {
-        Some(_) => None,
+        Some(_) => {
+            if args.take_over {
+                eprintln!(
+                    "Nothing to take over: the processes on a PostgreSQL store work side by side (--stop-all stops them)"
+                );
+            }
+            None
+        }
         None => {
-            let (lock, acquired) =
-                RunLock::acquire(&args.state_file).map_err(|e| usage(e.to_string()))?;
+            let (lock, acquired) = takeover::acquire(args).await?;
             if let Acquired::TakenOver(pid) = acquired {
                 eprintln!(
                     "Taking over {} from a run (pid {pid}) that is no longer running",

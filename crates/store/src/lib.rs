@@ -45,7 +45,7 @@ pub enum StoreError {
     )]
     ReadOnly { path: String },
     #[error(
-        "another run{} is working on {path}; wait for it, or stop it with --stop-all",
+        "another run{} is working on {path}; wait for it, stop it with --stop-all, or give --take-over (alias --force-kill-ports) to stop it and take over",
         pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
     )]
     Locked { path: String, pid: Option<u32> },
