@@ -522,7 +522,9 @@ async fn overhead(sizes: &Sizes) -> Duration {
     let poster = host
         .load(Path::new(artifacts::NOOP_POSTER))
         .await
-        .expect("the noop poster loads");
+        .expect("the noop poster loads")
+        .into_poster()
+        .expect("a poster");
     let job = |i: usize| JobContext {
         job_id: format!("job-{i}"),
         account: Account {

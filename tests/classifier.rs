@@ -23,8 +23,8 @@ fn http(status: u16) -> PostFailure {
 /// Classifies every report with one loaded plugin.
 fn classify_all(reports: Vec<FailureReport>) -> Vec<Verdict> {
     support::runtime().block_on(async {
-        let plugin = support::load(artifacts::HTTP_CLASSIFIER).await;
-        assert_eq!(plugin.kind(), PluginKind::Classifier);
+        let plugin = support::classifier(artifacts::HTTP_CLASSIFIER).await;
+        assert_eq!(plugin.meta().kind, PluginKind::Classifier);
         let mut verdicts = Vec::new();
         for r in &reports {
             verdicts.push(plugin.classify(r).await.expect("the classifier runs"));

@@ -84,8 +84,8 @@ fn a_python_classifier_loads_and_decides() {
         return;
     };
     support::runtime().block_on(async {
-        let plugin = support::load(wasm).await;
-        assert_eq!(plugin.kind(), PluginKind::Classifier);
+        let plugin = support::classifier(wasm).await;
+        assert_eq!(plugin.meta().kind, PluginKind::Classifier);
         assert_eq!(plugin.info().name, "python-classifier");
 
         let verdict = plugin

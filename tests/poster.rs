@@ -64,8 +64,8 @@ fn access(sandbox: &Sandbox, account: &str) -> OutboundAccess {
 
 /// Posts one job for `account` and returns what the host saw.
 async fn post(sandbox: &Sandbox, account: &str, id: &str) -> Attempt {
-    let plugin = support::load(artifacts::MASTODON_POSTER).await;
-    assert_eq!(plugin.kind(), PluginKind::Poster);
+    let plugin = support::poster(artifacts::MASTODON_POSTER).await;
+    assert_eq!(plugin.meta().kind, PluginKind::Poster);
     plugin
         .post(
             &job(sandbox, account, id, "hello from a test"),
@@ -201,7 +201,7 @@ fn a_dropped_connection_is_a_transport_failure_and_a_host_fault() {
 fn a_host_that_was_not_granted_is_denied() {
     support::runtime().block_on(async {
         let sandbox = sandbox().await;
-        let plugin = support::load(artifacts::MASTODON_POSTER).await;
+        let plugin = support::poster(artifacts::MASTODON_POSTER).await;
         let attempt = plugin
             .post(
                 &job(&sandbox, "alice", "j1", "hi"),
@@ -221,7 +221,7 @@ fn a_host_that_was_not_granted_is_denied() {
 fn a_payload_without_status_text_fails_before_any_request() {
     support::runtime().block_on(async {
         let sandbox = sandbox().await;
-        let plugin = support::load(artifacts::MASTODON_POSTER).await;
+        let plugin = support::poster(artifacts::MASTODON_POSTER).await;
         let mut job = job(&sandbox, "alice", "j1", "");
         job.payload = r#"{"visibility": "public"}"#.into();
         let f = failure(plugin.post(&job, access(&sandbox, "alice")).await);

@@ -31,14 +31,7 @@ pub struct Effective {
 /// Settings for every account on one platform (by base-URL host):
 /// `[platform."mastodon.example"]` with `settings = {...}` (defaults under
 /// each account's own) and `allow-hosts = [...]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct Platform {
-    #[serde(default)]
-    pub settings: std::collections::BTreeMap<String, String>,
-    #[serde(default)]
-    pub allow_hosts: Vec<String>,
-}
+pub use orchestrator_runner::Platform;
 
 /// Config key → the clap id of its flag.
 const KEYS: &[(&str, &str)] = &[

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
-use orchestrator_plugin_host::{Plugin, PluginHost};
+use orchestrator_plugin_host::{Classifier, Plugin, PluginHost, Poster};
 
 /// The built example and test plugins.
 pub use orchestrator_plugin_artifacts as artifacts;
@@ -141,4 +141,17 @@ pub fn log_lines(stderr: &str) -> Vec<&str> {
             _ => line,
         })
         .collect()
+}
+
+/// The poster at `path`, loaded as [`load`] does.
+pub async fn poster(path: &str) -> &'static Poster {
+    load(path).await.as_poster().expect("a poster plugin")
+}
+
+/// The classifier at `path`, loaded as [`load`] does.
+pub async fn classifier(path: &str) -> &'static Classifier {
+    load(path)
+        .await
+        .as_classifier()
+        .expect("a classifier plugin")
 }

@@ -2,27 +2,25 @@
 //! retries every job still open (the one cut short by a crash or a stop is
 //! resumed instead, under the same settings), in passes.
 
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::Result;
-use orchestrator_contract::{PluginKind, RetryScope};
+use orchestrator_contract::RetryScope;
 use orchestrator_plugin_host::PluginHost;
 use orchestrator_retry::{PassTally, RetryConfig};
-use orchestrator_runner::{Batch, RunEnd, RunEvent, RunOptions, Runner, input};
-use orchestrator_store::{Acquired, JoinedHow, Store, StoreError};
+use orchestrator_runner::{
+    AssembleError, Batch, RunEnd, RunError, RunEvent, RunOptions, RunOutcome, Runner, input,
+};
+use orchestrator_store::{Acquired, JoinedHow, NewJob, RunLock, Store, StoreError};
 
 use crate::commands::batch::{BatchArgs, postgres_url};
 use crate::commands::{progress, status, takeover};
 use crate::exit::{self, Exit};
 use crate::output::{count, print, seconds, shown};
 
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use orchestrator_contract::time::now_ms;
 
 fn usage(message: impl Into<String>) -> anyhow::Error {
     Exit::new(exit::USAGE, message).into()
@@ -30,123 +28,8 @@ fn usage(message: impl Into<String>) -> anyhow::Error {
 
 pub async fn run(args: &BatchArgs) -> Result<u8> {
     let config = args.validate()?;
-    if args.plugins.is_empty() {
-        return Err(usage(
-            "--run needs a poster plugin: add --plugin POSTER.wasm (see `orchestrator plugins list`)",
-        ));
-    }
-    let Some(accounts_file) = &args.accounts_file else {
-        return Err(usage(
-            "--run needs --accounts-file FILE (base URL and token per account)",
-        ));
-    };
-    let mut accounts = input::read_accounts(accounts_file).map_err(|e| usage(e.to_string()))?;
-    // A platform's settings are defaults under each of its accounts' own.
-    for account in accounts.values_mut() {
-        let host = orchestrator_plugin_host::outbound::authority_of(&account.base_url)
-            .and_then(|a| a.rsplit_once(':').map(|(h, _)| h.to_owned()));
-        if let Some(platform) = host.and_then(|h| args.platforms.get(&h)) {
-            for (key, value) in &platform.settings {
-                if !account.settings.iter().any(|(k, _)| k == key) {
-                    account.settings.push((key.clone(), value.clone()));
-                }
-            }
-            account
-                .allow_hosts
-                .extend(platform.allow_hosts.iter().cloned());
-        }
-    }
-    if let Some(only) = &args.accounts
-        && let Some(unknown) = only.iter().find(|a| !accounts.contains_key(*a))
-    {
-        return Err(usage(format!(
-            "--accounts names {unknown}, which {} does not define",
-            accounts_file.display()
-        )));
-    }
-
-    // A missing token is found now, not in the middle of a pass.
-    for account in accounts.values_mut() {
-        account.resolve_token().map_err(|e| usage(e.to_string()))?;
-    }
-    // Everything the files say is checked before anything is imported.
-    let jobs = match &args.jobs {
-        Some(path) => {
-            let parsed = BatchArgs::read_jobs(path)?;
-            let used = parsed.iter().map(|j| j.account.as_str());
-            if let Some(missing) =
-                input::missing_accounts(used, &accounts, args.accounts.as_deref())
-            {
-                return Err(usage(
-                    orchestrator_runner::RunError::UnknownAccounts(missing).to_string(),
-                ));
-            }
-            Some((path, parsed))
-        }
-        None => None,
-    };
-
-    let limits = orchestrator_plugin_host::Limits {
-        // One call per worker at a time, and a reload's describe.
-        concurrency: u32::try_from(args.workers)
-            .unwrap_or(u32::MAX)
-            .saturating_add(1),
-        ..args.limits.limits()?
-    };
-    let host = PluginHost::with_limits(limits)?
-        .with_trusted_certificates(&args.limits.trusted_certificates()?)
-        .with_cache(args.limits.cache.cache())
-        .with_native(args.limits.native.policy());
-    let mut posters = Vec::new();
-    let mut classifiers = Vec::new();
-    for path in &args.plugins {
-        let plugin = host
-            .load(path)
-            .await
-            .map_err(|e| Exit::new(exit::USAGE, e.to_string()))?;
-        match plugin.kind() {
-            PluginKind::Poster => posters.push(Arc::new(plugin)),
-            PluginKind::Classifier => classifiers.push(Arc::new(plugin)),
-        }
-    }
-    let poster = match posters.len() {
-        1 => posters.remove(0),
-        0 => {
-            return Err(usage(
-                "--run needs exactly one poster plugin, and every --plugin given is a classifier",
-            ));
-        }
-        _ => {
-            let names: Vec<String> = posters.iter().map(|p| p.info().name.clone()).collect();
-            return Err(usage(format!(
-                "--run takes exactly one poster plugin; got {}",
-                names.join(" and ")
-            )));
-        }
-    };
-
-    // One run per state file; the lock goes with this process, however it
-    // ends. A PostgreSQL store is shared: its runs coordinate by leases.
-    let _lock = match postgres_url(&args.state_file) {
-        Some(_) => {
-            if args.take_over {
-                eprintln!(
-                    "Nothing to take over: the processes on a PostgreSQL store work side by side (--stop-all stops them)"
-                );
-            }
-            None
-        }
-        None => {
-            let (lock, acquired) = takeover::acquire(args).await?;
-            if let Acquired::TakenOver(pid) = acquired {
-                eprintln!(
-                    "Taking over {} from a run (pid {pid}) that is no longer running",
-                    args.state_file.display()
-                );
-            }
-            Some(lock)
-        }
-    };
+    let (batch, jobs) = prepare(args).await?;
+    let _lock = lock(args).await?;
     let store: Arc<dyn Store> = Arc::from(args.open_store()?);
     if let Some((path, parsed)) = &jobs {
         let summary = args.seed(store.as_ref(), parsed, path)?;
@@ -162,35 +45,131 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
             args.store_name()
         )));
     }
-
     if args.release_held {
         let released = store.release_held()?;
         eprintln!("Released {} held for review", count(released, "job"));
     }
-    let runner = Runner::new(
-        store.clone(),
-        Batch {
-            poster,
-            classifiers,
-            accounts,
-            reload_with: Some(host),
-        },
-        RunOptions {
-            config,
-            workers: u32::try_from(args.workers).unwrap_or(u32::MAX),
-            only_accounts: args.accounts.clone(),
-            grace: Duration::from_secs(args.grace_period as u64),
-            allow_hosts: args.limits.allow_hosts.clone(),
-            key_window: Duration::from_secs(args.key_window as u64),
-            halt_on_failure_rate: args.retry.halt_on_failure_rate,
-            max_retry_after: Duration::from_secs(args.retry.max_retry_after.max(1) as u64),
-            outage_limit: Duration::from_secs(args.retry.outage_limit.max(0) as u64),
-        },
-    );
+    let runner = Runner::new(store.clone(), batch, options(args, config));
     let (stop, _) = tokio::sync::watch::channel(false);
     watch_signals(stop.clone())?;
-    let progress = Arc::new(std::sync::Mutex::new(progress::Progress::default()));
     let display = progress::Display::for_stderr(args.progress_interval == 0);
+    let (on_event, ticker) = observe(args, &display);
+    let outcome = runner.run(on_event, stop).await.map_err(|e| match e {
+        // Stored jobs of an account the accounts file lacks, or a run other
+        // processes share under other settings: the operator's to fix.
+        RunError::UnknownAccounts(_) | RunError::Store(StoreError::RunInProgress { .. }) => {
+            usage(e.to_string())
+        }
+        other => other.into(),
+    })?;
+    if let Some(ticker) = ticker {
+        ticker.abort();
+    }
+    display.finish();
+    let summary = status::render(
+        &status::report_of(store.as_ref(), args)?,
+        &args.store_name(),
+        &config,
+    );
+    print(&format!("\n{summary}"))?;
+    Ok(end_line(&outcome))
+}
+
+/// Everything the files and plugins say, checked before anything is
+/// imported: the batch to run, and the jobs to import (if given).
+async fn prepare(args: &BatchArgs) -> Result<(Batch, Option<(&PathBuf, Vec<NewJob>)>)> {
+    let usage_of = |e: AssembleError| usage(e.to_string());
+    if args.plugins.is_empty() {
+        return Err(usage_of(AssembleError::NoPlugins));
+    }
+    let Some(accounts_file) = &args.accounts_file else {
+        return Err(usage(
+            "--run needs --accounts-file FILE (base URL and token per account)",
+        ));
+    };
+    let accounts = orchestrator_runner::read_accounts(
+        accounts_file,
+        &args.platforms,
+        args.accounts.as_deref(),
+    )
+    .map_err(usage_of)?;
+    let jobs = match &args.jobs {
+        Some(path) => {
+            let parsed = BatchArgs::read_jobs(path)?;
+            let used = parsed.iter().map(|j| j.account.as_str());
+            if let Some(missing) =
+                input::missing_accounts(used, &accounts, args.accounts.as_deref())
+            {
+                return Err(usage(RunError::UnknownAccounts(missing).to_string()));
+            }
+            Some((path, parsed))
+        }
+        None => None,
+    };
+    let limits = orchestrator_plugin_host::Limits {
+        // One call per worker at a time, and a reload's describe.
+        concurrency: u32::try_from(args.workers)
+            .unwrap_or(u32::MAX)
+            .saturating_add(1),
+        ..args.limits.limits()?
+    };
+    let host = PluginHost::with_limits(limits)?
+        .with_trusted_certificates(&args.limits.trusted_certificates()?)
+        .with_cache(args.limits.cache.cache())
+        .with_native(args.limits.native.policy());
+    let mut plugins = Vec::new();
+    for path in &args.plugins {
+        plugins.push(host.load(path).await.map_err(|e| usage(e.to_string()))?);
+    }
+    let batch = Batch::assemble(plugins, accounts, Some(host)).map_err(usage_of)?;
+    Ok((batch, jobs))
+}
+
+/// One run per state file; the lock goes with this process, however it
+/// ends. A PostgreSQL store is shared: its runs coordinate by leases.
+async fn lock(args: &BatchArgs) -> Result<Option<RunLock>> {
+    if postgres_url(&args.state_file).is_some() {
+        if args.take_over {
+            eprintln!(
+                "Nothing to take over: the processes on a PostgreSQL store work side by side (--stop-all stops them)"
+            );
+        }
+        return Ok(None);
+    }
+    let (lock, acquired) = takeover::acquire(args).await?;
+    if let Acquired::TakenOver(pid) = acquired {
+        eprintln!(
+            "Taking over {} from a run (pid {pid}) that is no longer running",
+            args.state_file.display()
+        );
+    }
+    Ok(Some(lock))
+}
+
+/// How the runner works, from the flags.
+fn options(args: &BatchArgs, config: RetryConfig) -> RunOptions {
+    RunOptions {
+        config,
+        workers: u32::try_from(args.workers).unwrap_or(u32::MAX),
+        only_accounts: args.accounts.clone(),
+        grace: Duration::from_secs(args.grace_period as u64),
+        allow_hosts: args.limits.allow_hosts.clone(),
+        key_window: Duration::from_secs(args.key_window as u64),
+        halt_on_failure_rate: args.retry.halt_on_failure_rate,
+        max_retry_after: Duration::from_secs(args.retry.max_retry_after.max(1) as u64),
+        outage_limit: Duration::from_secs(args.retry.outage_limit.max(0) as u64),
+    }
+}
+
+type Observer = Arc<dyn Fn(RunEvent) + Send + Sync>;
+
+/// What the run reports goes to the log (one line per event worth one)
+/// and to the progress line, printed every --progress-interval.
+fn observe(
+    args: &BatchArgs,
+    display: &progress::Display,
+) -> (Observer, Option<tokio::task::JoinHandle<()>>) {
+    let progress = Arc::new(std::sync::Mutex::new(progress::Progress::default()));
     let ticker = (args.progress_interval > 0).then(|| {
         progress::every(
             Duration::from_secs(args.progress_interval as u64),
@@ -198,10 +177,9 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
             display.clone(),
         )
     });
-    let observed = progress.clone();
     let shown = display.clone();
     let on_event = move |event: RunEvent| {
-        observed
+        progress
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .observe(&event);
@@ -209,32 +187,13 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
             shown.say(&line);
         }
     };
-    let outcome = runner
-        .run(Arc::new(on_event), stop)
-        .await
-        .map_err(|e| match e {
-            // Stored jobs of an account the accounts file lacks, or a run
-            // other processes share under other settings: the operator's
-            // to fix.
-            orchestrator_runner::RunError::UnknownAccounts(_)
-            | orchestrator_runner::RunError::Store(StoreError::RunInProgress { .. }) => {
-                usage(e.to_string())
-            }
-            other => other.into(),
-        })?;
-    if let Some(ticker) = ticker {
-        ticker.abort();
-    }
-    display.finish();
+    (Arc::new(on_event), ticker)
+}
 
-    let summary = status::render(
-        &status::report_of(store.as_ref(), args)?,
-        &args.store_name(),
-        &config,
-    );
-    print(&format!("\n{summary}"))?;
+/// The run's last line, and the exit code that goes with it.
+fn end_line(outcome: &RunOutcome) -> u8 {
     let (run, tally) = (outcome.run, outcome.tally);
-    Ok(match outcome.end {
+    match outcome.end {
         RunEnd::AllSucceeded => {
             eprintln!("{}", all_succeeded(&tally));
             exit::SUCCESS
@@ -252,7 +211,7 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
             eprintln!("Stopped before finishing run {run}; --run again to resume it.");
             exit::STOPPED
         }
-    })
+    }
 }
 
 /// The last line of a run in which every job posted (the summary above it

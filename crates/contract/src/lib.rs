@@ -12,6 +12,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub mod text;
+pub mod time;
 
 use text::{ID_BYTES, MESSAGE_BYTES, NAME_BYTES, URL_BYTES, bounded};
 

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use orchestrator_contract::{
     Account, Category, FailureReport, HostFault, JobContext, RetryScope, Verdict,
@@ -18,15 +18,8 @@ use tokio::task::JoinSet;
 
 use crate::outage::{Outages, Seen};
 use crate::pause::{Pauses, Waiter};
-use crate::{Batch, RunCounters, RunError, RunEvent, RunOptions, Runner};
+use crate::{Batch, Clock, RunCounters, RunError, RunEvent, RunOptions, Runner};
 use orchestrator_contract::text::printable;
-
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 /// Runs `jobs` in pass `at`. Returns whether a stop cut the pass short.
 pub(crate) async fn run_pass(
@@ -75,6 +68,7 @@ pub(crate) async fn run_pass(
             counters: counters.clone(),
             pauses: runner.pauses.clone(),
             outages: runner.outages.clone(),
+            clock: runner.clock.clone(),
         };
         let workers = workers.clone();
         let mut stop = stop.clone();
@@ -85,14 +79,16 @@ pub(crate) async fn run_pass(
                 // meanwhile sends it back to waiting.
                 // A wait stored by an earlier run, when limits were other,
                 // lasts no longer than this run allows.
-                let latest =
-                    now_ms().saturating_add(ctx.options.max_retry_after.as_millis() as u64);
+                let latest = ctx
+                    .clock
+                    .now_ms()
+                    .saturating_add(ctx.options.max_retry_after.as_millis() as u64);
                 let permit = loop {
                     let until = job
                         .not_before_ms
                         .max(ctx.pauses.until(&queue_of.waiter))
                         .map(|t| t.min(latest));
-                    let wait = until.map_or(0, |t| t.saturating_sub(now_ms()));
+                    let wait = until.map_or(0, |t| t.saturating_sub(ctx.clock.now_ms()));
                     if wait > 0 {
                         tokio::select! {
                             _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
@@ -110,7 +106,7 @@ pub(crate) async fn run_pass(
                     if ctx
                         .pauses
                         .until(&queue_of.waiter)
-                        .is_none_or(|t| t <= now_ms())
+                        .is_none_or(|t| t <= ctx.clock.now_ms())
                     {
                         break permit;
                     }
@@ -176,6 +172,7 @@ struct AttemptCtx {
     counters: Arc<RunCounters>,
     pauses: Arc<Pauses>,
     outages: Arc<Outages>,
+    clock: Arc<dyn Clock>,
 }
 
 impl AttemptCtx {
@@ -241,7 +238,7 @@ impl AttemptCtx {
                 // The platform's wait is recorded as the attempt's, so a run
                 // started meanwhile honours it too.
                 if got_no_answer(&report) {
-                    let now = now_ms();
+                    let now = self.clock.now_ms();
                     let seen = self.outages.no_answer(instance, &job.account, now);
                     if let Seen::Down { until_ms, began } = seen {
                         decision = Decision::Defer;
@@ -253,7 +250,9 @@ impl AttemptCtx {
                     self.platform_answered(instance, &queue_of.context.name);
                 }
                 let summary = format!("{}: {} ({:?})", decided.category, decided.reason, decision);
-                let not_before_ms = decided.retry_after_ms.map(|ms| now_ms().saturating_add(ms));
+                let not_before_ms = decided
+                    .retry_after_ms
+                    .map(|ms| self.clock.now_ms().saturating_add(ms));
                 (
                     AttemptOutcome::Failed {
                         failure: report.failure,
@@ -291,7 +290,7 @@ impl AttemptCtx {
             (self.report)(RunEvent::Paused {
                 scope: classification.scope,
                 account: queue_of.context.name.clone(),
-                seconds: until.saturating_sub(now_ms()) as f64 / 1000.0,
+                seconds: until.saturating_sub(self.clock.now_ms()) as f64 / 1000.0,
                 reason: classification.reason.clone(),
             });
         }
@@ -343,7 +342,7 @@ impl AttemptCtx {
     /// The platform `instance` answered an attempt of `account`: an outage
     /// of it is over.
     fn platform_answered(&self, instance: &str, account: &str) {
-        if let Some(down_ms) = self.outages.answered(instance, now_ms()) {
+        if let Some(down_ms) = self.outages.answered(instance, self.clock.now_ms()) {
             (self.report)(RunEvent::PlatformBack {
                 account: account.to_owned(),
                 seconds: down_ms as f64 / 1000.0,

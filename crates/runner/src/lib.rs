@@ -14,16 +14,18 @@
 //!
 //! The runner reports what happens as [`RunEvent`]s and prints nothing.
 
+mod batch;
+pub mod clock;
 mod dispatch;
 pub mod input;
 mod outage;
 mod pause;
+pub mod plugins;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use orchestrator_plugin_host::{Plugin, PluginHost};
+use orchestrator_plugin_host::Plugin;
 use orchestrator_retry::{PassManager, PassResult, PassTally, RetryConfig};
 use orchestrator_store::{
     ClaimLimit, JoinedHow, NewProcess, ProcessId, ProcessState, RunPass, RunState, Store,
@@ -31,7 +33,10 @@ use orchestrator_store::{
 };
 use tokio::sync::watch;
 
+pub use batch::{AssembleError, Batch, Platform, read_accounts};
+pub use clock::{Clock, SystemClock};
 pub use input::{AccountConfig, InputError};
+pub use plugins::{Classify, Post};
 
 /// Why a run could not go on.
 #[derive(Debug, thiserror::Error)]
@@ -42,18 +47,6 @@ pub enum RunError {
         "jobs refer to accounts missing from the accounts file: {0}; add them or leave their jobs out with --accounts"
     )]
     UnknownAccounts(String),
-}
-
-/// What the run works with.
-#[derive(Clone)]
-pub struct Batch {
-    pub poster: Arc<Plugin>,
-    /// Consulted in order; the built-in rules come last.
-    pub classifiers: Vec<Arc<Plugin>>,
-    pub accounts: BTreeMap<String, AccountConfig>,
-    /// Reloads a plugin whose file changed, before the next pass; `None`
-    /// keeps the plugins loaded at the start.
-    pub reload_with: Option<PluginHost>,
 }
 
 /// How the run works.
@@ -200,6 +193,7 @@ pub struct Runner {
     counters: Arc<RunCounters>,
     pauses: Arc<pause::Pauses>,
     outages: Arc<outage::Outages>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Runner {
@@ -212,7 +206,15 @@ impl Runner {
             counters: Arc::default(),
             pauses: Arc::default(),
             outages: Arc::new(outage::Outages::new(outage_limit_ms)),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The same runner reading the time from `clock` (tests: tokio's
+    /// paused clock).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Works on a run until it ends (nothing is left to do in it, or its
@@ -246,7 +248,7 @@ impl Runner {
         // long as this run lets any wait last).
         let max_wait = self.options.max_retry_after.as_millis() as u64;
         self.pauses.restore(
-            &store.pauses(dispatch::now_ms(), max_wait)?,
+            &store.pauses(self.clock.now_ms(), max_wait)?,
             &self.batch().accounts,
         );
 
@@ -326,41 +328,16 @@ impl Runner {
         };
         let mut next = (*current).clone();
         let mut changed = false;
-        let plugins = std::iter::once(&mut next.poster).chain(next.classifiers.iter_mut());
-        for plugin in plugins {
-            let meta = plugin.meta();
-            let Ok(sha) = host.file_sha256(&meta.path) else {
-                continue;
-            };
-            if sha == meta.sha256 {
-                continue;
-            }
-            match host.load(&meta.path).await {
-                Ok(new) if new.kind() == plugin.kind() => {
-                    report(RunEvent::PluginReloaded {
-                        path: meta.path.clone(),
-                        old: (
-                            meta.info.name.clone(),
-                            meta.info.version.clone(),
-                            meta.sha256.clone(),
-                        ),
-                        new: (
-                            new.info().name.clone(),
-                            new.info().version.clone(),
-                            new.meta().sha256.clone(),
-                        ),
-                    });
-                    *plugin = Arc::new(new);
-                    changed = true;
-                }
-                Ok(new) => report(RunEvent::PluginReloadRefused {
-                    path: meta.path.clone(),
-                    reason: format!("it is now a {}, not a {}", new.kind(), plugin.kind()),
-                }),
-                Err(e) => report(RunEvent::PluginReloadRefused {
-                    path: meta.path.clone(),
-                    reason: e.reason(),
-                }),
+        if let Some(Plugin::Poster(new)) = reloaded(host, next.poster.loaded_from(), report).await {
+            next.poster = Arc::new(new);
+            changed = true;
+        }
+        for classifier in &mut next.classifiers {
+            if let Some(Plugin::Classifier(new)) =
+                reloaded(host, classifier.loaded_from(), report).await
+            {
+                *classifier = Arc::new(new);
+                changed = true;
             }
         }
         if changed {
@@ -417,14 +394,14 @@ impl Runner {
                     let next = PassManager::new(config, done).start_pass();
                     match next {
                         Some(next) if store.tally(scope)?.unfinished > 0 => {
-                            store.begin_pass(RunPass { run, pass: next }, dispatch::now_ms())?;
+                            store.begin_pass(RunPass { run, pass: next }, self.clock.now_ms())?;
                         }
                         _ => store.end_run(run)?,
                     }
                     continue;
                 }
             };
-            let wait = pass.opens_ms.saturating_sub(dispatch::now_ms());
+            let wait = pass.opens_ms.saturating_sub(self.clock.now_ms());
             if worked || wait > 0 {
                 // The delay this process chose, as configured (10 s reads
                 // "10s"), when it opened this pass; else what is left of
@@ -448,9 +425,12 @@ impl Runner {
             }
             let result = PassManager::new(config, pass.pass).end_pass(store.tally(scope)?);
             let delay = config.delay_before(pass.pass + 1, jitter());
-            let next = result
-                .continues()
-                .then(|| (pass.pass + 1, dispatch::now_ms() + delay.as_millis() as u64));
+            let next = result.continues().then(|| {
+                (
+                    pass.pass + 1,
+                    self.clock.now_ms() + delay.as_millis() as u64,
+                )
+            });
             if store.end_pass(at, &result, next)? && next.is_some() {
                 planned = Some(delay);
             }
@@ -518,6 +498,52 @@ impl Runner {
         tokio::select! {
             _ = tokio::time::sleep(duration) => false,
             _ = stopped.wait_for(|s| *s) => true,
+        }
+    }
+}
+
+/// The new version of the plugin loaded as `old`, if its file changed and
+/// the new file loads as a plugin of the same kind; a refusal is reported
+/// and the old one stays.
+async fn reloaded(
+    host: &orchestrator_plugin_host::PluginHost,
+    old: Option<&orchestrator_plugin_host::PluginMeta>,
+    report: &Arc<dyn Fn(RunEvent) + Send + Sync>,
+) -> Option<Plugin> {
+    let old = old?;
+    let sha = host.file_sha256(&old.path).ok()?;
+    if sha == old.sha256 {
+        return None;
+    }
+    let side = |m: &orchestrator_plugin_host::PluginMeta| {
+        (
+            m.info.name.clone(),
+            m.info.version.clone(),
+            m.sha256.clone(),
+        )
+    };
+    match host.load(&old.path).await {
+        Ok(new) if new.kind() == old.kind => {
+            report(RunEvent::PluginReloaded {
+                path: old.path.clone(),
+                old: side(old),
+                new: side(new.meta()),
+            });
+            Some(new)
+        }
+        Ok(new) => {
+            report(RunEvent::PluginReloadRefused {
+                path: old.path.clone(),
+                reason: format!("it is now a {}, not a {}", new.kind(), old.kind),
+            });
+            None
+        }
+        Err(e) => {
+            report(RunEvent::PluginReloadRefused {
+                path: old.path.clone(),
+                reason: e.reason(),
+            });
+            None
         }
     }
 }

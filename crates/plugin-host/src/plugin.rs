@@ -1,0 +1,375 @@
+//! [`Poster`] and [`Classifier`], the two kinds of loaded plugin (and
+//! [`Plugin`], either one, as a file turns out to be), and how the host
+//! calls them: each call in a fresh `Store` under the deadline, its answer
+//! cut to the sizes the host keeps. Each kind runs on either backend, a
+//! wasm component or a trusted native library; a poster has no `classify`
+//! and a classifier no `post`, so a call to the wrong kind does not compile.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use orchestrator_contract::{
+    FailureReport, HostFault, JobContext, PluginInfo, PluginKind, PostFailure, Receipt, Verdict,
+};
+use orchestrator_world::classifier::ClassifierPre;
+use orchestrator_world::poster::PosterPre;
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+
+use crate::native::Native;
+use crate::outbound::{self, FaultLog, OutboundAccess};
+use crate::state::HostState;
+use crate::{Limits, PluginMeta, convert, one_line};
+
+/// A loaded plugin of either kind.
+#[derive(Debug)]
+pub enum Plugin {
+    Poster(Poster),
+    Classifier(Classifier),
+}
+
+impl Plugin {
+    pub fn meta(&self) -> &PluginMeta {
+        match self {
+            Plugin::Poster(p) => &p.meta,
+            Plugin::Classifier(c) => &c.meta,
+        }
+    }
+
+    pub fn kind(&self) -> PluginKind {
+        self.meta().kind
+    }
+
+    pub fn info(&self) -> &PluginInfo {
+        &self.meta().info
+    }
+
+    /// The poster this is, if it is one.
+    pub fn as_poster(&self) -> Option<&Poster> {
+        match self {
+            Plugin::Poster(p) => Some(p),
+            Plugin::Classifier(_) => None,
+        }
+    }
+
+    /// The classifier this is, if it is one.
+    pub fn as_classifier(&self) -> Option<&Classifier> {
+        match self {
+            Plugin::Classifier(c) => Some(c),
+            Plugin::Poster(_) => None,
+        }
+    }
+
+    /// The poster this is, if it is one.
+    pub fn into_poster(self) -> Option<Poster> {
+        match self {
+            Plugin::Poster(p) => Some(p),
+            Plugin::Classifier(_) => None,
+        }
+    }
+
+    /// The classifier this is, if it is one.
+    pub fn into_classifier(self) -> Option<Classifier> {
+        match self {
+            Plugin::Classifier(c) => Some(c),
+            Plugin::Poster(_) => None,
+        }
+    }
+}
+
+/// The outcome of one attempt, as the host saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    Posted(Receipt),
+    /// What the plugin returned (if it returned) and what the host saw (if
+    /// anything); at least one of the two is present.
+    Failed {
+        failure: Option<PostFailure>,
+        fault: Option<HostFault>,
+    },
+}
+
+/// A poster plugin, ready to be called. Cheap to share: each call gets its
+/// own `Store` and instance.
+pub struct Poster {
+    pub(crate) meta: PluginMeta,
+    pub(crate) backend: PosterBackend,
+    pub(crate) calls: Calls,
+}
+
+pub(crate) enum PosterBackend {
+    Wasm(PosterPre<HostState>),
+    Native(Native),
+}
+
+/// A classifier plugin, ready to be called, shared as [`Poster`] is.
+pub struct Classifier {
+    pub(crate) meta: PluginMeta,
+    pub(crate) backend: ClassifierBackend,
+    pub(crate) calls: Calls,
+}
+
+pub(crate) enum ClassifierBackend {
+    Wasm(ClassifierPre<HostState>),
+    Native(Native),
+}
+
+impl std::fmt::Debug for Poster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Poster").field("meta", &self.meta).finish()
+    }
+}
+
+impl std::fmt::Debug for Classifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Classifier")
+            .field("meta", &self.meta)
+            .finish()
+    }
+}
+
+/// What every call of a plugin shares: the host's limits and its
+/// keep-alive connections.
+pub(crate) struct Calls {
+    pub(crate) limits: Limits,
+    pub(crate) pool: outbound::Pool,
+}
+
+impl Calls {
+    /// A fresh store for one call of the plugin `meta` describes, granted
+    /// `access`, its deadline starting now.
+    fn store(
+        &self,
+        engine: &Engine,
+        meta: &PluginMeta,
+        access: OutboundAccess,
+        faults: FaultLog,
+    ) -> Store<HostState> {
+        let name: Arc<str> = if meta.info.name.is_empty() {
+            Arc::from(meta.path.display().to_string())
+        } else {
+            Arc::from(meta.info.name.as_str())
+        };
+        let mut store = Store::new(
+            engine,
+            HostState::new(name, access, faults, self.limits, self.pool.clone()),
+        );
+        store.limiter(|s| &mut s.memory);
+        let deadline = Instant::now() + self.limits.deadline;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                // Let other attempts on this thread run, then check again.
+                UpdateDeadline::Yield(1)
+            })
+        });
+        store
+    }
+
+    /// Runs one call under the deadline, and turns what went wrong into the
+    /// host fault that explains it.
+    async fn guarded<R>(
+        &self,
+        store: &mut Store<HostState>,
+        call: impl AsyncFnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, HostFault> {
+        let deadline_ms = self.limits.deadline.as_millis() as u64;
+        // The outer timeout covers a guest blocked in a host call (waiting
+        // on HTTP), where epochs are not checked.
+        match tokio::time::timeout(self.limits.deadline, call(&mut *store)).await {
+            Err(_) => Err(HostFault::Timeout(deadline_ms)),
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => {
+                if let Some(desired) = store.data().memory.refused {
+                    return Err(HostFault::OutOfMemory(format!(
+                        "tried to grow linear memory to {} MiB, past the {} MiB limit",
+                        desired >> 20,
+                        self.limits.memory_bytes >> 20
+                    )));
+                }
+                if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+                    return Err(HostFault::Timeout(deadline_ms));
+                }
+                Err(trap(e))
+            }
+        }
+    }
+}
+
+impl Poster {
+    pub fn meta(&self) -> &PluginMeta {
+        &self.meta
+    }
+
+    pub fn info(&self) -> &PluginInfo {
+        &self.meta.info
+    }
+
+    /// What the plugin says of itself (a native library said it on load).
+    pub(crate) async fn describe(&self) -> Result<PluginInfo, HostFault> {
+        let pre = match &self.backend {
+            PosterBackend::Native(_) => return Ok(self.meta.info.clone()),
+            PosterBackend::Wasm(pre) => pre,
+        };
+        let mut store = self.calls.store(
+            pre.engine(),
+            &self.meta,
+            OutboundAccess::default(),
+            FaultLog::default(),
+        );
+        let info = self
+            .calls
+            .guarded(&mut store, async |store| {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                instance
+                    .orchestrator_plugin_metadata()
+                    .call_describe(store)
+                    .await
+            })
+            .await?;
+        Ok(convert::plugin_info(info).bounded())
+    }
+
+    /// One attempt of `job`, reaching only what `access` grants. What the
+    /// plugin returns is cut to the sizes the host keeps
+    /// ([`orchestrator_contract::text`]).
+    pub async fn post(&self, job: &JobContext, access: OutboundAccess) -> Attempt {
+        match self.post_unbounded(job, access).await {
+            Attempt::Posted(receipt) => Attempt::Posted(receipt.bounded()),
+            Attempt::Failed { failure, fault } => Attempt::Failed {
+                failure: failure.map(PostFailure::bounded),
+                fault: fault.map(HostFault::bounded),
+            },
+        }
+    }
+
+    async fn post_unbounded(&self, job: &JobContext, access: OutboundAccess) -> Attempt {
+        let pre = match &self.backend {
+            PosterBackend::Native(native) => {
+                return match native.post(job, &access, self.calls.limits.deadline).await {
+                    Ok(Ok(receipt)) => Attempt::Posted(receipt),
+                    Ok(Err(failure)) => Attempt::Failed {
+                        failure: Some(failure),
+                        fault: None,
+                    },
+                    Err(fault) => Attempt::Failed {
+                        failure: None,
+                        fault: Some(fault),
+                    },
+                };
+            }
+            PosterBackend::Wasm(pre) => pre,
+        };
+        let faults = FaultLog::default();
+        let mut store = self
+            .calls
+            .store(pre.engine(), &self.meta, access, faults.clone());
+        let job = convert::job(job);
+        let result = self
+            .calls
+            .guarded(&mut store, async |store| {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                instance
+                    .orchestrator_plugin_post()
+                    .call_post(store, &job)
+                    .await
+            })
+            .await;
+        // The first fault the host saw is the one that explains the failure.
+        let fault = faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .first()
+            .cloned();
+        match result {
+            Ok(Ok(receipt)) => Attempt::Posted(convert::receipt(receipt)),
+            Ok(Err(failure)) => Attempt::Failed {
+                failure: Some(convert::failure_from_wit(failure)),
+                fault,
+            },
+            // A fault the hooks saw (a denied request) explains the trap or
+            // timeout that followed it.
+            Err(e) => Attempt::Failed {
+                failure: None,
+                fault: Some(fault.unwrap_or(e)),
+            },
+        }
+    }
+}
+
+impl Classifier {
+    pub fn meta(&self) -> &PluginMeta {
+        &self.meta
+    }
+
+    pub fn info(&self) -> &PluginInfo {
+        &self.meta.info
+    }
+
+    /// What the plugin says of itself (a native library said it on load).
+    pub(crate) async fn describe(&self) -> Result<PluginInfo, HostFault> {
+        let pre = match &self.backend {
+            ClassifierBackend::Native(_) => return Ok(self.meta.info.clone()),
+            ClassifierBackend::Wasm(pre) => pre,
+        };
+        let mut store = self.calls.store(
+            pre.engine(),
+            &self.meta,
+            OutboundAccess::default(),
+            FaultLog::default(),
+        );
+        let info = self
+            .calls
+            .guarded(&mut store, async |store| {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                instance
+                    .orchestrator_plugin_metadata()
+                    .call_describe(store)
+                    .await
+            })
+            .await?;
+        Ok(convert::plugin_info(info).bounded())
+    }
+
+    /// Asks this classifier about a failure; its answer is cut to the
+    /// sizes the host keeps ([`orchestrator_contract::text`]).
+    pub async fn classify(&self, report: &FailureReport) -> Result<Verdict, HostFault> {
+        self.classify_unbounded(report)
+            .await
+            .map(Verdict::bounded)
+            .map_err(HostFault::bounded)
+    }
+
+    async fn classify_unbounded(&self, report: &FailureReport) -> Result<Verdict, HostFault> {
+        let pre = match &self.backend {
+            ClassifierBackend::Native(native) => {
+                return native.classify(report, self.calls.limits.deadline).await;
+            }
+            ClassifierBackend::Wasm(pre) => pre,
+        };
+        let mut store = self.calls.store(
+            pre.engine(),
+            &self.meta,
+            OutboundAccess::default(),
+            FaultLog::default(),
+        );
+        let report = convert::report(report);
+        let verdict = self
+            .calls
+            .guarded(&mut store, async |store| {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                instance
+                    .orchestrator_plugin_classify()
+                    .call_classify(store, &report)
+                    .await
+            })
+            .await?;
+        Ok(convert::verdict(verdict))
+    }
+}
+
+/// A wasmtime error from running guest code, as a host fault.
+fn trap(e: wasmtime::Error) -> HostFault {
+    HostFault::Trap(one_line(&format!("{e:#}")))
+}

@@ -1,0 +1,68 @@
+//! [`Post`] and [`Classify`]: what the runner asks of its plugins. The
+//! plugin host's [`Poster`] and [`Classifier`] implement them (either
+//! backend); tests give the runner plain Rust ones.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use orchestrator_contract::{FailureReport, HostFault, JobContext, PluginInfo, Verdict};
+use orchestrator_plugin_host::{Attempt, Classifier, OutboundAccess, PluginMeta, Poster};
+
+/// A boxed future: the traits are used as objects.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Makes one attempt of a job.
+pub trait Post: Send + Sync {
+    fn info(&self) -> &PluginInfo;
+    /// The file it was loaded from, so a changed file can be reloaded
+    /// between passes; `None` when it is not a file's.
+    fn loaded_from(&self) -> Option<&PluginMeta> {
+        None
+    }
+    /// One attempt of `job`, reaching only what `access` grants.
+    fn post<'a>(&'a self, job: &'a JobContext, access: OutboundAccess) -> BoxFuture<'a, Attempt>;
+}
+
+/// Says what a failure was.
+pub trait Classify: Send + Sync {
+    fn info(&self) -> &PluginInfo;
+    /// As [`Post::loaded_from`].
+    fn loaded_from(&self) -> Option<&PluginMeta> {
+        None
+    }
+    fn classify<'a>(
+        &'a self,
+        report: &'a FailureReport,
+    ) -> BoxFuture<'a, Result<Verdict, HostFault>>;
+}
+
+impl Post for Poster {
+    fn info(&self) -> &PluginInfo {
+        Poster::info(self)
+    }
+
+    fn loaded_from(&self) -> Option<&PluginMeta> {
+        Some(self.meta())
+    }
+
+    fn post<'a>(&'a self, job: &'a JobContext, access: OutboundAccess) -> BoxFuture<'a, Attempt> {
+        Box::pin(Poster::post(self, job, access))
+    }
+}
+
+impl Classify for Classifier {
+    fn info(&self) -> &PluginInfo {
+        Classifier::info(self)
+    }
+
+    fn loaded_from(&self) -> Option<&PluginMeta> {
+        Some(self.meta())
+    }
+
+    fn classify<'a>(
+        &'a self,
+        report: &'a FailureReport,
+    ) -> BoxFuture<'a, Result<Verdict, HostFault>> {
+        Box::pin(Classifier::classify(self, report))
+    }
+}
