@@ -121,7 +121,7 @@ pub struct NewProcess {
     pub key_window_ms: u64,
 }
 
-/// The run a process works on, as [`crate::Store::join_run`] found or
+/// The run a process works on, as [`crate::RunStore::join_run`] found or
 /// began it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Joined {
@@ -459,7 +459,7 @@ pub struct StatusReport {
     /// The processes of the newest run: working on it now, or the last to
     /// (a shared store marks one that stopped renewing `lost`).
     pub processes: Vec<ProcessStatus>,
-    /// The account and platform waits running now ([`crate::Store::pauses`];
+    /// The account and platform waits running now ([`crate::ReadStore::pauses`];
     /// filled in by whoever knows the longest wait the run allows).
     pub pauses: Vec<Pause>,
 }

@@ -37,8 +37,8 @@ use crate::join::{self, OpenRun, Plan};
 use crate::{
     AttemptId, AttemptOutcome, AttemptRecord, ClaimLimit, ImportSummary, JobChange, JobState,
     JobSummary, Joined, JoinedHow, NewJob, NewProcess, PassMark, PassStatus, Pause, ProcessId,
-    ProcessState, ProcessStatus, RUNS_SHOWN, ReasonCount, ReportRow, Result, RetryEntry, RunPass,
-    RunState, Skipped, StatusReport, Store, StoreError, StoredJob, idempotency_key,
+    ProcessState, ProcessStatus, RUNS_SHOWN, ReadStore, ReasonCount, ReportRow, Result, RetryEntry,
+    RunPass, RunState, RunStore, Skipped, StatusReport, StoreError, StoredJob, idempotency_key,
 };
 
 /// What turns schema version `n` into `n + 1`, at index `n`; the database's
@@ -769,7 +769,7 @@ fn attempt_id(written: Written) -> AttemptId {
     }
 }
 
-impl Store for PostgresStore {
+impl RunStore for PostgresStore {
     fn import(&self, jobs: &[NewJob], source: &str) -> Result<ImportSummary> {
         let jobs = jobs.to_vec();
         let source = source.to_owned();
@@ -824,17 +824,6 @@ impl Store for PostgresStore {
                 .await?;
             Ok(())
         })
-    }
-
-    fn schema_version(&self) -> Result<i64> {
-        let version = self.row("SELECT version FROM orchestrator_schema", vec![], |r| {
-            r.get(0)
-        })?;
-        Ok(version.unwrap_or(0))
-    }
-
-    fn job_count(&self) -> Result<u64> {
-        self.count(sql::COUNT_JOBS, vec![])
     }
 
     fn join_run(&self, process: &NewProcess) -> Result<Joined> {
@@ -1258,27 +1247,6 @@ impl Store for PostgresStore {
         self.rows(sql::ACCOUNTS_WITH_WORK, vec![], |r| r.get(0))
     }
 
-    fn tally(&self, accounts: Option<&[String]>) -> Result<PassTally> {
-        let tally = self.row(
-            "SELECT
-                COUNT(*) FILTER (WHERE state = 'succeeded'),
-                COUNT(*) FILTER (WHERE state IN ('pending', 'retry', 'running')),
-                COUNT(*) FILTER (WHERE state = 'failed'),
-                COUNT(*) FILTER (WHERE state = 'needs-review'),
-                COUNT(*) FILTER (WHERE state = 'cancelled')
-             FROM jobs WHERE ($1::text[] IS NULL OR account = ANY($1))",
-            vec![Box::new(accounts_param(accounts))],
-            |r| PassTally {
-                succeeded: r.get::<_, i64>(0) as u32,
-                unfinished: r.get::<_, i64>(1) as u32,
-                failed: r.get::<_, i64>(2) as u32,
-                held: r.get::<_, i64>(3) as u32,
-                cancelled: r.get::<_, i64>(4) as u32,
-            },
-        )?;
-        Ok(tally.unwrap_or_default())
-    }
-
     fn begin_attempt(&self, job: &StoredJob, at: RunPass) -> Result<AttemptId> {
         self.queue_begin_attempt(job, at).wait()
     }
@@ -1301,6 +1269,40 @@ impl Store for PostgresStore {
             outcome: outcome.clone(),
         };
         self.submit(write, |_| ())
+    }
+}
+
+impl ReadStore for PostgresStore {
+    fn job_count(&self) -> Result<u64> {
+        self.count(sql::COUNT_JOBS, vec![])
+    }
+
+    fn schema_version(&self) -> Result<i64> {
+        let version = self.row("SELECT version FROM orchestrator_schema", vec![], |r| {
+            r.get(0)
+        })?;
+        Ok(version.unwrap_or(0))
+    }
+
+    fn tally(&self, accounts: Option<&[String]>) -> Result<PassTally> {
+        let tally = self.row(
+            "SELECT
+                COUNT(*) FILTER (WHERE state = 'succeeded'),
+                COUNT(*) FILTER (WHERE state IN ('pending', 'retry', 'running')),
+                COUNT(*) FILTER (WHERE state = 'failed'),
+                COUNT(*) FILTER (WHERE state = 'needs-review'),
+                COUNT(*) FILTER (WHERE state = 'cancelled')
+             FROM jobs WHERE ($1::text[] IS NULL OR account = ANY($1))",
+            vec![Box::new(accounts_param(accounts))],
+            |r| PassTally {
+                succeeded: r.get::<_, i64>(0) as u32,
+                unfinished: r.get::<_, i64>(1) as u32,
+                failed: r.get::<_, i64>(2) as u32,
+                held: r.get::<_, i64>(3) as u32,
+                cancelled: r.get::<_, i64>(4) as u32,
+            },
+        )?;
+        Ok(tally.unwrap_or_default())
     }
 
     fn pauses(&self, now_ms: u64, max_wait_ms: u64) -> Result<Vec<Pause>> {

@@ -16,8 +16,8 @@ use crate::group::{Durable, GroupCommit, Write, Written};
 use crate::{
     AttemptId, AttemptOutcome, AttemptRecord, ImportSummary, JobChange, JobState, JobSummary,
     Joined, JoinedHow, NewJob, NewProcess, PassMark, PassStatus, Pause, ProcessId, ProcessState,
-    ProcessStatus, RUNS_SHOWN, ReasonCount, ReportRow, Result, RetryEntry, RunPass, RunState,
-    Skipped, StatusReport, Store, StoreError, StoredJob, idempotency_key,
+    ProcessStatus, RUNS_SHOWN, ReadStore, ReasonCount, ReportRow, Result, RetryEntry, RunPass,
+    RunState, RunStore, Skipped, StatusReport, StoreError, StoredJob, idempotency_key,
 };
 
 /// The schema version this build writes; a file with a higher one is
@@ -549,7 +549,7 @@ fn fresh_budgets(
     Ok((reopened, skipped))
 }
 
-impl Store for SqliteStore {
+impl RunStore for SqliteStore {
     fn import(&self, jobs: &[NewJob], source: &str) -> Result<ImportSummary> {
         self.with_tx(|tx| {
             let mut summary = ImportSummary::default();
@@ -587,16 +587,6 @@ impl Store for SqliteStore {
             )?;
             Ok(())
         })
-    }
-
-    fn schema_version(&self) -> Result<i64> {
-        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
-    }
-
-    fn job_count(&self) -> Result<u64> {
-        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(conn.query_row(sql::COUNT_JOBS, [], |r| r.get::<_, i64>(0))? as u64)
     }
 
     fn join_run(&self, process: &NewProcess) -> Result<Joined> {
@@ -861,29 +851,6 @@ impl Store for SqliteStore {
         Ok(accounts)
     }
 
-    fn tally(&self, accounts: Option<&[String]>) -> Result<PassTally> {
-        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        let (clause, values) = accounts_clause(accounts);
-        let sql = format!(
-            "SELECT
-                COALESCE(SUM(state = 'succeeded'), 0),
-                COALESCE(SUM(state IN ('pending', 'retry', 'running')), 0),
-                COALESCE(SUM(state = 'failed'), 0),
-                COALESCE(SUM(state = 'needs-review'), 0),
-                COALESCE(SUM(state = 'cancelled'), 0)
-             FROM jobs WHERE 1 = 1{clause}"
-        );
-        Ok(conn.query_row(&sql, params_from_iter(&values), |r| {
-            Ok(PassTally {
-                succeeded: r.get::<_, i64>(0)? as u32,
-                unfinished: r.get::<_, i64>(1)? as u32,
-                failed: r.get::<_, i64>(2)? as u32,
-                held: r.get::<_, i64>(3)? as u32,
-                cancelled: r.get::<_, i64>(4)? as u32,
-            })
-        })?)
-    }
-
     fn begin_attempt(&self, job: &StoredJob, at: RunPass) -> Result<AttemptId> {
         let write = Write::Begin {
             job: job.clone(),
@@ -920,6 +887,41 @@ impl Store for SqliteStore {
             Some(group) => group.submit(write, |_| ()),
             None => Durable::ready(self.write_now(write).map(|_| ())),
         }
+    }
+}
+
+impl ReadStore for SqliteStore {
+    fn job_count(&self) -> Result<u64> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(conn.query_row(sql::COUNT_JOBS, [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    fn schema_version(&self) -> Result<i64> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    fn tally(&self, accounts: Option<&[String]>) -> Result<PassTally> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let (clause, values) = accounts_clause(accounts);
+        let sql = format!(
+            "SELECT
+                COALESCE(SUM(state = 'succeeded'), 0),
+                COALESCE(SUM(state IN ('pending', 'retry', 'running')), 0),
+                COALESCE(SUM(state = 'failed'), 0),
+                COALESCE(SUM(state = 'needs-review'), 0),
+                COALESCE(SUM(state = 'cancelled'), 0)
+             FROM jobs WHERE 1 = 1{clause}"
+        );
+        Ok(conn.query_row(&sql, params_from_iter(&values), |r| {
+            Ok(PassTally {
+                succeeded: r.get::<_, i64>(0)? as u32,
+                unfinished: r.get::<_, i64>(1)? as u32,
+                failed: r.get::<_, i64>(2)? as u32,
+                held: r.get::<_, i64>(3)? as u32,
+                cancelled: r.get::<_, i64>(4)? as u32,
+            })
+        })?)
     }
 
     fn pauses(&self, now_ms: u64, max_wait_ms: u64) -> Result<Vec<Pause>> {
@@ -1093,29 +1095,6 @@ impl Store for SqliteStore {
         Ok(report)
     }
 
-    fn attempts(&self, job: &str) -> Result<Vec<AttemptRecord>> {
-        Ok(self
-            .attempt_rows("WHERE a.job_id = ?1", &[&job])?
-            .into_iter()
-            .map(|row| row.attempt)
-            .collect())
-    }
-
-    fn report(&self) -> Result<Vec<ReportRow>> {
-        self.attempt_rows("", &[])
-    }
-
-    fn job(&self, id: &str) -> Result<Option<StoredJob>> {
-        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(conn
-            .query_row(
-                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
-                [id],
-                job_from_row,
-            )
-            .optional()?)
-    }
-
     fn job_summaries(&self) -> Result<Vec<JobSummary>> {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         let mut stmt = conn.prepare(sql::JOB_SUMMARIES)?;
@@ -1133,6 +1112,29 @@ impl Store for SqliteStore {
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(jobs)
+    }
+
+    fn attempts(&self, job: &str) -> Result<Vec<AttemptRecord>> {
+        Ok(self
+            .attempt_rows("WHERE a.job_id = ?1", &[&job])?
+            .into_iter()
+            .map(|row| row.attempt)
+            .collect())
+    }
+
+    fn job(&self, id: &str) -> Result<Option<StoredJob>> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(conn
+            .query_row(
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
+                [id],
+                job_from_row,
+            )
+            .optional()?)
+    }
+
+    fn report(&self) -> Result<Vec<ReportRow>> {
+        self.attempt_rows("", &[])
     }
 }
 
