@@ -12,39 +12,14 @@
 //! costs no thread. Each write runs under a savepoint: a write that fails is
 //! rolled back alone and reports its own error.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
 use rusqlite::Connection;
-use tokio::sync::oneshot;
 
 use crate::sqlite::{begin_attempt_in, finish_attempt_in};
-use crate::{AttemptId, AttemptOutcome, Result, RunPass, StoreError, StoredJob};
-
-/// One write of the attempts' hot path.
-#[derive(Debug, Clone)]
-pub(crate) enum Write {
-    Begin {
-        job: StoredJob,
-        at: RunPass,
-    },
-    Finish {
-        attempt: AttemptId,
-        outcome: AttemptOutcome,
-    },
-}
-
-/// What a write returns.
-#[derive(Debug)]
-pub(crate) enum Written {
-    Begun(AttemptId),
-    Finished,
-}
-
-type Reply = oneshot::Sender<Result<Written>>;
+use crate::write::{Reply, Write};
+use crate::{AttemptId, Durable, Result, StoreError};
 
 /// The writer thread's queue.
 #[derive(Debug)]
@@ -68,8 +43,7 @@ impl GroupCommit {
                     let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
                     let (writes, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
                     for (reply, result) in replies.into_iter().zip(commit(&mut conn, &writes)) {
-                        // A caller that gave up waiting does not mind.
-                        let _ = reply.send(result);
+                        reply.send(result);
                     }
                 }
             })?;
@@ -79,12 +53,15 @@ impl GroupCommit {
         })
     }
 
-    /// Queues `write`; the answer (turned into a `T` by `map`) comes once
-    /// it is committed.
-    pub(crate) fn submit<T>(&self, write: Write, map: fn(Written) -> T) -> Durable<T> {
-        let (reply, answer) = oneshot::channel();
+    /// Queues `write`, answered through `reply` once it is committed;
+    /// returns the answer to wait for.
+    pub(crate) fn submit<T>(
+        &self,
+        write: Write,
+        (reply, answer): (Reply, Durable<T>),
+    ) -> Durable<T> {
         match self.queue.as_ref().map(|q| q.send((write, reply)).is_ok()) {
-            Some(true) => Durable::waiting(answer, map),
+            Some(true) => answer,
             _ => Durable::ready(Err(StoreError::Commit("the store's writer stopped".into()))),
         }
     }
@@ -102,8 +79,9 @@ impl Drop for GroupCommit {
     }
 }
 
-/// Commits `writes` in one transaction; every write gets its own result.
-pub(crate) fn commit(conn: &mut Connection, writes: &[Write]) -> Vec<Result<Written>> {
+/// Commits `writes` in one transaction; every write gets its own result,
+/// the attempt it wrote.
+pub(crate) fn commit(conn: &mut Connection, writes: &[Write]) -> Vec<Result<AttemptId>> {
     let mut tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => return fail_all(writes.len(), &e),
@@ -113,10 +91,10 @@ pub(crate) fn commit(conn: &mut Connection, writes: &[Write]) -> Vec<Result<Writ
         let result = (|| {
             let sp = tx.savepoint()?;
             let written = match write {
-                Write::Begin { job, at } => Written::Begun(begin_attempt_in(&sp, job, *at)?),
+                Write::Begin { job, at } => begin_attempt_in(&sp, job, *at)?,
                 Write::Finish { attempt, outcome } => {
                     finish_attempt_in(&sp, *attempt, outcome)?;
-                    Written::Finished
+                    *attempt
                 }
             };
             sp.commit()?;
@@ -131,74 +109,8 @@ pub(crate) fn commit(conn: &mut Connection, writes: &[Write]) -> Vec<Result<Writ
     }
 }
 
-fn fail_all(count: usize, error: &rusqlite::Error) -> Vec<Result<Written>> {
+fn fail_all(count: usize, error: &rusqlite::Error) -> Vec<Result<AttemptId>> {
     (0..count)
         .map(|_| Err(StoreError::Commit(error.to_string())))
         .collect()
-}
-
-/// A write on its way to disk: await it (or [`Durable::wait`] outside async
-/// code) for its result, which arrives once the write is durable.
-#[derive(Debug)]
-#[must_use = "a write is only known to be durable once its answer arrived"]
-pub struct Durable<T> {
-    state: DurableState<T>,
-}
-
-#[derive(Debug)]
-enum DurableState<T> {
-    Ready(Option<Result<T>>),
-    Waiting(oneshot::Receiver<Result<Written>>, fn(Written) -> T),
-}
-
-impl<T> Durable<T> {
-    /// An answer already known.
-    pub fn ready(result: Result<T>) -> Self {
-        Durable {
-            state: DurableState::Ready(Some(result)),
-        }
-    }
-
-    /// An answer that `answer` will bring, turned into a `T` by `map`.
-    pub(crate) fn waiting(
-        answer: oneshot::Receiver<Result<Written>>,
-        map: fn(Written) -> T,
-    ) -> Self {
-        Durable {
-            state: DurableState::Waiting(answer, map),
-        }
-    }
-
-    /// Blocks this thread until the answer arrives. Not for async code.
-    pub fn wait(self) -> Result<T> {
-        match self.state {
-            DurableState::Ready(result) => result.expect("an answer is taken once"),
-            DurableState::Waiting(answer, map) => match answer.blocking_recv() {
-                Ok(result) => result.map(map),
-                Err(_) => Err(StoreError::Commit("the store's writer stopped".into())),
-            },
-        }
-    }
-}
-
-impl<T: Unpin> Future for Durable<T> {
-    type Output = Result<T>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
-        match &mut self.state {
-            DurableState::Ready(result) => {
-                Poll::Ready(result.take().expect("a ready answer is taken once"))
-            }
-            DurableState::Waiting(answer, map) => {
-                let map = *map;
-                match Pin::new(answer).poll(cx) {
-                    Poll::Pending => Poll::Pending,
-                    Poll::Ready(Ok(result)) => Poll::Ready(result.map(map)),
-                    Poll::Ready(Err(_)) => {
-                        Poll::Ready(Err(StoreError::Commit("the store's writer stopped".into())))
-                    }
-                }
-            }
-        }
-    }
 }

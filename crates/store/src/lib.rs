@@ -13,6 +13,7 @@
 //! Nothing here knows about WebAssembly; the runner hands in plain
 //! [`orchestrator_contract`] values.
 
+mod durable;
 mod error;
 mod group;
 mod join;
@@ -22,9 +23,10 @@ mod postgres;
 mod sql;
 mod sqlite;
 mod store;
+mod write;
 
+pub use durable::Durable;
 pub use error::{Result, StoreError};
-pub use group::Durable;
 pub use lock::{Acquired, RunLock};
 pub use model::*;
 pub use postgres::{

@@ -28,17 +28,18 @@ use crate::model::{FailureColumns, RunRow, read_ms, stored_ms};
 use crate::sql::{self, JOB_COLUMNS};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row, Transaction};
 
-use crate::group::{Durable, Write, Written};
 use crate::join::{self, OpenRun, Plan};
+use crate::write::{Reply, Write};
 use crate::{
-    AttemptId, AttemptOutcome, AttemptRecord, ClaimLimit, ImportSummary, JobChange, JobState,
-    JobSummary, Joined, JoinedHow, NewJob, NewProcess, PassMark, PassStatus, Pause, ProcessId,
-    ProcessState, ProcessStatus, RUNS_SHOWN, ReadStore, ReasonCount, ReportRow, Result, RetryEntry,
-    RunPass, RunState, RunStore, Skipped, StatusReport, StoreError, StoredJob, idempotency_key,
+    AttemptId, AttemptOutcome, AttemptRecord, ClaimLimit, Durable, ImportSummary, JobChange,
+    JobState, JobSummary, Joined, JoinedHow, NewJob, NewProcess, PassMark, PassStatus, Pause,
+    ProcessId, ProcessState, ProcessStatus, RUNS_SHOWN, ReadStore, ReasonCount, ReportRow, Result,
+    RetryEntry, RunPass, RunState, RunStore, Skipped, StatusReport, StoreError, StoredJob,
+    idempotency_key,
 };
 
 /// What turns schema version `n` into `n + 1`, at index `n`; the database's
@@ -63,8 +64,6 @@ const WRITERS: usize = 4;
 
 /// The most writes one transaction commits.
 const GROUP_MAX: usize = 256;
-
-type Reply = oneshot::Sender<Result<Written>>;
 
 /// How long a lease lasts unless `--lease` says otherwise.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
@@ -338,15 +337,14 @@ impl PostgresStore {
         })
     }
 
-    /// Queues `write` with one of the writers; the answer (turned into a
-    /// `T` by `map`) arrives once its group is committed.
-    fn submit<T>(&self, write: Write, map: fn(Written) -> T) -> Durable<T> {
-        let (reply, answer) = oneshot::channel();
+    /// Queues `write` with one of the writers, answered through `reply`
+    /// once its group is committed; returns the answer to wait for.
+    fn submit<T>(&self, write: Write, (reply, answer): (Reply, Durable<T>)) -> Durable<T> {
         let writer = self.next_writer.fetch_add(1, Ordering::Relaxed) % self.writers.len();
         if self.writers[writer].send((write, reply)).is_err() {
             return Durable::ready(Err(StoreError::Commit("the store's writer stopped".into())));
         }
-        Durable::waiting(answer, map)
+        answer
     }
 }
 
@@ -551,7 +549,7 @@ async fn begin_attempt_in(
     lease: Duration,
     job: &StoredJob,
     at: RunPass,
-) -> Step<Written> {
+) -> Step<AttemptId> {
     let (run, pass) = (at.run as i32, at.pass as i32);
     let number = job.attempts as i32 + 1;
     // Only the process that holds the job may begin it: one whose lease
@@ -580,7 +578,7 @@ async fn begin_attempt_in(
         )
         .await?;
     if let Some(row) = begun {
-        return Ok(Written::Begun(AttemptId(row.get(0))));
+        return Ok(AttemptId(row.get(0)));
     }
     // This transaction may have committed before its answer was lost: then
     // the attempt is there, made by this process, and is the answer.
@@ -593,7 +591,7 @@ async fn begin_attempt_in(
         )
         .await?;
     if let Some(row) = existing {
-        return Ok(Written::Begun(AttemptId(row.get(0))));
+        return Ok(AttemptId(row.get(0)));
     }
     // An operator cancelled it since it was claimed; or another process
     // took it over.
@@ -619,7 +617,7 @@ async fn finish_attempt_in(
     tx: &deadpool_postgres::Transaction<'_>,
     attempt: AttemptId,
     outcome: &AttemptOutcome,
-) -> Step<Written> {
+) -> Step<()> {
     match outcome {
         AttemptOutcome::Succeeded(receipt) => {
             let finish = tx
@@ -691,20 +689,22 @@ async fn finish_attempt_in(
             .await?;
         }
     }
-    Ok(Written::Finished)
+    Ok(())
 }
 
 /// Commits `writes` in one transaction: one WAL flush for many attempts.
-/// A write that finds its job taken over or cancelled answers so without
-/// failing the others.
-async fn commit_writes(inner: Arc<Inner>, writes: Arc<Vec<Write>>) -> Step<Vec<Result<Written>>> {
+/// Each write is answered with the attempt it wrote; one that finds its job
+/// taken over or cancelled answers so without failing the others.
+async fn commit_writes(inner: Arc<Inner>, writes: Arc<Vec<Write>>) -> Step<Vec<Result<AttemptId>>> {
     let mut client = inner.pool.get().await?;
     let tx = client.transaction().await?;
     let mut results = Vec::with_capacity(writes.len());
     for write in writes.iter() {
         let written = match write {
             Write::Begin { job, at } => begin_attempt_in(&tx, inner.lease, job, *at).await,
-            Write::Finish { attempt, outcome } => finish_attempt_in(&tx, *attempt, outcome).await,
+            Write::Finish { attempt, outcome } => finish_attempt_in(&tx, *attempt, outcome)
+                .await
+                .map(|()| *attempt),
         };
         match written {
             Ok(written) => results.push(Ok(written)),
@@ -756,16 +756,8 @@ async fn writer(inner: Arc<Inner>, mut queue: mpsc::UnboundedReceiver<(Write, Re
             }
         };
         for (reply, result) in replies.into_iter().zip(results) {
-            // A caller that gave up waiting does not mind.
-            let _ = reply.send(result);
+            reply.send(result);
         }
-    }
-}
-
-fn attempt_id(written: Written) -> AttemptId {
-    match written {
-        Written::Begun(id) => id,
-        Written::Finished => unreachable!("a begin is answered with its id"),
     }
 }
 
@@ -1260,7 +1252,7 @@ impl RunStore for PostgresStore {
             job: job.clone(),
             at,
         };
-        self.submit(write, attempt_id)
+        self.submit(write, Reply::begun())
     }
 
     fn queue_finish_attempt(&self, attempt: AttemptId, outcome: &AttemptOutcome) -> Durable<()> {
@@ -1268,7 +1260,7 @@ impl RunStore for PostgresStore {
             attempt,
             outcome: outcome.clone(),
         };
-        self.submit(write, |_| ())
+        self.submit(write, Reply::finished())
     }
 }
 

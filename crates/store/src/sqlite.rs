@@ -12,12 +12,13 @@ use crate::model::{FailureColumns, RunRow, read_ms, stored_ms};
 use crate::sql::{self, JOB_COLUMNS};
 use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_iter};
 
-use crate::group::{Durable, GroupCommit, Write, Written};
+use crate::group::GroupCommit;
+use crate::write::{Reply, Write};
 use crate::{
-    AttemptId, AttemptOutcome, AttemptRecord, ImportSummary, JobChange, JobState, JobSummary,
-    Joined, JoinedHow, NewJob, NewProcess, PassMark, PassStatus, Pause, ProcessId, ProcessState,
-    ProcessStatus, RUNS_SHOWN, ReadStore, ReasonCount, ReportRow, Result, RetryEntry, RunPass,
-    RunState, RunStore, Skipped, StatusReport, StoreError, StoredJob, idempotency_key,
+    AttemptId, AttemptOutcome, AttemptRecord, Durable, ImportSummary, JobChange, JobState,
+    JobSummary, Joined, JoinedHow, NewJob, NewProcess, PassMark, PassStatus, Pause, ProcessId,
+    ProcessState, ProcessStatus, RUNS_SHOWN, ReadStore, ReasonCount, ReportRow, Result, RetryEntry,
+    RunPass, RunState, RunStore, Skipped, StatusReport, StoreError, StoredJob, idempotency_key,
 };
 
 /// The schema version this build writes; a file with a higher one is
@@ -268,7 +269,7 @@ impl SqliteStore {
     }
 
     /// One write in a transaction of its own, on the caller's thread.
-    fn write_now(&self, write: Write) -> Result<Written> {
+    fn write_now(&self, write: Write) -> Result<AttemptId> {
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         crate::group::commit(&mut conn, std::slice::from_ref(&write))
             .pop()
@@ -856,7 +857,7 @@ impl RunStore for SqliteStore {
             job: job.clone(),
             at,
         };
-        self.write_now(write).map(attempt_id)
+        self.write_now(write)
     }
 
     fn finish_attempt(&self, attempt: AttemptId, outcome: &AttemptOutcome) -> Result<()> {
@@ -864,7 +865,7 @@ impl RunStore for SqliteStore {
             attempt,
             outcome: outcome.clone(),
         };
-        self.write_now(write).map(|_| ())
+        self.write_now(write).map(drop)
     }
 
     fn queue_begin_attempt(&self, job: &StoredJob, at: RunPass) -> Durable<AttemptId> {
@@ -873,8 +874,8 @@ impl RunStore for SqliteStore {
             at,
         };
         match &self.group {
-            Some(group) => group.submit(write, attempt_id),
-            None => Durable::ready(self.write_now(write).map(attempt_id)),
+            Some(group) => group.submit(write, Reply::begun()),
+            None => Durable::ready(self.write_now(write)),
         }
     }
 
@@ -884,8 +885,8 @@ impl RunStore for SqliteStore {
             outcome: outcome.clone(),
         };
         match &self.group {
-            Some(group) => group.submit(write, |_| ()),
-            None => Durable::ready(self.write_now(write).map(|_| ())),
+            Some(group) => group.submit(write, Reply::finished()),
+            None => Durable::ready(self.write_now(write).map(drop)),
         }
     }
 }
@@ -1265,14 +1266,6 @@ pub(crate) fn finish_attempt_in(
         }
     }
     Ok(())
-}
-
-/// The id a begin write is answered with.
-fn attempt_id(written: Written) -> AttemptId {
-    match written {
-        Written::Begun(id) => id,
-        Written::Finished => unreachable!("a begin is answered with its id"),
-    }
 }
 
 /// Runs a statement from the connection's statement cache.
