@@ -22,6 +22,7 @@ mod model;
 mod postgres;
 mod sql;
 mod sqlite;
+mod status;
 mod store;
 mod write;
 

@@ -336,6 +336,24 @@ pub struct Pause {
     pub until_ms: u64,
 }
 
+impl Pause {
+    /// A wait as a store keeps it: a scope it cannot read is refused, not
+    /// guessed.
+    pub(crate) fn from_stored(
+        scope: String,
+        account: String,
+        until_ms: i64,
+    ) -> crate::Result<Self> {
+        let scope = RetryScope::parse(&scope)
+            .ok_or_else(|| crate::StoreError::Corrupt(format!("retry scope {scope:?}")))?;
+        Ok(Pause {
+            scope,
+            account,
+            until_ms: read_ms(until_ms),
+        })
+    }
+}
+
 /// How an attempt ended, with what the job becomes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[expect(
@@ -466,21 +484,6 @@ pub struct StatusReport {
 
 /// How many runs `--status` lists.
 pub const RUNS_SHOWN: usize = 10;
-
-/// Every job state with its count in `counts` (state, jobs), 0 where
-/// absent, in [`JobState::ALL`] order.
-pub(crate) fn every_state(counts: &[(String, u64)]) -> Vec<(String, u64)> {
-    JobState::ALL
-        .iter()
-        .map(|s| {
-            let n = counts
-                .iter()
-                .find(|(k, _)| k == s.as_str())
-                .map_or(0, |(_, n)| *n);
-            (s.as_str().to_owned(), n)
-        })
-        .collect()
-}
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PassStatus {
@@ -617,7 +620,7 @@ pub struct AttemptRecord {
 
 /// The classifiers an attempt's record lists; what cannot be read (an
 /// older or foreign writer's) lists none rather than failing the reader.
-pub(crate) fn consulted_from(text: Option<&str>) -> Vec<Consulted> {
+fn consulted_from(text: Option<&str>) -> Vec<Consulted> {
     text.and_then(|t| serde_json::from_str(t).ok())
         .unwrap_or_default()
 }
@@ -629,6 +632,71 @@ pub struct ReportRow {
     pub account: String,
     #[serde(flatten)]
     pub attempt: AttemptRecord,
+}
+
+/// An attempt with its job as a store reads it, before its stored values
+/// are checked.
+pub(crate) struct AttemptRow {
+    pub(crate) job: String,
+    pub(crate) account: String,
+    pub(crate) run: Option<u32>,
+    pub(crate) pass: u32,
+    pub(crate) process: Option<i64>,
+    pub(crate) number: u32,
+    pub(crate) started_ms: i64,
+    pub(crate) ended_ms: Option<i64>,
+    pub(crate) outcome: String,
+    pub(crate) remote_id: Option<String>,
+    /// The failure and fault records, as JSON text.
+    pub(crate) failure: Option<String>,
+    pub(crate) fault: Option<String>,
+    pub(crate) category: Option<String>,
+    pub(crate) decided_by: Option<String>,
+    pub(crate) reason: Option<String>,
+    pub(crate) retry_after_ms: Option<i64>,
+    pub(crate) retry_scope: Option<String>,
+    pub(crate) decision: Option<String>,
+    /// The classifiers asked, as JSON text.
+    pub(crate) consulted: Option<String>,
+}
+
+impl AttemptRow {
+    /// The attempt as `report` and `explain` show it. A failure or fault
+    /// record that cannot be read is refused; the classifiers asked, which
+    /// only explain, are left out instead.
+    pub(crate) fn report_row(self) -> crate::Result<ReportRow> {
+        let parse =
+            |e: serde_json::Error| crate::StoreError::Corrupt(format!("attempt record: {e}"));
+        Ok(ReportRow {
+            job: self.job,
+            account: self.account,
+            attempt: AttemptRecord {
+                run: self.run,
+                pass: self.pass,
+                process: self.process,
+                number: self.number,
+                started_ms: read_ms(self.started_ms),
+                ended_ms: self.ended_ms.map(read_ms),
+                outcome: self.outcome,
+                remote_id: self.remote_id,
+                failure: self
+                    .failure
+                    .map(|f| serde_json::from_str(&f).map_err(parse))
+                    .transpose()?,
+                fault: self
+                    .fault
+                    .map(|f| serde_json::from_str(&f).map_err(parse))
+                    .transpose()?,
+                category: self.category,
+                decided_by: self.decided_by,
+                reason: self.reason,
+                retry_after_ms: self.retry_after_ms.map(read_ms),
+                retry_scope: self.retry_scope.as_deref().and_then(RetryScope::parse),
+                decision: self.decision,
+                consulted: consulted_from(self.consulted.as_deref()),
+            },
+        })
+    }
 }
 
 /// A run as `--status` reads it, before its stored values are checked.

@@ -21,10 +21,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use orchestrator_contract::RetryScope;
 use orchestrator_retry::{PassResult, PassTally};
 
-use crate::model::{FailureColumns, RunRow, read_ms, stored_ms};
+use crate::model::{AttemptRow, FailureColumns, RunRow, read_ms, stored_ms};
 use crate::sql::{self, JOB_COLUMNS};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
@@ -33,13 +32,13 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row, Transaction};
 
 use crate::join::{self, OpenRun, Plan};
+use crate::status::StatusQueries;
 use crate::write::{Reply, Write};
 use crate::{
     AttemptId, AttemptOutcome, AttemptRecord, ClaimLimit, Durable, ImportSummary, JobChange,
-    JobState, JobSummary, Joined, JoinedHow, NewJob, NewProcess, PassMark, PassStatus, Pause,
-    ProcessId, ProcessState, ProcessStatus, RUNS_SHOWN, ReadStore, ReasonCount, ReportRow, Result,
-    RetryEntry, RunPass, RunState, RunStore, Skipped, StatusReport, StoreError, StoredJob,
-    idempotency_key,
+    JobState, JobSummary, Joined, JoinedHow, NewJob, NewProcess, PassMark, Pause, ProcessId,
+    ProcessState, ProcessStatus, RUNS_SHOWN, ReadStore, ReasonCount, ReportRow, Result, RetryEntry,
+    RunPass, RunState, RunStore, Skipped, StatusReport, StoreError, StoredJob, idempotency_key,
 };
 
 /// What turns schema version `n` into `n + 1`, at index `n`; the database's
@@ -1310,23 +1309,15 @@ impl ReadStore for PostgresStore {
                 Box::new(stored_ms(now_ms)),
                 Box::new(stored_ms(max_wait_ms)),
             ],
-            |r| (r.get::<_, String>(0), r.get(1), read_ms(r.get::<_, i64>(2))),
+            |r| (r.get(0), r.get(1), r.get(2)),
         )?;
         rows.into_iter()
-            .map(|(scope, account, until_ms)| {
-                let scope = RetryScope::parse(&scope)
-                    .ok_or_else(|| StoreError::Corrupt(format!("retry scope {scope:?}")))?;
-                Ok(Pause {
-                    scope,
-                    account,
-                    until_ms,
-                })
-            })
+            .map(|(scope, account, until)| Pause::from_stored(scope, account, until))
             .collect()
     }
 
     fn status(&self) -> Result<StatusReport> {
-        self.call(|inner: Arc<Inner>| async move { status(&inner).await })
+        crate::status::assemble(&StatusReads(self))
     }
 
     fn job_summaries(&self) -> Result<Vec<JobSummary>> {
@@ -1344,12 +1335,8 @@ impl ReadStore for PostgresStore {
     }
 
     fn attempts(&self, job: &str) -> Result<Vec<AttemptRecord>> {
-        let job = job.to_owned();
         Ok(self
-            .call(move |inner: Arc<Inner>| {
-                let job = job.clone();
-                async move { attempt_rows(&inner, Some(job)).await }
-            })?
+            .attempt_rows(Some(job.to_owned()))?
             .into_iter()
             .map(|row| row.attempt)
             .collect())
@@ -1364,213 +1351,45 @@ impl ReadStore for PostgresStore {
     }
 
     fn report(&self) -> Result<Vec<ReportRow>> {
-        self.call(|inner: Arc<Inner>| async move { attempt_rows(&inner, None).await })
+        self.attempt_rows(None)
     }
 }
 
-/// Attempts with their jobs: one job's, or all.
-async fn attempt_rows(inner: &Inner, job: Option<String>) -> Step<Vec<ReportRow>> {
-    let client = inner.pool.get().await?;
-    let rows = client
-        .query(
+impl PostgresStore {
+    /// Attempts with their jobs: one job's, or all.
+    fn attempt_rows(&self, job: Option<String>) -> Result<Vec<ReportRow>> {
+        let rows = self.rows(
             "SELECT a.pass, a.number, a.started_ms, a.ended_ms, a.outcome, a.remote_id, a.failure,
                     a.fault, a.category, a.decided_by, a.reason, a.retry_after_ms, a.decision,
                     a.job_id, j.account, a.retry_scope, a.run, a.process_id, a.consulted
              FROM attempts a JOIN jobs j ON j.id = a.job_id
              WHERE ($1::text IS NULL OR a.job_id = $1)
              ORDER BY j.seq, a.id",
-            &[&job],
-        )
-        .await?;
-    let parse = |e: serde_json::Error| StoreError::Corrupt(format!("attempt record: {e}"));
-    rows.iter()
-        .map(|r| {
-            let failure: Option<String> = r.get(6);
-            let fault: Option<String> = r.get(7);
-            Ok(ReportRow {
+            vec![Box::new(job)],
+            |r| AttemptRow {
+                pass: r.get::<_, i32>(0) as u32,
+                number: r.get::<_, i32>(1) as u32,
+                started_ms: r.get(2),
+                ended_ms: r.get(3),
+                outcome: r.get(4),
+                remote_id: r.get(5),
+                failure: r.get(6),
+                fault: r.get(7),
+                category: r.get(8),
+                decided_by: r.get(9),
+                reason: r.get(10),
+                retry_after_ms: r.get(11),
+                decision: r.get(12),
                 job: r.get(13),
                 account: r.get(14),
-                attempt: AttemptRecord {
-                    run: r.get::<_, Option<i32>>(16).map(|v| v as u32),
-                    pass: r.get::<_, i32>(0) as u32,
-                    process: r.get(17),
-                    number: r.get::<_, i32>(1) as u32,
-                    started_ms: read_ms(r.get::<_, i64>(2)),
-                    ended_ms: r.get::<_, Option<i64>>(3).map(read_ms),
-                    outcome: r.get(4),
-                    remote_id: r.get(5),
-                    failure: failure
-                        .map(|f| serde_json::from_str(&f).map_err(parse))
-                        .transpose()?,
-                    fault: fault
-                        .map(|f| serde_json::from_str(&f).map_err(parse))
-                        .transpose()?,
-                    category: r.get(8),
-                    decided_by: r.get(9),
-                    reason: r.get(10),
-                    retry_after_ms: r.get::<_, Option<i64>>(11).map(read_ms),
-                    retry_scope: r
-                        .get::<_, Option<String>>(15)
-                        .as_deref()
-                        .and_then(RetryScope::parse),
-                    decision: r.get(12),
-                    consulted: crate::model::consulted_from(
-                        r.get::<_, Option<String>>(18).as_deref(),
-                    ),
-                },
-            })
-        })
-        .collect()
-}
-
-async fn status(inner: &Inner) -> Step<StatusReport> {
-    let client = inner.pool.get().await?;
-    let pairs = async |sql: &str| -> Step<Vec<(String, u64)>> {
-        Ok(client
-            .query(sql, &[])
-            .await?
-            .iter()
-            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64))
-            .collect())
-    };
-    let count = async |sql: &str| -> Step<u64> {
-        Ok(client.query_one(sql, &[]).await?.get::<_, i64>(0) as u64)
-    };
-    let mut report = StatusReport {
-        jobs: count(sql::COUNT_JOBS).await?,
-        runs_total: count(sql::COUNT_RUNS).await?,
-        ..StatusReport::default()
-    };
-    let by_state = pairs(sql::BY_STATE).await?;
-    report.by_state = crate::model::every_state(&by_state);
-    report.by_category = pairs(sql::BY_CATEGORY).await?;
-    report.failed_by_category = pairs(sql::FAILED_BY_CATEGORY).await?;
-    let lease = inner.lease.as_millis() as i64;
-    // A process that stopped renewing is not working on its run: it is lost.
-    let live = format!("state = 'running' AND {}", renewed_within_its_lease("$1"));
-    let runs = client
-        .query(
-            &format!(
-                "SELECT r.run, r.state, r.started_ms, r.ended_ms, r.config, r.accounts,
-                        (SELECT COALESCE(MAX(pass), 0) FROM passes p WHERE p.run = r.run),
-                        (SELECT COUNT(*) FROM attempts a WHERE a.run = r.run),
-                        EXISTS (SELECT 1 FROM processes x WHERE x.run = r.run AND x.{live})
-                 FROM runs r ORDER BY r.run DESC LIMIT {RUNS_SHOWN}"
-            ),
-            &[&lease],
-        )
-        .await?;
-    let runs: Vec<RunRow> = runs
-        .iter()
-        .rev()
-        .map(|r| RunRow {
-            run: r.get::<_, i32>(0) as u32,
-            state: r.get(1),
-            started_ms: r.get(2),
-            ended_ms: r.get(3),
-            config: r.get(4),
-            accounts: r.get(5),
-            passes: r.get::<_, i32>(6) as u32,
-            attempts: r.get(7),
-            live: r.get(8),
-        })
-        .collect();
-    report.runs = runs
-        .into_iter()
-        .map(RunRow::status)
-        .collect::<Result<_>>()?;
-    report.last_run = report.runs.last().cloned();
-    if let Some(last) = &report.last_run {
-        let run = last.run as i32;
-        let passes = client.query(sql::PASS_RESULTS, &[&run]).await?;
-        for row in passes {
-            let pass: i32 = row.get(0);
-            let counts = client
-                .query(
-                    "SELECT outcome, COALESCE(category, ''), COUNT(*) FROM attempts
-                     WHERE run = $1 AND pass = $2
-                     GROUP BY outcome, category ORDER BY 2",
-                    &[&run, &pass],
-                )
-                .await?;
-            let counts = counts
-                .iter()
-                .map(|r| (r.get(0), r.get(1), r.get::<_, i64>(2) as u64));
-            let at = RunPass {
-                run: last.run,
-                pass: pass as u32,
-            };
-            report
-                .passes
-                .push(PassStatus::from_counts(at, row.get(1), counts));
-        }
-        let processes = client
-            .query(
-                &format!(
-                    "SELECT id, run, pid, host,
-                            CASE WHEN state = 'running' AND NOT ({live}) THEN 'lost'
-                                 ELSE state END,
-                            started_ms, ended_ms, stop_requested
-                     FROM processes WHERE run = $2
-                     ORDER BY (state IN ('running', 'lost')) DESC, id DESC LIMIT 10"
-                ),
-                &[&lease, &run],
-            )
-            .await?;
-        report.processes = processes
-            .iter()
-            .map(|r| ProcessStatus {
-                id: r.get(0),
-                run: r.get::<_, Option<i32>>(1).map(|v| v as u32),
-                pid: r.get::<_, i32>(2) as u32,
-                host: Some(r.get(3)),
-                state: r.get(4),
-                started_ms: read_ms(r.get::<_, i64>(5)),
-                ended_ms: r.get::<_, Option<i64>>(6).map(read_ms),
-                stop_requested: r.get(7),
-            })
-            .collect();
-        report.processes.sort_by_key(|p| p.id);
+                retry_scope: r.get(15),
+                run: r.get::<_, Option<i32>>(16).map(|v| v as u32),
+                process: r.get(17),
+                consulted: r.get(18),
+            },
+        )?;
+        rows.into_iter().map(AttemptRow::report_row).collect()
     }
-    let entries = async |state: &str| -> Step<(Vec<RetryEntry>, u64)> {
-        let total = client
-            .query_one("SELECT COUNT(*) FROM jobs WHERE state = $1", &[&state])
-            .await?
-            .get::<_, i64>(0) as u64;
-        let list = client
-            .query(
-                "SELECT id, account, category, COALESCE(gave_up || ': ' || reason, reason), decided_by, not_before_ms
-                 FROM jobs WHERE state = $1 ORDER BY seq LIMIT 10",
-                &[&state],
-            )
-            .await?
-            .iter()
-            .map(|r| RetryEntry {
-                job: r.get(0),
-                account: r.get(1),
-                category: r.get(2),
-                reason: r.get(3),
-                decided_by: r.get(4),
-                not_before_ms: r.get::<_, Option<i64>>(5).map(read_ms),
-            })
-            .collect();
-        Ok((list, total))
-    };
-    (report.next_retries, report.retries_total) = entries("retry").await?;
-    (_, report.failures_total) = entries("failed").await?;
-    (report.held, report.held_total) = entries("needs-review").await?;
-    report.failure_reasons = client
-        .query(sql::FAILURE_REASONS, &[])
-        .await?
-        .iter()
-        .map(|r| ReasonCount {
-            category: r.get(0),
-            reason: r.get(1),
-            jobs: r.get::<_, i64>(2) as u64,
-            example: r.get(3),
-        })
-        .collect();
-    Ok(report)
 }
 
 /// Whether a process renewed within its own lease (recorded as it joined;
@@ -1740,6 +1559,135 @@ fn hostname() -> String {
         .filter(|s| !s.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// `--status`'s queries, each a call of its own (retried while the database
+/// cannot be reached).
+struct StatusReads<'s>(&'s PostgresStore);
+
+impl StatusReads<'_> {
+    /// Whether a process works on its run: it is running and renewed
+    /// within its lease (one that stopped renewing is lost). `$1` is the
+    /// lease.
+    fn live() -> String {
+        format!("state = 'running' AND {}", renewed_within_its_lease("$1"))
+    }
+
+    fn lease(&self) -> i64 {
+        self.0.inner.lease.as_millis() as i64
+    }
+}
+
+impl StatusQueries for StatusReads<'_> {
+    fn count(&self, sql: &str) -> Result<u64> {
+        self.0.count(sql, vec![])
+    }
+
+    fn counts(&self, sql: &str) -> Result<Vec<(String, u64)>> {
+        self.0.rows(sql, vec![], |r| {
+            (r.get::<_, String>(0), r.get::<_, i64>(1) as u64)
+        })
+    }
+
+    fn newest_runs(&self) -> Result<Vec<RunRow>> {
+        let live = Self::live();
+        self.0.rows(
+            &format!(
+                "SELECT r.run, r.state, r.started_ms, r.ended_ms, r.config, r.accounts,
+                        (SELECT COALESCE(MAX(pass), 0) FROM passes p WHERE p.run = r.run),
+                        (SELECT COUNT(*) FROM attempts a WHERE a.run = r.run),
+                        EXISTS (SELECT 1 FROM processes x WHERE x.run = r.run AND x.{live})
+                 FROM runs r ORDER BY r.run DESC LIMIT {RUNS_SHOWN}"
+            ),
+            vec![Box::new(self.lease())],
+            |r| RunRow {
+                run: r.get::<_, i32>(0) as u32,
+                state: r.get(1),
+                started_ms: r.get(2),
+                ended_ms: r.get(3),
+                config: r.get(4),
+                accounts: r.get(5),
+                passes: r.get::<_, i32>(6) as u32,
+                attempts: r.get(7),
+                live: r.get(8),
+            },
+        )
+    }
+
+    fn passes(&self, run: u32) -> Result<Vec<(u32, Option<String>)>> {
+        self.0
+            .rows(sql::PASS_RESULTS, vec![Box::new(run as i32)], |r| {
+                (r.get::<_, i32>(0) as u32, r.get(1))
+            })
+    }
+
+    fn pass_counts(&self, at: RunPass) -> Result<Vec<(String, String, u64)>> {
+        self.0.rows(
+            "SELECT outcome, COALESCE(category, ''), COUNT(*) FROM attempts
+             WHERE run = $1 AND pass = $2
+             GROUP BY outcome, category ORDER BY 2",
+            vec![Box::new(at.run as i32), Box::new(at.pass as i32)],
+            |r| (r.get(0), r.get(1), r.get::<_, i64>(2) as u64),
+        )
+    }
+
+    /// The ten newest, those working on the run (or lost) first: many
+    /// processes may share a run.
+    fn processes(&self, run: u32) -> Result<Vec<ProcessStatus>> {
+        let live = Self::live();
+        self.0.rows(
+            &format!(
+                "SELECT id, run, pid, host,
+                        CASE WHEN state = 'running' AND NOT ({live}) THEN 'lost'
+                             ELSE state END,
+                        started_ms, ended_ms, stop_requested
+                 FROM processes WHERE run = $2
+                 ORDER BY (state IN ('running', 'lost')) DESC, id DESC LIMIT 10"
+            ),
+            vec![Box::new(self.lease()), Box::new(run as i32)],
+            |r| ProcessStatus {
+                id: r.get(0),
+                run: r.get::<_, Option<i32>>(1).map(|v| v as u32),
+                pid: r.get::<_, i32>(2) as u32,
+                host: Some(r.get(3)),
+                state: r.get(4),
+                started_ms: read_ms(r.get::<_, i64>(5)),
+                ended_ms: r.get::<_, Option<i64>>(6).map(read_ms),
+                stop_requested: r.get(7),
+            },
+        )
+    }
+
+    fn jobs_in_state(&self, state: JobState) -> Result<(Vec<RetryEntry>, u64)> {
+        let state = state.as_str();
+        let total = self.0.count(
+            "SELECT COUNT(*) FROM jobs WHERE state = $1",
+            vec![Box::new(state)],
+        )?;
+        let list = self.0.rows(
+            "SELECT id, account, category, COALESCE(gave_up || ': ' || reason, reason), decided_by, not_before_ms
+             FROM jobs WHERE state = $1 ORDER BY seq LIMIT 10",
+            vec![Box::new(state)],
+            |r| RetryEntry {
+                job: r.get(0),
+                account: r.get(1),
+                category: r.get(2),
+                reason: r.get(3),
+                decided_by: r.get(4),
+                not_before_ms: r.get::<_, Option<i64>>(5).map(read_ms),
+            },
+        )?;
+        Ok((list, total))
+    }
+
+    fn failure_reasons(&self) -> Result<Vec<ReasonCount>> {
+        self.0.rows(sql::FAILURE_REASONS, vec![], |r| ReasonCount {
+            category: r.get(0),
+            reason: r.get(1),
+            jobs: r.get::<_, i64>(2) as u64,
+            example: r.get(3),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -4,21 +4,22 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use orchestrator_contract::{Category, RetryScope};
+use orchestrator_contract::Category;
 use orchestrator_retry::{PassResult, PassTally};
 
 use crate::join::{self, OpenRun, Plan};
-use crate::model::{FailureColumns, RunRow, read_ms, stored_ms};
+use crate::model::{AttemptRow, FailureColumns, RunRow, read_ms, stored_ms};
 use crate::sql::{self, JOB_COLUMNS};
 use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_iter};
 
 use crate::group::GroupCommit;
+use crate::status::StatusQueries;
 use crate::write::{Reply, Write};
 use crate::{
     AttemptId, AttemptOutcome, AttemptRecord, Durable, ImportSummary, JobChange, JobState,
-    JobSummary, Joined, JoinedHow, NewJob, NewProcess, PassMark, PassStatus, Pause, ProcessId,
-    ProcessState, ProcessStatus, RUNS_SHOWN, ReadStore, ReasonCount, ReportRow, Result, RetryEntry,
-    RunPass, RunState, RunStore, Skipped, StatusReport, StoreError, StoredJob, idempotency_key,
+    JobSummary, Joined, JoinedHow, NewJob, NewProcess, PassMark, Pause, ProcessId, ProcessState,
+    ProcessStatus, RUNS_SHOWN, ReadStore, ReasonCount, ReportRow, Result, RetryEntry, RunPass,
+    RunState, RunStore, Skipped, StatusReport, StoreError, StoredJob, idempotency_key,
 };
 
 /// The schema version this build writes; a file with a higher one is
@@ -349,52 +350,30 @@ impl SqliteStore {
         ))?;
         let rows = stmt
             .query_map(bind, |r| {
-                Ok((
-                    ReportRow {
-                        job: r.get(13)?,
-                        account: r.get(14)?,
-                        attempt: AttemptRecord {
-                            run: r.get(16)?,
-                            pass: r.get(0)?,
-                            process: r.get(17)?,
-                            number: r.get(1)?,
-                            started_ms: read_ms(r.get::<_, i64>(2)?),
-                            ended_ms: r.get::<_, Option<i64>>(3)?.map(read_ms),
-                            outcome: r.get(4)?,
-                            remote_id: r.get(5)?,
-                            failure: None,
-                            fault: None,
-                            category: r.get(8)?,
-                            decided_by: r.get(9)?,
-                            reason: r.get(10)?,
-                            retry_after_ms: r.get::<_, Option<i64>>(11)?.map(read_ms),
-                            retry_scope: r
-                                .get::<_, Option<String>>(15)?
-                                .as_deref()
-                                .and_then(RetryScope::parse),
-                            decision: r.get(12)?,
-                            consulted: crate::model::consulted_from(
-                                r.get::<_, Option<String>>(18)?.as_deref(),
-                            ),
-                        },
-                    },
-                    r.get::<_, Option<String>>(6)?,
-                    r.get::<_, Option<String>>(7)?,
-                ))
+                Ok(AttemptRow {
+                    pass: r.get(0)?,
+                    number: r.get(1)?,
+                    started_ms: r.get(2)?,
+                    ended_ms: r.get(3)?,
+                    outcome: r.get(4)?,
+                    remote_id: r.get(5)?,
+                    failure: r.get(6)?,
+                    fault: r.get(7)?,
+                    category: r.get(8)?,
+                    decided_by: r.get(9)?,
+                    reason: r.get(10)?,
+                    retry_after_ms: r.get(11)?,
+                    decision: r.get(12)?,
+                    job: r.get(13)?,
+                    account: r.get(14)?,
+                    retry_scope: r.get(15)?,
+                    run: r.get(16)?,
+                    process: r.get(17)?,
+                    consulted: r.get(18)?,
+                })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        let parse = |e: serde_json::Error| StoreError::Corrupt(format!("attempt record: {e}"));
-        rows.into_iter()
-            .map(|(mut row, failure, fault)| {
-                row.attempt.failure = failure
-                    .map(|f| serde_json::from_str(&f).map_err(parse))
-                    .transpose()?;
-                row.attempt.fault = fault
-                    .map(|f| serde_json::from_str(&f).map_err(parse))
-                    .transpose()?;
-                Ok(row)
-            })
-            .collect()
+        rows.into_iter().map(AttemptRow::report_row).collect()
     }
 }
 
@@ -943,157 +922,14 @@ impl ReadStore for SqliteStore {
             .collect::<rusqlite::Result<Vec<_>>>()?;
         pauses
             .into_iter()
-            .map(|(scope, account, until)| {
-                let scope = RetryScope::parse(&scope)
-                    .ok_or_else(|| StoreError::Corrupt(format!("retry scope {scope:?}")))?;
-                Ok(Pause {
-                    scope,
-                    account,
-                    until_ms: read_ms(until),
-                })
-            })
+            .map(|(scope, account, until)| Pause::from_stored(scope, account, until))
             .collect()
     }
 
     fn status(&self) -> Result<StatusReport> {
+        // One lock for the whole report: this process's writes wait for it.
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        let pairs = |sql: &str| -> Result<Vec<(String, u64)>> {
-            let mut stmt = conn.prepare(sql)?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(rows)
-        };
-        let mut report = StatusReport {
-            jobs: conn.query_row(sql::COUNT_JOBS, [], |r| r.get::<_, i64>(0))? as u64,
-            runs_total: conn.query_row(sql::COUNT_RUNS, [], |r| r.get::<_, i64>(0))? as u64,
-            ..StatusReport::default()
-        };
-        let by_state = pairs(sql::BY_STATE)?;
-        report.by_state = crate::model::every_state(&by_state);
-        report.by_category = pairs(sql::BY_CATEGORY)?;
-        report.failed_by_category = pairs(sql::FAILED_BY_CATEGORY)?;
-
-        let mut runs = conn.prepare(&format!(
-            "SELECT r.run, r.state, r.started_ms, r.ended_ms, r.config, r.accounts,
-                    (SELECT COALESCE(MAX(pass), 0) FROM passes p WHERE p.run = r.run),
-                    (SELECT COUNT(*) FROM attempts a WHERE a.run = r.run),
-                    EXISTS (SELECT 1 FROM processes x WHERE x.run = r.run AND x.state = 'running')
-             FROM runs r ORDER BY r.run DESC LIMIT {RUNS_SHOWN}"
-        ))?;
-        let rows = runs
-            .query_map([], |r| {
-                Ok(RunRow {
-                    run: r.get(0)?,
-                    state: r.get(1)?,
-                    started_ms: r.get(2)?,
-                    ended_ms: r.get(3)?,
-                    config: r.get(4)?,
-                    accounts: r.get(5)?,
-                    passes: r.get(6)?,
-                    attempts: r.get(7)?,
-                    live: r.get(8)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        report.runs = rows
-            .into_iter()
-            .rev()
-            .map(RunRow::status)
-            .collect::<Result<_>>()?;
-        report.last_run = report.runs.last().cloned();
-
-        if let Some(last) = &report.last_run {
-            let mut passes = conn.prepare(sql::PASS_RESULTS)?;
-            let pass_rows = passes
-                .query_map([last.run], |r| {
-                    Ok((r.get::<_, u32>(0)?, r.get::<_, Option<String>>(1)?))
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            let mut counts = conn.prepare(
-                "SELECT outcome, COALESCE(category, ''), COUNT(*) FROM attempts
-                 WHERE run = ?1 AND pass = ?2
-                 GROUP BY outcome, category ORDER BY category",
-            )?;
-            for (pass, result) in pass_rows {
-                let rows = counts
-                    .query_map([last.run, pass], |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, i64>(2)? as u64,
-                        ))
-                    })?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
-                let at = RunPass {
-                    run: last.run,
-                    pass,
-                };
-                report
-                    .passes
-                    .push(PassStatus::from_counts(at, result, rows));
-            }
-            let mut processes = conn.prepare(
-                "SELECT id, run, pid, state, started_ms, ended_ms, stop_requested FROM processes
-                 WHERE run = ?1 ORDER BY id DESC LIMIT 10",
-            )?;
-            report.processes = processes
-                .query_map([last.run], |r| {
-                    Ok(ProcessStatus {
-                        id: r.get(0)?,
-                        run: r.get(1)?,
-                        pid: r.get::<_, i64>(2)? as u32,
-                        host: None,
-                        state: r.get(3)?,
-                        started_ms: read_ms(r.get::<_, i64>(4)?),
-                        ended_ms: r.get::<_, Option<i64>>(5)?.map(read_ms),
-                        stop_requested: r.get::<_, i64>(6)? != 0,
-                    })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            report.processes.reverse();
-        }
-
-        let entries = |state: &str| -> Result<(Vec<RetryEntry>, u64)> {
-            let total =
-                conn.query_row("SELECT COUNT(*) FROM jobs WHERE state = ?1", [state], |r| {
-                    r.get::<_, i64>(0)
-                })? as u64;
-            let mut stmt = conn.prepare(
-                "SELECT id, account, category, COALESCE(gave_up || ': ' || reason, reason), decided_by, not_before_ms
-                 FROM jobs WHERE state = ?1 ORDER BY seq LIMIT 10",
-            )?;
-            let list = stmt
-                .query_map([state], |r| {
-                    Ok(RetryEntry {
-                        job: r.get(0)?,
-                        account: r.get(1)?,
-                        category: r.get(2)?,
-                        reason: r.get(3)?,
-                        decided_by: r.get(4)?,
-                        not_before_ms: r.get::<_, Option<i64>>(5)?.map(read_ms),
-                    })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok((list, total))
-        };
-        (report.next_retries, report.retries_total) = entries("retry")?;
-        (_, report.failures_total) = entries("failed")?;
-        (report.held, report.held_total) = entries("needs-review")?;
-        let mut reasons = conn.prepare(sql::FAILURE_REASONS)?;
-        report.failure_reasons = reasons
-            .query_map([], |r| {
-                Ok(ReasonCount {
-                    category: r.get(0)?,
-                    reason: r.get(1)?,
-                    jobs: r.get::<_, i64>(2)? as u64,
-                    example: r.get(3)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(report)
+        crate::status::assemble(&StatusReads(&conn))
     }
 
     fn job_summaries(&self) -> Result<Vec<JobSummary>> {
@@ -1281,4 +1117,141 @@ fn one<T>(
     f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
 ) -> Result<T> {
     Ok(tx.prepare_cached(sql)?.query_row(params, f)?)
+}
+
+/// `--status`'s queries, on a connection held for the whole report.
+struct StatusReads<'c>(&'c Connection);
+
+impl StatusQueries for StatusReads<'_> {
+    fn count(&self, sql: &str) -> Result<u64> {
+        Ok(self.0.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    fn counts(&self, sql: &str) -> Result<Vec<(String, u64)>> {
+        let mut stmt = self.0.prepare(sql)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn newest_runs(&self) -> Result<Vec<RunRow>> {
+        let mut runs = self.0.prepare(&format!(
+            "SELECT r.run, r.state, r.started_ms, r.ended_ms, r.config, r.accounts,
+                    (SELECT COALESCE(MAX(pass), 0) FROM passes p WHERE p.run = r.run),
+                    (SELECT COUNT(*) FROM attempts a WHERE a.run = r.run),
+                    EXISTS (SELECT 1 FROM processes x WHERE x.run = r.run AND x.state = 'running')
+             FROM runs r ORDER BY r.run DESC LIMIT {RUNS_SHOWN}"
+        ))?;
+        let rows = runs
+            .query_map([], |r| {
+                Ok(RunRow {
+                    run: r.get(0)?,
+                    state: r.get(1)?,
+                    started_ms: r.get(2)?,
+                    ended_ms: r.get(3)?,
+                    config: r.get(4)?,
+                    accounts: r.get(5)?,
+                    passes: r.get(6)?,
+                    attempts: r.get(7)?,
+                    live: r.get(8)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn passes(&self, run: u32) -> Result<Vec<(u32, Option<String>)>> {
+        let mut passes = self.0.prepare(sql::PASS_RESULTS)?;
+        let rows = passes
+            .query_map([run], |r| {
+                Ok((r.get::<_, u32>(0)?, r.get::<_, Option<String>>(1)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn pass_counts(&self, at: RunPass) -> Result<Vec<(String, String, u64)>> {
+        let mut counts = self.0.prepare(
+            "SELECT outcome, COALESCE(category, ''), COUNT(*) FROM attempts
+             WHERE run = ?1 AND pass = ?2
+             GROUP BY outcome, category ORDER BY category",
+        )?;
+        let rows = counts
+            .query_map([at.run, at.pass], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)? as u64,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// The newest ten: one process at a time works on a SQLite store.
+    fn processes(&self, run: u32) -> Result<Vec<ProcessStatus>> {
+        let mut processes = self.0.prepare(
+            "SELECT id, run, pid, state, started_ms, ended_ms, stop_requested FROM processes
+             WHERE run = ?1 ORDER BY id DESC LIMIT 10",
+        )?;
+        let rows = processes
+            .query_map([run], |r| {
+                Ok(ProcessStatus {
+                    id: r.get(0)?,
+                    run: r.get(1)?,
+                    pid: r.get::<_, i64>(2)? as u32,
+                    host: None,
+                    state: r.get(3)?,
+                    started_ms: read_ms(r.get::<_, i64>(4)?),
+                    ended_ms: r.get::<_, Option<i64>>(5)?.map(read_ms),
+                    stop_requested: r.get::<_, i64>(6)? != 0,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn jobs_in_state(&self, state: JobState) -> Result<(Vec<RetryEntry>, u64)> {
+        let state = state.as_str();
+        let total =
+            self.0
+                .query_row("SELECT COUNT(*) FROM jobs WHERE state = ?1", [state], |r| {
+                    r.get::<_, i64>(0)
+                })? as u64;
+        let mut stmt = self.0.prepare(
+            "SELECT id, account, category, COALESCE(gave_up || ': ' || reason, reason), decided_by, not_before_ms
+             FROM jobs WHERE state = ?1 ORDER BY seq LIMIT 10",
+        )?;
+        let list = stmt
+            .query_map([state], |r| {
+                Ok(RetryEntry {
+                    job: r.get(0)?,
+                    account: r.get(1)?,
+                    category: r.get(2)?,
+                    reason: r.get(3)?,
+                    decided_by: r.get(4)?,
+                    not_before_ms: r.get::<_, Option<i64>>(5)?.map(read_ms),
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok((list, total))
+    }
+
+    fn failure_reasons(&self) -> Result<Vec<ReasonCount>> {
+        let mut reasons = self.0.prepare(sql::FAILURE_REASONS)?;
+        let rows = reasons
+            .query_map([], |r| {
+                Ok(ReasonCount {
+                    category: r.get(0)?,
+                    reason: r.get(1)?,
+                    jobs: r.get::<_, i64>(2)? as u64,
+                    example: r.get(3)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
 }
