@@ -15,7 +15,6 @@
 
 mod durable;
 mod error;
-mod group;
 mod join;
 mod lock;
 mod model;

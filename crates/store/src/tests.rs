@@ -317,10 +317,10 @@ fn account_and_platform_waits_outlive_the_run_that_saw_them() {
 fn schema_1_file(dir: &std::path::Path) -> std::path::PathBuf {
     let path = dir.join("state.sqlite");
     let conn = rusqlite::Connection::open(&path).unwrap();
-    let v1 = super::sqlite::SCHEMA.replace(",\n    retry_scope      TEXT", "");
+    let v1 = crate::sqlite::schema::SCHEMA.replace(",\n    retry_scope      TEXT", "");
     assert_ne!(
         v1,
-        super::sqlite::SCHEMA,
+        crate::sqlite::schema::SCHEMA,
         "the schema 1 text is derived by removing the column"
     );
     conn.execute_batch(&format!(
@@ -717,7 +717,7 @@ fn schema_2_file(dir: &std::path::Path) -> std::path::PathBuf {
                                ended_ms, outcome, remote_id, category, retry_scope)
          VALUES ('a', 1, 1, 1, 'ka', 110, 120, 'succeeded', 'r-1', NULL, NULL),
                 ('b', 1, 1, 1, 'kb', 110, 130, 'failed', NULL, 'retryable', 'job');",
-        super::sqlite::SCHEMA
+        crate::sqlite::schema::SCHEMA
     ))
     .unwrap();
     path

@@ -17,13 +17,13 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
-use crate::sqlite::{begin_attempt_in, finish_attempt_in};
+use super::attempts::{begin_attempt_in, finish_attempt_in};
 use crate::write::{Reply, Write};
 use crate::{AttemptId, Durable, Result, StoreError};
 
 /// The writer thread's queue.
 #[derive(Debug)]
-pub(crate) struct GroupCommit {
+pub(super) struct GroupCommit {
     /// `None` once the store is being dropped.
     queue: Option<mpsc::Sender<(Write, Reply)>>,
     writer: Option<std::thread::JoinHandle<()>>,
@@ -32,7 +32,7 @@ pub(crate) struct GroupCommit {
 impl GroupCommit {
     /// Starts the writer thread for `conn`; it ends when the store is
     /// dropped.
-    pub(crate) fn start(conn: Arc<Mutex<Connection>>) -> std::io::Result<Self> {
+    pub(super) fn start(conn: Arc<Mutex<Connection>>) -> std::io::Result<Self> {
         let (sender, receiver) = mpsc::channel::<(Write, Reply)>();
         let writer = std::thread::Builder::new()
             .name("orchestrator-store".into())
@@ -55,7 +55,7 @@ impl GroupCommit {
 
     /// Queues `write`, answered through `reply` once it is committed;
     /// returns the answer to wait for.
-    pub(crate) fn submit<T>(
+    pub(super) fn submit<T>(
         &self,
         write: Write,
         (reply, answer): (Reply, Durable<T>),
@@ -81,7 +81,7 @@ impl Drop for GroupCommit {
 
 /// Commits `writes` in one transaction; every write gets its own result,
 /// the attempt it wrote.
-pub(crate) fn commit(conn: &mut Connection, writes: &[Write]) -> Vec<Result<AttemptId>> {
+pub(super) fn commit(conn: &mut Connection, writes: &[Write]) -> Vec<Result<AttemptId>> {
     let mut tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => return fail_all(writes.len(), &e),
