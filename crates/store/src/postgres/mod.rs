@@ -13,14 +13,15 @@
 //! Every call runs on the store's own small runtime, so the caller may be
 //! synchronous or async. A call that loses its connection (the server
 //! restarted, the network dropped) is retried until the database answers
-//! again or [`outage::OUTAGE_LIMIT`] passes; each write is idempotent, so a retry of
-//! a transaction whose commit was not acknowledged does no harm.
+//! again or [`outage::OUTAGE_LIMIT`] passes; each write is idempotent, so a
+//! retry of a transaction whose commit was not acknowledged does no harm.
 //!
-//! The parts: [`schema`] (migrations), [`outage`] (calls on the store's
-//! runtime, retried through an outage), [`writer`] (the attempts' writes,
-//! committed in groups) and [`attempts`] (their SQL), [`leases`] (claims,
-//! renewals, taking back what a lost process held), [`runs`] (which run a
-//! process joins), [`writes`] and [`reads`] (the two halves of the store).
+//! The parts: [`schema`] (migrations), [`url`] (the URL as messages show
+//! it), [`outage`] (calls on the store's runtime, retried through an
+//! outage), [`writer`] (the attempts' writes, committed in groups) and
+//! [`attempts`] (their SQL), [`leases`] (claims, renewals, taking back what
+//! a lost process held), [`runs`] (which run a process joins), [`writes`]
+//! and [`reads`] (the two halves of the store).
 
 mod attempts;
 mod leases;

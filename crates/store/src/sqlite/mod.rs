@@ -9,6 +9,7 @@ mod attempts;
 mod group;
 mod reads;
 mod runs;
+// The tests build files of older schemas from its text.
 pub(crate) mod schema;
 mod writes;
 
