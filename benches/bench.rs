@@ -504,7 +504,7 @@ async fn postgres_scaling(sizes: &Sizes, root: &Path) -> Vec<(String, String, St
 
 /// The first attempt's start and the last one's end, in ms.
 fn attempt_span(state: &Path) -> (u64, u64) {
-    use orchestrator_store::Store;
+    use orchestrator_store::ReadStore;
     let store = orchestrator_store::SqliteStore::open_read_only(state).expect("the state opens");
     let rows = store.report().expect("the report reads");
     let first = rows.iter().map(|r| r.attempt.started_ms).min().unwrap_or(0);

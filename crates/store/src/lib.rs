@@ -3,7 +3,9 @@
 //! Start from the [`Store`] trait: jobs imported from the jobs file, every
 //! attempt (recorded as in flight before the plugin runs, and with its
 //! outcome after), the runs (each a series of passes with its own budgets,
-//! see [`Store::join_run`]) and the processes that worked on them.
+//! see [`RunStore::join_run`]) and the processes that worked on them. It is
+//! two traits in one: [`RunStore`], what a run writes and steers by, and
+//! [`ReadStore`], what `--status`, `report` and `explain` read.
 //! [`SqliteStore`] is the embedded default; [`PostgresStore`] lets processes
 //! on many machines share one batch, under leases. The status command reads only
 //! the store, so it works from another terminal while a run is going on.
@@ -11,213 +13,32 @@
 //! Nothing here knows about WebAssembly; the runner hands in plain
 //! [`orchestrator_contract`] values.
 
-mod group;
+mod durable;
+mod error;
 mod join;
 mod lock;
 mod model;
 mod postgres;
 mod sql;
 mod sqlite;
+mod status;
+mod store;
+mod write;
 
-pub use group::Durable;
+pub use durable::Durable;
+pub use error::{Result, StoreError};
 pub use lock::{Acquired, RunLock};
 pub use model::*;
 pub use postgres::{
     DEFAULT_LEASE, POSTGRES_SCHEMA_VERSION, PostgresStore, is_postgres_url, without_password,
 };
 pub use sqlite::SqliteStore;
+pub use store::{ReadStore, RunStore, Store};
 
-/// Why the store could not do what was asked.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("cannot open the state file {path}: {reason}")]
-    Open { path: String, reason: String },
-    #[error(
-        "the state file {path} was written by a newer orchestrator (schema {found}, this one knows {known}); use a newer orchestrator or another --state-file"
-    )]
-    NewerSchema {
-        path: String,
-        found: i64,
-        known: i64,
-    },
-    #[error(
-        "the state file {path} is read-only; make it writable (chmod u+w) or use another --state-file"
-    )]
-    ReadOnly { path: String },
-    #[error(
-        "another run{} is working on {path}; wait for it, stop it with --stop-all, or give --take-over (alias --force-kill-ports) to stop it and take over",
-        pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
-    )]
-    Locked { path: String, pid: Option<u32> },
-    #[error("the state file's database failed: {0}")]
-    Database(#[from] rusqlite::Error),
-    #[error("the PostgreSQL store failed: {0}")]
-    Postgres(String),
-    /// Another process took the job over after this process's lease
-    /// expired.
-    #[error("job {0} was taken over by another process after this one's lease expired")]
-    LeaseLost(String),
-    /// The job changed since it was handed out (an operator cancelled it):
-    /// it is not to be attempted now.
-    #[error("job {job} is {state} now, not to be attempted")]
-    NotEligible { job: String, state: String },
-    #[error(
-        "run {run} is in progress on other processes with other settings: {differences}; start this process with the same settings, or wait for that run to finish"
-    )]
-    RunInProgress { run: u32, differences: String },
-    /// The process lost touch with the store for longer than its lease, and
-    /// meanwhile its run was closed for a new one.
-    #[error(
-        "run {0} was closed while this process could not reach the store; the run that replaced it goes on with the work"
-    )]
-    RunClosed(u32),
-    #[error("no job {} in the batch", .0.iter().map(|id| format!("{id:?}")).collect::<Vec<_>>().join(", "))]
-    UnknownJobs(Vec<String>),
-    #[error("the state file holds a value it cannot read: {0}")]
-    Corrupt(String),
-    #[error("the state file's database could not commit: {0}")]
-    Commit(String),
-}
-
-pub type Result<T, E = StoreError> = std::result::Result<T, E>;
-
-/// The store behind a batch. Every method is one transaction.
-pub trait Store: Send + Sync {
-    /// Imports jobs, keeping what is already stored under the same id.
-    fn import(&self, jobs: &[NewJob], source: &str) -> Result<ImportSummary>;
-    /// Forgets the stored batch (jobs, attempts, runs, passes, processes).
-    fn clear(&self) -> Result<()>;
-    /// How many jobs the batch holds.
-    fn job_count(&self) -> Result<u64>;
-    /// The schema version the store holds (migrations are applied when it
-    /// opens).
-    fn schema_version(&self) -> Result<i64>;
-
-    /// Records a process as working on the batch, and on which run.
-    ///
-    /// Attempts that a dead process left in flight become `uncertain`:
-    /// their jobs are eligible again (same idempotency key), or held for
-    /// review when the attempt is older than the platform's key window.
-    /// Then, by [`join::plan`]: the process joins the open run other
-    /// processes work on; or resumes the open run that was cut short, when
-    /// its budget settings and accounts are the same; or begins a new run,
-    /// closing the one cut short. A new run reopens the jobs that failed in
-    /// earlier runs with a category its settings retry (the others are
-    /// reported as skipped), and gives every open job of its accounts a
-    /// fresh budget.
-    fn join_run(&self, process: &NewProcess) -> Result<Joined>;
-    /// Records that `process` stopped working: what it still holds goes
-    /// back at once.
-    fn leave_run(&self, process: ProcessId, state: ProcessState) -> Result<()>;
-    /// Asks every running process to stop; returns how many were asked.
-    fn request_stop(&self) -> Result<u32>;
-    /// Lets jobs held for review be retried; returns how many.
-    fn release_held(&self) -> Result<u64>;
-    fn stop_requested(&self, process: ProcessId) -> Result<bool>;
-    /// Cancels jobs: they are never attempted again. One in flight is
-    /// cancelled when its attempt ends, unless it posted. An unknown id
-    /// fails the whole call, changing nothing.
-    fn cancel(&self, jobs: &[String]) -> Result<Vec<(String, JobChange)>>;
-    /// Makes failed, cancelled or held jobs eligible again, whatever their
-    /// category, with a fresh budget: a run going on takes them in its
-    /// current or next pass, otherwise the next run. An unknown id fails
-    /// the whole call, changing nothing.
-    fn retry(&self, jobs: &[String]) -> Result<Vec<(String, JobChange)>>;
-
-    /// Where `run` stands.
-    fn run_state(&self, run: u32) -> Result<RunState>;
-    /// The newest pass of `run` begun, if any: its number, when it opens,
-    /// and whether it ended. Every process sharing the store agrees on it.
-    fn latest_pass(&self, run: u32) -> Result<Option<PassMark>>;
-    /// Opens a pass at `opens_ms`; a pass another process opened first
-    /// stays as it is.
-    fn begin_pass(&self, at: RunPass, opens_ms: u64) -> Result<()>;
-    /// Ends a pass with `result` and, in the same transaction, opens `next`
-    /// (its number and when it opens) or, without one, finishes the run.
-    /// Returns whether this call ended it: `false` when another process
-    /// did first.
-    fn end_pass(
-        &self,
-        at: RunPass,
-        result: &orchestrator_retry::PassResult,
-        next: Option<(u32, u64)>,
-    ) -> Result<bool>;
-    /// Finishes `run` without another pass (nothing was left to do).
-    fn end_run(&self, run: u32) -> Result<()>;
-    /// Jobs to attempt in pass `pass` of the current run: pending or to
-    /// retry, not yet attempted in it, optionally only of some accounts; in
-    /// import order.
-    fn eligible_jobs(&self, pass: u32, accounts: Option<&[String]>) -> Result<Vec<StoredJob>>;
-    /// How many jobs [`Store::eligible_jobs`] would return.
-    fn eligible_count(&self, pass: u32, accounts: Option<&[String]>) -> Result<u64>;
-    /// Hands `process` jobs to attempt in `pass`, in import order, under a
-    /// lease when other processes may share the store. A store only one
-    /// process may use at a time hands out all of them at once; a shared
-    /// one hands out what `limit` allows, never jobs of an account another
-    /// live process holds, and first takes back the jobs of processes whose
-    /// leases expired (their attempts in flight become uncertain, as after
-    /// a crash).
-    fn claim(
-        &self,
-        process: ProcessId,
-        pass: u32,
-        accounts: Option<&[String]>,
-        limit: ClaimLimit,
-    ) -> Result<Vec<StoredJob>> {
-        let _ = (process, limit);
-        self.eligible_jobs(pass, accounts)
-    }
-    /// Jobs of `pass` not finished yet anywhere: eligible, claimed or in
-    /// flight. The pass ends when this is 0.
-    fn unfinished_in_pass(&self, pass: u32, accounts: Option<&[String]>) -> Result<u64>;
-    /// Keeps `process`'s leases (and its heartbeat) alive; a shared store's
-    /// processes call it well within the lease.
-    fn renew(&self, process: ProcessId) -> Result<()> {
-        let _ = process;
-        Ok(())
-    }
-    /// How long a lease lasts, when the store hands out leases.
-    fn lease(&self) -> Option<std::time::Duration> {
-        None
-    }
-    /// The accounts whose jobs a run may yet attempt: every job not
-    /// succeeded or cancelled.
-    fn accounts_with_work(&self) -> Result<Vec<String>>;
-    /// Counts the jobs (optionally of some accounts) by where they stand.
-    fn tally(&self, accounts: Option<&[String]>) -> Result<orchestrator_retry::PassTally>;
-
-    /// Records an attempt as in flight, in pass `at`, before the plugin
-    /// runs.
-    fn begin_attempt(&self, job: &StoredJob, at: RunPass) -> Result<AttemptId>;
-    /// Records an attempt's outcome and the job's new state together.
-    fn finish_attempt(&self, attempt: AttemptId, outcome: &AttemptOutcome) -> Result<()>;
-    /// [`Store::begin_attempt`] for async callers: the write is queued, and
-    /// the answer arrives once it is durable, committed with whatever other
-    /// writes were queued meanwhile.
-    fn queue_begin_attempt(&self, job: &StoredJob, at: RunPass) -> Durable<AttemptId> {
-        Durable::ready(self.begin_attempt(job, at))
-    }
-    /// [`Store::finish_attempt`] for async callers, as
-    /// [`Store::queue_begin_attempt`].
-    fn queue_finish_attempt(&self, attempt: AttemptId, outcome: &AttemptOutcome) -> Durable<()> {
-        Durable::ready(self.finish_attempt(attempt, outcome))
-    }
-    /// The account and platform waits still running at `now_ms`, the latest
-    /// per account and scope: a run that starts (or resumes) honours what
-    /// the platform asked of the runs before it, each wait at most
-    /// `max_wait_ms` long (whatever an older or hostile writer stored).
-    fn pauses(&self, now_ms: u64, max_wait_ms: u64) -> Result<Vec<Pause>>;
-
-    /// Everything `--status` shows.
-    fn status(&self) -> Result<StatusReport>;
-    /// Every job's current state, in import order.
-    fn job_summaries(&self) -> Result<Vec<JobSummary>>;
-    /// A job's attempts, oldest first.
-    fn attempts(&self, job: &str) -> Result<Vec<AttemptRecord>>;
-    /// One job, if the batch has it.
-    fn job(&self, id: &str) -> Result<Option<StoredJob>>;
-    /// Every attempt of the batch, by job in import order, oldest first.
-    fn report(&self) -> Result<Vec<ReportRow>>;
+/// The store traits, for callers that name a concrete store
+/// (`SqliteStore::open(…)?.status()`): `use orchestrator_store::prelude::*;`.
+pub mod prelude {
+    pub use crate::{ReadStore, RunStore, Store};
 }
 
 /// The idempotency key of a job: stable across attempts, passes and

@@ -7,9 +7,10 @@ use std::time::Duration;
 use orchestrator_contract::Receipt;
 use orchestrator_pg_cluster::Cluster;
 use orchestrator_retry::RetryConfig;
+use orchestrator_store::prelude::*;
 use orchestrator_store::{
     AttemptOutcome, ClaimLimit, DEFAULT_LEASE, JobState, Joined, JoinedHow, NewJob, NewProcess,
-    PostgresStore, ProcessId, RunPass, Store, StoreError,
+    PostgresStore, ProcessId, RunPass, StoreError,
 };
 
 fn job(id: &str, account: &str) -> NewJob {
