@@ -120,6 +120,17 @@ enum TokenSource {
 }
 
 impl AccountConfig {
+    /// An account at `base_url` without a token or settings.
+    pub fn new(name: &str, base_url: &str) -> Self {
+        AccountConfig {
+            name: name.to_owned(),
+            base_url: base_url.to_owned(),
+            settings: Vec::new(),
+            allow_hosts: Vec::new(),
+            token: TokenSource::None,
+        }
+    }
+
     /// Reads the token now, once, so attempts never touch the environment
     /// or the disk for it; the message never contains the token.
     pub fn resolve_token(&mut self) -> Result<(), InputError> {

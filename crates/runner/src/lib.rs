@@ -21,6 +21,8 @@ pub mod input;
 mod outage;
 mod pause;
 pub mod plugins;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;

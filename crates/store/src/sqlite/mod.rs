@@ -124,6 +124,16 @@ impl SqliteStore {
         })
     }
 
+    /// The same store writing each attempt's record on the caller's thread,
+    /// one transaction each, rather than through the group-commit writer:
+    /// slower under load, but a write is done when the call returns (what a
+    /// test under tokio's paused clock needs, where time would otherwise
+    /// run on while the writer's thread commits).
+    pub fn without_group_commit(mut self) -> Self {
+        self.group = None;
+        self
+    }
+
     /// One write in a transaction of its own, on the caller's thread.
     fn write_now(&self, write: Write) -> Result<AttemptId> {
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
