@@ -229,28 +229,33 @@ impl Runner {
         stop: watch::Sender<bool>,
     ) -> Result<RunOutcome, RunError> {
         let store = &self.store;
-        self.check_accounts()?;
-        let joined = store.join_run(&NewProcess {
+        self.check_accounts().await?;
+        let new = NewProcess {
             pid: std::process::id(),
             config: self.options.config,
             workers: self.options.workers,
             accounts: self.options.only_accounts.clone(),
             key_window_ms: self.options.key_window.as_millis() as u64,
-        })?;
+        };
+        let joined = self.call(move |s| s.join_run(&new)).await?;
         let (process, run) = (joined.process, joined.run);
         report(RunEvent::Started {
             config: self.options.config,
-            jobs: store.job_count()?,
+            jobs: self.call(|s| s.job_count()).await?,
             run,
             how: joined.how,
             accounts: joined.accounts.clone(),
-            at_pass: store.latest_pass(run)?.map(|mark| mark.pass),
+            at_pass: self
+                .call(move |s| s.latest_pass(run))
+                .await?
+                .map(|m| m.pass),
         });
         // The platform's waits outlast the run that was told of them (as
         // long as this run lets any wait last).
         let max_wait = self.options.max_retry_after.as_millis() as u64;
+        let now = self.clock.now_ms();
         self.pauses.restore(
-            &store.pauses(self.clock.now_ms(), max_wait)?,
+            &self.call(move |s| s.pauses(now, max_wait)).await?,
             &self.batch().accounts,
         );
 
@@ -299,21 +304,21 @@ impl Runner {
         let end = match result {
             Ok(end) => end,
             Err(e) => {
-                let _ = store.leave_run(process, ProcessState::Stopped);
+                let _ = self
+                    .call(move |s| s.leave_run(process, ProcessState::Stopped))
+                    .await;
                 return Err(e);
             }
         };
-        store.leave_run(
-            process,
-            match end {
-                RunEnd::Stopped => ProcessState::Stopped,
-                _ => ProcessState::Finished,
-            },
-        )?;
+        let state = match end {
+            RunEnd::Stopped => ProcessState::Stopped,
+            _ => ProcessState::Finished,
+        };
+        self.call(move |s| s.leave_run(process, state)).await?;
         Ok(RunOutcome {
             run,
             end,
-            tally: store.tally(scope.as_deref())?,
+            tally: self.call(move |s| s.tally(scope.as_deref())).await?,
         })
     }
 
@@ -349,9 +354,9 @@ impl Runner {
 
     /// Every job a run may attempt must belong to an account in the
     /// accounts file.
-    fn check_accounts(&self) -> Result<(), RunError> {
+    async fn check_accounts(&self) -> Result<(), RunError> {
         let only = self.options.only_accounts.as_deref();
-        let used = self.store.accounts_with_work()?;
+        let used = self.call(|s| s.accounts_with_work()).await?;
         match input::missing_accounts(
             used.iter().map(String::as_str),
             &self.batch().accounts,
@@ -375,30 +380,36 @@ impl Runner {
         report: &Arc<dyn Fn(RunEvent) + Send + Sync>,
         stop: &watch::Sender<bool>,
     ) -> Result<RunEnd, RunError> {
-        let store = &self.store;
         let config = self.options.config;
+        let owned = scope.map(<[String]>::to_vec);
+        let tally = || {
+            let scope = owned.clone();
+            self.call(move |s| s.tally(scope.as_deref()))
+        };
         let mut worked = false;
         let mut planned: Option<Duration> = None;
         loop {
             if *stop.borrow() {
                 return Ok(RunEnd::Stopped);
             }
-            let latest = store.latest_pass(run)?;
+            let latest = self.call(move |s| s.latest_pass(run)).await?;
             let pass = match latest {
                 Some(mark) if !mark.ended => mark,
                 _ => {
                     // No pass open: the run ended, or its next pass is due,
                     // or nothing is left to do in it.
-                    if store.run_state(run)? != RunState::Open {
+                    if self.call(move |s| s.run_state(run)).await? != RunState::Open {
                         break;
                     }
                     let done = latest.map_or(0, |mark| mark.pass);
                     let next = PassManager::new(config, done).start_pass();
                     match next {
-                        Some(next) if store.tally(scope)?.unfinished > 0 => {
-                            store.begin_pass(RunPass { run, pass: next }, self.clock.now_ms())?;
+                        Some(next) if tally().await?.unfinished > 0 => {
+                            let now = self.clock.now_ms();
+                            self.call(move |s| s.begin_pass(RunPass { run, pass: next }, now))
+                                .await?;
                         }
-                        _ => store.end_run(run)?,
+                        _ => self.call(move |s| s.end_run(run)).await?,
                     }
                     continue;
                 }
@@ -425,7 +436,7 @@ impl Runner {
             if self.work_on(process, at, scope, report, stop).await? {
                 return Ok(RunEnd::Stopped);
             }
-            let result = PassManager::new(config, pass.pass).end_pass(store.tally(scope)?);
+            let result = PassManager::new(config, pass.pass).end_pass(tally().await?);
             let delay = config.delay_before(pass.pass + 1, jitter());
             let next = result.continues().then(|| {
                 (
@@ -433,7 +444,8 @@ impl Runner {
                     self.clock.now_ms() + delay.as_millis() as u64,
                 )
             });
-            if store.end_pass(at, &result, next)? && next.is_some() {
+            let ended = self.call(move |s| s.end_pass(at, &result, next));
+            if ended.await? && next.is_some() {
                 planned = Some(delay);
             }
             report(RunEvent::PassEnded {
@@ -441,7 +453,7 @@ impl Runner {
                 result,
             });
         }
-        let tally = store.tally(scope)?;
+        let tally = tally().await?;
         if tally.failed == 0 && tally.unfinished == 0 && tally.held == 0 {
             Ok(RunEnd::AllSucceeded)
         } else {
@@ -459,13 +471,17 @@ impl Runner {
         report: &Arc<dyn Fn(RunEvent) + Send + Sync>,
         stop: &watch::Sender<bool>,
     ) -> Result<bool, RunError> {
-        let store = &self.store;
+        let owned = scope.map(<[String]>::to_vec);
         self.reload_changed(report).await;
         report(RunEvent::PassStarted {
             run: at.run,
             pass: at.pass,
             max: self.options.config.max_passes,
-            jobs: store.eligible_count(at.pass, scope)? as usize,
+            jobs: {
+                let scope = owned.clone();
+                self.call(move |s| s.eligible_count(at.pass, scope.as_deref()))
+                    .await? as usize
+            },
         });
         // An account has one attempt in flight at a time, so `workers`
         // accounts keep every worker busy; a few jobs of each last until the
@@ -476,14 +492,19 @@ impl Runner {
             accounts: workers,
         };
         loop {
-            let jobs = store.claim(process, at.pass, scope, limit)?;
+            let scope = owned.clone();
+            let jobs = self
+                .call(move |s| s.claim(process, at.pass, scope.as_deref(), limit))
+                .await?;
             if !jobs.is_empty() {
                 if dispatch::run_pass(self, at, jobs, report.clone(), stop.clone()).await? {
                     return Ok(true);
                 }
                 continue;
             }
-            if store.unfinished_in_pass(at.pass, scope)? == 0 {
+            let scope = owned.clone();
+            let unfinished = self.call(move |s| s.unfinished_in_pass(at.pass, scope.as_deref()));
+            if unfinished.await? == 0 {
                 return Ok(false);
             }
             // Other processes hold the rest; theirs may yet come back to us
@@ -491,6 +512,20 @@ impl Runner {
             if self.sleep(CLAIM_POLL, stop).await {
                 return Ok(true);
             }
+        }
+    }
+
+    /// Runs one store call on tokio's blocking threads: a shared store may
+    /// wait out a database outage for minutes, which must not park a thread
+    /// the attempts run on.
+    async fn call<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || call(store.as_ref())).await {
+            Ok(answer) => answer,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
         }
     }
 
