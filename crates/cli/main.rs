@@ -135,7 +135,7 @@ fn main() -> ExitCode {
         .and_then(|matches| Cli::from_arg_matches(&matches).map(|cli| (matches, cli)));
     let (matches, mut cli) = match parsed {
         Ok(parsed) => parsed,
-        Err(e) => return parse_error(e),
+        Err(e) => return fail(&e.into()),
     };
     init_logging(&cli.log);
     // The file fills in what the command line left out, for the batch
@@ -144,7 +144,7 @@ fn main() -> ExitCode {
     let effective = if uses_config {
         match config::apply(&mut cli.batch, &matches, cli.config.as_deref()) {
             Ok(effective) => effective,
-            Err(error) => return exit::report(&error),
+            Err(error) => return fail(&error),
         }
     } else {
         config::Effective::default()
@@ -165,18 +165,28 @@ fn main() -> ExitCode {
         None if batch.run => run_async(commands::run::run(batch)),
         None if batch.status => commands::status::run(batch),
         None if batch.stop_all => commands::stop::run(batch),
-        None => {
-            // No action: show what there is to do rather than doing nothing.
-            eprintln!(
-                "error: no action given; use one of --run, --status, --stop-all, --seed-only, or a command such as `plugins list` (see --help)"
-            );
-            return ExitCode::from(exit::USAGE);
-        }
+        // No action: show what there is to do rather than doing nothing.
+        None => Err(exit::Exit::new(
+            exit::USAGE,
+            "no action given; use one of --run, --status, --stop-all, --seed-only, or a command such as `plugins list` (see --help)",
+        )
+        .into()),
     };
     match result {
         Ok(code) => ExitCode::from(code),
-        Err(error) => exit::report(&error),
+        Err(error) => fail(&error),
     }
+}
+
+/// Says what went wrong in one line on stderr (but help and version,
+/// which clap gives as errors, go to stdout whole) and ends with the exit
+/// code [`exit::code_of`] picks for it.
+fn fail(error: &anyhow::Error) -> ExitCode {
+    match error.downcast_ref::<clap::Error>() {
+        Some(e) => print_clap_error(e),
+        None => eprintln!("error: {}", exit::message_of(error)),
+    }
+    ExitCode::from(exit::code_of(error))
 }
 
 fn show_config(effective: &config::Effective) -> anyhow::Result<u8> {
@@ -195,10 +205,10 @@ fn show_config(effective: &config::Effective) -> anyhow::Result<u8> {
     Ok(exit::SUCCESS)
 }
 
-/// Help and version go to stdout with exit 0; parse errors are usage errors.
-/// The retry options' heading gets its description here, as clap has no
-/// place for one.
-fn parse_error(e: clap::Error) -> ExitCode {
+/// Help and version go to stdout; any other parse error is clap's, on one
+/// line. The retry options' heading gets its description here, as clap
+/// has no place for one.
+fn print_clap_error(e: &clap::Error) {
     use clap::error::ErrorKind;
     use commands::batch::{RETRY_DESCRIPTION, RETRY_HEADING};
     match e.kind() {
@@ -209,20 +219,11 @@ fn parse_error(e: clap::Error) -> ExitCode {
                 1,
             );
             let _ = output::print(&help);
-            ExitCode::SUCCESS
         }
         ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             let _ = e.print();
-            ExitCode::from(if e.kind() == ErrorKind::DisplayVersion {
-                exit::SUCCESS
-            } else {
-                exit::USAGE
-            })
         }
-        _ => {
-            eprintln!("{}", one_line(&e.render().to_string()));
-            ExitCode::from(exit::USAGE)
-        }
+        _ => eprintln!("{}", one_line(&e.render().to_string())),
     }
 }
 

@@ -10,7 +10,7 @@ use orchestrator_plugin_host::{CompileCache, Limits, NativePolicy};
 use orchestrator_retry::RetryConfig;
 use orchestrator_runner::input;
 use orchestrator_store::{
-    DEFAULT_LEASE, NewJob, PostgresStore, SqliteStore, Store, StoreError, is_postgres_url,
+    DEFAULT_LEASE, NewJob, PostgresStore, SqliteStore, Store, is_postgres_url,
 };
 
 use crate::exit::{self, Exit};
@@ -31,16 +31,12 @@ pub fn store_name(path: &Path) -> String {
     }
 }
 
-fn usage_error(e: StoreError) -> anyhow::Error {
-    Exit::new(exit::USAGE, e.to_string()).into()
-}
-
 /// Opens the store at `path`, a state file or a PostgreSQL URL, creating
 /// it (or bringing its schema up to date) if needed.
 pub fn open_at(path: &Path, lease: Duration) -> Result<Box<dyn Store>> {
     Ok(match postgres_url(path) {
-        Some(url) => Box::new(PostgresStore::open(url, lease).map_err(usage_error)?),
-        None => Box::new(SqliteStore::open(path).map_err(usage_error)?),
+        Some(url) => Box::new(PostgresStore::open(url, lease)?),
+        None => Box::new(SqliteStore::open(path)?),
     })
 }
 
@@ -60,9 +56,7 @@ pub fn open_existing(path: &Path) -> Result<Box<dyn Store>> {
         )
         .into());
     }
-    Ok(Box::new(
-        SqliteStore::open_read_only(path).map_err(usage_error)?,
-    ))
+    Ok(Box::new(SqliteStore::open_read_only(path)?))
 }
 
 #[derive(Debug, Args)]
@@ -426,8 +420,7 @@ impl BatchArgs {
             self.retry.infra_retry_limit,
             !self.retry.no_retry_unknown,
             self.retry.retry_include_non_retryable,
-        )
-        .map_err(|e| Exit::new(exit::USAGE, e.to_string()))?;
+        )?;
         let config = if self.retry.retry_backoff {
             if self.retry.retry_backoff_cap < 0 {
                 return Err(
@@ -502,7 +495,7 @@ impl BatchArgs {
 
     /// Reads `--jobs`; a file with a bad line is refused whole.
     pub fn read_jobs(jobs: &Path) -> Result<Vec<NewJob>> {
-        input::read_jobs(jobs).map_err(|e| Exit::new(exit::USAGE, e.to_string()).into())
+        Ok(input::read_jobs(jobs)?)
     }
 
     /// Imports jobs (after `--force-reseed` clears the store), keeping

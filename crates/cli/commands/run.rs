@@ -10,7 +10,7 @@ use orchestrator_contract::{PluginKind, RetryScope};
 use orchestrator_plugin_host::PluginHost;
 use orchestrator_retry::{PassTally, RetryConfig};
 use orchestrator_runner::{Batch, RunEnd, RunEvent, RunOptions, Runner, input};
-use orchestrator_store::{Acquired, JoinedHow, Store, StoreError};
+use orchestrator_store::{Acquired, JoinedHow, Store};
 
 use crate::commands::batch::{BatchArgs, postgres_url};
 use crate::commands::{progress, status, takeover};
@@ -40,7 +40,7 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
             "--run needs --accounts-file FILE (base URL and token per account)",
         ));
     };
-    let mut accounts = input::read_accounts(accounts_file).map_err(|e| usage(e.to_string()))?;
+    let mut accounts = input::read_accounts(accounts_file)?;
     // A platform's settings are defaults under each of its accounts' own.
     for account in accounts.values_mut() {
         let host = orchestrator_plugin_host::outbound::authority_of(&account.base_url)
@@ -67,7 +67,7 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
 
     // A missing token is found now, not in the middle of a pass.
     for account in accounts.values_mut() {
-        account.resolve_token().map_err(|e| usage(e.to_string()))?;
+        account.resolve_token()?;
     }
     // Everything the files say is checked before anything is imported.
     let jobs = match &args.jobs {
@@ -77,9 +77,7 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
             if let Some(missing) =
                 input::missing_accounts(used, &accounts, args.accounts.as_deref())
             {
-                return Err(usage(
-                    orchestrator_runner::RunError::UnknownAccounts(missing).to_string(),
-                ));
+                return Err(orchestrator_runner::RunError::UnknownAccounts(missing).into());
             }
             Some((path, parsed))
         }
@@ -100,10 +98,7 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
     let mut posters = Vec::new();
     let mut classifiers = Vec::new();
     for path in &args.plugins {
-        let plugin = host
-            .load(path)
-            .await
-            .map_err(|e| Exit::new(exit::USAGE, e.to_string()))?;
+        let plugin = host.load(path).await?;
         match plugin.kind() {
             PluginKind::Poster => posters.push(Arc::new(plugin)),
             PluginKind::Classifier => classifiers.push(Arc::new(plugin)),
@@ -209,19 +204,10 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
             shown.say(&line);
         }
     };
-    let outcome = runner
-        .run(Arc::new(on_event), stop)
-        .await
-        .map_err(|e| match e {
-            // Stored jobs of an account the accounts file lacks, or a run
-            // other processes share under other settings: the operator's
-            // to fix.
-            orchestrator_runner::RunError::UnknownAccounts(_)
-            | orchestrator_runner::RunError::Store(StoreError::RunInProgress { .. }) => {
-                usage(e.to_string())
-            }
-            other => other.into(),
-        })?;
+    // Stored jobs of an account the accounts file lacks, or a run other
+    // processes share under other settings, are the operator's to fix:
+    // `exit::code_of` knows them by type.
+    let outcome = runner.run(Arc::new(on_event), stop).await?;
     if let Some(ticker) = ticker {
         ticker.abort();
     }

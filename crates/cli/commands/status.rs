@@ -27,8 +27,7 @@ pub fn run(args: &BatchArgs) -> Result<u8> {
     let read_only = postgres_url(&args.state_file).is_none()
         && std::fs::metadata(&args.state_file).is_ok_and(|m| m.permissions().readonly());
     let store: Option<Box<dyn Store>> = if read_only {
-        let store = orchestrator_store::SqliteStore::open_read_only(&args.state_file)
-            .map_err(|e| crate::exit::Exit::new(exit::USAGE, e.to_string()))?;
+        let store = orchestrator_store::SqliteStore::open_read_only(&args.state_file)?;
         Some(Box::new(store))
     } else if args.store_exists() {
         Some(args.open_store()?)
