@@ -46,7 +46,7 @@ impl Exit {
 ///
 /// - 0: clap's help and version, which it returns as errors;
 /// - 2 ([`USAGE`]): the command line (clap's errors, a retry setting
-///   that cannot work), the jobs or accounts file
+///   that cannot work), `orchestrator.toml`, the jobs or accounts file
 ///   ([`InputError`], accounts the file lacks), a refused plugin
 ///   ([`LoadError`]), and a state file that cannot be used or is held by
 ///   another run (see [`store_code`]);
@@ -79,7 +79,8 @@ fn code_of_one(error: &(dyn Error + 'static)) -> Option<u8> {
     }
     let usage = error.is::<InputError>()
         || error.is::<LoadError>()
-        || error.is::<orchestrator_retry::ConfigError>();
+        || error.is::<orchestrator_retry::ConfigError>()
+        || error.is::<crate::config::ConfigError>();
     usage.then_some(USAGE)
 }
 

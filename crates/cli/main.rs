@@ -11,6 +11,7 @@ mod config;
 mod exit;
 mod output;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -129,26 +130,11 @@ enum LogFormat {
 }
 
 fn main() -> ExitCode {
-    use clap::{CommandFactory, FromArgMatches};
-    let parsed = Cli::command()
-        .try_get_matches()
-        .and_then(|matches| Cli::from_arg_matches(&matches).map(|cli| (matches, cli)));
-    let (matches, mut cli) = match parsed {
+    let (cli, effective) = match parse(std::env::args_os().collect()) {
         Ok(parsed) => parsed,
-        Err(e) => return fail(&e.into()),
+        Err(error) => return fail(&error),
     };
     init_logging(&cli.log);
-    // The file fills in what the command line left out, for the batch
-    // actions and every command that reads the store or plugins.
-    let uses_config = !matches!(cli.command, Some(Command::Completions(_) | Command::Man));
-    let effective = if uses_config {
-        match config::apply(&mut cli.batch, &matches, cli.config.as_deref()) {
-            Ok(effective) => effective,
-            Err(error) => return fail(&error),
-        }
-    } else {
-        config::Effective::default()
-    };
     let batch = &cli.batch;
     let result = match cli.command {
         Some(Command::Config(ConfigCommand::Show)) => show_config(&effective),
@@ -176,6 +162,26 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(error) => fail(&error),
     }
+}
+
+/// Parses `argv`: the command line, and beneath it the configuration file
+/// for the batch actions and every command that reads the store or
+/// plugins (all but `completions` and `man`); and what `config show` says
+/// of each option.
+fn parse(argv: Vec<OsString>) -> anyhow::Result<(Cli, config::Effective)> {
+    use clap::{CommandFactory, FromArgMatches};
+    let mut command = Cli::command();
+    let given = command.try_get_matches_from_mut(argv.iter().cloned())?;
+    let cli = Cli::from_arg_matches(&given)?;
+    if matches!(cli.command, Some(Command::Completions(_) | Command::Man)) {
+        return Ok((cli, config::Effective::default()));
+    }
+    let file = config::ConfigFile::read(cli.config.as_deref())?;
+    let matches = command.try_get_matches_from_mut(file.beneath(&given, &argv))?;
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    let effective = file.effective(&given, &matches);
+    cli.batch.platforms = file.platforms;
+    Ok((cli, effective))
 }
 
 /// Says what went wrong in one line on stderr (but help and version,
@@ -304,6 +310,22 @@ mod tests {
     #[test]
     fn verify_cli() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_for_the_command_line_only_go_together_after_a_command() {
+        // Each is marked by a group of its own, which must not make them
+        // exclusive where the global flags are copied into a subcommand.
+        let args = [
+            "orchestrator",
+            "plugins",
+            "list",
+            "--json",
+            "--force-reseed",
+            "--take-over",
+            "--release-held",
+        ];
+        Cli::command().try_get_matches_from(args).unwrap();
     }
 
     #[test]

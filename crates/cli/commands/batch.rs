@@ -1,11 +1,16 @@
 //! The flags of the batch actions, and what they share: opening the store,
 //! reading the retry configuration, seeding.
+//!
+//! [`BatchArgs`] is the one definition of every batch option: the command
+//! line, `orchestrator.toml` (see `config.rs`) and `config show` all read
+//! it; a flag the file may not set says so with `command_line_only = true`
+//! ([`CommandLineOnly`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Result;
-use clap::{ArgGroup, Args};
+use clap::{Arg, ArgGroup, Args};
 use orchestrator_plugin_host::{CompileCache, Limits, NativePolicy};
 use orchestrator_retry::RetryConfig;
 use orchestrator_runner::input;
@@ -14,6 +19,41 @@ use orchestrator_store::{
 };
 
 use crate::exit::{self, Exit};
+
+/// Marks, on a flag's definition, that only the command line gives it:
+/// actions and one-off requests (`--run`, `--force-reseed`, `--take-over`,
+/// …) make no sense as lasting settings, so `orchestrator.toml` refuses
+/// them. Written `#[arg(..., command_line_only = true)]`.
+pub trait CommandLineOnly {
+    fn command_line_only(self, yes: bool) -> Self;
+}
+
+/// How the mark is kept: clap keeps no data of ours on an [`Arg`] (its
+/// `ArgExt` is unstable), so a marked flag joins a group of its own,
+/// `command-line-only:ID`. A group of one changes neither parsing nor
+/// help. One group for all of them would not do: in each subcommand, clap
+/// rebuilds it from the global flags as a group of which only one member
+/// may be given.
+const COMMAND_LINE_ONLY: &str = "command-line-only:";
+
+impl CommandLineOnly for Arg {
+    fn command_line_only(self, yes: bool) -> Self {
+        if !yes {
+            return self;
+        }
+        // clap takes only `'static` ids (its `string` feature is off): a
+        // few bytes per marked flag, each time the command is built.
+        let group: &'static str =
+            Box::leak(format!("{COMMAND_LINE_ONLY}{}", self.get_id()).into_boxed_str());
+        self.group(group)
+    }
+}
+
+/// Whether `arg` of the built `command` is marked [`CommandLineOnly`].
+pub fn is_command_line_only(command: &clap::Command, arg: &Arg) -> bool {
+    let group = format!("{COMMAND_LINE_ONLY}{}", arg.get_id());
+    command.get_groups().any(|g| g.get_id() == group.as_str())
+}
 
 /// The state file used when `--state-file` is not given.
 pub const DEFAULT_STATE_FILE: &str = "orchestrator-state.sqlite";
@@ -64,17 +104,22 @@ pub fn open_existing(path: &Path) -> Result<Box<dyn Store>> {
 pub struct BatchArgs {
     /// Import the jobs (if given) and run them: a new run retries every job
     /// still open, in passes; a run cut short is resumed instead.
-    #[arg(long, help_heading = "Actions")]
+    #[arg(long, help_heading = "Actions", command_line_only = true)]
     pub run: bool,
     /// Show where the batch stands; works while a run is in progress.
-    #[arg(long, help_heading = "Actions")]
+    #[arg(long, help_heading = "Actions", command_line_only = true)]
     pub status: bool,
     /// Ask every run on this state file to stop.
-    #[arg(long, help_heading = "Actions")]
+    #[arg(long, help_heading = "Actions", command_line_only = true)]
     pub stop_all: bool,
     /// Import the jobs into the state and exit; with --run too, it wins (as
     /// in the original tool): the jobs are imported, not run.
-    #[arg(long, help_heading = "Actions", conflicts_with_all = ["status", "stop_all"])]
+    #[arg(
+        long,
+        help_heading = "Actions",
+        conflicts_with_all = ["status", "stop_all"],
+        command_line_only = true
+    )]
     pub seed_only: bool,
 
     /// A plugin (.wasm): exactly one poster, and any number of classifiers,
@@ -101,19 +146,24 @@ pub struct BatchArgs {
     )]
     pub workers: i64,
     /// Discard the stored batch and import the jobs again.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, command_line_only = true)]
     pub force_reseed: bool,
     /// With --run, when another run holds the state file: ask it to stop,
     /// wait --grace-period, then SIGTERM and 5 s later SIGKILL it (only its
     /// recorded pid, once checked to be an orchestrator holding this state
     /// file), and take over. --force-kill-ports is the original tool's name.
-    #[arg(long, visible_alias = "force-kill-ports", global = true)]
+    #[arg(
+        long,
+        visible_alias = "force-kill-ports",
+        global = true,
+        command_line_only = true
+    )]
     pub take_over: bool,
     /// Only these accounts' jobs (comma-separated).
     #[arg(long, value_name = "A,B,C", value_delimiter = ',', global = true)]
     pub accounts: Option<Vec<String>>,
     /// Print JSON (with --status).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, command_line_only = true)]
     pub json: bool,
     /// Seconds attempts in flight may take to finish after --stop-all or a
     /// first signal; a second signal aborts at once.
@@ -154,7 +204,7 @@ pub struct BatchArgs {
     )]
     pub progress_interval: i64,
     /// With --run: retry the jobs held for review.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, command_line_only = true)]
     pub release_held: bool,
 
     #[command(flatten)]
