@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Args, Command};
 
-use crate::commands::batch::{BatchArgs, is_command_line_only, store_name};
+use crate::commands::batch::{BadValue, BatchArgs, is_command_line_only, store_name};
 
 /// The file looked for in the working directory.
 pub const DEFAULT_CONFIG: &str = "orchestrator.toml";
@@ -73,6 +73,12 @@ pub enum ConfigError {
         at: String,
         key: String,
         reason: String,
+    },
+    #[error("{at}: {key} {why}")]
+    BadValue {
+        at: String,
+        key: String,
+        why: String,
     },
 }
 
@@ -236,7 +242,15 @@ impl Setting {
         };
         let argv = std::iter::once(OsString::from("orchestrator")).chain(args.clone());
         if let Err(e) = options.try_get_matches_from_mut(argv) {
-            return Err(wrong(at, reason(&e)));
+            let bad = e.source().and_then(|s| s.downcast_ref::<BadValue>());
+            return Err(match bad {
+                Some(bad) => ConfigError::BadValue {
+                    at,
+                    key: key.into(),
+                    why: bad.why.clone(),
+                },
+                None => wrong(at, reason(&e)),
+            });
         }
         Ok(Setting { id, at, args })
     }

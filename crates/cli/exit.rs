@@ -45,8 +45,8 @@ impl Exit {
 /// whose type says what it is, or [`FAILURE`]. By the README's table:
 ///
 /// - 0: clap's help and version, which it returns as errors;
-/// - 2 ([`USAGE`]): the command line (clap's errors, a retry setting
-///   that cannot work), `orchestrator.toml`, the jobs or accounts file
+/// - 2 ([`USAGE`]): the command line (clap's errors, a flag's value out
+///   of range), `orchestrator.toml`, the jobs or accounts file
 ///   ([`InputError`], accounts the file lacks), a refused plugin
 ///   ([`LoadError`]), and a state file that cannot be used or is held by
 ///   another run (see [`store_code`]);
@@ -80,7 +80,8 @@ fn code_of_one(error: &(dyn Error + 'static)) -> Option<u8> {
     let usage = error.is::<InputError>()
         || error.is::<LoadError>()
         || error.is::<orchestrator_retry::ConfigError>()
-        || error.is::<crate::config::ConfigError>();
+        || error.is::<crate::config::ConfigError>()
+        || error.is::<crate::commands::batch::BadValue>();
     usage.then_some(USAGE)
 }
 

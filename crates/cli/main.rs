@@ -211,12 +211,15 @@ fn show_config(effective: &config::Effective) -> anyhow::Result<u8> {
     Ok(exit::SUCCESS)
 }
 
-/// Help and version go to stdout; any other parse error is clap's, on one
-/// line. The retry options' heading gets its description here, as clap
-/// has no place for one.
+/// Help and version go to stdout; a value a flag's parser refused is said
+/// in the flag's own words (`--max-passes must be at least 1`, as the
+/// original tool says it); any other parse error is clap's, on one line.
+/// The retry options' heading gets its description here, as clap has no
+/// place for one.
 fn print_clap_error(e: &clap::Error) {
     use clap::error::ErrorKind;
-    use commands::batch::{RETRY_DESCRIPTION, RETRY_HEADING};
+    use commands::batch::{BadValue, RETRY_DESCRIPTION, RETRY_HEADING};
+    use std::error::Error as _;
     match e.kind() {
         ErrorKind::DisplayHelp => {
             let help = e.render().to_string().replacen(
@@ -229,7 +232,10 @@ fn print_clap_error(e: &clap::Error) {
         ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             let _ = e.print();
         }
-        _ => eprintln!("{}", one_line(&e.render().to_string())),
+        _ => match e.source().and_then(|s| s.downcast_ref::<BadValue>()) {
+            Some(bad) => eprintln!("error: {bad}"),
+            None => eprintln!("{}", one_line(&e.render().to_string())),
+        },
     }
 }
 

@@ -86,9 +86,7 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
 
     let limits = orchestrator_plugin_host::Limits {
         // One call per worker at a time, and a reload's describe.
-        concurrency: u32::try_from(args.workers)
-            .unwrap_or(u32::MAX)
-            .saturating_add(1),
+        concurrency: args.workers.saturating_add(1),
         ..args.limits.limits()?
     };
     let host = PluginHost::with_limits(limits)?
@@ -172,14 +170,14 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
         },
         RunOptions {
             config,
-            workers: u32::try_from(args.workers).unwrap_or(u32::MAX),
+            workers: args.workers,
             only_accounts: args.accounts.clone(),
-            grace: Duration::from_secs(args.grace_period as u64),
+            grace: Duration::from_secs(args.grace_period),
             allow_hosts: args.limits.allow_hosts.clone(),
-            key_window: Duration::from_secs(args.key_window as u64),
+            key_window: Duration::from_secs(args.key_window),
             halt_on_failure_rate: args.retry.halt_on_failure_rate,
-            max_retry_after: Duration::from_secs(args.retry.max_retry_after.max(1) as u64),
-            outage_limit: Duration::from_secs(args.retry.outage_limit.max(0) as u64),
+            max_retry_after: Duration::from_secs(args.retry.max_retry_after),
+            outage_limit: Duration::from_secs(args.retry.outage_limit),
         },
     );
     let (stop, _) = tokio::sync::watch::channel(false);
@@ -188,7 +186,7 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
     let display = progress::Display::for_stderr(args.progress_interval == 0);
     let ticker = (args.progress_interval > 0).then(|| {
         progress::every(
-            Duration::from_secs(args.progress_interval as u64),
+            Duration::from_secs(args.progress_interval),
             progress.clone(),
             display.clone(),
         )

@@ -18,7 +18,7 @@ struct StatusJson<'a> {
     /// `null` when the state file holds no batch yet.
     batch: Option<&'a StatusReport>,
     retry_configuration: RetryConfig,
-    workers: i64,
+    workers: u32,
 }
 
 pub fn run(args: &BatchArgs) -> Result<u8> {
@@ -67,7 +67,7 @@ pub fn run(args: &BatchArgs) -> Result<u8> {
 /// (each as long as `--max-retry-after` lets it be).
 pub fn report_of(store: &dyn Store, args: &BatchArgs) -> Result<StatusReport> {
     let mut report = store.status()?;
-    let max_wait_ms = (args.retry.max_retry_after.max(1) as u64).saturating_mul(1000);
+    let max_wait_ms = args.retry.max_retry_after.saturating_mul(1000);
     report.pauses = store.pauses(crate::commands::run::now_ms(), max_wait_ms)?;
     Ok(report)
 }

@@ -48,7 +48,7 @@ pub async fn acquire(args: &BatchArgs) -> Result<(RunLock, Acquired)> {
         Err(e) => return Err(e.into()),
     };
     let name = state_file.display();
-    let grace = Duration::from_secs(args.grace_period.max(0) as u64);
+    let grace = Duration::from_secs(args.grace_period);
     let holder = pid
         .map(|p| format!("the run (pid {p})"))
         .unwrap_or_else(|| "the run".into());
