@@ -74,6 +74,10 @@ pub enum ConfigError {
         key: String,
         reason: String,
     },
+    #[error(
+        "{at}: {key} is an empty list, which no flag can give; leave the key out for the default"
+    )]
+    EmptyList { at: String, key: String },
     #[error("{at}: {key} {why}")]
     BadValue {
         at: String,
@@ -235,6 +239,14 @@ impl Setting {
             key: key.into(),
             reason,
         };
+        // A list flag given no value is no flag given, and "none" is not
+        // every option's default: `accounts = []` would run them all.
+        if value.as_array().is_some_and(Vec::is_empty) {
+            return Err(ConfigError::EmptyList {
+                at,
+                key: key.into(),
+            });
+        }
         let id = arg.get_id().clone();
         let args = match as_args(arg, value) {
             Ok(args) => args,
@@ -485,6 +497,18 @@ mod tests {
         assert_eq!(row("max-passes"), format!("5 from {}:3", path.display()));
         assert_eq!(row("retry-delay"), "30s from default");
         assert_eq!(row("jobs"), "(not set) from default");
+    }
+
+    #[test]
+    fn an_empty_list_is_refused_rather_than_read_as_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("o.toml");
+        std::fs::write(&path, "accounts = []\n").unwrap();
+        let error = ConfigFile::read(Some(&path)).unwrap_err().to_string();
+        assert!(
+            error.starts_with(&format!("{}:1: accounts is an empty list", path.display())),
+            "{error}"
+        );
     }
 
     #[test]
