@@ -11,6 +11,7 @@ mod config;
 mod exit;
 mod output;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -129,26 +130,11 @@ enum LogFormat {
 }
 
 fn main() -> ExitCode {
-    use clap::{CommandFactory, FromArgMatches};
-    let parsed = Cli::command()
-        .try_get_matches()
-        .and_then(|matches| Cli::from_arg_matches(&matches).map(|cli| (matches, cli)));
-    let (matches, mut cli) = match parsed {
+    let (cli, effective) = match parse(std::env::args_os().collect()) {
         Ok(parsed) => parsed,
-        Err(e) => return parse_error(e),
+        Err(error) => return fail(&error),
     };
     init_logging(&cli.log);
-    // The file fills in what the command line left out, for the batch
-    // actions and every command that reads the store or plugins.
-    let uses_config = !matches!(cli.command, Some(Command::Completions(_) | Command::Man));
-    let effective = if uses_config {
-        match config::apply(&mut cli.batch, &matches, cli.config.as_deref()) {
-            Ok(effective) => effective,
-            Err(error) => return exit::report(&error),
-        }
-    } else {
-        config::Effective::default()
-    };
     let batch = &cli.batch;
     let result = match cli.command {
         Some(Command::Config(ConfigCommand::Show)) => show_config(&effective),
@@ -165,18 +151,48 @@ fn main() -> ExitCode {
         None if batch.run => run_async(commands::run::run(batch)),
         None if batch.status => commands::status::run(batch),
         None if batch.stop_all => commands::stop::run(batch),
-        None => {
-            // No action: show what there is to do rather than doing nothing.
-            eprintln!(
-                "error: no action given; use one of --run, --status, --stop-all, --seed-only, or a command such as `plugins list` (see --help)"
-            );
-            return ExitCode::from(exit::USAGE);
-        }
+        // No action: show what there is to do rather than doing nothing.
+        None => Err(exit::Exit::new(
+            exit::USAGE,
+            "no action given; use one of --run, --status, --stop-all, --seed-only, or a command such as `plugins list` (see --help)",
+        )
+        .into()),
     };
     match result {
         Ok(code) => ExitCode::from(code),
-        Err(error) => exit::report(&error),
+        Err(error) => fail(&error),
     }
+}
+
+/// Parses `argv`: the command line, and beneath it the configuration file
+/// for the batch actions and every command that reads the store or
+/// plugins (all but `completions` and `man`); and what `config show` says
+/// of each option.
+fn parse(argv: Vec<OsString>) -> anyhow::Result<(Cli, config::Effective)> {
+    use clap::{CommandFactory, FromArgMatches};
+    let mut command = Cli::command();
+    let given = command.try_get_matches_from_mut(argv.iter().cloned())?;
+    let cli = Cli::from_arg_matches(&given)?;
+    if matches!(cli.command, Some(Command::Completions(_) | Command::Man)) {
+        return Ok((cli, config::Effective::default()));
+    }
+    let file = config::ConfigFile::read(cli.config.as_deref())?;
+    let matches = command.try_get_matches_from_mut(file.beneath(&given, &argv))?;
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    let effective = file.effective(&given, &matches);
+    cli.batch.platforms = file.platforms;
+    Ok((cli, effective))
+}
+
+/// Says what went wrong in one line on stderr (but help and version,
+/// which clap gives as errors, go to stdout whole) and ends with the exit
+/// code [`exit::code_of`] picks for it.
+fn fail(error: &anyhow::Error) -> ExitCode {
+    match error.downcast_ref::<clap::Error>() {
+        Some(e) => print_clap_error(e),
+        None => eprintln!("error: {}", exit::message_of(error)),
+    }
+    ExitCode::from(exit::code_of(error))
 }
 
 fn show_config(effective: &config::Effective) -> anyhow::Result<u8> {
@@ -195,12 +211,15 @@ fn show_config(effective: &config::Effective) -> anyhow::Result<u8> {
     Ok(exit::SUCCESS)
 }
 
-/// Help and version go to stdout with exit 0; parse errors are usage errors.
+/// Help and version go to stdout; a value a flag's parser refused is said
+/// in the flag's own words (`--max-passes must be at least 1`, as the
+/// original tool says it); any other parse error is clap's, on one line.
 /// The retry options' heading gets its description here, as clap has no
 /// place for one.
-fn parse_error(e: clap::Error) -> ExitCode {
+fn print_clap_error(e: &clap::Error) {
     use clap::error::ErrorKind;
-    use commands::batch::{RETRY_DESCRIPTION, RETRY_HEADING};
+    use commands::batch::{BadValue, RETRY_DESCRIPTION, RETRY_HEADING};
+    use std::error::Error as _;
     match e.kind() {
         ErrorKind::DisplayHelp => {
             let help = e.render().to_string().replacen(
@@ -209,20 +228,14 @@ fn parse_error(e: clap::Error) -> ExitCode {
                 1,
             );
             let _ = output::print(&help);
-            ExitCode::SUCCESS
         }
         ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             let _ = e.print();
-            ExitCode::from(if e.kind() == ErrorKind::DisplayVersion {
-                exit::SUCCESS
-            } else {
-                exit::USAGE
-            })
         }
-        _ => {
-            eprintln!("{}", one_line(&e.render().to_string()));
-            ExitCode::from(exit::USAGE)
-        }
+        _ => match e.source().and_then(|s| s.downcast_ref::<BadValue>()) {
+            Some(bad) => eprintln!("error: {bad}"),
+            None => eprintln!("{}", one_line(&e.render().to_string())),
+        },
     }
 }
 
@@ -303,6 +316,22 @@ mod tests {
     #[test]
     fn verify_cli() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_for_the_command_line_only_go_together_after_a_command() {
+        // Each is marked by a group of its own, which must not make them
+        // exclusive where the global flags are copied into a subcommand.
+        let args = [
+            "orchestrator",
+            "plugins",
+            "list",
+            "--json",
+            "--force-reseed",
+            "--take-over",
+            "--release-held",
+        ];
+        Cli::command().try_get_matches_from(args).unwrap();
     }
 
     #[test]

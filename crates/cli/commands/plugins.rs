@@ -11,7 +11,7 @@ use orchestrator_runner::input;
 use serde::Serialize;
 
 use crate::commands::batch::{BatchArgs, LimitArgs};
-use crate::exit::{self, Exit};
+use crate::exit;
 use crate::output::{Table, print, print_json, shown};
 
 #[derive(Debug, Subcommand)]
@@ -231,8 +231,7 @@ fn capabilities(batch: &BatchArgs, kind: Option<PluginKind>) -> Result<Capabilit
     if kind == Some(PluginKind::Poster)
         && let Some(file) = &batch.accounts_file
     {
-        let accounts =
-            input::read_accounts(file).map_err(|e| Exit::new(exit::USAGE, e.to_string()))?;
+        let accounts = input::read_accounts(file)?;
         for account in accounts.values() {
             let access = account.access(&batch.limits.allow_hosts);
             outbound_http.push(AccountGrant {
@@ -281,7 +280,7 @@ async fn inspect(args: InspectArgs, batch: &BatchArgs) -> Result<u8> {
     }
     match examined.outcome {
         Ok(_) => Ok(exit::SUCCESS),
-        Err(e) => Err(Exit::new(exit::USAGE, e.to_string()).into()),
+        Err(e) => Err(e.into()),
     }
 }
 

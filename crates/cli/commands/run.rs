@@ -13,7 +13,7 @@ use orchestrator_retry::{PassTally, RetryConfig};
 use orchestrator_runner::{
     AssembleError, Batch, RunEnd, RunError, RunEvent, RunOptions, RunOutcome, Runner, input,
 };
-use orchestrator_store::{Acquired, JoinedHow, NewJob, RunLock, Store, StoreError};
+use orchestrator_store::{Acquired, JoinedHow, NewJob, RunLock, Store};
 
 use crate::commands::batch::{BatchArgs, postgres_url};
 use crate::commands::{progress, status, takeover};
@@ -54,14 +54,10 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
     watch_signals(stop.clone())?;
     let display = progress::Display::for_stderr(args.progress_interval == 0);
     let (on_event, ticker) = observe(args, &display);
-    let outcome = runner.run(on_event, stop).await.map_err(|e| match e {
-        // Stored jobs of an account the accounts file lacks, or a run other
-        // processes share under other settings: the operator's to fix.
-        RunError::UnknownAccounts(_) | RunError::Store(StoreError::RunInProgress { .. }) => {
-            usage(e.to_string())
-        }
-        other => other.into(),
-    })?;
+    // Stored jobs of an account the accounts file lacks, or a run other
+    // processes share under other settings, are the operator's to fix:
+    // `exit::code_of` knows them by type.
+    let outcome = runner.run(on_event, stop).await?;
     if let Some(ticker) = ticker {
         ticker.abort();
     }
@@ -78,9 +74,8 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
 /// Everything the files and plugins say, checked before anything is
 /// imported: the batch to run, and the jobs to import (if given).
 async fn prepare(args: &BatchArgs) -> Result<(Batch, Option<(&PathBuf, Vec<NewJob>)>)> {
-    let usage_of = |e: AssembleError| usage(e.to_string());
     if args.plugins.is_empty() {
-        return Err(usage_of(AssembleError::NoPlugins));
+        return Err(AssembleError::NoPlugins.into());
     }
     let Some(accounts_file) = &args.accounts_file else {
         return Err(usage(
@@ -91,8 +86,7 @@ async fn prepare(args: &BatchArgs) -> Result<(Batch, Option<(&PathBuf, Vec<NewJo
         accounts_file,
         &args.platforms,
         args.accounts.as_deref(),
-    )
-    .map_err(usage_of)?;
+    )?;
     let jobs = match &args.jobs {
         Some(path) => {
             let parsed = BatchArgs::read_jobs(path)?;
@@ -100,7 +94,7 @@ async fn prepare(args: &BatchArgs) -> Result<(Batch, Option<(&PathBuf, Vec<NewJo
             if let Some(missing) =
                 input::missing_accounts(used, &accounts, args.accounts.as_deref())
             {
-                return Err(usage(RunError::UnknownAccounts(missing).to_string()));
+                return Err(RunError::UnknownAccounts(missing).into());
             }
             Some((path, parsed))
         }
@@ -108,9 +102,7 @@ async fn prepare(args: &BatchArgs) -> Result<(Batch, Option<(&PathBuf, Vec<NewJo
     };
     let limits = orchestrator_plugin_host::Limits {
         // One call per worker at a time, and a reload's describe.
-        concurrency: u32::try_from(args.workers)
-            .unwrap_or(u32::MAX)
-            .saturating_add(1),
+        concurrency: args.workers.saturating_add(1),
         ..args.limits.limits()?
     };
     let host = PluginHost::with_limits(limits)?
@@ -119,9 +111,9 @@ async fn prepare(args: &BatchArgs) -> Result<(Batch, Option<(&PathBuf, Vec<NewJo
         .with_native(args.limits.native.policy());
     let mut plugins = Vec::new();
     for path in &args.plugins {
-        plugins.push(host.load(path).await.map_err(|e| usage(e.to_string()))?);
+        plugins.push(host.load(path).await?);
     }
-    let batch = Batch::assemble(plugins, accounts, Some(host)).map_err(usage_of)?;
+    let batch = Batch::assemble(plugins, accounts, Some(host))?;
     Ok((batch, jobs))
 }
 
@@ -150,14 +142,14 @@ async fn lock(args: &BatchArgs) -> Result<Option<RunLock>> {
 fn options(args: &BatchArgs, config: RetryConfig) -> RunOptions {
     RunOptions {
         config,
-        workers: u32::try_from(args.workers).unwrap_or(u32::MAX),
+        workers: args.workers,
         only_accounts: args.accounts.clone(),
-        grace: Duration::from_secs(args.grace_period as u64),
+        grace: Duration::from_secs(args.grace_period),
         allow_hosts: args.limits.allow_hosts.clone(),
-        key_window: Duration::from_secs(args.key_window as u64),
+        key_window: Duration::from_secs(args.key_window),
         halt_on_failure_rate: args.retry.halt_on_failure_rate,
-        max_retry_after: Duration::from_secs(args.retry.max_retry_after.max(1) as u64),
-        outage_limit: Duration::from_secs(args.retry.outage_limit.max(0) as u64),
+        max_retry_after: Duration::from_secs(args.retry.max_retry_after),
+        outage_limit: Duration::from_secs(args.retry.outage_limit),
     }
 }
 
@@ -172,7 +164,7 @@ fn observe(
     let progress = Arc::new(std::sync::Mutex::new(progress::Progress::default()));
     let ticker = (args.progress_interval > 0).then(|| {
         progress::every(
-            Duration::from_secs(args.progress_interval as u64),
+            Duration::from_secs(args.progress_interval),
             progress.clone(),
             display.clone(),
         )

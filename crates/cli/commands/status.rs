@@ -18,7 +18,7 @@ struct StatusJson<'a> {
     /// `null` when the state file holds no batch yet.
     batch: Option<&'a StatusReport>,
     retry_configuration: RetryConfig,
-    workers: i64,
+    workers: u32,
 }
 
 pub fn run(args: &BatchArgs) -> Result<u8> {
@@ -27,8 +27,7 @@ pub fn run(args: &BatchArgs) -> Result<u8> {
     let read_only = postgres_url(&args.state_file).is_none()
         && std::fs::metadata(&args.state_file).is_ok_and(|m| m.permissions().readonly());
     let store: Option<Box<dyn Store>> = if read_only {
-        let store = orchestrator_store::SqliteStore::open_read_only(&args.state_file)
-            .map_err(|e| crate::exit::Exit::new(exit::USAGE, e.to_string()))?;
+        let store = orchestrator_store::SqliteStore::open_read_only(&args.state_file)?;
         Some(Box::new(store))
     } else if args.store_exists() {
         Some(args.open_store()?)
@@ -68,7 +67,7 @@ pub fn run(args: &BatchArgs) -> Result<u8> {
 /// (each as long as `--max-retry-after` lets it be).
 pub fn report_of(store: &dyn Store, args: &BatchArgs) -> Result<StatusReport> {
     let mut report = store.status()?;
-    let max_wait_ms = (args.retry.max_retry_after.max(1) as u64).saturating_mul(1000);
+    let max_wait_ms = args.retry.max_retry_after.saturating_mul(1000);
     report.pauses = store.pauses(crate::commands::run::now_ms(), max_wait_ms)?;
     Ok(report)
 }

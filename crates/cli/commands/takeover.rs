@@ -45,10 +45,10 @@ pub async fn acquire(args: &BatchArgs) -> Result<(RunLock, Acquired)> {
     let pid = match RunLock::acquire(state_file) {
         Ok(taken) => return Ok(taken),
         Err(StoreError::Locked { pid, .. }) if args.take_over => pid,
-        Err(e) => return Err(refused(e.to_string())),
+        Err(e) => return Err(e.into()),
     };
     let name = state_file.display();
-    let grace = Duration::from_secs(args.grace_period.max(0) as u64);
+    let grace = Duration::from_secs(args.grace_period);
     let holder = pid
         .map(|p| format!("the run (pid {p})"))
         .unwrap_or_else(|| "the run".into());
@@ -102,7 +102,7 @@ async fn wait_for_lock(state_file: &Path, within: Duration) -> Result<Option<(Ru
                 tokio::time::sleep(POLL).await;
             }
             Err(StoreError::Locked { .. }) => return Ok(None),
-            Err(e) => return Err(refused(e.to_string())),
+            Err(e) => return Err(e.into()),
         }
     }
 }
