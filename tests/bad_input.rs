@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::run_batch::Fixture;
+use crate::support::Fixture;
 use crate::support::{Output, run};
 
 const STATE: &str = "orchestrator-state.sqlite";

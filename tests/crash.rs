@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use orchestrator_store::JobState;
 
-use crate::run_batch::Fixture;
+use crate::support::Fixture;
 use crate::support::run;
 
 /// A small deterministic generator, so a failing seed reproduces.

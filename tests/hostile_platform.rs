@@ -2,7 +2,7 @@
 //! before the host waits on them or stores them, and the state stays
 //! readable.
 
-use crate::run_batch::Fixture;
+use crate::support::Fixture;
 use crate::support::run;
 
 #[test]
@@ -88,7 +88,7 @@ pub(crate) fn a_platform_down_for_six_seconds_costs_the_jobs_nothing() {
     );
     assert!(stderr.contains("answers again, after"), "{stderr}");
     // Every job posted, once; the outage used up no job's passes.
-    crate::run_batch::assert_exactly_once(&f);
+    crate::support::assert_exactly_once(&f);
     let state = f.state();
     let jobs = state.job_summaries().unwrap();
     assert_eq!(jobs.len(), 100);

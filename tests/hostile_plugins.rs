@@ -5,7 +5,7 @@
 use orchestrator_contract::HostFault;
 use orchestrator_store::{AttemptRecord, JobState};
 
-use crate::run_batch::Fixture;
+use crate::support::Fixture;
 use crate::support::artifacts;
 
 /// Good jobs beside one misbehaving job, run with `flags` in one pass.

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::run_batch::{Fixture, MIXED};
+use crate::support::{Fixture, MIXED};
 
 use crate::support::{self, artifacts, orchestrator, run};
 

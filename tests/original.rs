@@ -4,7 +4,7 @@
 //! plugins, jobs and accounts come from `orchestrator.toml`, as the
 //! original's came from its own configuration.
 
-use crate::run_batch::Fixture;
+use crate::support::Fixture;
 use crate::support::{Output, orchestrator, run};
 
 /// A batch whose one job fails once (a 503), then posts: two passes.

@@ -54,7 +54,7 @@ fn a_python_classifier_decides_in_a_real_run() {
     let Some(wasm) = python_classifier() else {
         return;
     };
-    let f = crate::run_batch::Fixture::new(
+    let f = crate::support::Fixture::new(
         "[[account]]\nname = \"dave\"\ntoken = \"d\"\nthen = { respond = \"suspended\" }\n\
          [[account]]\nname = \"ok\"\ntoken = \"o\"\n",
         1,

@@ -143,7 +143,7 @@ fn compiled_plugins_are_cached_and_a_bad_cache_entry_is_compiled_again() {
 
 #[test]
 fn a_run_uses_the_cache_it_filled() {
-    let f = crate::run_batch::Fixture::new("[[account]]\nname = \"a\"\ntoken = \"t\"\n", 1);
+    let f = crate::support::Fixture::new("[[account]]\nname = \"a\"\ntoken = \"t\"\n", 1);
     let cache = support::temp_dir();
     let out = run(f
         .command(&["-v"])

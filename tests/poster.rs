@@ -232,7 +232,7 @@ fn a_payload_without_status_text_fails_before_any_request() {
 
 #[test]
 fn https_platforms_are_reached_over_kept_alive_connections() {
-    let f = crate::run_batch::Fixture::new_tls(
+    let f = crate::support::Fixture::new_tls(
         "[[account]]\nname = \"a\"\ntoken = \"ta\"\n[[account]]\nname = \"b\"\ntoken = \"tb\"\n",
         10,
     );

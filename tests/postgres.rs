@@ -11,8 +11,9 @@ use std::time::Duration;
 use orchestrator_pg_cluster::Cluster;
 use orchestrator_store::{JobState, Store};
 
-use crate::run_batch::{self, Fixture};
+use crate::run_batch;
 use crate::runs;
+use crate::support::Fixture;
 use crate::support::wait_until;
 
 /// A scenario of `accounts` accounts whose every post takes `delay_ms`.
@@ -160,7 +161,7 @@ fn the_retry_rules_hold_on_postgres() {
         return;
     };
     let cluster = std::sync::Arc::new(cluster);
-    run_batch::on_postgres(&cluster, || {
+    crate::support::on_postgres(&cluster, || {
         run_batch::a_mixed_batch_with_default_flags();
         run_batch::one_pass_retries_nothing();
         run_batch::strict_mode_gives_up_on_unknown_failures();
@@ -180,7 +181,7 @@ fn runs_resumes_cancel_and_retry_hold_on_postgres() {
         return;
     };
     let cluster = std::sync::Arc::new(cluster);
-    run_batch::on_postgres(&cluster, || {
+    crate::support::on_postgres(&cluster, || {
         runs::runs_of_some_accounts_leave_no_job_stuck();
         runs::a_failed_job_is_retried_by_the_next_run_a_non_retryable_one_on_request();
         runs::a_crash_mid_run_is_resumed_and_grants_no_job_more_passes();

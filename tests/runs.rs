@@ -6,7 +6,7 @@
 
 use orchestrator_store::JobState::{Cancelled, Failed, Pending, Succeeded};
 
-use crate::run_batch::{Fixture, assert_exactly_once, expect};
+use crate::support::{Fixture, assert_exactly_once, expect};
 use crate::support::{run, wait_until};
 
 fn assert_says(out: &crate::support::Output, lines: &[&str]) {
@@ -113,7 +113,7 @@ script = [{ respond = "server-error", status = 503, times = 4 }]
 
 #[test]
 pub(crate) fn a_failed_job_is_retried_by_the_next_run_a_non_retryable_one_on_request() {
-    let f = Fixture::new(crate::run_batch::MIXED, 1);
+    let f = Fixture::new(crate::support::MIXED, 1);
     assert_eq!(f.run(&[]).code, 1);
     let requests = |account: &str| f.sandbox.counters().requests_by_account[account];
     assert_eq!((requests("suspended"), requests("teapot")), (1, 3));

@@ -1,6 +1,6 @@
 //! Tokens stay in the host: nothing the program writes contains one.
 
-use crate::run_batch::Fixture;
+use crate::support::Fixture;
 use crate::support::run;
 
 const TOKEN: &str = "tok-SENTINEL-7f3a9c41d2";

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use orchestrator_store::JobState;
 
-use crate::run_batch::Fixture;
+use crate::support::Fixture;
 use crate::support::run;
 
 /// Two slow accounts: every post takes 150 ms.

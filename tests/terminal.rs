@@ -3,7 +3,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::run_batch::Fixture;
+use crate::support::Fixture;
 use crate::support::artifacts;
 
 /// A private tmux server, killed when dropped.

@@ -2,6 +2,9 @@
 
 #![allow(dead_code)]
 
+mod fixture;
+pub use fixture::{Fixture, MIXED, assert_exactly_once, expect, on_postgres};
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
