@@ -9,6 +9,7 @@
 mod commands;
 mod config;
 mod exit;
+mod flags;
 mod output;
 
 use std::ffi::OsString;

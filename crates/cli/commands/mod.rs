@@ -6,6 +6,7 @@ pub mod batch;
 pub mod cancel;
 pub mod completions;
 pub mod explain;
+pub mod limits;
 pub mod migrate;
 pub mod plugins;
 pub mod progress;
