@@ -620,7 +620,7 @@ fn a_run_without_what_it_needs_says_what_to_add() {
                 artifacts::MISBEHAVING_POSTER,
             ])
             .args(["--accounts-file", "accounts.toml", "--run"]),
-        "--run takes exactly one poster plugin; got mastodon-poster and misbehaving-poster",
+        "names no poster, and --plugin gives 2 (mastodon-poster and misbehaving-poster); add poster = \"NAME\" to its entry in the accounts file",
     );
     refused(
         bare()
@@ -659,4 +659,47 @@ fn the_run_log_is_pinned() {
     settings.set_prepend_module_to_snapshot(false);
     settings.add_filter(r"127\.0\.0\.1:\d+", "[SANDBOX]");
     settings.bind(|| insta::assert_snapshot!("run_log", log));
+}
+
+#[test]
+fn each_account_is_posted_by_the_poster_it_names() {
+    let mut f = Fixture::new(
+        "[[account]]\nname = \"web\"\ntoken = \"w\"\n[[account]]\nname = \"quiet\"\ntoken = \"q\"\n",
+        3,
+    );
+    f.plugins = vec![
+        artifacts::MASTODON_POSTER,
+        artifacts::NOOP_POSTER,
+        artifacts::HTTP_CLASSIFIER,
+    ];
+    // quiet's jobs go to the poster that reaches no platform.
+    let accounts = std::fs::read_to_string(f.path("accounts.toml")).unwrap();
+    let accounts = accounts
+        .replace(
+            "[accounts.quiet]\n",
+            "[accounts.quiet]\nposter = \"noop-poster\"\n",
+        )
+        .replace(
+            "[accounts.web]\n",
+            "[accounts.web]\nposter = \"mastodon-poster\"\n",
+        );
+    std::fs::write(f.path("accounts.toml"), accounts).unwrap();
+
+    let out = f.run(&[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let counters = f.sandbox.counters();
+    assert_eq!(counters.requests_by_account.get("web"), Some(&3));
+    assert_eq!(counters.requests_by_account.get("quiet"), None);
+    assert_eq!(counters.statuses_created, 3);
+    expect(
+        &f,
+        &[
+            ("quiet-1", Succeeded, 1),
+            ("quiet-2", Succeeded, 1),
+            ("quiet-3", Succeeded, 1),
+            ("web-1", Succeeded, 1),
+            ("web-2", Succeeded, 1),
+            ("web-3", Succeeded, 1),
+        ],
+    );
 }

@@ -90,8 +90,9 @@ pub struct BatchArgs {
     )]
     pub seed_only: bool,
 
-    /// A plugin (.wasm): exactly one poster, and any number of classifiers,
-    /// consulted in the order given before the built-in rules.
+    /// A plugin (.wasm): one poster, or one per platform (each account names
+    /// its own: `poster` in the accounts file), and any number of
+    /// classifiers, consulted in the order given before the built-in rules.
     #[arg(long = "plugin", value_name = "PATH", global = true)]
     pub plugins: Vec<PathBuf>,
     /// Jobs file: JSON Lines of {"id", "account", "payload"}.

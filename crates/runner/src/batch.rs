@@ -1,4 +1,5 @@
-//! [`Batch`]: what a run works with — one poster, the classifiers in the
+//! [`Batch`]: what a run works with — its posters (each account served by
+//! the one it names, or by the only one given), the classifiers in the
 //! order given, the accounts with their platforms' settings — and
 //! [`Batch::assemble`], which puts it together from loaded plugins and the
 //! accounts file, enforcing the rules a batch must keep.
@@ -15,7 +16,11 @@ use crate::plugins::{Classify, Post};
 /// What the run works with.
 #[derive(Clone)]
 pub struct Batch {
-    pub poster: Arc<dyn Post>,
+    /// In the order given, never empty; an account's is
+    /// [`Batch::poster_for`].
+    pub(crate) posters: Vec<Arc<dyn Post>>,
+    /// Each account's poster, as an index into `posters`.
+    poster_of: BTreeMap<String, usize>,
     /// Consulted in order; the built-in rules come last.
     pub classifiers: Vec<Arc<dyn Classify>>,
     pub accounts: BTreeMap<String, AccountConfig>,
@@ -45,8 +50,25 @@ pub enum AssembleError {
     NoPlugins,
     #[error("--run needs exactly one poster plugin, and every --plugin given is a classifier")]
     NoPoster,
-    #[error("--run takes exactly one poster plugin; got {}", .0.join(" and "))]
-    Posters(Vec<String>),
+    #[error(
+        "account {account} names no poster, and --plugin gives {} ({}); add poster = \"NAME\" to its entry in the accounts file",
+        .posters.len(), .posters.join(" and ")
+    )]
+    PosterNotNamed {
+        account: String,
+        posters: Vec<String>,
+    },
+    #[error(
+        "account {account} names poster {poster:?}, which no --plugin gives (posters given: {})",
+        .given.join(", ")
+    )]
+    UnknownPoster {
+        account: String,
+        poster: String,
+        given: Vec<String>,
+    },
+    #[error("--plugin gives two posters named {0}; give each poster once")]
+    DuplicatePoster(String),
     #[error("--accounts names {account}, which {file} does not define")]
     UnknownAccount { account: String, file: String },
     #[error(transparent)]
@@ -72,21 +94,63 @@ impl Batch {
                 Plugin::Classifier(c) => classifiers.push(Arc::new(c)),
             }
         }
-        let poster = match posters.len() {
-            1 => posters.remove(0),
-            0 => return Err(AssembleError::NoPoster),
-            _ => {
-                return Err(AssembleError::Posters(
-                    posters.iter().map(|p| p.info().name.clone()).collect(),
-                ));
+        Batch::new(posters, classifiers, accounts, reload_with)
+    }
+
+    /// A batch of these plugins and accounts: each account is served by the
+    /// poster it names, or by the only one given.
+    pub fn new(
+        posters: Vec<Arc<dyn Post>>,
+        classifiers: Vec<Arc<dyn Classify>>,
+        accounts: BTreeMap<String, AccountConfig>,
+        reload_with: Option<PluginHost>,
+    ) -> Result<Batch, AssembleError> {
+        let names: Vec<String> = posters.iter().map(|p| p.info().name.clone()).collect();
+        if names.is_empty() {
+            return Err(AssembleError::NoPoster);
+        }
+        for (i, name) in names.iter().enumerate() {
+            if names[..i].contains(name) {
+                return Err(AssembleError::DuplicatePoster(name.clone()));
             }
-        };
+        }
+        let mut poster_of = BTreeMap::new();
+        for (name, account) in &accounts {
+            let index = match &account.poster {
+                Some(wanted) => names.iter().position(|n| n == wanted).ok_or_else(|| {
+                    AssembleError::UnknownPoster {
+                        account: name.clone(),
+                        poster: wanted.clone(),
+                        given: names.clone(),
+                    }
+                })?,
+                None if names.len() == 1 => 0,
+                None => {
+                    return Err(AssembleError::PosterNotNamed {
+                        account: name.clone(),
+                        posters: names,
+                    });
+                }
+            };
+            poster_of.insert(name.clone(), index);
+        }
         Ok(Batch {
-            poster,
+            posters,
+            poster_of,
             classifiers,
             accounts,
             reload_with,
         })
+    }
+
+    /// The poster that serves `account`: the one it names, or the only one.
+    pub fn poster_for(&self, account: &str) -> &Arc<dyn Post> {
+        &self.posters[self.poster_of.get(account).copied().unwrap_or(0)]
+    }
+
+    /// The posters, in the order given.
+    pub fn posters(&self) -> &[Arc<dyn Post>] {
+        &self.posters
     }
 }
 

@@ -211,7 +211,12 @@ impl AttemptCtx {
         let access = queue_of.access.clone();
         let instance = queue_of.waiter.instance();
         let mut outage = None;
-        let (outcome, summary) = match self.batch.poster.post(&context, access).await {
+        let (outcome, summary) = match self
+            .batch
+            .poster_for(&job.account)
+            .post(&context, access)
+            .await
+        {
             Attempt::Posted(receipt) => {
                 self.platform_answered(instance, &queue_of.context.name);
                 let summary = format!("posted {}", receipt.remote_id);

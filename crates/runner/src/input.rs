@@ -90,6 +90,8 @@ struct AccountsFile {
 #[serde(deny_unknown_fields)]
 struct AccountEntry {
     base_url: String,
+    /// The name of the poster that serves it, when several are given.
+    poster: Option<String>,
     token: Option<String>,
     token_env: Option<String>,
     token_file: Option<PathBuf>,
@@ -105,6 +107,8 @@ struct AccountEntry {
 pub struct AccountConfig {
     pub name: String,
     pub base_url: String,
+    /// The poster that serves it, by name; `None`: the only one given.
+    pub poster: Option<String>,
     pub settings: Vec<(String, String)>,
     /// Hosts this account's posts may reach besides its base URL's.
     pub allow_hosts: Vec<String>,
@@ -125,6 +129,7 @@ impl AccountConfig {
         AccountConfig {
             name: name.to_owned(),
             base_url: base_url.to_owned(),
+            poster: None,
             settings: Vec::new(),
             allow_hosts: Vec::new(),
             token: TokenSource::None,
@@ -195,6 +200,7 @@ impl AccountConfig {
 /// token_env = "ALICE_TOKEN"        # or token_file = "path", or token = "..." (tests)
 /// settings = { language = "en" }   # non-secret, passed to the plugin
 /// allow_hosts = ["media.example"]   # more hosts its posts may reach
+/// poster = "mastodon-poster"       # the --plugin poster serving it, when several are given
 /// ```
 /// A parse error of the accounts file as one line that names the line and
 /// its key but never quotes a value: the value may be a token. (toml's own
@@ -271,6 +277,7 @@ pub fn read_accounts(path: &Path) -> Result<BTreeMap<String, AccountConfig>, Inp
             AccountConfig {
                 name,
                 base_url: entry.base_url,
+                poster: entry.poster,
                 settings: entry.settings.into_iter().collect(),
                 allow_hosts: entry.allow_hosts,
                 token,

@@ -237,9 +237,11 @@ impl Runner {
         };
         let mut next = (*current).clone();
         let mut changed = false;
-        if let Some(Plugin::Poster(new)) = reloaded(host, next.poster.loaded_from(), report).await {
-            next.poster = Arc::new(new);
-            changed = true;
+        for poster in &mut next.posters {
+            if let Some(Plugin::Poster(new)) = reloaded(host, poster.loaded_from(), report).await {
+                *poster = Arc::new(new);
+                changed = true;
+            }
         }
         for classifier in &mut next.classifiers {
             if let Some(Plugin::Classifier(new)) =

@@ -208,12 +208,7 @@ impl Fixture {
         options: RunOptions,
         stop: watch::Sender<bool>,
     ) -> (RunOutcome, Vec<RunEvent>) {
-        let batch = Batch {
-            poster,
-            classifiers,
-            accounts: self.accounts.clone(),
-            reload_with: None,
-        };
+        let batch = Batch::new(vec![poster], classifiers, self.accounts.clone(), None).unwrap();
         let runner = Runner::new(self.store.clone(), batch, options).with_clock(self.clock.clone());
         let events = Arc::new(Mutex::new(Vec::new()));
         let seen = events.clone();
@@ -449,5 +444,74 @@ async fn classifiers_are_asked_in_order_until_one_decides() {
             ("silent", &Answer::NoOpinion),
             ("decider", &Answer::Decided(Category::NonRetryable))
         ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_account_is_served_by_the_poster_it_names() {
+    let mut f = Fixture::new(&["a-1", "a-2", "b-1"], &[]);
+    f.accounts.get_mut("a").unwrap().poster = Some("first".into());
+    f.accounts.get_mut("b").unwrap().poster = Some("second".into());
+    let named = |name: &str| {
+        let mut poster = FakePoster::new(&f.clock, |_| posted());
+        poster.info = info(name);
+        Arc::new(poster)
+    };
+    let (first, second) = (named("first"), named("second"));
+    let batch = Batch::new(
+        vec![first.clone(), second.clone()],
+        vec![],
+        f.accounts.clone(),
+        None,
+    )
+    .unwrap();
+    let runner = Runner::new(f.store.clone(), batch, f.options(1, 0)).with_clock(f.clock.clone());
+    let outcome = runner.run(Arc::new(|_| {}), no_stop()).await.unwrap();
+
+    assert_eq!(outcome.end, RunEnd::AllSucceeded);
+    let jobs = |p: &FakePoster| {
+        let mut jobs: Vec<String> = p.calls().into_iter().map(|c| c.job).collect();
+        jobs.sort();
+        jobs
+    };
+    assert_eq!(jobs(&first), ["a-1", "a-2"]);
+    assert_eq!(jobs(&second), ["b-1"]);
+}
+
+#[test]
+fn several_posters_need_every_account_to_name_one_of_them() {
+    let clock = Arc::new(TokioClock::new());
+    let poster = |name: &str| -> Arc<dyn Post> {
+        let mut poster = FakePoster::new(&clock, |_| posted());
+        poster.info = info(name);
+        Arc::new(poster)
+    };
+    let accounts = |named: Option<&str>| {
+        let mut account = AccountConfig::new("a", "http://a.example");
+        account.poster = named.map(str::to_owned);
+        BTreeMap::from([("a".to_owned(), account)])
+    };
+    let refused = |posters: Vec<Arc<dyn Post>>, named: Option<&str>| match Batch::new(
+        posters,
+        vec![],
+        accounts(named),
+        None,
+    ) {
+        Ok(_) => panic!("assembled"),
+        Err(e) => e.to_string(),
+    };
+    // One poster serves every account, named or not.
+    assert!(Batch::new(vec![poster("only")], vec![], accounts(None), None).is_ok());
+    assert_eq!(
+        refused(vec![poster("one"), poster("two")], None),
+        "account a names no poster, and --plugin gives 2 (one and two); add poster = \"NAME\" to its entry in the accounts file"
+    );
+    assert_eq!(
+        refused(vec![poster("one")], Some("three")),
+        "account a names poster \"three\", which no --plugin gives (posters given: one)"
+    );
+    assert_eq!(
+        refused(vec![poster("one"), poster("one")], Some("one")),
+        "--plugin gives two posters named one; give each poster once"
     );
 }
