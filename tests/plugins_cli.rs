@@ -219,7 +219,9 @@ fn inspect_shows_what_a_poster_would_be_granted() {
         dir.path().join("accounts.toml"),
         "[accounts.alice]\nbase_url = \"https://social.example\"\ntoken = \"t\"\n\
          allow_hosts = [\"media.example:8443\"]\n\n\
-         [accounts.bob]\nbase_url = \"http://127.0.0.1:8080\"\n",
+         [accounts.bob]\nbase_url = \"http://127.0.0.1:8080\"\n\n\
+         [accounts.carol]\nbase_url = \"https://bsky.example\"\nposter = \"bluesky-poster\"\n\n\
+         [accounts.dave]\nbase_url = \"https://social.example\"\nposter = \"mastodon-poster\"\n",
     )
     .unwrap();
     let out = run(orchestrator()
@@ -241,6 +243,8 @@ fn inspect_shows_what_a_poster_would_be_granted() {
          \x20 http         per account:\n\
          \x20   alice: social.example:443, cdn.example:443, media.example:8443 (token added for social.example:443 only)\n\
          \x20   bob: 127.0.0.1:8080, cdn.example:443\n\
+         \x20   carol: served by bluesky-poster, not this poster\n\
+         \x20   dave: social.example:443, cdn.example:443\n\
          \x20 limits       60 s per call, 64 MiB memory, 4 MiB per HTTP response\n"
     );
     // A classifier gets no network, whatever the accounts.

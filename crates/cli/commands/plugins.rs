@@ -59,6 +59,11 @@ struct Capabilities {
 #[derive(Debug, Serialize)]
 struct AccountGrant {
     account: String,
+    /// The poster the account names in the accounts file, if any.
+    poster: Option<String>,
+    /// Whether this poster serves it in a run given this plugin: it names
+    /// this one, or none.
+    served: bool,
     hosts: Vec<String>,
     credential_added_for: Option<String>,
 }
@@ -225,7 +230,11 @@ async fn list(args: ListArgs, batch: &BatchArgs) -> Result<u8> {
 }
 
 /// What `--run` would grant the plugin, for `plugins inspect`.
-fn capabilities(batch: &BatchArgs, kind: Option<PluginKind>) -> Result<Capabilities> {
+fn capabilities(
+    batch: &BatchArgs,
+    kind: Option<PluginKind>,
+    name: Option<&str>,
+) -> Result<Capabilities> {
     let limits = Limits::default();
     let mut outbound_http = Vec::new();
     if kind == Some(PluginKind::Poster)
@@ -236,6 +245,8 @@ fn capabilities(batch: &BatchArgs, kind: Option<PluginKind>) -> Result<Capabilit
             let access = account.access(&batch.limits.allow_hosts);
             outbound_http.push(AccountGrant {
                 account: account.name.clone(),
+                poster: account.poster.clone(),
+                served: account.poster.as_deref().is_none_or(|p| Some(p) == name),
                 hosts: access.granted.clone(),
                 credential_added_for: outbound::authority_of(&account.base_url)
                     .filter(|_| account.has_token()),
@@ -268,7 +279,12 @@ async fn inspect(args: InspectArgs, batch: &BatchArgs) -> Result<u8> {
     let mut record = PluginRecord::from_examined(&examined, true);
     // A native plugin is not confined: there is nothing to grant.
     if examined.backend != Some(Backend::Native) {
-        record.capabilities = Some(capabilities(batch, examined.kind)?);
+        let name = examined
+            .outcome
+            .as_ref()
+            .ok()
+            .map(|p| p.info().name.as_str());
+        record.capabilities = Some(capabilities(batch, examined.kind, name)?);
     }
     // A file that is not even a component has nothing to show but the error.
     if examined.interfaces.is_some() {
@@ -348,6 +364,15 @@ fn render_inspect(r: &PluginRecord) -> String {
         };
         out.push_str(&format!("  http         {http}\n"));
         for grant in &c.outbound_http {
+            if !grant.served {
+                let other = grant.poster.as_deref().unwrap_or_default();
+                out.push_str(&format!(
+                    "    {}: served by {}, not this poster\n",
+                    shown(&grant.account),
+                    shown(other)
+                ));
+                continue;
+            }
             let credential = grant
                 .credential_added_for
                 .as_ref()
