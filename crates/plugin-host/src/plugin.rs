@@ -167,6 +167,20 @@ impl Calls {
         store
     }
 
+    /// One call of the plugin `meta` describes, in a fresh store granted
+    /// `access` (faults its hooks see go to `faults`), under the deadline.
+    async fn call<R>(
+        &self,
+        engine: &Engine,
+        meta: &PluginMeta,
+        access: OutboundAccess,
+        faults: FaultLog,
+        call: impl AsyncFnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, HostFault> {
+        let mut store = self.store(engine, meta, access, faults);
+        self.guarded(&mut store, call).await
+    }
+
     /// Runs one call under the deadline, and turns what went wrong into the
     /// host fault that explains it.
     async fn guarded<R>(
@@ -212,15 +226,10 @@ impl Poster {
             PosterBackend::Native(_) => return Ok(self.meta.info.clone()),
             PosterBackend::Wasm(pre) => pre,
         };
-        let mut store = self.calls.store(
-            pre.engine(),
-            &self.meta,
-            OutboundAccess::default(),
-            FaultLog::default(),
-        );
+        let (access, faults) = (OutboundAccess::default(), FaultLog::default());
         let info = self
             .calls
-            .guarded(&mut store, async |store| {
+            .call(pre.engine(), &self.meta, access, faults, async |store| {
                 let instance = pre.instantiate_async(&mut *store).await?;
                 instance
                     .orchestrator_plugin_metadata()
@@ -262,19 +271,22 @@ impl Poster {
             PosterBackend::Wasm(pre) => pre,
         };
         let faults = FaultLog::default();
-        let mut store = self
-            .calls
-            .store(pre.engine(), &self.meta, access, faults.clone());
         let job = convert::job(job);
         let result = self
             .calls
-            .guarded(&mut store, async |store| {
-                let instance = pre.instantiate_async(&mut *store).await?;
-                instance
-                    .orchestrator_plugin_post()
-                    .call_post(store, &job)
-                    .await
-            })
+            .call(
+                pre.engine(),
+                &self.meta,
+                access,
+                faults.clone(),
+                async |store| {
+                    let instance = pre.instantiate_async(&mut *store).await?;
+                    instance
+                        .orchestrator_plugin_post()
+                        .call_post(store, &job)
+                        .await
+                },
+            )
             .await;
         // The first fault the host saw is the one that explains the failure.
         let fault = faults
@@ -313,15 +325,10 @@ impl Classifier {
             ClassifierBackend::Native(_) => return Ok(self.meta.info.clone()),
             ClassifierBackend::Wasm(pre) => pre,
         };
-        let mut store = self.calls.store(
-            pre.engine(),
-            &self.meta,
-            OutboundAccess::default(),
-            FaultLog::default(),
-        );
+        let (access, faults) = (OutboundAccess::default(), FaultLog::default());
         let info = self
             .calls
-            .guarded(&mut store, async |store| {
+            .call(pre.engine(), &self.meta, access, faults, async |store| {
                 let instance = pre.instantiate_async(&mut *store).await?;
                 instance
                     .orchestrator_plugin_metadata()
@@ -348,16 +355,11 @@ impl Classifier {
             }
             ClassifierBackend::Wasm(pre) => pre,
         };
-        let mut store = self.calls.store(
-            pre.engine(),
-            &self.meta,
-            OutboundAccess::default(),
-            FaultLog::default(),
-        );
+        let (access, faults) = (OutboundAccess::default(), FaultLog::default());
         let report = convert::report(report);
         let verdict = self
             .calls
-            .guarded(&mut store, async |store| {
+            .call(pre.engine(), &self.meta, access, faults, async |store| {
                 let instance = pre.instantiate_async(&mut *store).await?;
                 instance
                     .orchestrator_plugin_classify()
