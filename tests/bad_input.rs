@@ -225,3 +225,30 @@ fn a_broken_accounts_file_names_the_line_and_key_but_never_the_token() {
     assert!(!out.stderr.contains("alice-token"), "{}", out.stderr);
     assert_eq!(fingerprint(&f.path(STATE)), state);
 }
+
+#[test]
+fn a_hostile_account_or_poster_name_is_escaped_in_the_refusal() {
+    let (f, before) = seeded();
+    // An account (a quoted TOML key may hold anything) naming a poster that
+    // is not given, both with escape sequences and a line break.
+    std::fs::write(
+        f.path("accounts.toml"),
+        format!(
+            "{}\n[accounts.\"eve\\u001b[2J\\nerror: forged\"]\nbase_url = \"http://127.0.0.1:9\"\n\
+             poster = \"mastodon\\u001b]0;owned\\u0007\"\n",
+            std::fs::read_to_string(f.path("accounts.toml")).unwrap()
+        ),
+    )
+    .unwrap();
+    let out = run(&mut f.command(&["--run"]));
+    refused(
+        &out,
+        "account eve\\u{1b}[2J\\nerror: forged names poster \"mastodon\\u{1b}]0;owned\\u{7}\", which no --plugin gives",
+    );
+    assert!(!out.stderr.contains('\u{1b}') && !out.stderr.contains('\u{7}'));
+    assert_eq!(
+        fingerprint(&f.path(STATE)),
+        before,
+        "the state is untouched"
+    );
+}

@@ -106,11 +106,13 @@ fn store_code(error: &StoreError) -> u8 {
 
 /// `error` as one line: its cause chain joined by `: `, leaving out a
 /// cause whose words its parent already printed (a typed error's message
-/// often quotes its source).
+/// often quotes its source). What an error quotes may come from a file or
+/// a plugin (an account's name, a poster's): control characters are
+/// escaped, so no message drives the terminal or breaks into lines.
 pub fn message_of(error: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in error.chain() {
-        let text = cause.to_string();
+        let text = orchestrator_contract::text::printable(&cause.to_string()).into_owned();
         if line.contains(&text) {
             continue;
         }
@@ -184,5 +186,17 @@ mod tests {
         assert_eq!(message_of(&e), "cannot read jobs.jsonl: no such file");
         let e = anyhow::anyhow!("no such file").context("--ca-file");
         assert_eq!(message_of(&e), "--ca-file: no such file");
+    }
+
+    #[test]
+    fn a_message_quoting_hostile_text_stays_one_plain_line() {
+        let e = anyhow::anyhow!("account \u{1b}[2Jevil names poster \"x\"\nforged: line")
+            .context("cannot run");
+        let line = message_of(&e);
+        assert_eq!(
+            line,
+            "cannot run: account \\u{1b}[2Jevil names poster \"x\"\\nforged: line"
+        );
+        assert!(!line.contains('\u{1b}') && !line.contains('\n'));
     }
 }
