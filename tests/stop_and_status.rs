@@ -237,6 +237,18 @@ fn take_over_never_signals_a_pid_that_is_not_the_run() {
     bystander.kill().unwrap();
     bystander.wait().unwrap();
 
+    // A lock file that names no pid at all: nothing to check, nothing
+    // signalled.
+    std::fs::write(f.path("orchestrator-state.sqlite.lock"), "").unwrap();
+    let nameless = f.run(&["--grace-period", "0", "--take-over"]);
+    assert_eq!(nameless.code, 2, "{}", nameless.stderr);
+    assert!(
+        nameless.stderr.lines().any(|l| l
+            == "error: orchestrator-state.sqlite is locked by a process that names no pid in orchestrator-state.sqlite.lock; nothing was signalled — stop it yourself"),
+        "{}",
+        nameless.stderr
+    );
+
     // Without the flag, the refusal says what would take over.
     let locked = f.run(&[]);
     assert_eq!(locked.code, 2, "{}", locked.stderr);
