@@ -7,10 +7,10 @@ use orchestrator_contract::{Category, RetryScope};
 use orchestrator_store::JobState;
 
 use crate::commands::batch::{BatchArgs, open_existing};
-use crate::commands::run::now_ms;
 use crate::commands::status::time;
 use crate::exit::{self, Exit};
 use crate::output::{print, shown};
+use orchestrator_contract::time::now_ms;
 
 #[derive(Debug, Args)]
 pub struct ExplainArgs {

@@ -20,8 +20,6 @@ use crate::commands::{progress, status, takeover};
 use crate::exit::{self, Exit};
 use crate::output::{count, print, seconds, shown};
 
-pub use orchestrator_contract::time::now_ms;
-
 fn usage(message: impl Into<String>) -> anyhow::Error {
     Exit::new(exit::USAGE, message).into()
 }

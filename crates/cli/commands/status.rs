@@ -68,7 +68,7 @@ pub fn run(args: &BatchArgs) -> Result<u8> {
 pub fn report_of(store: &dyn Store, args: &BatchArgs) -> Result<StatusReport> {
     let mut report = store.status()?;
     let max_wait_ms = args.retry.max_retry_after.saturating_mul(1000);
-    report.pauses = store.pauses(crate::commands::run::now_ms(), max_wait_ms)?;
+    report.pauses = store.pauses(orchestrator_contract::time::now_ms(), max_wait_ms)?;
     Ok(report)
 }
 
@@ -107,7 +107,7 @@ fn entries(title: &str, list: &[RetryEntry], total: u64, out: &mut String) {
         let mut why = e.reason.clone().unwrap_or_default();
         if let Some(t) = e
             .not_before_ms
-            .filter(|t| *t > crate::commands::run::now_ms())
+            .filter(|t| *t > orchestrator_contract::time::now_ms())
         {
             why.push_str(&format!(" (not before {})", time(t)));
         }
