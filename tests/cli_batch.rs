@@ -285,6 +285,20 @@ fn every_other_setting_is_validated_before_any_work_too() {
             &["--job-timeout", "0"][..],
             "--job-timeout must be at least 1",
         ),
+        // Every duration is at most a year: no flag's value can overflow the
+        // host's time arithmetic.
+        (
+            &["--job-timeout", "9223372036854775807"][..],
+            "--job-timeout must be at most 31622400 (a year)",
+        ),
+        (
+            &["--retry-delay", "31622401"][..],
+            "--retry-delay must be at most 31622400 (a year)",
+        ),
+        (
+            &["--grace-period", "9223372036854775807"][..],
+            "--grace-period must be at most 31622400 (a year)",
+        ),
         (
             &["--plugin-memory", "0"][..],
             "--plugin-memory must be at least 1",

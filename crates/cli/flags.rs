@@ -277,7 +277,7 @@ impl TypedValueParser for Name {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::commands::batch::{MAX_MIB, MAX_RETRY_AFTER_LIMIT};
+    use crate::commands::batch::{MAX_MIB, MAX_SECONDS};
 
     #[test]
     fn each_range_says_what_is_wrong_in_the_original_words() {
@@ -302,8 +302,8 @@ mod tests {
         assert_eq!(why(mib.check(0)), "must be at least 1");
         assert_eq!(why(mib.check(4097)), "must be at most 4096 (MiB)");
         assert_eq!(mib.check(4096), Ok(4096));
-        let year = from_to::<u64>(1, MAX_RETRY_AFTER_LIMIT, " (a year)");
-        for wrong in [-1, 0, MAX_RETRY_AFTER_LIMIT + 1] {
+        let year = from_to::<u64>(1, MAX_SECONDS, " (a year)");
+        for wrong in [-1, 0, MAX_SECONDS + 1] {
             assert_eq!(
                 why(year.check(wrong)),
                 "must be from 1 to 31622400 (a year)"

@@ -147,7 +147,7 @@ pub struct BatchArgs {
         long,
         value_name = "SECONDS",
         default_value_t = 30,
-        value_parser = not_negative::<u64>(),
+        value_parser = not_negative::<u64>().at_most(MAX_SECONDS, " (a year)"),
         allow_negative_numbers = true,
         global = true
     )]
@@ -158,7 +158,7 @@ pub struct BatchArgs {
         long,
         value_name = "SECONDS",
         default_value_t = 3600,
-        value_parser = not_negative::<u64>(),
+        value_parser = not_negative::<u64>().at_most(MAX_SECONDS, " (a year)"),
         allow_negative_numbers = true,
         global = true
     )]
@@ -170,7 +170,7 @@ pub struct BatchArgs {
         long,
         value_name = "SECONDS",
         default_value_t = DEFAULT_LEASE.as_secs(),
-        value_parser = at_least::<u64>(1).unit(" second"),
+        value_parser = at_least::<u64>(1).unit(" second").at_most(MAX_SECONDS, " (a year)"),
         allow_negative_numbers = true,
         global = true
     )]
@@ -180,7 +180,7 @@ pub struct BatchArgs {
         long,
         value_name = "SECONDS",
         default_value_t = 5,
-        value_parser = not_negative::<u64>(),
+        value_parser = not_negative::<u64>().at_most(MAX_SECONDS, " (a year)"),
         allow_negative_numbers = true,
         global = true
     )]
@@ -228,7 +228,7 @@ pub struct RetryArgs {
         long,
         value_name = "SECONDS",
         default_value_t = 30,
-        value_parser = not_negative::<u64>(),
+        value_parser = not_negative::<u64>().at_most(MAX_SECONDS, " (a year)"),
         allow_negative_numbers = true,
         global = true
     )]
@@ -258,7 +258,7 @@ pub struct RetryArgs {
         long,
         value_name = "SECONDS",
         default_value_t = 600,
-        value_parser = not_negative::<u64>(),
+        value_parser = not_negative::<u64>().at_most(MAX_SECONDS, " (a year)"),
         allow_negative_numbers = true,
         global = true
     )]
@@ -279,7 +279,7 @@ pub struct RetryArgs {
         long,
         value_name = "SECONDS",
         default_value_t = 3600,
-        value_parser = from_to::<u64>(1, MAX_RETRY_AFTER_LIMIT, " (a year)"),
+        value_parser = from_to::<u64>(1, MAX_SECONDS, " (a year)"),
         allow_negative_numbers = true,
         global = true
     )]
@@ -291,17 +291,17 @@ pub struct RetryArgs {
         long,
         value_name = "SECONDS",
         default_value_t = 600,
-        value_parser = not_negative::<u64>(),
+        value_parser = not_negative::<u64>().at_most(MAX_SECONDS, " (a year)"),
         allow_negative_numbers = true,
         global = true
     )]
     pub outage_limit: u64,
 }
 
-/// The most `--max-retry-after` may be: a year. Waits longer than that are
-/// surely a platform's mistake, and the host's arithmetic stays far from
-/// overflow.
-pub const MAX_RETRY_AFTER_LIMIT: i64 = 366 * 24 * 3600;
+/// The most seconds any duration flag may be (`--max-retry-after`,
+/// `--retry-delay`, `--job-timeout`, …): a year. Longer is surely a
+/// mistake, and the host's time arithmetic stays far from overflow.
+pub const MAX_SECONDS: i64 = 366 * 24 * 3600;
 
 impl BatchArgs {
     /// The retry configuration the flags give; clap has checked every

@@ -8,7 +8,7 @@ use anyhow::Result;
 use clap::Args;
 use orchestrator_plugin_host::{CompileCache, Limits, NativePolicy};
 
-use crate::commands::batch::MAX_MIB;
+use crate::commands::batch::{MAX_MIB, MAX_SECONDS};
 use crate::exit::{self, Exit};
 use crate::flags::at_least;
 
@@ -21,7 +21,7 @@ pub struct LimitArgs {
         long,
         value_name = "SECONDS",
         default_value_t = 60,
-        value_parser = at_least::<u64>(1),
+        value_parser = at_least::<u64>(1).at_most(MAX_SECONDS, " (a year)"),
         allow_negative_numbers = true,
         global = true
     )]
