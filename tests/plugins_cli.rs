@@ -205,7 +205,7 @@ fn inspect_of_an_incompatible_plugin_shows_it_then_refuses() {
         .arg(dir.path().join("future-classifier.wasm")));
     assert_eq!(out.code, 2);
     assert!(
-        out.stdout.contains("orchestrator:plugin/classify@0.3.0"),
+        out.stdout.contains("orchestrator:plugin/classify@0.4.0"),
         "{}",
         out.stdout
     );

@@ -26,9 +26,12 @@ fn usage(message: impl Into<String>) -> anyhow::Error {
 
 pub async fn run(args: &BatchArgs) -> Result<u8> {
     let config = args.validate()?;
-    let (batch, jobs) = prepare(args).await?;
+    let (mut batch, jobs) = prepare(args).await?;
     let _lock = lock(args).await?;
     let store: Arc<dyn Store> = Arc::from(args.open_store()?);
+    if let Some(host) = batch.reload_with.clone() {
+        batch.authenticate(store.clone(), Arc::new(host))?;
+    }
     if let Some((path, parsed)) = &jobs {
         let summary = args.seed(store.as_ref(), parsed, path)?;
         eprintln!(
@@ -112,6 +115,7 @@ async fn prepare(args: &BatchArgs) -> Result<(Batch, Option<(&PathBuf, Vec<NewJo
         plugins.push(host.load(path).await?);
     }
     let batch = Batch::assemble(plugins, accounts, Some(host))?;
+    batch.check_auth()?;
     Ok((batch, jobs))
 }
 

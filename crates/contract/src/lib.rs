@@ -11,21 +11,58 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub mod auth;
 pub mod text;
 pub mod time;
+
+pub use auth::{AuthSupport, OAuth2Refresh, SessionLogin};
 
 use text::{ID_BYTES, MESSAGE_BYTES, NAME_BYTES, URL_BYTES, bounded};
 
 /// The WIT package plugins are built against, without a version.
 pub const CONTRACT_PACKAGE: &str = "orchestrator:plugin";
 
-/// The contract version this host was built from.
-pub const CONTRACT_VERSION: semver::Version = semver::Version::new(0, 2, 0);
+/// The contract version this host was built from: what new plugins target.
+pub const CONTRACT_VERSION: semver::Version = semver::Version::new(0, 3, 0);
 
-/// The contract versions this host accepts: semver-compatible with
-/// [`CONTRACT_VERSION`] (before 1.0, the same minor).
-pub fn accepted_versions() -> semver::VersionReq {
-    semver::VersionReq::parse(&format!("^{CONTRACT_VERSION}")).expect("a caret requirement parses")
+/// Every contract version this host serves, oldest first. A plugin built
+/// against an older one keeps loading and working unchanged: the host links
+/// each version's interfaces side by side.
+pub const SERVED_VERSIONS: [semver::Version; 2] = [semver::Version::new(0, 2, 0), CONTRACT_VERSION];
+
+/// The contract versions this host accepts: semver-compatible with one of
+/// [`SERVED_VERSIONS`] (before 1.0, the same minor).
+pub fn accepted_versions() -> AcceptedVersions {
+    AcceptedVersions(
+        SERVED_VERSIONS
+            .iter()
+            .map(|v| {
+                semver::VersionReq::parse(&format!("^{v}")).expect("a caret requirement parses")
+            })
+            .collect(),
+    )
+}
+
+/// Any of several semver requirements, shown as `^0.2.0 or ^0.3.0`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptedVersions(Vec<semver::VersionReq>);
+
+impl AcceptedVersions {
+    pub fn matches(&self, version: &semver::Version) -> bool {
+        self.0.iter().any(|req| req.matches(version))
+    }
+}
+
+impl fmt::Display for AcceptedVersions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, req) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" or ")?;
+            }
+            write!(f, "{req}")?;
+        }
+        Ok(())
+    }
 }
 
 /// Which world a plugin implements.
@@ -335,8 +372,10 @@ mod tests {
         let req = accepted_versions();
         assert!(req.matches(&semver::Version::new(0, 2, 0)));
         assert!(req.matches(&semver::Version::new(0, 2, 7)));
+        assert!(req.matches(&semver::Version::new(0, 3, 0)));
         assert!(!req.matches(&semver::Version::new(0, 1, 0)));
-        assert!(!req.matches(&semver::Version::new(0, 3, 0)));
+        assert!(!req.matches(&semver::Version::new(0, 4, 0)));
+        assert_eq!(req.to_string(), "^0.2.0 or ^0.3.0");
         assert!(!req.matches(&semver::Version::new(1, 0, 0)));
     }
 }

@@ -93,3 +93,23 @@ pub(crate) fn verdict(v: wit::Verdict) -> contract::Verdict {
         }),
     }
 }
+
+pub(crate) fn auth_support(
+    a: orchestrator_world::poster::exports::orchestrator::plugin::auth::AuthSupport,
+) -> contract::AuthSupport {
+    contract::AuthSupport {
+        session: a.session.map(|s| contract::SessionLogin {
+            login_path: s.login_path,
+            identifier_field: s.identifier_field,
+            password_field: s.password_field,
+            refresh_path: s.refresh_path,
+            access_token_field: s.access_token_field,
+            refresh_token_field: s.refresh_token_field,
+        }),
+        oauth2: a.oauth2.map(|o| contract::OAuth2Refresh {
+            token_path: o.token_path,
+        }),
+        token_lifetime_secs: a.token_lifetime_seconds,
+        expired_codes: a.expired_codes,
+    }
+}

@@ -90,7 +90,7 @@ pub enum LoadError {
         path: PathBuf,
         package: &'static str,
         found: semver::Version,
-        accepted: semver::VersionReq,
+        accepted: orchestrator_contract::AcceptedVersions,
     },
 
     #[error("plugin {path}: does not fit the {kind} world: {reason}")]

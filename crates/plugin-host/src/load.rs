@@ -9,12 +9,15 @@ use std::sync::Arc;
 use orchestrator_contract::{HostFault, PluginInfo, PluginKind};
 use orchestrator_world::classifier::ClassifierPre;
 use orchestrator_world::poster::PosterPre;
+use orchestrator_world::v0_2;
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
 use crate::engine::{self, EngineError, Limits};
-use crate::plugin::{Calls, Classifier, ClassifierBackend, Plugin, Poster, PosterBackend};
+use crate::plugin::{
+    Calls, Classifier, ClassifierBackend, Plugin, Poster, PosterBackend, Versioned,
+};
 use crate::state::{self, HostState};
 use crate::{
     Backend, CacheUse, CompileCache, Interfaces, LoadError, NativePolicy, PluginMeta, hex, inspect,
@@ -123,6 +126,8 @@ impl PluginHost {
         seen.kind = Some(kind);
         seen.contract = version.clone();
         let contract = inspect::check_version(path, version.as_ref())?;
+        // A 0.2.x component links 0.2.0's interfaces; the rest are current.
+        let old = contract.major == 0 && contract.minor == 2;
         let mismatch = |e: wasmtime::Error| LoadError::Mismatch {
             path: path.to_owned(),
             kind,
@@ -153,12 +158,27 @@ impl PluginHost {
                     .poster_linker
                     .instantiate_pre(&component)
                     .map_err(mismatch)?;
+                let pre = if old {
+                    Versioned::V0_2(v0_2::poster::PosterPre::new(pre).map_err(mismatch)?)
+                } else {
+                    Versioned::Current(PosterPre::new(pre).map_err(mismatch)?)
+                };
                 let mut poster = Poster {
                     meta,
-                    backend: PosterBackend::Wasm(PosterPre::new(pre).map_err(mismatch)?),
+                    backend: PosterBackend::Wasm(pre),
                     calls: self.calls(),
+                    auth: Default::default(),
                 };
                 poster.meta.info = poster.describe().await.map_err(described)?;
+                poster.auth = poster
+                    .describe_auth()
+                    .await
+                    .map_err(described)?
+                    .checked()
+                    .map_err(|reason| LoadError::Describe {
+                        path: path.to_owned(),
+                        reason: format!("it describes its platform's login wrongly: {reason}"),
+                    })?;
                 Plugin::Poster(poster)
             }
             PluginKind::Classifier => {
@@ -166,9 +186,14 @@ impl PluginHost {
                     .classifier_linker
                     .instantiate_pre(&component)
                     .map_err(mismatch)?;
+                let pre = if old {
+                    Versioned::V0_2(v0_2::classifier::ClassifierPre::new(pre).map_err(mismatch)?)
+                } else {
+                    Versioned::Current(ClassifierPre::new(pre).map_err(mismatch)?)
+                };
                 let mut classifier = Classifier {
                     meta,
-                    backend: ClassifierBackend::Wasm(ClassifierPre::new(pre).map_err(mismatch)?),
+                    backend: ClassifierBackend::Wasm(pre),
                     calls: self.calls(),
                 };
                 classifier.meta.info = classifier.describe().await.map_err(described)?;
@@ -180,6 +205,7 @@ impl PluginHost {
     /// What every call of a plugin loaded here shares.
     fn calls(&self) -> Calls {
         Calls {
+            engine: self.engine.clone(),
             limits: self.limits,
             pool: self.pool.clone(),
         }
@@ -223,6 +249,7 @@ impl PluginHost {
                 meta,
                 backend: PosterBackend::Native(loaded.native),
                 calls: self.calls(),
+                auth: Default::default(),
             }),
             PluginKind::Classifier => Plugin::Classifier(Classifier {
                 meta,
@@ -261,6 +288,18 @@ impl PluginHost {
             CacheUse::Compiled
         };
         Ok((component, used))
+    }
+}
+
+/// The host's own requests — logins and refreshes — go through the same
+/// pool as the plugins', with the same trusted roots.
+impl orchestrator_auth::Transport for PluginHost {
+    fn send(
+        &self,
+        request: http::Request<bytes::Bytes>,
+        limit: usize,
+    ) -> orchestrator_auth::Exchange<'_> {
+        Box::pin(outbound::exchange(self.pool.clone(), request, limit))
     }
 }
 

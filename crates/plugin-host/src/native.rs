@@ -220,7 +220,8 @@ impl Native {
             token: access
                 .credential
                 .as_ref()
-                .map(|(_, token)| token.expose().to_owned()),
+                // Trusted and in the host's process: handed the credential.
+                .map(|(_, credential)| credential.secret.expose().to_owned()),
         };
         let input = serde_json::to_string(&request).unwrap_or_default();
         let answer = self.call(input, deadline).await?;

@@ -2,40 +2,28 @@
 //! credential injection.
 //!
 //! [`OutboundAccess`] is decided per attempt from the job's account. The
-//! plugin never sees a token: the host adds `Authorization` to requests bound
-//! for the account's own host, and refuses a plugin's own `Authorization`
-//! header as forbidden.
+//! plugin never sees a secret: the host adds the account's [`Credential`]
+//! to requests bound for the account's own host — as `Authorization`, or
+//! in place of a `{secret}` path segment — refuses a plugin's own
+//! `Authorization` header as forbidden, and cuts every secret of the
+//! account out of what that host answers before the plugin reads it.
 
-use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use http::header::{AUTHORIZATION, HeaderValue};
+use orchestrator_auth::{Credential, Placement};
 use orchestrator_contract::HostFault;
 use wasmtime_wasi_http::{
     DEFAULT_FORBIDDEN_HEADERS, ForbiddenHeaderFilter, RequestOptions, WasiBody, WasiHttpHooks,
 };
 
-/// A secret string that never prints itself.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Arc<str>);
+pub use orchestrator_auth::Secret;
 
-impl Secret {
-    pub fn new(value: impl Into<Arc<str>>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The secret itself, for the one place that must send it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret([redacted])")
-    }
-}
+/// The path segment a poster writes where a `url-secret` account's secret
+/// goes.
+pub const SECRET_PLACEHOLDER: &str = "{secret}";
 
 /// `host:port` of a URL, lower-cased, with the scheme's default port filled
 /// in, so `https://Example.org` and `https://example.org:443/x` compare equal.
@@ -59,18 +47,31 @@ fn authority_of_uri(uri: &http::Uri) -> Option<String> {
 pub struct OutboundAccess {
     /// `host:port` the poster may reach (see [`authority_of`]).
     pub granted: Vec<String>,
-    /// The account's own host and token, added as a Bearer credential to
-    /// requests for that host only.
-    pub credential: Option<(String, Secret)>,
+    /// The account's own host and its credential, added to requests for
+    /// that host only.
+    pub credential: Option<(String, Credential)>,
 }
 
 impl OutboundAccess {
     /// Access for an account: its own base-URL host, with its token if any.
     pub fn for_account(base_url: &str, token: Option<Secret>) -> Self {
+        Self::with_credential(
+            base_url,
+            token.map(|secret| Credential {
+                placement: Placement::Bearer,
+                scrub: vec![secret.clone()],
+                secret,
+                generation: 0,
+            }),
+        )
+    }
+
+    /// Access for an account: its own base-URL host, with `credential`.
+    pub fn with_credential(base_url: &str, credential: Option<Credential>) -> Self {
         let own = authority_of(base_url);
         OutboundAccess {
             granted: own.iter().cloned().collect(),
-            credential: own.zip(token),
+            credential: own.zip(credential),
         }
     }
 
@@ -192,14 +193,23 @@ impl WasiHttpHooks for OutboundHooks {
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
 
-        if let Some((own, token)) = &self.access.credential
+        let mut scrub = Vec::new();
+        if let Some((own, credential)) = &self.access.credential
             && authority.as_deref() == Some(own.as_str())
-            && let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
         {
-            value.set_sensitive(true);
-            request.headers_mut().insert(AUTHORIZATION, value);
+            match credential.placement {
+                Placement::Bearer => {
+                    if let Ok(mut value) =
+                        HeaderValue::from_str(&format!("Bearer {}", credential.secret.expose()))
+                    {
+                        value.set_sensitive(true);
+                        request.headers_mut().insert(AUTHORIZATION, value);
+                    }
+                }
+                Placement::UrlPath => put_in_path(&mut request, &credential.secret),
+            }
+            scrub = credential.scrub.clone();
         }
-
         let limit = self.response_bytes;
         let pool = self.pool.clone();
         Box::new(async move {
@@ -227,7 +237,10 @@ impl WasiHttpHooks for OutboundHooks {
                             .map_err(move |_| too_large(&faults_body))
                             .boxed_unsync()
                     });
-                    Ok((response, io))
+                    if scrub.is_empty() {
+                        return Ok((response, io));
+                    }
+                    Ok((scrubbed(response, &scrub).await?, io))
                 }
                 Err(e) => {
                     Self::record(&faults, HostFault::ConnectionError(format!("{shown}: {e}")));
@@ -238,7 +251,110 @@ impl WasiHttpHooks for OutboundHooks {
     }
 }
 
+/// Puts `secret` where the request's path (not its query) says
+/// [`SECRET_PLACEHOLDER`].
+fn put_in_path(request: &mut http::Request<WasiBody>, secret: &Secret) {
+    let uri = request.uri();
+    let Some(pq) = uri.path_and_query() else {
+        return;
+    };
+    if !pq.path().contains(SECRET_PLACEHOLDER) {
+        return;
+    }
+    let path = pq.path().replace(SECRET_PLACEHOLDER, secret.expose());
+    let pq = match pq.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = pq.parse().ok();
+    if let Ok(uri) = http::Uri::from_parts(parts) {
+        *request.uri_mut() = uri;
+    }
+}
+
+/// The response with every one of `secrets` cut out of its headers and
+/// body, read whole (it is already bounded): a platform that echoes what
+/// it was sent — a URL in an error, a header in a debug endpoint — must
+/// not hand the poster the secret the host added.
+async fn scrubbed(
+    response: http::Response<WasiBody>,
+    secrets: &[Secret],
+) -> wasmtime_wasi_http::Result<http::Response<WasiBody>> {
+    use http_body_util::BodyExt;
+    let (mut parts, body) = response.into_parts();
+    let body = body.collect().await?.to_bytes();
+    let mut text = body.to_vec();
+    for secret in secrets.iter().map(Secret::expose).filter(|s| !s.is_empty()) {
+        text = replace_bytes(&text, secret.as_bytes(), b"[redacted]");
+    }
+    for value in parts.headers.values_mut() {
+        let mut bytes = value.as_bytes().to_vec();
+        for secret in secrets.iter().map(Secret::expose).filter(|s| !s.is_empty()) {
+            bytes = replace_bytes(&bytes, secret.as_bytes(), b"[redacted]");
+        }
+        if let Ok(v) = HeaderValue::from_bytes(&bytes) {
+            *value = v;
+        }
+    }
+    // The length changed with the body.
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    let body = http_body_util::Full::new(Bytes::from(text))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    Ok(http::Response::from_parts(parts, body))
+}
+
+fn replace_bytes(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(haystack.len());
+    let mut i = 0;
+    while i < haystack.len() {
+        if haystack[i..].starts_with(needle) {
+            out.extend_from_slice(with);
+            i += needle.len();
+        } else {
+            out.push(haystack[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
 type Io = Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>;
+
+/// Sends one of the host's own requests (a login, a refresh) over the
+/// pool, and reads at most `limit` bytes of the answer, within 30 seconds.
+pub(crate) async fn exchange(
+    pool: Pool,
+    request: http::Request<Bytes>,
+    limit: usize,
+) -> Result<http::Response<Bytes>, String> {
+    use http_body_util::BodyExt;
+    let request = request.map(|body| {
+        http_body_util::Full::new(body)
+            .map_err(|never| match never {})
+            .boxed_unsync()
+    });
+    let exchange = async {
+        let response = pool.request(request).await.map_err(|e| {
+            let shown = transport_error(&e).to_string();
+            match std::error::Error::source(&e) {
+                Some(cause) => format!("{shown}: {cause}"),
+                None => shown,
+            }
+        })?;
+        let (parts, body) = response.into_parts();
+        let body = http_body_util::Limited::new(body, limit)
+            .collect()
+            .await
+            .map_err(|_| format!("the answer is larger than the {limit}-byte limit"))?
+            .to_bytes();
+        Ok(http::Response::from_parts(parts, body))
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), exchange)
+        .await
+        .unwrap_or_else(|_| Err("no answer within 30 seconds".into()))
+}
 
 /// Sends a request over the host's keep-alive pool.
 async fn pooled_send(

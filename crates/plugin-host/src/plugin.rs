@@ -9,10 +9,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use orchestrator_contract::{
-    FailureReport, HostFault, JobContext, PluginInfo, PluginKind, PostFailure, Receipt, Verdict,
+    AuthSupport, FailureReport, HostFault, JobContext, PluginInfo, PluginKind, PostFailure,
+    Receipt, Verdict,
 };
 use orchestrator_world::classifier::ClassifierPre;
 use orchestrator_world::poster::PosterPre;
+use orchestrator_world::v0_2;
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 use crate::native::Native;
@@ -94,11 +96,37 @@ pub struct Poster {
     pub(crate) meta: PluginMeta,
     pub(crate) backend: PosterBackend,
     pub(crate) calls: Calls,
+    /// How its platform logs in, as it described it (checked).
+    pub(crate) auth: AuthSupport,
 }
 
 pub(crate) enum PosterBackend {
-    Wasm(PosterPre<HostState>),
+    Wasm(Versioned<PosterPre<HostState>, v0_2::poster::PosterPre<HostState>>),
     Native(Native),
+}
+
+/// A component of the current contract or of an older one the host still
+/// serves. The generated types differ per version; their calls do not.
+pub(crate) enum Versioned<Current, Old> {
+    Current(Current),
+    V0_2(Old),
+}
+
+/// Instantiates a [`Versioned`] pre-instance in `$store` and evaluates
+/// `$body` with the instance as `$instance`, whichever version it is.
+macro_rules! instantiated {
+    ($pre:expr, $store:ident, |$instance:ident| $body:expr) => {
+        match $pre {
+            Versioned::Current(pre) => {
+                let $instance = pre.instantiate_async(&mut *$store).await?;
+                $body
+            }
+            Versioned::V0_2(pre) => {
+                let $instance = pre.instantiate_async(&mut *$store).await?;
+                $body
+            }
+        }
+    };
 }
 
 /// A classifier plugin, ready to be called, shared as [`Poster`] is.
@@ -109,7 +137,7 @@ pub struct Classifier {
 }
 
 pub(crate) enum ClassifierBackend {
-    Wasm(ClassifierPre<HostState>),
+    Wasm(Versioned<ClassifierPre<HostState>, v0_2::classifier::ClassifierPre<HostState>>),
     Native(Native),
 }
 
@@ -127,9 +155,10 @@ impl std::fmt::Debug for Classifier {
     }
 }
 
-/// What every call of a plugin shares: the host's limits and its
-/// keep-alive connections.
+/// What every call of a plugin shares: the engine, the host's limits and
+/// its keep-alive connections.
 pub(crate) struct Calls {
+    pub(crate) engine: Engine,
     pub(crate) limits: Limits,
     pub(crate) pool: outbound::Pool,
 }
@@ -139,7 +168,6 @@ impl Calls {
     /// `access`, its deadline starting now.
     fn store(
         &self,
-        engine: &Engine,
         meta: &PluginMeta,
         access: OutboundAccess,
         faults: FaultLog,
@@ -150,7 +178,7 @@ impl Calls {
             Arc::from(meta.info.name.as_str())
         };
         let mut store = Store::new(
-            engine,
+            &self.engine,
             HostState::new(name, access, faults, self.limits, self.pool.clone()),
         );
         store.limiter(|s| &mut s.memory);
@@ -171,13 +199,12 @@ impl Calls {
     /// `access` (faults its hooks see go to `faults`), under the deadline.
     async fn call<R>(
         &self,
-        engine: &Engine,
         meta: &PluginMeta,
         access: OutboundAccess,
         faults: FaultLog,
         call: impl AsyncFnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, HostFault> {
-        let mut store = self.store(engine, meta, access, faults);
+        let mut store = self.store(meta, access, faults);
         self.guarded(&mut store, call).await
     }
 
@@ -229,15 +256,43 @@ impl Poster {
         let (access, faults) = (OutboundAccess::default(), FaultLog::default());
         let info = self
             .calls
-            .call(pre.engine(), &self.meta, access, faults, async |store| {
-                let instance = pre.instantiate_async(&mut *store).await?;
-                instance
-                    .orchestrator_plugin_metadata()
-                    .call_describe(store)
-                    .await
+            .call(&self.meta, access, faults, async |store| {
+                instantiated!(pre, store, |instance| {
+                    instance
+                        .orchestrator_plugin_metadata()
+                        .call_describe(store)
+                        .await
+                })
             })
             .await?;
         Ok(convert::plugin_info(info).bounded())
+    }
+
+    /// How its platform logs in and refreshes, as it describes it. A
+    /// 0.2.0 or native poster describes nothing: its accounts use
+    /// `bearer` or `url-secret`.
+    pub(crate) async fn describe_auth(&self) -> Result<AuthSupport, HostFault> {
+        let pre = match &self.backend {
+            PosterBackend::Wasm(Versioned::Current(pre)) => pre,
+            _ => return Ok(AuthSupport::default()),
+        };
+        let (access, faults) = (OutboundAccess::default(), FaultLog::default());
+        let support = self
+            .calls
+            .call(&self.meta, access, faults, async |store| {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                instance
+                    .orchestrator_plugin_auth()
+                    .call_describe_auth(store)
+                    .await
+            })
+            .await?;
+        Ok(convert::auth_support(support))
+    }
+
+    /// How its platform logs in, as it described it on load.
+    pub fn auth(&self) -> &AuthSupport {
+        &self.auth
     }
 
     /// One attempt of `job`, reaching only what `access` grants. What the
@@ -274,19 +329,14 @@ impl Poster {
         let job = convert::job(job);
         let result = self
             .calls
-            .call(
-                pre.engine(),
-                &self.meta,
-                access,
-                faults.clone(),
-                async |store| {
-                    let instance = pre.instantiate_async(&mut *store).await?;
+            .call(&self.meta, access, faults.clone(), async |store| {
+                instantiated!(pre, store, |instance| {
                     instance
                         .orchestrator_plugin_post()
                         .call_post(store, &job)
                         .await
-                },
-            )
+                })
+            })
             .await;
         // The first fault the host saw is the one that explains the failure.
         let fault = faults
@@ -328,12 +378,13 @@ impl Classifier {
         let (access, faults) = (OutboundAccess::default(), FaultLog::default());
         let info = self
             .calls
-            .call(pre.engine(), &self.meta, access, faults, async |store| {
-                let instance = pre.instantiate_async(&mut *store).await?;
-                instance
-                    .orchestrator_plugin_metadata()
-                    .call_describe(store)
-                    .await
+            .call(&self.meta, access, faults, async |store| {
+                instantiated!(pre, store, |instance| {
+                    instance
+                        .orchestrator_plugin_metadata()
+                        .call_describe(store)
+                        .await
+                })
             })
             .await?;
         Ok(convert::plugin_info(info).bounded())
@@ -359,12 +410,13 @@ impl Classifier {
         let report = convert::report(report);
         let verdict = self
             .calls
-            .call(pre.engine(), &self.meta, access, faults, async |store| {
-                let instance = pre.instantiate_async(&mut *store).await?;
-                instance
-                    .orchestrator_plugin_classify()
-                    .call_classify(store, &report)
-                    .await
+            .call(&self.meta, access, faults, async |store| {
+                instantiated!(pre, store, |instance| {
+                    instance
+                        .orchestrator_plugin_classify()
+                        .call_classify(store, &report)
+                        .await
+                })
             })
             .await?;
         Ok(convert::verdict(verdict))

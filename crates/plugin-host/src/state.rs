@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use orchestrator_world::log;
+use orchestrator_world::{log, v0_2};
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, ResourceLimiter};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -108,6 +108,26 @@ impl WasiHttpView for HostState {
 
 impl log::Host for HostState {
     async fn log(&mut self, level: log::Level, message: String) {
+        self.plugin_log(level, message);
+    }
+}
+
+impl v0_2::log::Host for HostState {
+    async fn log(&mut self, level: v0_2::log::Level, message: String) {
+        use v0_2::log::Level as Old;
+        let level = match level {
+            Old::Trace => log::Level::Trace,
+            Old::Debug => log::Level::Debug,
+            Old::Info => log::Level::Info,
+            Old::Warn => log::Level::Warn,
+            Old::Error => log::Level::Error,
+        };
+        self.plugin_log(level, message);
+    }
+}
+
+impl HostState {
+    fn plugin_log(&self, level: log::Level, message: String) {
         // A plugin's line is one line of the host's log, of a bounded size,
         // that cannot drive the terminal.
         use orchestrator_contract::text::{MESSAGE_BYTES, bounded, printable};
@@ -125,8 +145,8 @@ impl log::Host for HostState {
 }
 
 /// A linker for one world: the WASI a guest's standard library needs to
-/// start (the `WasiCtx` grants none of its resources), `log`, and for
-/// posters outbound HTTP.
+/// start (the `WasiCtx` grants none of its resources), `log` of every
+/// contract version served, and for posters outbound HTTP.
 pub(crate) fn linker(engine: &Engine, http: bool) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
@@ -134,5 +154,6 @@ pub(crate) fn linker(engine: &Engine, http: bool) -> wasmtime::Result<Linker<Hos
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     }
     log::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+    v0_2::log::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
     Ok(linker)
 }

@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use orchestrator_auth::{AccountAuth, Transport};
 use orchestrator_plugin_host::{Plugin, PluginHost};
+use orchestrator_store::Store;
 
 use crate::input::{self, AccountConfig, InputError};
 use crate::plugins::{Classify, Post};
@@ -24,6 +26,10 @@ pub struct Batch {
     /// Consulted in order; the built-in rules come last.
     pub classifiers: Vec<Arc<dyn Classify>>,
     pub accounts: BTreeMap<String, AccountConfig>,
+    /// Each account's credentials, once [`Batch::authenticate`] made them;
+    /// without, accounts send their secret as it is (`bearer`,
+    /// `url-secret`) and the others none.
+    pub(crate) auth: BTreeMap<String, Arc<AccountAuth>>,
     /// Reloads a plugin whose file changed, before the next pass; `None`
     /// keeps the plugins loaded at the start.
     pub reload_with: Option<PluginHost>,
@@ -69,6 +75,8 @@ pub enum AssembleError {
     },
     #[error("--plugin gives two posters named {0}; give each poster once")]
     DuplicatePoster(String),
+    #[error("account {account}: {reason}")]
+    Auth { account: String, reason: String },
     #[error("--accounts names {account}, which {file} does not define")]
     UnknownAccount { account: String, file: String },
     #[error(transparent)]
@@ -139,8 +147,57 @@ impl Batch {
             poster_of,
             classifiers,
             accounts,
+            auth: BTreeMap::new(),
             reload_with,
         })
+    }
+
+    /// Checks each account's scheme against what its poster says of the
+    /// platform's login, before anything is opened or imported.
+    pub fn check_auth(&self) -> Result<(), AssembleError> {
+        for (name, account) in &self.accounts {
+            let poster = self.poster_for(name);
+            AccountAuth::check(&account.auth_spec(), &poster.auth(), &poster.info().name).map_err(
+                |e| AssembleError::Auth {
+                    account: name.clone(),
+                    reason: e.to_string(),
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Gives each account the keeper of its credentials, checked against
+    /// what its poster says of the platform's login: an account whose
+    /// scheme cannot work is refused now, before anything runs. Tokens the
+    /// platforms issue are kept in `store`; logins and refreshes go
+    /// through `transport`.
+    pub fn authenticate(
+        &mut self,
+        store: Arc<dyn Store>,
+        transport: Arc<dyn Transport>,
+    ) -> Result<(), AssembleError> {
+        for (name, account) in &self.accounts {
+            let poster = self.poster_for(name);
+            let auth = AccountAuth::new(
+                account.auth_spec(),
+                &poster.auth(),
+                &poster.info().name,
+                store.clone(),
+                transport.clone(),
+            )
+            .map_err(|e| AssembleError::Auth {
+                account: name.clone(),
+                reason: e.to_string(),
+            })?;
+            self.auth.insert(name.clone(), Arc::new(auth));
+        }
+        Ok(())
+    }
+
+    /// The keeper of `account`'s credentials, once authenticated.
+    pub fn auth_for(&self, account: &str) -> Option<&Arc<AccountAuth>> {
+        self.auth.get(account)
     }
 
     /// The poster that serves `account`: the one it names, or the only one.

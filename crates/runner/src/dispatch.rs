@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use orchestrator_auth::{AccountAuth, Refusal};
 use orchestrator_contract::{
-    Account, Category, FailureReport, HostFault, JobContext, RetryScope, Verdict,
+    Account, Category, FailureReport, HostFault, JobContext, PostFailure, RetryScope, Verdict,
 };
+use orchestrator_plugin_host::outbound::authority_of;
 use orchestrator_plugin_host::{Attempt, OutboundAccess};
 use orchestrator_retry::{Decision, JobHistory, builtin_classification, decide};
 use orchestrator_store::{
@@ -161,6 +163,51 @@ struct QueueOf {
     waiter: Waiter,
 }
 
+/// What an attempt of the account may reach, with the credential its
+/// keeper gives now (logging in or refreshing first when it must), and
+/// that credential's generation; or, when none could be had, the failed
+/// attempt that says why — the poster is not called.
+async fn credential(
+    queue_of: &QueueOf,
+    auth: Option<&Arc<AccountAuth>>,
+) -> Result<(OutboundAccess, u64), Attempt> {
+    let Some(auth) = auth else {
+        return Ok((queue_of.access.clone(), 0));
+    };
+    match auth.credential().await {
+        Ok(credential) => {
+            let generation = credential.as_ref().map_or(0, |c| c.generation);
+            let mut access = queue_of.access.clone();
+            access.credential = authority_of(&queue_of.context.base_url).zip(credential);
+            Ok((access, generation))
+        }
+        Err(refusal) => Err(match &refusal {
+            Refusal::Platform {
+                status,
+                code,
+                retry_after_ms,
+                ..
+            } => Attempt::Failed {
+                failure: Some(PostFailure {
+                    message: refusal.to_string(),
+                    http_status: Some(*status),
+                    error_code: code.clone(),
+                    retry_after_ms: *retry_after_ms,
+                    rate_limit_reset: None,
+                    transport_error: None,
+                }),
+                fault: None,
+            },
+            // No answer, or no durable place for the tokens: the host's
+            // own infrastructure, retried as such.
+            Refusal::Unreachable { .. } | Refusal::Store(_) => Attempt::Failed {
+                failure: None,
+                fault: Some(HostFault::ConnectionError(refusal.to_string())),
+            },
+        }),
+    }
+}
+
 /// What one attempt needs.
 struct AttemptCtx {
     store: Arc<dyn Store>,
@@ -208,15 +255,30 @@ impl AttemptCtx {
             pass,
             idempotency_key: job.idempotency_key.clone(),
         };
-        let access = queue_of.access.clone();
         let instance = queue_of.waiter.instance();
         let mut outage = None;
-        let (outcome, summary) = match self
-            .batch
-            .poster_for(&job.account)
-            .post(&context, access)
-            .await
-        {
+        let auth = self.batch.auth_for(&job.account);
+        let attempted = match credential(queue_of, auth).await {
+            Ok((access, generation)) => {
+                let poster = self.batch.poster_for(&job.account);
+                let attempted = poster.post(&context, access).await;
+                // The platform said the token expired: the next attempt of
+                // the account renews it, once.
+                if let (
+                    Some(auth),
+                    Attempt::Failed {
+                        failure: Some(f), ..
+                    },
+                ) = (auth, &attempted)
+                    && auth.is_expired_answer(f.http_status, f.error_code.as_deref())
+                {
+                    auth.expired(generation).await;
+                }
+                attempted
+            }
+            Err(failed) => failed,
+        };
+        let (outcome, summary) = match attempted {
             Attempt::Posted(receipt) => {
                 self.platform_answered(instance, &queue_of.context.name);
                 let summary = format!("posted {}", receipt.remote_id);

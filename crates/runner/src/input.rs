@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use orchestrator_auth::keeper::AccountSpec;
+use orchestrator_auth::{Credential, Placement, Scheme};
 use orchestrator_plugin_host::{OutboundAccess, Secret};
 use orchestrator_store::NewJob;
 use serde::Deserialize;
@@ -92,8 +94,15 @@ struct AccountEntry {
     base_url: String,
     /// The name of the poster that serves it, when several are given.
     poster: Option<String>,
+    /// How it authenticates (see `orchestrator_auth::Scheme`).
+    auth: Option<String>,
+    /// The account's secret: a token, a URL secret, a password or a first
+    /// refresh token, as `auth` says. `secret*` and `token*` are one key.
+    #[serde(alias = "secret")]
     token: Option<String>,
+    #[serde(alias = "secret_env")]
     token_env: Option<String>,
+    #[serde(alias = "secret_file")]
     token_file: Option<PathBuf>,
     /// Hosts (`host[:port]`) this account's posts may reach besides its own.
     #[serde(default)]
@@ -112,6 +121,8 @@ pub struct AccountConfig {
     pub settings: Vec<(String, String)>,
     /// Hosts this account's posts may reach besides its base URL's.
     pub allow_hosts: Vec<String>,
+    /// How it authenticates.
+    pub scheme: Scheme,
     token: TokenSource,
 }
 
@@ -132,6 +143,7 @@ impl AccountConfig {
             poster: None,
             settings: Vec::new(),
             allow_hosts: Vec::new(),
+            scheme: Scheme::Bearer,
             token: TokenSource::None,
         }
     }
@@ -145,18 +157,56 @@ impl AccountConfig {
         Ok(())
     }
 
-    /// What this account's posts may reach: its own base-URL host (with its
-    /// token, once resolved), its `allow_hosts`, and `extra` hosts granted to
-    /// every account.
+    /// What this account's posts may reach: its own base-URL host, its
+    /// `allow_hosts`, and `extra` hosts granted to every account; with its
+    /// secret, once resolved, when the scheme sends it as it is (`bearer`,
+    /// `url-secret`). A password or refresh token is never sent by a
+    /// poster's request: the account's [`orchestrator_auth::AccountAuth`]
+    /// gives the credential instead (see [`AccountConfig::access_with`]).
     pub fn access(&self, extra: &[String]) -> OutboundAccess {
-        let token = match &self.token {
-            TokenSource::Inline(secret) => Some(secret.clone()),
+        let credential = match (&self.token, self.scheme) {
+            (TokenSource::Inline(secret), Scheme::Bearer | Scheme::UrlSecret) => Some(Credential {
+                placement: match self.scheme {
+                    Scheme::UrlSecret => Placement::UrlPath,
+                    _ => Placement::Bearer,
+                },
+                secret: secret.clone(),
+                generation: 0,
+                scrub: vec![secret.clone()],
+            }),
             _ => None,
         };
+        self.access_with(extra, credential)
+    }
+
+    /// [`AccountConfig::access`] with `credential` instead.
+    pub fn access_with(&self, extra: &[String], credential: Option<Credential>) -> OutboundAccess {
         extra.iter().chain(&self.allow_hosts).fold(
-            OutboundAccess::for_account(&self.base_url, token),
+            OutboundAccess::with_credential(&self.base_url, credential),
             |access, host| access.grant(host),
         )
+    }
+
+    /// What its credentials' keeper needs: the scheme, the secret (read
+    /// by [`AccountConfig::resolve_token`]) and the settings a login sends.
+    pub fn auth_spec(&self) -> AccountSpec {
+        let setting = |key: &str| {
+            self.settings
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        };
+        AccountSpec {
+            name: self.name.clone(),
+            base_url: self.base_url.clone(),
+            scheme: self.scheme,
+            secret: match &self.token {
+                TokenSource::Inline(secret) => Some(secret.clone()),
+                _ => None,
+            },
+            identifier: setting("identifier"),
+            client_id: setting("client_id"),
+        }
     }
 
     /// Whether the accounts file gives this account a token at all.
@@ -197,7 +247,9 @@ impl AccountConfig {
 /// ```toml
 /// [accounts.alice]
 /// base_url = "https://mastodon.example"
-/// token_env = "ALICE_TOKEN"        # or token_file = "path", or token = "..." (tests)
+/// auth = "bearer"                  # or "url-secret", "session", "oauth2"
+/// secret_env = "ALICE_TOKEN"       # or secret_file = "path", or secret = "..." (tests);
+///                                  # token_env, token_file, token mean the same
 /// settings = { language = "en" }   # non-secret, passed to the plugin
 /// allow_hosts = ["media.example"]   # more hosts its posts may reach
 /// poster = "mastodon-poster"       # the --plugin poster serving it, when several are given
@@ -263,9 +315,18 @@ pub fn read_accounts(path: &Path) -> Result<BTreeMap<String, AccountConfig>, Inp
         ];
         if sources.iter().filter(|s| **s).count() > 1 {
             return Err(bad(format!(
-                "account {name}: give one of token, token_env or token_file"
+                "account {name}: give one of secret, secret_env or secret_file (or token, token_env, token_file)"
             )));
         }
+        let scheme = match entry.auth.as_deref() {
+            None => Scheme::Bearer,
+            Some(text) => Scheme::parse(text).ok_or_else(|| {
+                bad(format!(
+                    "account {name}: auth {text:?} is not a scheme this host knows; use one of {}",
+                    Scheme::NAMES.join(", ")
+                ))
+            })?,
+        };
         let token = match (entry.token, entry.token_env, entry.token_file) {
             (Some(t), _, _) => TokenSource::Inline(Secret::new(t)),
             (_, Some(var), _) => TokenSource::Env(var),
@@ -280,6 +341,7 @@ pub fn read_accounts(path: &Path) -> Result<BTreeMap<String, AccountConfig>, Inp
                 poster: entry.poster,
                 settings: entry.settings.into_iter().collect(),
                 allow_hosts: entry.allow_hosts,
+                scheme,
                 token,
             },
         );
@@ -367,7 +429,10 @@ mod tests {
         let access = bob.access(&["extra.example".into()]);
         assert_eq!(access.granted, ["b:80", "extra.example:443"]);
         let (host, token) = access.credential.unwrap();
-        assert_eq!((host.as_str(), token.expose()), ("b:80", "bob-secret"));
+        assert_eq!(
+            (host.as_str(), token.secret.expose()),
+            ("b:80", "bob-secret")
+        );
     }
 
     #[test]

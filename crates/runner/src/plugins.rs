@@ -5,7 +5,9 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use orchestrator_contract::{FailureReport, HostFault, JobContext, PluginInfo, Verdict};
+use orchestrator_contract::{
+    AuthSupport, FailureReport, HostFault, JobContext, PluginInfo, Verdict,
+};
 use orchestrator_plugin_host::{Attempt, Classifier, OutboundAccess, PluginMeta, Poster};
 
 /// A boxed future: the traits are used as objects.
@@ -18,6 +20,11 @@ pub trait Post: Send + Sync {
     /// between passes; `None` when it is not a file's.
     fn loaded_from(&self) -> Option<&PluginMeta> {
         None
+    }
+    /// How its platform logs in, as it describes it (nothing: its
+    /// accounts use `bearer` or `url-secret`).
+    fn auth(&self) -> AuthSupport {
+        AuthSupport::default()
     }
     /// One attempt of `job`, reaching only what `access` grants.
     fn post<'a>(&'a self, job: &'a JobContext, access: OutboundAccess) -> BoxFuture<'a, Attempt>;
@@ -43,6 +50,10 @@ impl Post for Poster {
 
     fn loaded_from(&self) -> Option<&PluginMeta> {
         Some(self.meta())
+    }
+
+    fn auth(&self) -> AuthSupport {
+        Poster::auth(self).clone()
     }
 
     fn post<'a>(&'a self, job: &'a JobContext, access: OutboundAccess) -> BoxFuture<'a, Attempt> {

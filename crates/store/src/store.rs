@@ -137,6 +137,13 @@ pub trait RunStore: Send + Sync {
     }
     /// [`RunStore::finish_attempt`] for async callers, as
     /// [`RunStore::queue_begin_attempt`].
+    /// The account's tokens as the host sealed them (encrypted under a key
+    /// the store never sees; see `orchestrator-auth`), if any.
+    fn sealed_tokens(&self, account: &str) -> Result<Option<Vec<u8>>>;
+    /// Replaces the account's sealed tokens, durably before it returns: a
+    /// rotated refresh token is on disk before its access token is used.
+    fn seal_tokens(&self, account: &str, sealed: &[u8]) -> Result<()>;
+
     fn queue_finish_attempt(&self, attempt: AttemptId, outcome: &AttemptOutcome) -> Durable<()> {
         Durable::ready(self.finish_attempt(attempt, outcome))
     }

@@ -430,7 +430,13 @@ fn a_database_from_schema_1_is_brought_forward_with_nothing_lost() {
         ),
     );
     let store = PostgresStore::open(&url, DEFAULT_LEASE).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 3);
+    assert_eq!(store.schema_version().unwrap(), 4);
+    // The tokens table came with the migration.
+    store.seal_tokens("alice", b"sealed").unwrap();
+    assert_eq!(
+        store.sealed_tokens("alice").unwrap().as_deref(),
+        Some(&b"sealed"[..])
+    );
     let status = store.status().unwrap();
     let last = status.last_run.clone().unwrap();
     assert_eq!(

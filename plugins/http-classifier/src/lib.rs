@@ -6,7 +6,7 @@
 
 wit_bindgen::generate!({
     world: "classifier",
-    path: "../../wit",
+    path: "../../wit/0.2.0",
 });
 
 use exports::orchestrator::plugin::{classify, metadata};

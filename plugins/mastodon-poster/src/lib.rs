@@ -8,7 +8,7 @@
 
 wit_bindgen::generate!({
     world: "poster",
-    path: "../../wit",
+    path: "../../wit/0.2.0",
     generate_all,
 });
 

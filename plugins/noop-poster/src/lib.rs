@@ -4,7 +4,7 @@
 
 wit_bindgen::generate!({
     world: "poster",
-    path: "../../wit",
+    path: "../../wit/0.2.0",
     // The HTTP bindings go unused, but the world imports them.
     generate_all,
 });

@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/1-batch.sql"),
     include_str!("../../migrations/postgres/2-runs.sql"),
     include_str!("../../migrations/postgres/3-consulted.sql"),
+    include_str!("../../migrations/postgres/4-tokens.sql"),
 ];
 
 /// The schema version this build writes.

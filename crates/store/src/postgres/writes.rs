@@ -107,6 +107,28 @@ impl RunStore for PostgresStore {
         })
     }
 
+    fn sealed_tokens(&self, account: &str) -> Result<Option<Vec<u8>>> {
+        self.row(
+            "SELECT sealed FROM tokens WHERE account = $1",
+            vec![Box::new(account.to_owned())],
+            |r| r.get(0),
+        )
+    }
+
+    fn seal_tokens(&self, account: &str, sealed: &[u8]) -> Result<()> {
+        self.execute(
+            "INSERT INTO tokens (account, sealed, updated_ms) VALUES ($1, $2, $3)
+             ON CONFLICT (account) DO UPDATE SET sealed = excluded.sealed,
+                 updated_ms = excluded.updated_ms",
+            vec![
+                Box::new(account.to_owned()),
+                Box::new(sealed.to_vec()),
+                Box::new(orchestrator_contract::time::now_ms() as i64),
+            ],
+        )?;
+        Ok(())
+    }
+
     fn request_stop(&self) -> Result<u32> {
         let asked = self.execute(
             "UPDATE processes SET stop_requested = true WHERE state IN ('running', 'lost')",

@@ -8,7 +8,7 @@ use crate::{Result, StoreError};
 /// The schema version this build writes; a file with a higher one is
 /// refused rather than misread, one with a lower one is brought up to date
 /// by [`MIGRATIONS`].
-pub(super) const SCHEMA_VERSION: i64 = 4;
+pub(super) const SCHEMA_VERSION: i64 = 5;
 
 /// What turns schema version `n` into `n + 1`, at index `n - 1`.
 const MIGRATIONS: &[&str] = &[
@@ -18,6 +18,12 @@ const MIGRATIONS: &[&str] = &[
     TO_RUNS,
     // 4: the classifiers asked about a failed attempt, with their answers.
     "ALTER TABLE attempts ADD COLUMN consulted TEXT;",
+    // 5: the tokens platforms issued, sealed by the host.
+    "CREATE TABLE tokens (
+        account      TEXT PRIMARY KEY,
+        sealed       BLOB NOT NULL,
+        updated_ms   INTEGER NOT NULL
+    );",
 ];
 
 /// The schema as version 2 left it. A new file gets it and then the

@@ -174,6 +174,31 @@ impl RunStore for SqliteStore {
         )
     }
 
+    fn sealed_tokens(&self, account: &str) -> Result<Option<Vec<u8>>> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(conn
+            .query_row(
+                "SELECT sealed FROM tokens WHERE account = ?1",
+                [account],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn seal_tokens(&self, account: &str, sealed: &[u8]) -> Result<()> {
+        // Its own transaction, not the group writer's: the caller waits for
+        // this commit (an fsync under `synchronous = FULL`).
+        self.with_tx(|tx| {
+            tx.execute(
+                "INSERT INTO tokens (account, sealed, updated_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (account) DO UPDATE SET sealed = excluded.sealed,
+                     updated_ms = excluded.updated_ms",
+                params![account, sealed, now_ms() as i64],
+            )?;
+            Ok(())
+        })
+    }
+
     fn run_state(&self, run: u32) -> Result<RunState> {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         let state: Option<String> = conn

@@ -100,3 +100,20 @@ fn a_job_cancelled_while_its_process_died_stays_cancelled() {
     assert_eq!(store.job("a").unwrap().unwrap().state, JobState::Cancelled);
     assert_eq!(store.attempts("a").unwrap()[0].outcome, "uncertain");
 }
+
+#[test]
+fn an_accounts_sealed_tokens_are_replaced_whole_and_kept_apart() {
+    let (_dir, store) = store();
+    assert_eq!(store.sealed_tokens("alice").unwrap(), None);
+    store.seal_tokens("alice", b"first").unwrap();
+    store.seal_tokens("bob", b"bobs").unwrap();
+    store.seal_tokens("alice", b"second").unwrap();
+    assert_eq!(
+        store.sealed_tokens("alice").unwrap().as_deref(),
+        Some(&b"second"[..])
+    );
+    assert_eq!(
+        store.sealed_tokens("bob").unwrap().as_deref(),
+        Some(&b"bobs"[..])
+    );
+}
