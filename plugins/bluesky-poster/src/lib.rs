@@ -1,0 +1,143 @@
+//! Publishes `payload.text` to Bluesky, speaking AT Protocol XRPC:
+//! `com.atproto.repo.createRecord` makes an `app.bsky.feed.post` in the repo
+//! the account's `identifier` setting names, and
+//! `com.atproto.repo.getRecord` finds a post an earlier attempt made.
+//!
+//! Logging in is the host's: `describe-auth` tells it how (createSession,
+//! then refreshSession), and it adds the session's access token to this
+//! plugin's requests. Posting is exactly once across retries: the record key
+//! comes from the job's idempotency key, so a retry of a post that landed is
+//! refused as "Record already exists", and the post it found is the receipt.
+
+wit_bindgen::generate!({
+    world: "poster",
+    path: "../../wit",
+    generate_all,
+});
+
+mod http;
+mod xrpc;
+
+use exports::orchestrator::plugin::auth::{self, AuthSupport, SessionLogin};
+use exports::orchestrator::plugin::{metadata, post};
+use orchestrator::plugin::log::{Level, log};
+use orchestrator::plugin::types::{JobContext, PluginInfo, PostFailure, Receipt};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// XRPC answers here are a few hundred bytes; anything past this is cut.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+const USER_AGENT: &str = concat!("orchestrator-bluesky-poster/", env!("CARGO_PKG_VERSION"));
+
+struct BlueskyPoster;
+
+impl metadata::Guest for BlueskyPoster {
+    fn describe() -> PluginInfo {
+        PluginInfo {
+            name: "bluesky-poster".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "Publishes posts to Bluesky over AT Protocol XRPC".into(),
+        }
+    }
+}
+
+impl auth::Guest for BlueskyPoster {
+    fn describe_auth() -> AuthSupport {
+        AuthSupport {
+            session: Some(SessionLogin {
+                login_path: "/xrpc/com.atproto.server.createSession".into(),
+                identifier_field: "identifier".into(),
+                password_field: "password".into(),
+                refresh_path: "/xrpc/com.atproto.server.refreshSession".into(),
+                access_token_field: "accessJwt".into(),
+                refresh_token_field: "refreshJwt".into(),
+            }),
+            oauth2: None,
+            // Bluesky's access JWTs carry `exp`; this is the fallback.
+            token_lifetime_seconds: 7200,
+            // Bluesky answers an expired access token with a 400, not a 401.
+            expired_codes: vec!["ExpiredToken".into()],
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl post::Guest for BlueskyPoster {
+    fn post(job: JobContext) -> Result<Receipt, PostFailure> {
+        let created_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        let attempt = xrpc::attempt(&job, &created_at)?;
+        log(
+            Level::Debug,
+            &format!(
+                "job {} attempt {}: createRecord in {} with rkey {}",
+                job.job_id, job.attempt, attempt.repo, attempt.rkey
+            ),
+        );
+        let response = http::send(
+            &http::Request {
+                method: http::Method::Post,
+                url: &attempt.url,
+                headers: &[
+                    ("content-type", "application/json"),
+                    ("accept", "application/json"),
+                    ("user-agent", USER_AGENT),
+                ],
+                body: &attempt.body,
+            },
+            MAX_RESPONSE_BYTES,
+        )?;
+        match xrpc::outcome(&response, &attempt, now_ms()) {
+            xrpc::Outcome::Posted(receipt) => Ok(receipt),
+            xrpc::Outcome::Failed(failure) => Err(failure),
+            xrpc::Outcome::AlreadyExists(failure) => earlier(&job, &attempt, failure),
+        }
+    }
+}
+
+/// The post an earlier attempt of this job made, found by its record key;
+/// without it, `refusal` stands.
+fn earlier(
+    job: &JobContext,
+    attempt: &xrpc::Attempt,
+    refusal: PostFailure,
+) -> Result<Receipt, PostFailure> {
+    let url = xrpc::lookup_url(job, attempt);
+    let response = http::send(
+        &http::Request {
+            method: http::Method::Get,
+            url: &url,
+            headers: &[("accept", "application/json"), ("user-agent", USER_AGENT)],
+            body: &[],
+        },
+        MAX_RESPONSE_BYTES,
+    );
+    let missing = match response {
+        Ok(response) => match xrpc::found(&response, attempt) {
+            Some(receipt) => {
+                log(
+                    Level::Info,
+                    &format!(
+                        "job {}: an earlier attempt already posted {}",
+                        job.job_id, receipt.remote_id
+                    ),
+                );
+                return Ok(receipt);
+            }
+            None => format!("getRecord answered {}", response.status),
+        },
+        Err(failure) => failure.message,
+    };
+    Err(PostFailure {
+        message: format!(
+            "{}, but the record with key {} in {} was not found ({missing})",
+            refusal.message, attempt.rkey, attempt.repo
+        ),
+        ..refusal
+    })
+}
+
+export!(BlueskyPoster);

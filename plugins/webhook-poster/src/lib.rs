@@ -1,0 +1,87 @@
+//! Posts `payload.text` to a Discord or Slack incoming webhook (the
+//! account's `style` setting: `discord`, the default, or `slack`).
+//!
+//! A webhook's URL is its secret: accounts use the `url-secret` scheme, and
+//! this plugin writes the literal path segment `{secret}` where the host puts
+//! the webhook. Neither platform has idempotency keys, so a retry after a
+//! lost answer may post twice; nothing here can prevent that.
+
+wit_bindgen::generate!({
+    world: "poster",
+    path: "../../wit",
+    generate_all,
+});
+
+#[path = "../../bluesky-poster/src/http.rs"]
+mod http;
+mod webhook;
+
+use exports::orchestrator::plugin::auth::{self, AuthSupport};
+use exports::orchestrator::plugin::{metadata, post};
+use orchestrator::plugin::log::{Level, log};
+use orchestrator::plugin::types::{JobContext, PluginInfo, PostFailure, Receipt};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Webhook answers are a message object or a word; anything past this is cut.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+struct WebhookPoster;
+
+impl metadata::Guest for WebhookPoster {
+    fn describe() -> PluginInfo {
+        PluginInfo {
+            name: "webhook-poster".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "Posts messages to Discord or Slack incoming webhooks".into(),
+        }
+    }
+}
+
+impl auth::Guest for WebhookPoster {
+    /// Webhooks need no login: the secret is the URL (`url-secret`).
+    fn describe_auth() -> AuthSupport {
+        AuthSupport {
+            session: None,
+            oauth2: None,
+            token_lifetime_seconds: 0,
+            expired_codes: Vec::new(),
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl post::Guest for WebhookPoster {
+    fn post(job: JobContext) -> Result<Receipt, PostFailure> {
+        let attempt = webhook::attempt(&job)?;
+        log(
+            Level::Debug,
+            &format!(
+                "job {} attempt {}: {:?} webhook",
+                job.job_id, job.attempt, attempt.style
+            ),
+        );
+        let response = http::send(
+            &http::Request {
+                method: http::Method::Post,
+                url: &attempt.url,
+                headers: &[
+                    ("content-type", "application/json"),
+                    (
+                        "user-agent",
+                        concat!("orchestrator-webhook-poster/", env!("CARGO_PKG_VERSION")),
+                    ),
+                ],
+                body: &attempt.body,
+            },
+            MAX_RESPONSE_BYTES,
+        )?;
+        webhook::outcome(&response, attempt.style, &job.idempotency_key, now_ms())
+    }
+}
+
+export!(WebhookPoster);
