@@ -1,4 +1,6 @@
-//! The HTTP handlers: Mastodon's statuses API subset plus test endpoints.
+//! The HTTP handlers: routing, Mastodon's statuses API subset, the test
+//! endpoints, and what every shape shares — reading bodies, bearer tokens,
+//! and a scripted [`Turn`] for each posting request.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -13,7 +15,7 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use crate::scenario::{AccountScript, Behaviour};
-use crate::{AccountState, CreatedStatus, Shared};
+use crate::{AccountState, CreatedStatus, Shared, bluesky, oauth2, webhook};
 
 /// Request bodies larger than this are refused: a status is short.
 const MAX_BODY: usize = 64 * 1024;
@@ -30,15 +32,49 @@ impl std::fmt::Display for DroppedConnection {
 
 impl std::error::Error for DroppedConnection {}
 
-type Reply = Result<Response<Full<Bytes>>, DroppedConnection>;
+pub(crate) type Reply = Result<Response<Full<Bytes>>, DroppedConnection>;
 
 pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Reply {
     shared.requests.fetch_add(1, Ordering::Relaxed);
-    match (req.method(), req.uri().path()) {
+    let path = req.uri().path();
+    if path.starts_with("/_sandbox/echo") {
+        return Ok(echo(req).await);
+    }
+    if req.method() == Method::POST && path.starts_with("/api/webhooks/") {
+        let _answering = InFlight::enter(&shared);
+        return webhook::discord(&shared, req).await;
+    }
+    if req.method() == Method::POST && path.starts_with("/services/") {
+        let _answering = InFlight::enter(&shared);
+        return webhook::slack(&shared, req).await;
+    }
+    match (req.method(), path) {
         (&Method::POST, "/api/v1/statuses") => {
             let _answering = InFlight::enter(&shared);
             post_status(&shared, req).await
         }
+        (&Method::POST, "/xrpc/com.atproto.server.createSession") => {
+            Ok(bluesky::create_session(&shared, req).await)
+        }
+        (&Method::POST, "/xrpc/com.atproto.server.refreshSession") => {
+            Ok(bluesky::refresh_session(&shared, req).await)
+        }
+        (&Method::POST, "/xrpc/com.atproto.repo.createRecord") => {
+            let _answering = InFlight::enter(&shared);
+            bluesky::create_record(&shared, req).await
+        }
+        (&Method::GET, "/xrpc/com.atproto.repo.getRecord") => {
+            Ok(bluesky::get_record(&shared, &req))
+        }
+        (&Method::POST, "/2/oauth2/token") => Ok(oauth2::token(&shared, req).await),
+        (&Method::POST, "/2/tweets") => {
+            let _answering = InFlight::enter(&shared);
+            oauth2::tweet(&shared, req).await
+        }
+        (&Method::GET, "/_sandbox/posts") => Ok(json_response(
+            StatusCode::OK,
+            serde_json::to_string(&crate::posts(&shared)).unwrap_or_default(),
+        )),
         (&Method::GET, "/api/v1/accounts/verify_credentials") => verify_credentials(&shared, &req),
         (&Method::GET, "/_sandbox/counters") => Ok(json_response(
             StatusCode::OK,
@@ -65,7 +101,7 @@ fn huge(req: &Request<Incoming>) -> Response<Full<Bytes>> {
     Response::new(Full::new(Bytes::from(vec![b'x'; bytes])))
 }
 
-fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+pub(crate) fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
     response.headers_mut().insert(
@@ -162,7 +198,10 @@ async fn post_status(shared: &Shared, req: Request<Incoming>) -> Reply {
         Behaviour::InvalidToken => error(StatusCode::UNAUTHORIZED, "The access token is invalid"),
         Behaviour::Suspended => error(StatusCode::FORBIDDEN, "Your login is currently disabled"),
         Behaviour::ValidationError { message } => error(StatusCode::UNPROCESSABLE_ENTITY, message),
-        Behaviour::RateLimited { reset_secs } => rate_limited(*reset_secs),
+        Behaviour::RateLimited { .. } => rate_limited(
+            shared,
+            ceil_secs(behaviour.rate_limit_wait_ms().unwrap_or(1000)),
+        ),
         Behaviour::ServerError {
             status,
             retry_after_secs,
@@ -181,8 +220,8 @@ async fn post_status(shared: &Shared, req: Request<Incoming>) -> Reply {
         }
         Behaviour::Ok => {
             if shared.scenario.enforce_rate_limit && limit_used > shared.scenario.rate_limit {
-                let wait = window_reset.saturating_sub(now_secs());
-                rate_limited(wait.max(1))
+                let wait = window_reset.saturating_sub(shared.now_secs());
+                rate_limited(shared, wait.max(1))
             } else {
                 create(shared, &state, &account, &parts.headers, &body)
             }
@@ -199,12 +238,15 @@ async fn post_status(shared: &Shared, req: Request<Incoming>) -> Reply {
     Ok(response)
 }
 
-fn rate_limited(reset_secs: u64) -> Response<Full<Bytes>> {
+fn rate_limited(shared: &Shared, reset_secs: u64) -> Response<Full<Bytes>> {
     let mut response = error(StatusCode::TOO_MANY_REQUESTS, "Too many requests");
     let headers = response.headers_mut();
     headers.insert(RETRY_AFTER, reset_secs.into());
     headers.insert("x-ratelimit-remaining", 0u64.into());
-    headers.insert("x-ratelimit-reset", timestamp(now_secs() + reset_secs));
+    headers.insert(
+        "x-ratelimit-reset",
+        timestamp(shared.now_secs() + reset_secs),
+    );
     response
 }
 
@@ -212,7 +254,7 @@ fn rate_limited(reset_secs: u64) -> Response<Full<Bytes>> {
 /// used in it and when it resets (epoch seconds).
 fn rate_window(shared: &Shared, state: &AccountState) -> (u64, u64) {
     let window = shared.scenario.rate_limit_window_secs.max(1);
-    let index = now_secs() / window;
+    let index = shared.now_secs() / window;
     let mut w = state.window.lock().unwrap_or_else(|e| e.into_inner());
     if w.0 != index {
         *w = (index, 0);
@@ -221,11 +263,152 @@ fn rate_window(shared: &Shared, state: &AccountState) -> (u64, u64) {
     (w.1, (index + 1) * window)
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+/// When the current rate-limit window ends (epoch seconds), for answers that
+/// no account's window counts (refused before the account is known).
+pub(crate) fn window_end(shared: &Shared) -> u64 {
+    let window = shared.scenario.rate_limit_window_secs.max(1);
+    (shared.now_secs() / window + 1) * window
+}
+
+/// What a scripted posting request comes to, whatever the platform; each
+/// shape renders it in its own error shape.
+#[derive(Debug)]
+pub(crate) enum Turn<'a> {
+    /// Post it.
+    Post,
+    /// Refuse with 429: the client should come back in this many ms.
+    RateLimited { wait_ms: u64 },
+    /// `invalid-token`, `suspended`, `validation-error` or `server-error`.
+    Fail(&'a Behaviour),
+}
+
+/// A posting request's turn: its place in the account's script, and the
+/// account's rate-limit window after counting it.
+pub(crate) struct Scripted<'a> {
+    pub(crate) state: Arc<AccountState>,
+    pub(crate) turn: Turn<'a>,
+    /// Requests used in the current window, including this one.
+    pub(crate) used: u64,
+    /// When the window resets, epoch seconds.
+    pub(crate) reset: u64,
+}
+
+impl Scripted<'_> {
+    /// What is left of the window, for `*-Remaining` headers.
+    pub(crate) fn remaining(&self, shared: &Shared) -> u64 {
+        shared.scenario.rate_limit.saturating_sub(self.used)
+    }
+}
+
+/// Numbers a posting request of `account` (any shape), waits its delays,
+/// and says what to answer. Mirrors `post_status`, which Mastodon keeps.
+pub(crate) async fn script_turn<'a>(
+    shared: &Shared,
+    account: &'a AccountScript,
+) -> Result<Scripted<'a>, DroppedConnection> {
+    let state = shared.account(&account.name);
+    let n = state.requests.fetch_add(1, Ordering::Relaxed);
+    let behaviour = account.behaviour_for(n);
+    if account.delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(account.delay_ms)).await;
+    }
+    let (used, reset) = rate_window(shared, &state);
+    let turn = match behaviour {
+        Behaviour::DropConnection => return Err(DroppedConnection),
+        Behaviour::Slow { delay_ms } => {
+            tokio::time::sleep(Duration::from_millis(*delay_ms)).await;
+            Turn::Post
+        }
+        Behaviour::Ok => {
+            if shared.scenario.enforce_rate_limit && used > shared.scenario.rate_limit {
+                let wait = reset.saturating_sub(shared.now_secs()).max(1);
+                Turn::RateLimited {
+                    wait_ms: wait * 1000,
+                }
+            } else {
+                Turn::Post
+            }
+        }
+        Behaviour::RateLimited { .. } => Turn::RateLimited {
+            wait_ms: behaviour.rate_limit_wait_ms().unwrap_or(1000),
+        },
+        other => Turn::Fail(other),
+    };
+    Ok(Scripted {
+        state,
+        turn,
+        used,
+        reset,
+    })
+}
+
+/// Whole seconds to wait for `ms`, rounded up: `Retry-After` has no fractions.
+pub(crate) fn ceil_secs(ms: u64) -> u64 {
+    ms.div_ceil(1000)
+}
+
+/// Reads a whole request body (as a real server does before answering: a
+/// connection closed on unread bytes is reset and the client may lose the
+/// answer); `None` if it is larger than a post can be.
+pub(crate) async fn read_body(body: Incoming) -> Option<Bytes> {
+    Limited::new(body, MAX_BODY)
+        .collect()
+        .await
+        .ok()
+        .map(|b| b.to_bytes())
+}
+
+/// The token of an `Authorization: Bearer` header: `None` without one,
+/// `Some("")` for a header that is not a bearer token.
+pub(crate) fn bearer(headers: &http::HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?;
+    Some(
+        value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map_or("", str::trim),
+    )
+}
+
+pub(crate) fn text_response(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// What arrived, headers included: tests read it back to prove the host
+/// scrubs secrets out of what a poster sees.
+async fn echo(req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let Some(body) = read_body(body).await else {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large");
+    };
+    let mut headers = serde_json::Map::new();
+    for name in parts.headers.keys() {
+        let values: Vec<String> = parts
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
+        headers.insert(name.as_str().to_owned(), values.join(", ").into());
+    }
+    json_response(
+        StatusCode::OK,
+        json!({
+            "method": parts.method.as_str(),
+            "path": parts.uri.path(),
+            "query": parts.uri.query().unwrap_or(""),
+            "headers": headers,
+            "body": String::from_utf8_lossy(&body),
+        })
+        .to_string(),
+    )
 }
 
 fn timestamp(epoch_secs: u64) -> HeaderValue {
@@ -372,7 +555,7 @@ fn escape_html(text: &str) -> String {
     out
 }
 
-/// Counts a `POST /statuses` being answered, until dropped (also when the
+/// Counts a posting request being answered, until dropped (also when the
 /// client goes away mid-answer).
 struct InFlight<'a>(&'a Shared);
 

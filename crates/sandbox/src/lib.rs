@@ -1,30 +1,53 @@
-//! A Mastodon-compatible platform on loopback, with scripted failures.
+//! A Mastodon-compatible platform on loopback, with scripted failures; it
+//! also speaks Bluesky's XRPC, Discord and Slack webhooks and X's OAuth 2 API.
 //!
 //! Start from [`Sandbox::start`]: it binds (port 0 by default), serves the
-//! statuses API subset the orchestrator's posters use, and returns a
-//! [`Sandbox`] handle with the base URL and live [`Counters`] — statuses
-//! created per account and per idempotency key, requests, duplicates
-//! prevented — so a test can prove that every job was posted exactly once.
-//! How each account misbehaves comes from a [`Scenario`].
+//! API subsets the orchestrator's posters use, and returns a [`Sandbox`]
+//! handle with the base URL and live [`Counters`] — statuses created per
+//! account and per idempotency key, requests, duplicates prevented, logins
+//! and token refreshes — so a test can prove that every job was posted
+//! exactly once. How each account misbehaves comes from a [`Scenario`]; its
+//! accounts carry `token` (Mastodon), `handle` + `password` (Bluesky),
+//! `webhook` (Discord `ID/TOKEN` or Slack `T/B/SECRET`), `client_id` +
+//! `refresh_token` (OAuth 2), `access_lifetime_secs` and `session_limit`.
 //!
 //! Served:
 //! - `POST /api/v1/statuses` — Bearer token; form or JSON body; an
 //!   `Idempotency-Key` is honoured per account for the scenario's window
 //!   (default one hour): a repeated key replays the first created status.
 //! - `GET /api/v1/accounts/verify_credentials`
-//! - `GET /_sandbox/counters` and `GET /_sandbox/statuses` for tests, and
-//!   `/_sandbox/huge?bytes=N` (any method) for response-size limits.
+//! - `POST /xrpc/com.atproto.server.createSession`, `POST
+//!   /xrpc/com.atproto.server.refreshSession` (refresh JWTs are single-use),
+//!   `POST /xrpc/com.atproto.repo.createRecord` (a repeated `rkey` is
+//!   refused) and `GET /xrpc/com.atproto.repo.getRecord` — see [`bluesky`].
+//! - `POST /api/webhooks/{id}/{token}[?wait=true]` (Discord) and
+//!   `POST /services/{T}/{B}/{secret}` (Slack).
+//! - `POST /2/oauth2/token` (rotating single-use refresh tokens, replay of
+//!   a lost answer, lock-out on reuse) and `POST /2/tweets` (X API v2).
+//! - `GET /_sandbox/counters`, `GET /_sandbox/statuses` (Mastodon) and
+//!   `GET /_sandbox/posts` (every shape) for tests, `/_sandbox/huge?bytes=N`
+//!   (any method) for response-size limits, and `/_sandbox/echo…` (any
+//!   method and path under it) answering what arrived, headers included.
 //!
-//! Every response carries `X-RateLimit-Limit`, `-Remaining` and `-Reset`.
-//! Hot paths take no global lock: per-account state lives in sharded maps
-//! and totals are atomics.
+//! The `script`/`then` behaviours apply to each shape's posting endpoint
+//! (statuses, createRecord, webhook execute, tweets), answered in that
+//! platform's error shape. Every Mastodon response carries
+//! `X-RateLimit-Limit`, `-Remaining` and `-Reset`; the other shapes carry
+//! their platform's rate-limit headers. Token expiry is judged by the
+//! sandbox's own clock, which tests may move forward
+//! ([`Sandbox::advance_clock`]). Hot paths take no global lock: per-account
+//! state lives in sharded maps and totals are atomics.
 
 mod api;
+pub mod bluesky;
+pub mod jwt;
+mod oauth2;
 pub mod scenario;
+mod webhook;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use dashmap::DashMap;
@@ -51,13 +74,59 @@ pub struct CreatedStatus {
     pub(crate) created: Instant,
 }
 
+/// Which platform shape a post was made through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Platform {
+    Mastodon,
+    Bluesky,
+    Discord,
+    Slack,
+    X,
+}
+
+/// A post of any shape, as `GET /_sandbox/posts` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Post {
+    pub account: String,
+    pub platform: Platform,
+    pub text: String,
+    /// The platform's id: a Mastodon status id, a Bluesky `at://` URI, a
+    /// Discord message snowflake, a Slack message timestamp or a tweet id.
+    pub id: String,
+    /// The Mastodon `Idempotency-Key` it was created with.
+    pub idempotency_key: Option<String>,
+    /// The Bluesky record key.
+    pub rkey: Option<String>,
+    /// Order of creation across shapes.
+    #[serde(skip)]
+    pub(crate) seq: u64,
+}
+
 /// Per-account live state.
 #[derive(Debug, Default)]
 struct AccountState {
+    /// Posting requests of any shape: the script's request numbers.
     requests: AtomicU64,
     created: AtomicU64,
     /// (window start, requests in it), for the rate-limit headers.
     window: std::sync::Mutex<(u64, u64)>,
+    logins: AtomicU64,
+    login_refusals: AtomicU64,
+    refreshes: AtomicU64,
+    refresh_reuses: AtomicU64,
+    refresh_replays: AtomicU64,
+    records: AtomicU64,
+    webhook_messages: AtomicU64,
+    tweets: AtomicU64,
+    /// (window start in epoch ms, `createSession` calls in it).
+    sessions: std::sync::Mutex<(u64, u64)>,
+    /// The OAuth 2 refresh-token chain; a lock per account, taken only by
+    /// the token endpoint.
+    oauth: std::sync::Mutex<oauth2::OAuthChain>,
+    /// Set once a refresh token was reused: every token of the account is
+    /// revoked. An atomic so `POST /2/tweets` need not take `oauth`.
+    oauth_locked: AtomicBool,
 }
 
 /// Everything shared by the connection tasks.
@@ -73,7 +142,8 @@ struct Shared {
     duplicates_prevented: AtomicU64,
     /// Connections accepted: fewer than requests when clients keep them alive.
     connections: AtomicU64,
-    /// `POST /statuses` being answered now, and the most there ever were.
+    /// Posting requests (statuses, records, webhook messages, tweets) being
+    /// answered now, and the most there ever were.
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
     accounts: DashMap<String, Arc<AccountState>>,
@@ -83,6 +153,15 @@ struct Shared {
     /// means every value is 1).
     created_per_key: DashMap<(String, String), u64>,
     statuses: DashMap<u64, CreatedStatus>,
+    /// Added to the wall clock: how far tests moved the sandbox's time.
+    clock_offset_ms: AtomicU64,
+    /// Makes every minted token unique (with `started_epoch_ms`).
+    next_jti: AtomicU64,
+    bluesky: bluesky::Directory,
+    webhooks: webhook::WebhookIndex,
+    oauth: oauth2::OAuthState,
+    /// Posts of the shapes other than Mastodon, by creation order.
+    posts: DashMap<u64, Post>,
 }
 
 impl Shared {
@@ -92,6 +171,67 @@ impl Shared {
         }
         self.accounts.entry(name.to_owned()).or_default().clone()
     }
+
+    /// Milliseconds since the epoch by the sandbox's clock, which tests may
+    /// have moved forward.
+    fn now_ms(&self) -> u64 {
+        epoch_ms(SystemTime::now()).saturating_add(self.clock_offset_ms.load(Ordering::Relaxed))
+    }
+
+    fn now_secs(&self) -> u64 {
+        self.now_ms() / 1000
+    }
+
+    /// A token id no other token of this sandbox (or of an earlier run) has.
+    fn jti(&self) -> String {
+        let n = self.next_jti.fetch_add(1, Ordering::Relaxed);
+        format!("{:x}-{n:x}", self.started_epoch_ms)
+    }
+
+    /// The next creation number, shared with Mastodon status ids.
+    fn next_seq(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn record_post(&self, post: Post) {
+        self.posts.insert(post.seq, post);
+    }
+}
+
+/// One account's counters for the shapes beyond Mastodon.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct AccountCounters {
+    /// Bluesky sessions opened.
+    pub logins: u64,
+    /// `createSession` calls refused: wrong password or over the limit.
+    pub login_refusals: u64,
+    /// Refresh tokens exchanged (Bluesky and OAuth 2).
+    pub refreshes: u64,
+    /// Refresh tokens presented again after use (refused).
+    pub refresh_reuses: u64,
+    /// OAuth 2 refresh tokens presented again while their successor was
+    /// unused, answered with the same tokens.
+    pub refresh_replays: u64,
+    /// Bluesky records created.
+    pub records: u64,
+    /// Discord and Slack webhook messages.
+    pub webhook_messages: u64,
+    /// Tweets created.
+    pub tweets: u64,
+}
+
+impl AccountCounters {
+    fn add(&mut self, other: &AccountCounters) {
+        self.logins += other.logins;
+        self.login_refusals += other.login_refusals;
+        self.refreshes += other.refreshes;
+        self.refresh_reuses += other.refresh_reuses;
+        self.refresh_replays += other.refresh_replays;
+        self.records += other.records;
+        self.webhook_messages += other.webhook_messages;
+        self.tweets += other.tweets;
+    }
 }
 
 /// A snapshot of the sandbox's counters.
@@ -100,7 +240,8 @@ pub struct Counters {
     pub requests: u64,
     pub statuses_created: u64,
     pub duplicates_prevented: u64,
-    /// The most `POST /statuses` requests the sandbox was answering at once.
+    /// The most posting requests (of any shape) the sandbox was answering
+    /// at once.
     #[serde(default)]
     pub max_in_flight: u64,
     /// TCP connections accepted.
@@ -112,6 +253,26 @@ pub struct Counters {
     pub created_by_account: std::collections::BTreeMap<String, u64>,
     /// `account/idempotency-key` → statuses created with that key
     pub created_by_idempotency_key: std::collections::BTreeMap<String, u64>,
+    /// Totals across accounts of the per-account counters below.
+    #[serde(default)]
+    pub logins: u64,
+    #[serde(default)]
+    pub login_refusals: u64,
+    #[serde(default)]
+    pub refreshes: u64,
+    #[serde(default)]
+    pub refresh_reuses: u64,
+    #[serde(default)]
+    pub refresh_replays: u64,
+    #[serde(default)]
+    pub records: u64,
+    #[serde(default)]
+    pub webhook_messages: u64,
+    #[serde(default)]
+    pub tweets: u64,
+    /// account → its logins, refreshes, records, webhook messages, tweets
+    #[serde(default)]
+    pub accounts: std::collections::BTreeMap<String, AccountCounters>,
 }
 
 /// A running sandbox. Dropping it stops the server.
@@ -172,13 +333,17 @@ impl Sandbox {
             .accounts
             .iter()
             .enumerate()
-            .map(|(i, a)| (a.token.clone(), i))
+            .filter_map(|(i, a)| Some((a.token()?.to_owned(), i)))
             .collect();
+        let started_epoch_ms = epoch_ms(SystemTime::now());
         let shared = Arc::new(Shared {
+            bluesky: bluesky::Directory::new(&scenario),
+            webhooks: webhook::WebhookIndex::new(&scenario),
+            oauth: oauth2::OAuthState::new(&scenario),
             scenario,
             by_token,
             base_url: url.clone(),
-            started_epoch_ms: epoch_ms(SystemTime::now()),
+            started_epoch_ms,
             next_id: AtomicU64::new(1),
             requests: AtomicU64::new(0),
             created: AtomicU64::new(0),
@@ -190,6 +355,9 @@ impl Sandbox {
             by_key: DashMap::new(),
             created_per_key: DashMap::new(),
             statuses: DashMap::new(),
+            clock_offset_ms: AtomicU64::new(0),
+            next_jti: AtomicU64::new(0),
+            posts: DashMap::new(),
         });
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(serve(listener, shared.clone(), stopped, tls));
@@ -228,6 +396,18 @@ impl Sandbox {
     /// Every status created so far, by id.
     pub fn statuses(&self) -> Vec<CreatedStatus> {
         statuses(&self.shared)
+    }
+
+    /// Every post of every shape so far, in the order they were created.
+    pub fn posts(&self) -> Vec<Post> {
+        posts(&self.shared)
+    }
+
+    /// Moves the sandbox's clock forward: tokens expire and session windows
+    /// pass without a test having to sleep.
+    pub fn advance_clock(&self, by: Duration) {
+        let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        self.shared.clock_offset_ms.fetch_add(ms, Ordering::Relaxed);
     }
 
     /// Goes down as a platform does: open connections are cut and new ones
@@ -274,6 +454,28 @@ impl Drop for Sandbox {
 }
 
 fn counters(shared: &Shared) -> Counters {
+    let accounts: std::collections::BTreeMap<String, AccountCounters> = shared
+        .accounts
+        .iter()
+        .map(|e| {
+            let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+            let counters = AccountCounters {
+                logins: load(&e.logins),
+                login_refusals: load(&e.login_refusals),
+                refreshes: load(&e.refreshes),
+                refresh_reuses: load(&e.refresh_reuses),
+                refresh_replays: load(&e.refresh_replays),
+                records: load(&e.records),
+                webhook_messages: load(&e.webhook_messages),
+                tweets: load(&e.tweets),
+            };
+            (e.key().clone(), counters)
+        })
+        .collect();
+    let mut total = AccountCounters::default();
+    for counters in accounts.values() {
+        total.add(counters);
+    }
     Counters {
         requests: shared.requests.load(Ordering::Relaxed),
         statuses_created: shared.created.load(Ordering::Relaxed),
@@ -295,7 +497,36 @@ fn counters(shared: &Shared) -> Counters {
             .iter()
             .map(|e| (format!("{}/{}", e.key().0, e.key().1), *e.value()))
             .collect(),
+        logins: total.logins,
+        login_refusals: total.login_refusals,
+        refreshes: total.refreshes,
+        refresh_reuses: total.refresh_reuses,
+        refresh_replays: total.refresh_replays,
+        records: total.records,
+        webhook_messages: total.webhook_messages,
+        tweets: total.tweets,
+        accounts,
     }
+}
+
+fn posts(shared: &Shared) -> Vec<Post> {
+    let mastodon = shared.statuses.iter().map(|e| {
+        let status = e.value();
+        Post {
+            account: status.account.clone(),
+            platform: Platform::Mastodon,
+            text: status.text.clone(),
+            id: status.id.to_string(),
+            idempotency_key: status.idempotency_key.clone(),
+            rkey: None,
+            seq: status.id - shared.started_epoch_ms * 1000,
+        }
+    });
+    let mut all: Vec<Post> = mastodon
+        .chain(shared.posts.iter().map(|e| e.value().clone()))
+        .collect();
+    all.sort_by_key(|p| p.seq);
+    all
 }
 
 fn statuses(shared: &Shared) -> Vec<CreatedStatus> {

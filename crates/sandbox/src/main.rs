@@ -1,4 +1,5 @@
-//! `orchestrator-sandbox`: serve a Mastodon-compatible platform on loopback.
+//! `orchestrator-sandbox`: serve a Mastodon-compatible platform on loopback,
+//! which also speaks Bluesky, Discord and Slack webhooks and X's OAuth 2.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -52,8 +53,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .context("waiting for Ctrl-C")?;
     let counters = sandbox.counters();
     eprintln!(
-        "sandbox stopped: {} requests, {} statuses created, {} duplicates prevented",
-        counters.requests, counters.statuses_created, counters.duplicates_prevented
+        "sandbox stopped: {} requests, {} statuses created, {} records, {} webhook messages, \
+         {} tweets, {} duplicates prevented",
+        counters.requests,
+        counters.statuses_created,
+        counters.records,
+        counters.webhook_messages,
+        counters.tweets,
+        counters.duplicates_prevented
     );
     sandbox.shutdown().await;
     Ok(())

@@ -1,10 +1,12 @@
 //! Scenario files: who the accounts are and how each one misbehaves.
 //!
-//! A [`Scenario`] is TOML. Each account has a token, an optional `script` of
-//! responses for its first requests (in order, each repeated `times`), and a
-//! behaviour `then` for every request after the script (default `ok`):
+//! A [`Scenario`] is TOML. Each [`AccountScript`] has credentials for one or
+//! more platform shapes, an optional `script` of responses for its first
+//! posting requests (in order, each repeated `times`), and a behaviour `then`
+//! for every posting request after the script (default `ok`):
 //!
 //! ```toml
+//! # Mastodon: a bearer token.
 //! [[account]]
 //! name = "carol"
 //! token = "carol-token"
@@ -18,11 +20,43 @@
 //! name = "dave"
 //! token = "dave-token"
 //! then = { respond = "suspended" }
+//!
+//! # Bluesky: a handle and password for createSession; access tokens live
+//! # `access_lifetime_secs` (default 7200) and at most `session_limit`
+//! # sessions (default 30) may be opened per 300 s.
+//! [[account]]
+//! name = "erin"
+//! handle = "erin.bsky.test"
+//! password = "erin-app-password"
+//! access_lifetime_secs = 60
+//! session_limit = 5
+//!
+//! # Discord: the `ID/TOKEN` of /api/webhooks/ID/TOKEN.
+//! [[account]]
+//! name = "frank"
+//! webhook = "112233/frank-webhook-token"
+//! script = [{ respond = "rate-limited", reset_ms = 1250 }]
+//!
+//! # Slack: the `T/B/SECRET` of /services/T/B/SECRET.
+//! [[account]]
+//! name = "grace"
+//! webhook = "T0001/B0001/grace-secret"
+//!
+//! # OAuth 2 (X API v2): the client id and the first refresh token of a
+//! # rotating, single-use chain.
+//! [[account]]
+//! name = "heidi"
+//! client_id = "heidi-client"
+//! refresh_token = "heidi-refresh-0"
+//! access_lifetime_secs = 7200
 //! ```
 //!
-//! Request numbers count per account, so the same scenario scripts the same
-//! outcomes however requests from different accounts interleave.
+//! An account may carry several shapes at once. Request numbers count the
+//! posting requests of an account, whatever the shape, so the same scenario
+//! scripts the same outcomes however requests from different accounts
+//! interleave. Login and refresh endpoints are not scripted.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -46,6 +80,10 @@ pub enum Behaviour {
     RateLimited {
         #[serde(default = "default_reset_secs")]
         reset_secs: u64,
+        /// The same wait in milliseconds, overriding `reset_secs`: Discord
+        /// answers a fractional `retry_after` (whole-second headers round up).
+        #[serde(default)]
+        reset_ms: Option<u64>,
     },
     /// An error status (`status`, default 503), with `Retry-After` when
     /// `retry_after_secs` is given.
@@ -84,11 +122,47 @@ fn one() -> u32 {
     1
 }
 
+impl Behaviour {
+    /// How long a `rate-limited` answer asks the client to wait, in
+    /// milliseconds; `None` for every other behaviour.
+    pub fn rate_limit_wait_ms(&self) -> Option<u64> {
+        match self {
+            Behaviour::RateLimited {
+                reset_secs,
+                reset_ms,
+            } => Some(reset_ms.unwrap_or(reset_secs.saturating_mul(1000))),
+            _ => None,
+        }
+    }
+}
+
+/// One account: its credentials for each platform shape it speaks, and how
+/// its posting requests are answered.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccountScript {
     pub name: String,
+    /// Mastodon bearer token; empty when the account has none (see
+    /// [`AccountScript::token`]). A `String` rather than an `Option` so code
+    /// written for Mastodon-only scenarios keeps compiling.
+    #[serde(default)]
     pub token: String,
+    /// Bluesky handle, e.g. `alice.bsky.test`; needs `password`.
+    pub handle: Option<String>,
+    /// Bluesky (app) password for `createSession`.
+    pub password: Option<String>,
+    /// A Discord `ID/TOKEN` or Slack `T/B/SECRET` webhook path secret.
+    pub webhook: Option<String>,
+    /// OAuth 2 client id; needs `refresh_token`.
+    pub client_id: Option<String>,
+    /// The first refresh token of the account's OAuth 2 rotation chain.
+    pub refresh_token: Option<String>,
+    /// How long issued access tokens (Bluesky, OAuth 2) live.
+    #[serde(default = "default_access_lifetime")]
+    pub access_lifetime_secs: u64,
+    /// Bluesky `createSession` calls allowed per 300 s.
+    #[serde(default = "default_session_limit")]
+    pub session_limit: u64,
     #[serde(default)]
     pub script: Vec<Step>,
     #[serde(default = "ok")]
@@ -101,8 +175,112 @@ pub struct AccountScript {
 fn ok() -> Behaviour {
     Behaviour::Ok
 }
+fn default_access_lifetime() -> u64 {
+    7200
+}
+fn default_session_limit() -> u64 {
+    30
+}
+
+/// A webhook path secret, as the scenario's `webhook` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Webhook<'a> {
+    /// `/api/webhooks/{id}/{token}`
+    Discord { id: &'a str, token: &'a str },
+    /// `/services/{team}/{bot}/{secret}`
+    Slack {
+        team: &'a str,
+        bot: &'a str,
+        secret: &'a str,
+    },
+}
+
+impl<'a> Webhook<'a> {
+    /// `ID/TOKEN` is Discord's, `T/B/SECRET` Slack's; anything else is not a
+    /// webhook path (an empty part, a character a URL path would mangle).
+    pub fn parse(path: &'a str) -> Option<Self> {
+        let parts: Vec<&str> = path.split('/').collect();
+        let fine = |p: &&str| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b))
+        };
+        if !parts.iter().all(fine) {
+            return None;
+        }
+        match parts[..] {
+            [id, token] => Some(Webhook::Discord { id, token }),
+            [team, bot, secret] => Some(Webhook::Slack { team, bot, secret }),
+            _ => None,
+        }
+    }
+}
 
 impl AccountScript {
+    /// The Mastodon bearer token, if the account has one.
+    pub fn token(&self) -> Option<&str> {
+        Some(self.token.as_str()).filter(|t| !t.is_empty())
+    }
+
+    /// The webhook, if the account has one (validated by [`Scenario::parse`]).
+    pub fn webhook(&self) -> Option<Webhook<'_>> {
+        self.webhook.as_deref().and_then(Webhook::parse)
+    }
+
+    /// Checks what serde cannot: credentials that come in pairs, lifetimes.
+    fn check(&self) -> Result<(), String> {
+        let name = &self.name;
+        let has_login = match (&self.handle, &self.password) {
+            (Some(_), Some(_)) => true,
+            (None, None) => false,
+            (Some(_), None) => return Err(format!("account {name} has a handle but no password")),
+            (None, Some(_)) => return Err(format!("account {name} has a password but no handle")),
+        };
+        let has_oauth = match (&self.client_id, &self.refresh_token) {
+            (Some(_), Some(_)) => true,
+            (None, None) => false,
+            (Some(_), None) => {
+                return Err(format!(
+                    "account {name} has a client_id but no refresh_token"
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(format!(
+                    "account {name} has a refresh_token but no client_id"
+                ));
+            }
+        };
+        for (field, value) in [
+            ("handle", &self.handle),
+            ("password", &self.password),
+            ("client_id", &self.client_id),
+            ("refresh_token", &self.refresh_token),
+        ] {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                return Err(format!("account {name} has an empty {field}"));
+            }
+        }
+        if let Some(webhook) = &self.webhook
+            && Webhook::parse(webhook).is_none()
+        {
+            return Err(format!(
+                "account {name}: webhook must be a Discord `ID/TOKEN` or a Slack `T/B/SECRET` path"
+            ));
+        }
+        if self.token().is_none() && !has_login && self.webhook.is_none() && !has_oauth {
+            return Err(format!(
+                "account {name} has no credentials: missing field `token` \
+                 (or `handle` and `password`, `webhook`, `client_id` and `refresh_token`)"
+            ));
+        }
+        if self.access_lifetime_secs == 0 {
+            return Err(format!(
+                "account {name}: access_lifetime_secs must be at least 1"
+            ));
+        }
+        Ok(())
+    }
+
     /// The behaviour for this account's `n`th request (from 0).
     pub fn behaviour_for(&self, n: u64) -> &Behaviour {
         let mut left = n;
@@ -185,12 +363,46 @@ impl Scenario {
 
     pub fn parse(text: &str) -> Result<Self, String> {
         let scenario: Scenario = toml::from_str(text).map_err(|e| one_line(&e.to_string()))?;
-        let mut seen = std::collections::HashSet::new();
+        // Each credential names one account: a second account with the same
+        // one could never be told apart from the first.
+        let mut tokens = HashSet::new();
+        let mut handles = HashSet::new();
+        let mut webhooks = HashSet::new();
+        let mut refresh_tokens = HashSet::new();
         for account in &scenario.accounts {
-            if !seen.insert(account.token.as_str()) {
+            account.check()?;
+            let name = &account.name;
+            if let Some(token) = account.token()
+                && !tokens.insert(token)
+            {
                 return Err(format!(
-                    "account {} reuses a token of another account; tokens identify accounts",
-                    account.name
+                    "account {name} reuses a token of another account; tokens identify accounts"
+                ));
+            }
+            if let Some(handle) = &account.handle
+                && !handles.insert(handle.to_ascii_lowercase())
+            {
+                return Err(format!(
+                    "account {name} reuses the handle of another account; handles identify accounts"
+                ));
+            }
+            let hook = match account.webhook() {
+                Some(Webhook::Discord { id, .. }) => Some(format!("discord {id}")),
+                Some(Webhook::Slack { team, bot, .. }) => Some(format!("slack {team}/{bot}")),
+                None => None,
+            };
+            if let Some(hook) = hook
+                && !webhooks.insert(hook)
+            {
+                return Err(format!(
+                    "account {name} reuses the webhook of another account; webhooks identify accounts"
+                ));
+            }
+            if let Some(refresh) = &account.refresh_token
+                && !refresh_tokens.insert(refresh.as_str())
+            {
+                return Err(format!(
+                    "account {name} reuses the refresh_token of another account; refresh tokens identify accounts"
                 ));
             }
         }
@@ -242,7 +454,10 @@ mod tests {
         );
         assert_eq!(
             carol.behaviour_for(2),
-            &Behaviour::RateLimited { reset_secs: 5 }
+            &Behaviour::RateLimited {
+                reset_secs: 5,
+                reset_ms: None
+            }
         );
         assert_eq!(carol.behaviour_for(3), &Behaviour::Suspended);
         assert_eq!(carol.behaviour_for(99), &Behaviour::Suspended);
@@ -264,5 +479,124 @@ mod tests {
         assert!(err.contains("explode"), "{err}");
         let err = Scenario::parse("[[account]]\nname='a'\ntoken='t'\ncolour='red'").unwrap_err();
         assert!(err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn the_demo_scenario_still_parses() {
+        let scenario = Scenario::parse(include_str!("../scenarios/demo.toml")).unwrap();
+        assert_eq!(scenario.accounts.len(), 12);
+        assert!(scenario.accounts.iter().all(|a| a.token().is_some()));
+    }
+
+    #[test]
+    fn accounts_of_every_shape_parse_without_a_token() {
+        let scenario = Scenario::parse(
+            r#"
+            [[account]]
+            name = "sky"
+            handle = "sky.bsky.test"
+            password = "pw"
+            access_lifetime_secs = 1
+            session_limit = 2
+            [[account]]
+            name = "disco"
+            webhook = "123/tok"
+            [[account]]
+            name = "slack"
+            webhook = "T1/B1/secret"
+            [[account]]
+            name = "bird"
+            client_id = "c"
+            refresh_token = "r0"
+            [[account]]
+            name = "both"
+            token = "t"
+            webhook = "124/tok"
+            "#,
+        )
+        .unwrap();
+        let [sky, disco, slack, bird, both] = &scenario.accounts[..] else {
+            panic!("five accounts");
+        };
+        assert_eq!(sky.token(), None);
+        assert_eq!((sky.access_lifetime_secs, sky.session_limit), (1, 2));
+        assert_eq!((bird.access_lifetime_secs, bird.session_limit), (7200, 30));
+        assert_eq!(
+            disco.webhook(),
+            Some(Webhook::Discord {
+                id: "123",
+                token: "tok"
+            })
+        );
+        assert_eq!(
+            slack.webhook(),
+            Some(Webhook::Slack {
+                team: "T1",
+                bot: "B1",
+                secret: "secret"
+            })
+        );
+        assert_eq!(both.token(), Some("t"));
+    }
+
+    #[test]
+    fn malformed_accounts_are_refused_in_one_line() {
+        for (scenario, expected) in [
+            ("name='a'", "missing field `token`"),
+            ("name='a'\ntoken=''", "missing field `token`"),
+            ("name='a'\nhandle='h'", "a handle but no password"),
+            ("name='a'\npassword='p'", "a password but no handle"),
+            (
+                "name='a'\nclient_id='c'",
+                "a client_id but no refresh_token",
+            ),
+            (
+                "name='a'\nrefresh_token='r'",
+                "a refresh_token but no client_id",
+            ),
+            ("name='a'\nhandle=' '\npassword='p'", "an empty handle"),
+            ("name='a'\nwebhook='1'", "webhook must be"),
+            ("name='a'\nwebhook='1/2/3/4'", "webhook must be"),
+            ("name='a'\nwebhook='1//2'", "webhook must be"),
+            ("name='a'\nwebhook='1/to ken'", "webhook must be"),
+            (
+                "name='a'\nhandle='h'\npassword='p'\naccess_lifetime_secs=0",
+                "at least 1",
+            ),
+        ] {
+            let err = Scenario::parse(&format!("[[account]]\n{scenario}\n")).unwrap_err();
+            assert!(err.contains(expected), "{scenario}: {err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
+    }
+
+    #[test]
+    fn credentials_identify_one_account_each() {
+        for (first, second, expected) in [
+            ("token='t'", "token='t'", "reuses a token"),
+            (
+                "handle='A.test'\npassword='p'",
+                "handle='a.TEST'\npassword='q'",
+                "reuses the handle",
+            ),
+            ("webhook='1/x'", "webhook='1/y'", "reuses the webhook"),
+            ("webhook='T/B/x'", "webhook='T/B/y'", "reuses the webhook"),
+            (
+                "client_id='c'\nrefresh_token='r'",
+                "client_id='c'\nrefresh_token='r'",
+                "reuses the refresh_token",
+            ),
+        ] {
+            let text = format!("[[account]]\nname='a'\n{first}\n[[account]]\nname='b'\n{second}\n");
+            let err = Scenario::parse(&text).unwrap_err();
+            assert!(err.contains(expected) && err.contains("account b"), "{err}");
+        }
+        // One client with many users is fine, and so are a Discord id and a
+        // Slack team that happen to be spelt alike.
+        Scenario::parse(
+            "[[account]]\nname='a'\nclient_id='c'\nrefresh_token='r1'\nwebhook='T/x'\n\
+             [[account]]\nname='b'\nclient_id='c'\nrefresh_token='r2'\nwebhook='T/x/y'\n",
+        )
+        .unwrap();
     }
 }
