@@ -53,6 +53,10 @@ struct Capabilities {
     /// account → hosts its posts may reach (`host:port`), with whether the
     /// host adds the account's credential there.
     outbound_http: Vec<AccountGrant>,
+    /// How the poster says its platform logs in (contract 0.3.0), which
+    /// the host performs; `None` for a classifier.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    login: Option<orchestrator_contract::AuthSupport>,
     limits: LimitsView,
 }
 
@@ -64,6 +68,8 @@ struct AccountGrant {
     /// Whether this poster serves it in a run given this plugin: it names
     /// this one, or none.
     served: bool,
+    /// The account's `auth` scheme.
+    auth: &'static str,
     hosts: Vec<String>,
     credential_added_for: Option<String>,
 }
@@ -233,6 +239,7 @@ async fn list(args: ListArgs, batch: &BatchArgs) -> Result<u8> {
 fn capabilities(
     batch: &BatchArgs,
     kind: Option<PluginKind>,
+    poster: Option<&orchestrator_plugin_host::Poster>,
     name: Option<&str>,
 ) -> Result<Capabilities> {
     let limits = Limits::default();
@@ -247,6 +254,7 @@ fn capabilities(
                 account: account.name.clone(),
                 poster: account.poster.clone(),
                 served: account.poster.as_deref().is_none_or(|p| Some(p) == name),
+                auth: account.scheme.as_str(),
                 hosts: access.granted.clone(),
                 credential_added_for: outbound::authority_of(&account.base_url)
                     .filter(|_| account.has_token()),
@@ -258,12 +266,29 @@ fn capabilities(
         environment: "none (no variables, no arguments, no stdio)",
         sockets: "none (no TCP, UDP or name lookups)",
         outbound_http,
+        login: (kind == Some(PluginKind::Poster))
+            .then(|| poster.map(|p| p.auth().clone()).unwrap_or_default()),
         limits: LimitsView {
             deadline_seconds: limits.deadline.as_secs(),
             memory_mib: limits.memory_bytes >> 20,
             response_mib: limits.response_bytes >> 20,
         },
     })
+}
+
+/// What a poster says of its platform's login, in one line.
+fn login_line(login: &orchestrator_contract::AuthSupport) -> String {
+    let mut ways = vec!["bearer", "url-secret"]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+    if let Some(s) = &login.session {
+        ways.push(format!("session (login {}, refresh {})", shown(&s.login_path), shown(&s.refresh_path)));
+    }
+    if let Some(o) = &login.oauth2 {
+        ways.push(format!("oauth2 (token endpoint {})", shown(&o.token_path)));
+    }
+    format!("accounts may use {}", ways.join(", "))
 }
 
 /// The host that examines plugins, under the limits a run would have.
@@ -284,7 +309,8 @@ async fn inspect(args: InspectArgs, batch: &BatchArgs) -> Result<u8> {
             .as_ref()
             .ok()
             .map(|p| p.info().name.as_str());
-        record.capabilities = Some(capabilities(batch, examined.kind, name)?);
+        let poster = examined.outcome.as_ref().ok().and_then(|p| p.as_poster());
+        record.capabilities = Some(capabilities(batch, examined.kind, poster, name)?);
     }
     // A file that is not even a component has nothing to show but the error.
     if examined.interfaces.is_some() {
@@ -363,6 +389,9 @@ fn render_inspect(r: &PluginRecord) -> String {
             _ => "none".to_string(),
         };
         out.push_str(&format!("  http         {http}\n"));
+        if let Some(login) = &c.login {
+            out.push_str(&format!("  login        {}\n", login_line(login)));
+        }
         for grant in &c.outbound_http {
             if !grant.served {
                 let other = grant.poster.as_deref().unwrap_or_default();
@@ -376,11 +405,16 @@ fn render_inspect(r: &PluginRecord) -> String {
             let credential = grant
                 .credential_added_for
                 .as_ref()
-                .map(|h| format!(" (token added for {h} only)"))
-                .unwrap_or_default();
+                .map(|h| match grant.auth {
+                    "url-secret" => format!(" (url-secret: put in place of {{secret}} for {h} only)"),
+                    "session" => format!(" (session: the host logs in; access token added for {h} only)"),
+                    "oauth2" => format!(" (oauth2: the host refreshes; access token added for {h} only)"),
+                    _ => format!(" (bearer: token added for {h} only)"),
+                })
+                .unwrap_or_else(|| format!(" ({}: no secret given)", grant.auth));
             out.push_str(&format!(
                 "    {}: {}{credential}\n",
-                grant.account,
+                shown(&grant.account),
                 grant.hosts.join(", ")
             ));
         }
