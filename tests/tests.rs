@@ -15,6 +15,7 @@ mod hostile_plugins;
 mod native;
 mod original;
 mod other_language;
+mod platforms;
 mod plugins_cli;
 mod poster;
 mod postgres;

@@ -80,6 +80,11 @@ pub struct Directory {
 }
 
 impl Directory {
+    /// Every access and refresh JWT it issued.
+    pub(crate) fn issued_tokens(&self) -> Vec<String> {
+        self.tokens.iter().map(|e| e.key().clone()).collect()
+    }
+
     pub(crate) fn new(scenario: &Scenario) -> Self {
         let dids: Vec<Option<String>> = scenario
             .accounts

@@ -403,6 +403,14 @@ impl Sandbox {
         posts(&self.shared)
     }
 
+    /// Every access and refresh token the sandbox issued (Bluesky sessions
+    /// and OAuth 2), so a test can look for them where they must not be.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        let mut tokens = self.shared.bluesky.issued_tokens();
+        tokens.extend(self.shared.oauth.issued_tokens());
+        tokens
+    }
+
     /// Moves the sandbox's clock forward: tokens expire and session windows
     /// pass without a test having to sleep.
     pub fn advance_clock(&self, by: Duration) {

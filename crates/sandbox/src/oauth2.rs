@@ -62,6 +62,14 @@ pub(crate) struct OAuthState {
 }
 
 impl OAuthState {
+    /// Every access and refresh token it knows, the scenario's included.
+    pub(crate) fn issued_tokens(&self) -> Vec<String> {
+        let refresh = self.refresh.iter().map(|e| e.key().clone());
+        refresh
+            .chain(self.access.iter().map(|e| e.key().clone()))
+            .collect()
+    }
+
     pub(crate) fn new(scenario: &Scenario) -> Self {
         let refresh = DashMap::new();
         let mut client_ids = HashSet::new();
