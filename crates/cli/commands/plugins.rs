@@ -283,7 +283,11 @@ fn login_line(login: &orchestrator_contract::AuthSupport) -> String {
         .map(String::from)
         .collect::<Vec<_>>();
     if let Some(s) = &login.session {
-        ways.push(format!("session (login {}, refresh {})", shown(&s.login_path), shown(&s.refresh_path)));
+        ways.push(format!(
+            "session (login {}, refresh {})",
+            shown(&s.login_path),
+            shown(&s.refresh_path)
+        ));
     }
     if let Some(o) = &login.oauth2 {
         ways.push(format!("oauth2 (token endpoint {})", shown(&o.token_path)));
@@ -406,9 +410,15 @@ fn render_inspect(r: &PluginRecord) -> String {
                 .credential_added_for
                 .as_ref()
                 .map(|h| match grant.auth {
-                    "url-secret" => format!(" (url-secret: put in place of {{secret}} for {h} only)"),
-                    "session" => format!(" (session: the host logs in; access token added for {h} only)"),
-                    "oauth2" => format!(" (oauth2: the host refreshes; access token added for {h} only)"),
+                    "url-secret" => {
+                        format!(" (url-secret: put in place of {{secret}} for {h} only)")
+                    }
+                    "session" => {
+                        format!(" (session: the host logs in; access token added for {h} only)")
+                    }
+                    "oauth2" => {
+                        format!(" (oauth2: the host refreshes; access token added for {h} only)")
+                    }
                     _ => format!(" (bearer: token added for {h} only)"),
                 })
                 .unwrap_or_else(|| format!(" ({}: no secret given)", grant.auth));
