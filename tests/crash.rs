@@ -11,10 +11,10 @@ use crate::support::Fixture;
 use crate::support::run;
 
 /// A small deterministic generator, so a failing seed reproduces.
-struct Lcg(u64);
+pub(crate) struct Lcg(pub(crate) u64);
 
 impl Lcg {
-    fn next(&mut self, below: u64) -> u64 {
+    pub(crate) fn next(&mut self, below: u64) -> u64 {
         self.0 = self
             .0
             .wrapping_mul(6364136223846793005)

@@ -308,3 +308,99 @@ fn an_unknown_scheme_is_refused_naming_the_ones_there_are() {
         out.stderr
     );
 }
+
+/// Four OAuth 2 accounts whose access tokens live one second, posting
+/// slowly enough that every run refreshes each account several times.
+fn short_lived_oauth2() -> (String, String) {
+    let (mut scenario, mut accounts) = (String::new(), String::new());
+    for i in 0..4 {
+        scenario.push_str(&format!(
+            "[[account]]\nname = \"x{i}\"\nclient_id = \"app\"\nrefresh_token = \"first-{i}\"\naccess_lifetime_secs = 1\ndelay_ms = 30\n"
+        ));
+        accounts.push_str(&format!(
+            "[accounts.x{i}]\nbase_url = \"URL\"\nauth = \"oauth2\"\nsecret = \"first-{i}\"\nsettings = {{ client_id = \"app\" }}\n"
+        ));
+    }
+    (scenario, accounts)
+}
+
+#[test]
+fn sigkill_during_token_refreshes_leaves_every_oauth2_account_able_to_post() {
+    use crate::crash::{Lcg, wait_for_process};
+    let seed = 0xa07_2026_u64;
+    let mut rng = Lcg(seed);
+    let (scenario, accounts) = short_lived_oauth2();
+    let mut jobs = String::new();
+    for i in 0..4 {
+        for n in 1..=60 {
+            jobs.push_str(&format!(
+                "{{\"id\": \"x{i}-{n}\", \"account\": \"x{i}\", \"payload\": {{\"text\": \"post {n} of x{i}\"}}}}\n"
+            ));
+        }
+    }
+    let mut f = Fixture::new(&scenario, 0).with_jobs(&jobs);
+    std::fs::write(
+        f.path("accounts.toml"),
+        accounts.replace("URL", &f.sandbox.url()),
+    )
+    .unwrap();
+    f.plugins = vec![
+        artifacts::X_POSTER,
+        artifacts::WEBHOOK_CLASSIFIER,
+        artifacts::HTTP_CLASSIFIER,
+    ];
+    let flags = ["--workers", "4", "--max-passes", "4"];
+    for kill in 1..=6 {
+        let mut child = f.spawn(&flags);
+        wait_for_process(&f, kill);
+        std::thread::sleep(Duration::from_millis(200 + rng.next(1300)));
+        if child.try_wait().unwrap().is_some() {
+            break; // the batch finished before this kill
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let counters = f.sandbox.counters();
+    assert!(
+        counters.refreshes >= 8,
+        "the kills fell among refreshes: {}",
+        counters.refreshes
+    );
+
+    let last = run(f.command(&flags).arg("--run"));
+    assert_eq!(last.code, 0, "seed {seed:#x}: {}", last.stderr);
+    // Every account can still post: one more job each, after every token
+    // the kills may have interrupted has expired.
+    std::thread::sleep(Duration::from_millis(1100));
+    let more: String = (0..4)
+        .map(|i| format!("{{\"id\": \"x{i}-after\", \"account\": \"x{i}\", \"payload\": {{\"text\": \"after the kills, x{i}\"}}}}\n"))
+        .collect();
+    std::fs::write(f.path("jobs.jsonl"), more).unwrap();
+    let after = run(f.command(&flags).arg("--run"));
+    assert_eq!(after.code, 0, "seed {seed:#x}: {}", after.stderr);
+
+    let counters = f.sandbox.counters();
+    assert_eq!(
+        counters.refresh_reuses, 0,
+        "seed {seed:#x}: a refresh token was used twice"
+    );
+    let states: Vec<_> = f.outcomes().into_values().map(|(s, _)| s).collect();
+    assert_eq!(states.len(), 244);
+    assert!(
+        states.iter().all(|s| *s == Succeeded),
+        "seed {seed:#x}: {states:?}"
+    );
+    let mut texts: Vec<String> = f.sandbox.posts().into_iter().map(|p| p.text).collect();
+    let total = texts.len();
+    texts.sort();
+    texts.dedup();
+    assert_eq!(
+        (texts.len(), total),
+        (244, 244),
+        "every job posted, none twice"
+    );
+    eprintln!(
+        "refreshes {}, replays of a lost answer {}",
+        counters.refreshes, counters.refresh_replays
+    );
+}
