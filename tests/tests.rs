@@ -23,4 +23,5 @@ mod run_batch;
 mod runs;
 mod secrets;
 mod stop_and_status;
+mod templates;
 mod terminal;

@@ -8,6 +8,7 @@ pub mod completions;
 pub mod explain;
 pub mod limits;
 pub mod migrate;
+pub mod new_plugin;
 pub mod plugins;
 pub mod progress;
 pub mod report;

@@ -1,4 +1,5 @@
-//! `orchestrator plugins list` and `orchestrator plugins inspect`.
+//! `orchestrator plugins list` and `orchestrator plugins inspect`
+//! (`plugins new` is [`crate::commands::new_plugin`]).
 
 use std::path::PathBuf;
 
@@ -24,6 +25,9 @@ pub enum PluginsCommand {
     List(ListArgs),
     /// Print everything the host knows about one plugin file.
     Inspect(InspectArgs),
+    /// Write a buildable starting point for a new plugin (Rust, Python or
+    /// JavaScript) against the contract this host was built from.
+    New(crate::commands::new_plugin::NewArgs),
 }
 
 /// `plugins list` and `plugins inspect` also take the options of a run,
@@ -86,6 +90,7 @@ impl PluginsCommand {
         match self {
             PluginsCommand::List(args) => list(args, batch).await,
             PluginsCommand::Inspect(args) => inspect(args, batch).await,
+            PluginsCommand::New(args) => args.run(),
         }
     }
 }

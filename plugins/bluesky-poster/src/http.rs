@@ -1,7 +1,8 @@
 //! One blocking HTTP request through `wasi:http/outgoing-handler`, its
 //! response cut off at a bound. Shared by the contract-0.3.0 posters, which
-//! include this file by path: each crate generates its own bindings, so the
-//! types below are each crate's own.
+//! include this file by path, and by the posters `orchestrator plugins new`
+//! writes: each crate generates its own bindings, so the types below are
+//! each crate's own.
 
 use crate::orchestrator::plugin::types::PostFailure;
 use crate::wasi::http::outgoing_handler;
