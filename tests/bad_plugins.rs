@@ -160,3 +160,25 @@ fn a_file_past_the_size_limit_is_refused() {
     // Under the default limit it is read, and refused for what it is.
     assert!(refusal(&path).contains("not a WebAssembly file"));
 }
+
+#[test]
+fn a_classifier_that_imports_http_is_told_it_is_given_no_network() {
+    // What componentize-js builds unless told --disable http fetch-event.
+    let dir = support::temp_dir();
+    let version = orchestrator_contract::CONTRACT_VERSION.to_string();
+    let wat = format!(
+        r#"(component
+            (import "wasi:http/types@0.2.10" (instance))
+            (core module $m (func (export "classify")))
+            (core instance $i (instantiate $m))
+            (func $classify (canon lift (core func $i "classify")))
+            (instance $api (export "classify" (func $classify)))
+            (export "orchestrator:plugin/classify@{version}" (instance $api)))"#
+    );
+    let path = support::write_wat(dir.path(), "networked.wasm", &wat);
+    let line = refusal(&path);
+    assert!(
+        line.contains("a classifier is given no network, but it imports wasi:http/types@0.2.10; build it without HTTP (componentize-js: --disable http fetch-event)"),
+        "{line}"
+    );
+}

@@ -100,6 +100,11 @@ pub enum LoadError {
         reason: String,
     },
 
+    #[error(
+        "plugin {path}: a classifier is given no network, but it imports {import}; build it without HTTP (componentize-js: --disable http fetch-event)"
+    )]
+    ClassifierWithNetwork { path: PathBuf, import: String },
+
     #[error("plugin {path}: `describe` failed: {reason}")]
     Describe { path: PathBuf, reason: String },
 }

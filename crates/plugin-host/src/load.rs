@@ -125,6 +125,19 @@ impl PluginHost {
         let (kind, version) = inspect::detect(path, &interfaces)?;
         seen.kind = Some(kind);
         seen.contract = version.clone();
+        // wasmtime would say only that the import has no implementation;
+        // the reason is the contract's: classifiers are pure.
+        if kind == PluginKind::Classifier
+            && let Some(import) = interfaces
+                .imports
+                .iter()
+                .find(|i| i.starts_with("wasi:http/"))
+        {
+            return Err(LoadError::ClassifierWithNetwork {
+                path: path.to_owned(),
+                import: import.clone(),
+            });
+        }
         let contract = inspect::check_version(path, version.as_ref())?;
         // A 0.2.x component links 0.2.0's interfaces; the rest are current.
         let old = contract.major == 0 && contract.minor == 2;
