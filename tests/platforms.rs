@@ -404,3 +404,44 @@ fn sigkill_during_token_refreshes_leaves_every_oauth2_account_able_to_post() {
         counters.refreshes, counters.refresh_replays
     );
 }
+
+#[test]
+fn a_wrong_password_fails_the_accounts_jobs_after_one_login_attempt() {
+    let f = mixed(5);
+    let out = {
+        let mut cmd = f.command(&["--max-passes", "2"]);
+        cmd.arg("--run");
+        for (var, value) in SECRETS {
+            cmd.env(var, value);
+        }
+        cmd.env("SKY1_PASSWORD", "not-the-password");
+        run(&mut cmd)
+    };
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let counters = f.sandbox.counters();
+    assert_eq!(
+        (
+            counters.accounts["sky1"].login_refusals,
+            counters.accounts["sky1"].logins
+        ),
+        (1, 0),
+        "a refused login is not tried again by every job"
+    );
+    let failed: Vec<String> = f
+        .outcomes()
+        .into_iter()
+        .filter(|(_, (state, _))| *state != Succeeded)
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(failed.len(), 5, "only sky1's jobs failed: {failed:?}");
+    assert!(failed.iter().all(|id| id.starts_with("first-sky1-")));
+    let explain = f.tool(&["explain", "first-sky1-3"]);
+    assert!(
+        explain.stdout.contains(
+            "the login was refused (401 AuthenticationRequired): Invalid identifier or password"
+        ),
+        "{}",
+        explain.stdout
+    );
+    assert!(!explain.stdout.contains("not-the-password"));
+}

@@ -61,6 +61,12 @@ struct Held {
     tokens: Option<Tokens>,
     /// The platform said the current access token expired.
     stale: bool,
+    /// The platform refused the last login or refresh, and until when (ms)
+    /// that answer stands: a wrong password or a revoked grant for the
+    /// rest of the process, a rate limit until its wait is over. Every job
+    /// of the account meets this answer instead of asking again — a
+    /// platform that limits logins counts every refused one too.
+    refused: Option<(Refusal, u64)>,
 }
 
 impl AccountAuth {
@@ -190,7 +196,32 @@ impl AccountAuth {
             held.tokens = Some(stored);
             return Ok(Some(credential));
         }
-        let tokens = self.renew(held.tokens.as_ref()).await?;
+        if let Some((refusal, until)) = &held.refused
+            && now < *until
+        {
+            return Err(refusal.clone());
+        }
+        let tokens = match self.renew(held.tokens.as_ref()).await {
+            Ok(tokens) => tokens,
+            Err(refusal) => {
+                if let Refusal::Platform {
+                    status,
+                    retry_after_ms,
+                    ..
+                } = &refusal
+                {
+                    let until = match (status, retry_after_ms) {
+                        (429, wait) | (_, wait @ Some(_)) => {
+                            now.saturating_add(wait.unwrap_or(1000))
+                        }
+                        _ => u64::MAX,
+                    };
+                    held.refused = Some((refusal.clone(), until));
+                }
+                return Err(refusal);
+            }
+        };
+        held.refused = None;
         let credential = self.issued(&tokens, secret);
         held.tokens = Some(tokens);
         held.stale = false;

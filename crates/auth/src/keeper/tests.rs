@@ -15,6 +15,7 @@ use crate::Exchange;
 #[derive(Default)]
 struct Platform {
     logins: AtomicU64,
+    login_refusals: AtomicU64,
     refreshes: AtomicU64,
     reuses: AtomicU64,
     next: AtomicU64,
@@ -71,6 +72,7 @@ impl Platform {
                     self.logins.fetch_add(1, Ordering::SeqCst);
                     self.issue(true)
                 } else {
+                    self.login_refusals.fetch_add(1, Ordering::SeqCst);
                     self.refused(401, r#"{"error":"AuthenticationRequired","message":"Invalid identifier or password"}"#)
                 }
             }
@@ -290,6 +292,25 @@ async fn a_wrong_password_is_the_platforms_refusal_without_the_password() {
         text,
         "the login was refused (401 AuthenticationRequired): Invalid identifier or password"
     );
+}
+
+#[tokio::test]
+async fn a_refused_login_is_not_asked_again_by_every_job() {
+    let world = World::new();
+    let auth = world.account(Scheme::Session, "wrong-pw");
+    for _ in 0..5 {
+        assert!(auth.credential().await.is_err());
+    }
+    assert_eq!(world.platform.login_refusals.load(Ordering::SeqCst), 1);
+    // The next run asks again: the password may have been fixed.
+    assert!(
+        world
+            .account(Scheme::Session, "wrong-pw")
+            .credential()
+            .await
+            .is_err()
+    );
+    assert_eq!(world.platform.login_refusals.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]
