@@ -445,3 +445,35 @@ fn a_wrong_password_fails_the_accounts_jobs_after_one_login_attempt() {
     );
     assert!(!explain.stdout.contains("not-the-password"));
 }
+
+#[test]
+fn inspect_shows_each_accounts_poster_scheme_and_grants() {
+    let f = mixed(1);
+    let mut cmd = f.command(&[]);
+    let out = run(cmd.args(["plugins", "inspect", artifacts::X_POSTER]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let host = f.sandbox.url().trim_start_matches("http://").to_owned();
+    for line in [
+        "  login        accounts may use bearer, url-secret, oauth2 (token endpoint /2/oauth2/token)"
+            .to_owned(),
+        format!("    bird: {host} (oauth2: the host refreshes; access token added for {host} only)"),
+        "    sky1: served by bluesky-poster, not this poster".to_owned(),
+        "    masto: served by mastodon-poster, not this poster".to_owned(),
+    ] {
+        assert!(out.stdout.contains(&line), "no {line:?} in:\n{}", out.stdout);
+    }
+    let out = run(f
+        .command(&[])
+        .args(["plugins", "inspect", artifacts::BLUESKY_POSTER, "--json"]));
+    let record: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let grants = record["capabilities"]["outbound_http"].as_array().unwrap();
+    let sky1 = grants.iter().find(|g| g["account"] == "sky1").unwrap();
+    assert_eq!(
+        (sky1["auth"].as_str(), sky1["served"].as_bool()),
+        (Some("session"), Some(true))
+    );
+    assert_eq!(
+        record["capabilities"]["login"]["session"]["login_path"],
+        "/xrpc/com.atproto.server.createSession"
+    );
+}
