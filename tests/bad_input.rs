@@ -108,6 +108,20 @@ fn an_accounts_file_naming_an_unset_variable() {
 }
 
 #[test]
+fn a_secret_is_named_by_the_key_that_gave_it() {
+    run_with_file(
+        "accounts.toml",
+        "[accounts.alice]\nbase_url = \"http://127.0.0.1:9\"\nauth = \"session\"\nsecret_env = \"ORCHESTRATOR_TEST_NEVER_SET\"\n",
+        "account alice: secret_env = \"ORCHESTRATOR_TEST_NEVER_SET\", but that environment variable is not set",
+    );
+    run_with_file(
+        "accounts.toml",
+        "[accounts.alice]\nbase_url = \"http://127.0.0.1:9\"\nsecret = \"a\"\ntoken_env = \"B\"\n",
+        "account alice: give one of secret, secret_env or secret_file (or token, token_env, token_file)",
+    );
+}
+
+#[test]
 fn an_accounts_file_naming_an_unreadable_token_file() {
     run_with_file(
         "accounts.toml",

@@ -97,12 +97,13 @@ struct AccountEntry {
     /// How it authenticates (see `orchestrator_auth::Scheme`).
     auth: Option<String>,
     /// The account's secret: a token, a URL secret, a password or a first
-    /// refresh token, as `auth` says. `secret*` and `token*` are one key.
-    #[serde(alias = "secret")]
+    /// refresh token, as `auth` says. `token*` are the original tool's
+    /// names for the same keys.
+    secret: Option<String>,
+    secret_env: Option<String>,
+    secret_file: Option<PathBuf>,
     token: Option<String>,
-    #[serde(alias = "secret_env")]
     token_env: Option<String>,
-    #[serde(alias = "secret_file")]
     token_file: Option<PathBuf>,
     /// Hosts (`host[:port]`) this account's posts may reach besides its own.
     #[serde(default)]
@@ -130,8 +131,10 @@ pub struct AccountConfig {
 enum TokenSource {
     None,
     Inline(Secret),
-    Env(String),
-    File(PathBuf),
+    /// The variable, and the key that named it (`secret_env` or
+    /// `token_env`), for messages.
+    Env(String, &'static str),
+    File(PathBuf, &'static str),
 }
 
 impl AccountConfig {
@@ -224,19 +227,16 @@ impl AccountConfig {
         match &self.token {
             TokenSource::None => Ok(None),
             TokenSource::Inline(secret) => Ok(Some(secret.clone())),
-            TokenSource::Env(var) => match std::env::var(var) {
+            TokenSource::Env(var, key) => match std::env::var(var) {
                 Ok(v) if !v.trim().is_empty() => Ok(Some(Secret::new(v.trim()))),
                 _ => Err(err(format!(
-                    "token_env = {var:?}, but that environment variable is not set"
+                    "{key} = {var:?}, but that environment variable is not set"
                 ))),
             },
-            TokenSource::File(path) => match std::fs::read_to_string(path) {
+            TokenSource::File(path, key) => match std::fs::read_to_string(path) {
                 Ok(v) if !v.trim().is_empty() => Ok(Some(Secret::new(v.trim()))),
-                Ok(_) => Err(err(format!("token_file {} is empty", path.display()))),
-                Err(e) => Err(err(format!(
-                    "cannot read token_file {}: {e}",
-                    path.display()
-                ))),
+                Ok(_) => Err(err(format!("{key} {} is empty", path.display()))),
+                Err(e) => Err(err(format!("cannot read {key} {}: {e}", path.display()))),
             },
         }
     }
@@ -309,6 +309,9 @@ pub fn read_accounts(path: &Path) -> Result<BTreeMap<String, AccountConfig>, Inp
             )));
         }
         let sources = [
+            entry.secret.is_some(),
+            entry.secret_env.is_some(),
+            entry.secret_file.is_some(),
             entry.token.is_some(),
             entry.token_env.is_some(),
             entry.token_file.is_some(),
@@ -327,11 +330,18 @@ pub fn read_accounts(path: &Path) -> Result<BTreeMap<String, AccountConfig>, Inp
                 ))
             })?,
         };
-        let token = match (entry.token, entry.token_env, entry.token_file) {
-            (Some(t), _, _) => TokenSource::Inline(Secret::new(t)),
-            (_, Some(var), _) => TokenSource::Env(var),
-            (_, _, Some(file)) => TokenSource::File(base.join(file)),
-            _ => TokenSource::None,
+        let token = if let Some(t) = entry.secret.or(entry.token) {
+            TokenSource::Inline(Secret::new(t))
+        } else if let Some(var) = entry.secret_env {
+            TokenSource::Env(var, "secret_env")
+        } else if let Some(var) = entry.token_env {
+            TokenSource::Env(var, "token_env")
+        } else if let Some(file) = entry.secret_file {
+            TokenSource::File(base.join(file), "secret_file")
+        } else if let Some(file) = entry.token_file {
+            TokenSource::File(base.join(file), "token_file")
+        } else {
+            TokenSource::None
         };
         accounts.insert(
             name.clone(),
