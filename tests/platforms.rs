@@ -477,3 +477,29 @@ fn inspect_shows_each_accounts_poster_scheme_and_grants() {
         "/xrpc/com.atproto.server.createSession"
     );
 }
+
+#[test]
+fn an_expired_token_is_retried_even_where_no_classifier_knows_the_platform() {
+    let mut f = mixed(1);
+    // No xrpc-classifier: http-classifier does not know Bluesky's 400, and
+    // this run does not retry what nobody knows.
+    f.plugins = vec![
+        artifacts::MASTODON_POSTER,
+        artifacts::BLUESKY_POSTER,
+        artifacts::WEBHOOK_POSTER,
+        artifacts::X_POSTER,
+        artifacts::HTTP_CLASSIFIER,
+    ];
+    assert_eq!(run_with_secrets(&f, &[]).code, 0);
+    f.sandbox.advance_clock(Duration::from_secs(24 * 3600));
+    std::fs::write(f.path("jobs.jsonl"), jobs("second", 1)).unwrap();
+    let out = run_with_secrets(&f, &["--no-retry-unknown"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let explain = f.tool(&["explain", "second-sky1-1"]);
+    assert!(
+        explain.stdout.contains("retryable by built-in: the access token expired, and the host renews it before the next attempt (http-classifier said unknown"),
+        "{}",
+        explain.stdout
+    );
+    assert_eq!(f.outcomes()["second-sky1-1"], (Succeeded, 2));
+}

@@ -258,25 +258,27 @@ impl AttemptCtx {
         let instance = queue_of.waiter.instance();
         let mut outage = None;
         let auth = self.batch.auth_for(&job.account);
-        let attempted = match credential(queue_of, auth).await {
+        let (attempted, token_expired) = match credential(queue_of, auth).await {
             Ok((access, generation)) => {
                 let poster = self.batch.poster_for(&job.account);
                 let attempted = poster.post(&context, access).await;
                 // The platform said the token expired: the next attempt of
                 // the account renews it, once.
-                if let (
-                    Some(auth),
-                    Attempt::Failed {
-                        failure: Some(f), ..
-                    },
-                ) = (auth, &attempted)
-                    && auth.is_expired_answer(f.http_status, f.error_code.as_deref())
-                {
-                    auth.expired(generation).await;
-                }
-                attempted
+                let expired = match (auth, &attempted) {
+                    (
+                        Some(auth),
+                        Attempt::Failed {
+                            failure: Some(f), ..
+                        },
+                    ) if auth.is_expired_answer(f.http_status, f.error_code.as_deref()) => {
+                        auth.expired(generation).await;
+                        true
+                    }
+                    _ => false,
+                };
+                (attempted, expired)
             }
-            Err(failed) => failed,
+            Err(failed) => (failed, false),
         };
         let (outcome, summary) = match attempted {
             Attempt::Posted(receipt) => {
@@ -291,6 +293,16 @@ impl AttemptCtx {
                     fault,
                 };
                 let mut decided = self.clamp_wait(&job.id, self.classify(&report).await);
+                // A classifier cannot know that the host renews the token
+                // before the account's next attempt: that makes it retryable.
+                if token_expired && decided.category != Category::Retryable {
+                    decided.reason = format!(
+                        "the access token expired, and the host renews it before the next attempt ({} said {}: {})",
+                        decided.decided_by, decided.category, decided.reason
+                    );
+                    decided.category = Category::Retryable;
+                    decided.decided_by = "built-in".into();
+                }
                 let infra = u32::from(decided.category == Category::Infrastructure);
                 let mut decision = decide(
                     &self.options.config,
