@@ -97,7 +97,7 @@ const TEMPLATES: &[(Lang, Kind, &[File])] = &[
             file!(".gitignore", "../templates/rust/gitignore"),
             file!("README.md", "../templates/rust/README.md"),
             file!("src/lib.rs", "../templates/rust/poster/lib.rs"),
-            file!("src/http.rs", "../../../plugins/bluesky-poster/src/http.rs"),
+            file!("src/http.rs", "../../../plugins/shared/http.rs"),
         ],
     ),
     (

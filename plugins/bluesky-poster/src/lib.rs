@@ -15,6 +15,9 @@ wit_bindgen::generate!({
     generate_all,
 });
 
+#[path = "../../shared/api.rs"]
+mod api;
+#[path = "../../shared/http.rs"]
 mod http;
 mod xrpc;
 
@@ -22,11 +25,10 @@ use exports::orchestrator::plugin::auth::{self, AuthSupport, SessionLogin};
 use exports::orchestrator::plugin::{metadata, post};
 use orchestrator::plugin::log::{Level, log};
 use orchestrator::plugin::types::{JobContext, PluginInfo, PostFailure, Receipt};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 /// XRPC answers here are a few hundred bytes; anything past this is cut.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
-const USER_AGENT: &str = concat!("orchestrator-bluesky-poster/", env!("CARGO_PKG_VERSION"));
 
 struct BlueskyPoster;
 
@@ -60,12 +62,6 @@ impl auth::Guest for BlueskyPoster {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 impl post::Guest for BlueskyPoster {
     fn post(job: JobContext) -> Result<Receipt, PostFailure> {
         let created_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
@@ -84,13 +80,13 @@ impl post::Guest for BlueskyPoster {
                 headers: &[
                     ("content-type", "application/json"),
                     ("accept", "application/json"),
-                    ("user-agent", USER_AGENT),
+                    ("user-agent", api::USER_AGENT),
                 ],
                 body: &attempt.body,
             },
             MAX_RESPONSE_BYTES,
         )?;
-        match xrpc::outcome(&response, &attempt, now_ms()) {
+        match xrpc::outcome(&response, &attempt, api::now_ms()) {
             xrpc::Outcome::Posted(receipt) => Ok(receipt),
             xrpc::Outcome::Failed(failure) => Err(failure),
             xrpc::Outcome::AlreadyExists(failure) => earlier(&job, &attempt, failure),
@@ -110,7 +106,10 @@ fn earlier(
         &http::Request {
             method: http::Method::Get,
             url: &url,
-            headers: &[("accept", "application/json"), ("user-agent", USER_AGENT)],
+            headers: &[
+                ("accept", "application/json"),
+                ("user-agent", api::USER_AGENT),
+            ],
             body: &[],
         },
         MAX_RESPONSE_BYTES,

@@ -2,7 +2,8 @@
 //! becomes, the getRecord call that finds an earlier attempt's post, and
 //! what their answers mean.
 
-use crate::http::{Response, bounded, failure, retry_hint};
+use crate::api::{payload, payload_text, refused, setting};
+use crate::http::{Response, bounded, failure};
 use crate::orchestrator::plugin::types::{JobContext, PostFailure, Receipt};
 
 const COLLECTION: &str = "app.bsky.feed.post";
@@ -61,26 +62,14 @@ pub fn record_key(idempotency_key: &str) -> String {
     key.iter().map(|&b| char::from(b)).collect()
 }
 
-fn setting<'a>(job: &'a JobContext, key: &str) -> Option<&'a str> {
-    job.account
-        .settings
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-}
-
 fn base(job: &JobContext) -> &str {
     job.account.base_url.trim_end_matches('/')
 }
 
 /// The createRecord call for `job`, dated `created_at` (RFC 3339, UTC).
 pub fn attempt(job: &JobContext, created_at: &str) -> Result<Attempt, PostFailure> {
-    let payload: Payload = serde_json::from_str(&job.payload)
-        .map_err(|e| failure(format!("the job's payload is not valid JSON: {e}")))?;
-    // An empty text is sent: the platform's refusal is the record of it.
-    let text = payload
-        .text
-        .ok_or_else(|| failure("the job's payload has no `text`".into()))?;
+    let payload: Payload = payload(job)?;
+    let text = payload_text(payload.text)?;
     let repo = setting(job, "identifier")
         .map(str::trim)
         .filter(|r| !r.is_empty())
@@ -220,56 +209,35 @@ fn refusal(response: &Response, now_ms: u64) -> PostFailure {
         .as_ref()
         .and_then(|e| e.message.as_deref())
         .map(|m| bounded(m, MESSAGE_BYTES));
-    let (retry_after_ms, rate_limit_reset) =
-        retry_hint(response, "ratelimit-remaining", "ratelimit-reset", now_ms);
     let mut message = format!("the platform refused the post ({}", response.status);
     for part in [&error_code, &detail].into_iter().flatten() {
         message.push_str(": ");
         message.push_str(part);
     }
     message.push(')');
-    PostFailure {
+    refused(
+        response,
         message,
-        http_status: Some(response.status),
         error_code,
-        retry_after_ms,
-        rate_limit_reset,
-        transport_error: None,
-    }
+        "ratelimit-remaining",
+        "ratelimit-reset",
+        now_ms,
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::orchestrator::plugin::types::Account;
+    use crate::api::tests::response;
 
     fn job(payload: &str, settings: &[(&str, &str)]) -> JobContext {
-        JobContext {
-            job_id: "j1".into(),
-            account: Account {
-                name: "sky".into(),
-                base_url: "http://127.0.0.1:9/".into(),
-                settings: settings
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            },
-            payload: payload.into(),
-            attempt: 1,
-            pass: 1,
-            idempotency_key: "job-j1-key".into(),
-        }
-    }
-
-    fn response(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
-        Response {
-            status,
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
-        }
+        crate::api::tests::job(
+            "sky",
+            "http://127.0.0.1:9/",
+            "job-j1-key",
+            payload,
+            settings,
+        )
     }
 
     fn alice() -> Attempt {

@@ -24,7 +24,7 @@ wit_bindgen::generate!({
     dead_code,
     reason = "shared with the posters, which use the rest of it"
 )]
-#[path = "../../bluesky-poster/src/http.rs"]
+#[path = "../../shared/http.rs"]
 mod http;
 
 use exports::orchestrator::plugin::auth::{self, AuthSupport, Oauth2Refresh, SessionLogin};

@@ -9,14 +9,12 @@ wit_bindgen::generate!({
     path: "../../wit",
 });
 
-use exports::orchestrator::plugin::{classify, metadata};
-use orchestrator::plugin::log::{Level, log};
-use orchestrator::plugin::types::{
-    Category, Classification, FailureReport, PluginInfo, RetryScope, Verdict,
-};
+#[path = "../../shared/verdict.rs"]
+mod verdict;
 
-/// The poster's message quoted in a reason, at most.
-const QUOTE_BYTES: usize = 300;
+use exports::orchestrator::plugin::{classify, metadata};
+use orchestrator::plugin::types::{FailureReport, PluginInfo, RetryScope, Verdict};
+use verdict::{QUOTE_BYTES, bounded, refused, retry, waits};
 
 struct WebhookClassifier;
 
@@ -32,53 +30,17 @@ impl metadata::Guest for WebhookClassifier {
 
 impl classify::Guest for WebhookClassifier {
     fn classify(report: FailureReport) -> Verdict {
-        let verdict = classify_report(&report);
-        if let Verdict::Decided(c) = &verdict {
-            log(
-                Level::Debug,
-                &format!("job {}: {:?}: {}", report.job.job_id, c.category, c.reason),
-            );
-        }
-        verdict
+        verdict::logged(&report, classify_report(&report))
     }
-}
-
-fn refused(reason: String) -> Verdict {
-    Verdict::Decided(Classification {
-        category: Category::NonRetryable,
-        reason,
-        retry_after_ms: None,
-        scope: RetryScope::Job,
-    })
-}
-
-fn retry(reason: String, retry_after_ms: Option<u64>, scope: RetryScope) -> Verdict {
-    Verdict::Decided(Classification {
-        category: Category::Retryable,
-        reason,
-        retry_after_ms,
-        scope,
-    })
 }
 
 fn classify_report(report: &FailureReport) -> Verdict {
-    // A failure the host saw (a trap, a timeout) is not the platform's word.
-    if report.fault.is_some() {
-        return Verdict::NoOpinion;
-    }
-    let Some(failure) = &report.failure else {
+    let Some(failure) = verdict::platform_answer(report) else {
         return Verdict::NoOpinion;
     };
-    if failure.transport_error.is_some() {
-        return Verdict::NoOpinion;
-    }
     let account = &report.job.account.name;
     let said = bounded(&failure.message, QUOTE_BYTES);
     let wait = failure.retry_after_ms;
-    let waits = |whom: &str| {
-        wait.map(|ms| format!("; {whom} waits {}", human_ms(ms)))
-            .unwrap_or_default()
-    };
     match (failure.error_code.as_deref(), failure.http_status) {
         // Discord: 10015 Unknown Webhook, 50027 Invalid Webhook Token.
         // Slack: invalid_token (wrong secret), no_service (webhook removed).
@@ -111,38 +73,20 @@ fn classify_report(report: &FailureReport) -> Verdict {
         (Some("global_rate_limited"), _) => retry(
             format!(
                 "the platform's global rate limit was reached{}",
-                waits("every account on it")
+                waits("every account on it", wait)
             ),
             wait,
             RetryScope::Platform,
         ),
         (Some("rate_limited"), _) | (_, Some(429)) => retry(
-            format!("account {account} is rate limited{}", waits("the account")),
+            format!(
+                "account {account} is rate limited{}",
+                waits("the account", wait)
+            ),
             wait,
             RetryScope::Account,
         ),
         _ => Verdict::NoOpinion,
-    }
-}
-
-/// At most `max` bytes of `text`, cut at a character boundary: a poster's
-/// message is not to be trusted to be short.
-fn bounded(text: &str, max: usize) -> &str {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
-/// A wait as the host writes durations: whole seconds as `7s`, tenths
-/// below a minute as `2.5s`.
-fn human_ms(ms: u64) -> String {
-    let tenths = ms.saturating_add(50) / 100;
-    if tenths.is_multiple_of(10) || tenths >= 600 {
-        format!("{}s", tenths.saturating_add(5) / 10)
-    } else {
-        format!("{}.{}s", tenths / 10, tenths % 10)
     }
 }
 
@@ -151,39 +95,11 @@ export!(WebhookClassifier);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use orchestrator::plugin::types::{Account, HostFault, JobContext, PostFailure};
+    use orchestrator::plugin::types::{Category, HostFault};
+    use verdict::tests::classification;
 
     fn report(status: Option<u16>, code: Option<&str>, wait: Option<u64>) -> FailureReport {
-        FailureReport {
-            job: JobContext {
-                job_id: "j1".into(),
-                account: Account {
-                    name: "hook".into(),
-                    base_url: "http://127.0.0.1:9".into(),
-                    settings: Vec::new(),
-                },
-                payload: "{}".into(),
-                attempt: 1,
-                pass: 1,
-                idempotency_key: "k".into(),
-            },
-            failure: Some(PostFailure {
-                message: "refused: Unknown Webhook".into(),
-                http_status: status,
-                error_code: code.map(str::to_owned),
-                retry_after_ms: wait,
-                rate_limit_reset: None,
-                transport_error: None,
-            }),
-            fault: None,
-        }
-    }
-
-    fn classification(verdict: Verdict) -> Classification {
-        match verdict {
-            Verdict::Decided(c) => c,
-            Verdict::NoOpinion => panic!("no opinion"),
-        }
+        verdict::tests::report("hook", "refused: Unknown Webhook", status, code, wait)
     }
 
     #[test]

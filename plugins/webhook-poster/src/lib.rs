@@ -12,7 +12,9 @@ wit_bindgen::generate!({
     generate_all,
 });
 
-#[path = "../../bluesky-poster/src/http.rs"]
+#[path = "../../shared/api.rs"]
+mod api;
+#[path = "../../shared/http.rs"]
 mod http;
 mod webhook;
 
@@ -20,7 +22,6 @@ use exports::orchestrator::plugin::auth::{self, AuthSupport};
 use exports::orchestrator::plugin::{metadata, post};
 use orchestrator::plugin::log::{Level, log};
 use orchestrator::plugin::types::{JobContext, PluginInfo, PostFailure, Receipt};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Webhook answers are a message object or a word; anything past this is cut.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -49,12 +50,6 @@ impl auth::Guest for WebhookPoster {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 impl post::Guest for WebhookPoster {
     fn post(job: JobContext) -> Result<Receipt, PostFailure> {
         let attempt = webhook::attempt(&job)?;
@@ -71,16 +66,18 @@ impl post::Guest for WebhookPoster {
                 url: &attempt.url,
                 headers: &[
                     ("content-type", "application/json"),
-                    (
-                        "user-agent",
-                        concat!("orchestrator-webhook-poster/", env!("CARGO_PKG_VERSION")),
-                    ),
+                    ("user-agent", api::USER_AGENT),
                 ],
                 body: &attempt.body,
             },
             MAX_RESPONSE_BYTES,
         )?;
-        webhook::outcome(&response, attempt.style, &job.idempotency_key, now_ms())
+        webhook::outcome(
+            &response,
+            attempt.style,
+            &job.idempotency_key,
+            api::now_ms(),
+        )
     }
 }
 

@@ -4,12 +4,16 @@
 //! The webhook URL is the secret, so the path names it only as the literal
 //! segment `{secret}`, which the host fills in for a `url-secret` account.
 
-use crate::http::{Response, bounded, failure, retry_hint, seconds_to_ms};
+use crate::api::{payload, payload_text, refused, setting};
+use crate::http::{Response, bounded, failure, seconds_to_ms};
 use crate::orchestrator::plugin::types::{JobContext, PostFailure, Receipt};
 
 /// Platform text kept in a failure: enough to read, not enough to flood.
 const MESSAGE_BYTES: usize = 500;
 const CODE_BYTES: usize = 64;
+/// The rate-limit headers both platforms send.
+const REMAINING_HEADER: &str = "x-ratelimit-remaining";
+const RESET_HEADER: &str = "x-ratelimit-reset";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Style {
@@ -29,14 +33,6 @@ struct Payload {
     text: Option<String>,
 }
 
-fn setting<'a>(job: &'a JobContext, key: &str) -> Option<&'a str> {
-    job.account
-        .settings
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-}
-
 /// The call for `job`, in the shape its account's `style` setting names.
 pub fn attempt(job: &JobContext) -> Result<Attempt, PostFailure> {
     let style = match setting(job, "style").map(str::trim) {
@@ -49,12 +45,8 @@ pub fn attempt(job: &JobContext) -> Result<Attempt, PostFailure> {
             )));
         }
     };
-    let payload: Payload = serde_json::from_str(&job.payload)
-        .map_err(|e| failure(format!("the job's payload is not valid JSON: {e}")))?;
-    // An empty text is sent: the platform's refusal is the record of it.
-    let text = payload
-        .text
-        .ok_or_else(|| failure("the job's payload has no `text`".into()))?;
+    let payload: Payload = payload(job)?;
+    let text = payload_text(payload.text)?;
     let base = job.account.base_url.trim_end_matches('/');
     let (url, body) = match style {
         Style::Discord => {
@@ -137,18 +129,6 @@ fn discord_refusal(response: &Response, now_ms: u64) -> PostFailure {
             _ => None,
         }
     };
-    let (hinted, rate_limit_reset) = retry_hint(
-        response,
-        "x-ratelimit-remaining",
-        "x-ratelimit-reset",
-        now_ms,
-    );
-    // The body's `retry_after` is the same wait as the `Retry-After` header,
-    // to the millisecond rather than rounded up to whole seconds.
-    let retry_after_ms = said["retry_after"]
-        .as_f64()
-        .and_then(seconds_to_ms)
-        .or(hinted);
     let detail = said["message"].as_str().map(|m| bounded(m, MESSAGE_BYTES));
     let mut message = format!("Discord refused the message ({}", response.status);
     if let Some(code) = &error_code {
@@ -158,13 +138,23 @@ fn discord_refusal(response: &Response, now_ms: u64) -> PostFailure {
     if let Some(detail) = detail {
         message.push_str(&format!(": {detail}"));
     }
-    PostFailure {
+    let refusal = refused(
+        response,
         message,
-        http_status: Some(response.status),
         error_code,
+        REMAINING_HEADER,
+        RESET_HEADER,
+        now_ms,
+    );
+    // The body's `retry_after` is the same wait as the `Retry-After` header,
+    // to the millisecond rather than rounded up to whole seconds.
+    let retry_after_ms = said["retry_after"]
+        .as_f64()
+        .and_then(seconds_to_ms)
+        .or(refusal.retry_after_ms);
+    PostFailure {
         retry_after_ms,
-        rate_limit_reset,
-        transport_error: None,
+        ..refusal
     }
 }
 
@@ -179,12 +169,6 @@ fn slack_refusal(response: &Response, now_ms: u64) -> PostFailure {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
     .then(|| text.to_owned());
-    let (retry_after_ms, rate_limit_reset) = retry_hint(
-        response,
-        "x-ratelimit-remaining",
-        "x-ratelimit-reset",
-        now_ms,
-    );
     let message = if text.is_empty() {
         format!("Slack refused the message ({})", response.status)
     } else {
@@ -194,48 +178,23 @@ fn slack_refusal(response: &Response, now_ms: u64) -> PostFailure {
             bounded(text, MESSAGE_BYTES)
         )
     };
-    PostFailure {
+    refused(
+        response,
         message,
-        http_status: Some(response.status),
         error_code,
-        retry_after_ms,
-        rate_limit_reset,
-        transport_error: None,
-    }
+        REMAINING_HEADER,
+        RESET_HEADER,
+        now_ms,
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::orchestrator::plugin::types::Account;
+    use crate::api::tests::response;
 
     fn job(payload: &str, settings: &[(&str, &str)]) -> JobContext {
-        JobContext {
-            job_id: "j1".into(),
-            account: Account {
-                name: "hook".into(),
-                base_url: "http://127.0.0.1:9".into(),
-                settings: settings
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            },
-            payload: payload.into(),
-            attempt: 1,
-            pass: 1,
-            idempotency_key: "key-1".into(),
-        }
-    }
-
-    fn response(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
-        Response {
-            status,
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
-        }
+        crate::api::tests::job("hook", "http://127.0.0.1:9", "key-1", payload, settings)
     }
 
     fn json(bytes: &[u8]) -> serde_json::Value {

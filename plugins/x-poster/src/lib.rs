@@ -16,7 +16,9 @@ wit_bindgen::generate!({
     generate_all,
 });
 
-#[path = "../../bluesky-poster/src/http.rs"]
+#[path = "../../shared/api.rs"]
+mod api;
+#[path = "../../shared/http.rs"]
 mod http;
 mod x;
 
@@ -24,7 +26,6 @@ use exports::orchestrator::plugin::auth::{self, AuthSupport, Oauth2Refresh};
 use exports::orchestrator::plugin::{metadata, post};
 use orchestrator::plugin::log::{Level, log};
 use orchestrator::plugin::types::{JobContext, PluginInfo, PostFailure, Receipt};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A post's answer is a few hundred bytes; anything past this is cut.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -57,12 +58,6 @@ impl auth::Guest for XPoster {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 impl post::Guest for XPoster {
     fn post(job: JobContext) -> Result<Receipt, PostFailure> {
         let (url, body) = x::request(&job)?;
@@ -77,16 +72,13 @@ impl post::Guest for XPoster {
                 headers: &[
                     ("content-type", "application/json"),
                     ("accept", "application/json"),
-                    (
-                        "user-agent",
-                        concat!("orchestrator-x-poster/", env!("CARGO_PKG_VERSION")),
-                    ),
+                    ("user-agent", api::USER_AGENT),
                 ],
                 body: &body,
             },
             MAX_RESPONSE_BYTES,
         )?;
-        match x::outcome(&response, now_ms()) {
+        match x::outcome(&response, api::now_ms()) {
             Err(failure)
                 if job.attempt > 1 && failure.error_code.as_deref() == Some("DuplicateContent") =>
             {

@@ -2,7 +2,8 @@
 //! becomes and what an answer means. X answers errors as problem JSON
 //! (RFC 7807-like: `title`, `detail`, `type`, `status`).
 
-use crate::http::{Response, bounded, failure, retry_hint};
+use crate::api::{payload, payload_text, refused};
+use crate::http::{Response, bounded, failure};
 use crate::orchestrator::plugin::types::{JobContext, PostFailure, Receipt};
 
 /// Platform text kept in a failure: enough to read, not enough to flood.
@@ -16,12 +17,8 @@ struct Payload {
 
 /// The URL and JSON body of the attempt for `job`.
 pub fn request(job: &JobContext) -> Result<(String, Vec<u8>), PostFailure> {
-    let payload: Payload = serde_json::from_str(&job.payload)
-        .map_err(|e| failure(format!("the job's payload is not valid JSON: {e}")))?;
-    // An empty text is sent: the platform's refusal is the record of it.
-    let text = payload
-        .text
-        .ok_or_else(|| failure("the job's payload has no `text`".into()))?;
+    let payload: Payload = payload(job)?;
+    let text = payload_text(payload.text)?;
     let url = format!("{}/2/tweets", job.account.base_url.trim_end_matches('/'));
     Ok((
         url,
@@ -65,12 +62,6 @@ pub fn outcome(response: &Response, now_ms: u64) -> Result<Receipt, PostFailure>
     } else {
         title
     };
-    let (retry_after_ms, rate_limit_reset) = retry_hint(
-        response,
-        "x-rate-limit-remaining",
-        "x-rate-limit-reset",
-        now_ms,
-    );
     let mut message = format!("X refused the post ({}", response.status);
     if let Some(code) = &error_code {
         message.push_str(&format!(" {code}"));
@@ -79,45 +70,23 @@ pub fn outcome(response: &Response, now_ms: u64) -> Result<Receipt, PostFailure>
     if let Some(detail) = &detail {
         message.push_str(&format!(": {detail}"));
     }
-    Err(PostFailure {
+    Err(refused(
+        response,
         message,
-        http_status: Some(response.status),
         error_code,
-        retry_after_ms,
-        rate_limit_reset,
-        transport_error: None,
-    })
+        "x-rate-limit-remaining",
+        "x-rate-limit-reset",
+        now_ms,
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::orchestrator::plugin::types::Account;
-
-    fn response(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
-        Response {
-            status,
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
-        }
-    }
+    use crate::api::tests::response;
 
     fn job(payload: &str) -> JobContext {
-        JobContext {
-            job_id: "j1".into(),
-            account: Account {
-                name: "x".into(),
-                base_url: "http://127.0.0.1:9/".into(),
-                settings: Vec::new(),
-            },
-            payload: payload.into(),
-            attempt: 1,
-            pass: 1,
-            idempotency_key: "k".into(),
-        }
+        crate::api::tests::job("x", "http://127.0.0.1:9/", "k", payload, &[])
     }
 
     #[test]

@@ -11,14 +11,12 @@ wit_bindgen::generate!({
     path: "../../wit",
 });
 
-use exports::orchestrator::plugin::{classify, metadata};
-use orchestrator::plugin::log::{Level, log};
-use orchestrator::plugin::types::{
-    Category, Classification, FailureReport, PluginInfo, RetryScope, Verdict,
-};
+#[path = "../../shared/verdict.rs"]
+mod verdict;
 
-/// The poster's message quoted in a reason, at most.
-const QUOTE_BYTES: usize = 300;
+use exports::orchestrator::plugin::{classify, metadata};
+use orchestrator::plugin::types::{FailureReport, PluginInfo, RetryScope, Verdict};
+use verdict::{QUOTE_BYTES, bounded, refused, retry, waits};
 
 struct XrpcClassifier;
 
@@ -34,50 +32,21 @@ impl metadata::Guest for XrpcClassifier {
 
 impl classify::Guest for XrpcClassifier {
     fn classify(report: FailureReport) -> Verdict {
-        let verdict = classify_report(&report);
-        if let Verdict::Decided(c) = &verdict {
-            log(
-                Level::Debug,
-                &format!("job {}: {:?}: {}", report.job.job_id, c.category, c.reason),
-            );
-        }
-        verdict
+        verdict::logged(&report, classify_report(&report))
     }
-}
-
-fn decided(
-    category: Category,
-    reason: String,
-    retry_after_ms: Option<u64>,
-    scope: RetryScope,
-) -> Verdict {
-    Verdict::Decided(Classification {
-        category,
-        reason,
-        retry_after_ms,
-        scope,
-    })
 }
 
 fn classify_report(report: &FailureReport) -> Verdict {
-    // A failure the host saw (a trap, a timeout) is not the platform's word.
-    if report.fault.is_some() {
-        return Verdict::NoOpinion;
-    }
-    let Some(failure) = &report.failure else {
+    let Some(failure) = verdict::platform_answer(report) else {
         return Verdict::NoOpinion;
     };
-    if failure.transport_error.is_some() {
-        return Verdict::NoOpinion;
-    }
     let account = &report.job.account.name;
     let said = bounded(&failure.message, QUOTE_BYTES);
     let wait = failure.retry_after_ms;
     match (failure.error_code.as_deref(), failure.http_status) {
         // Not the account's fault: the host renews the session (an
         // `expired-codes` entry of bluesky-poster) before the next attempt.
-        (Some("ExpiredToken"), _) => decided(
-            Category::Retryable,
+        (Some("ExpiredToken"), _) => retry(
             format!(
                 "the access token of account {account} expired; it is renewed before the next attempt"
             ),
@@ -85,49 +54,25 @@ fn classify_report(report: &FailureReport) -> Verdict {
             RetryScope::Job,
         ),
         // The rate limit is the account's: its other jobs would hit it too.
-        (Some("RateLimitExceeded"), _) | (_, Some(429)) => decided(
-            Category::Retryable,
-            format!(
-                "account {account} is rate limited{}",
-                wait.map(|ms| format!("; it waits {}", human_ms(ms)))
-                    .unwrap_or_default()
-            ),
+        (Some("RateLimitExceeded"), _) | (_, Some(429)) => retry(
+            format!("account {account} is rate limited{}", waits("it", wait)),
             wait,
             RetryScope::Account,
         ),
-        (Some("InvalidRequest"), _) => decided(
-            Category::NonRetryable,
-            format!("the platform refused the post as invalid; edit the job's payload ({said})"),
-            None,
-            RetryScope::Job,
-        ),
-        (Some("AccountTakedown"), _) => decided(
-            Category::NonRetryable,
-            format!(
-                "account {account} was taken down by the platform; it cannot post until the platform restores it ({said})"
-            ),
-            None,
-            RetryScope::Job,
-        ),
-        (Some("AuthenticationRequired"), _) => decided(
-            Category::NonRetryable,
-            format!(
-                "the platform did not accept the login of account {account}; check its identifier and password ({said})"
-            ),
-            None,
-            RetryScope::Job,
-        ),
-        (Some("InvalidToken"), _) => decided(
-            Category::NonRetryable,
-            format!(
-                "the platform refused the access token of account {account} as invalid, not expired; check its credentials and log it in again ({said})"
-            ),
-            None,
-            RetryScope::Job,
-        ),
+        (Some("InvalidRequest"), _) => refused(format!(
+            "the platform refused the post as invalid; edit the job's payload ({said})"
+        )),
+        (Some("AccountTakedown"), _) => refused(format!(
+            "account {account} was taken down by the platform; it cannot post until the platform restores it ({said})"
+        )),
+        (Some("AuthenticationRequired"), _) => refused(format!(
+            "the platform did not accept the login of account {account}; check its identifier and password ({said})"
+        )),
+        (Some("InvalidToken"), _) => refused(format!(
+            "the platform refused the access token of account {account} as invalid, not expired; check its credentials and log it in again ({said})"
+        )),
         // One request failed inside the platform; the next may not.
-        (Some("InternalServerError"), _) => decided(
-            Category::Retryable,
+        (Some("InternalServerError"), _) => retry(
             format!("the platform had a server error ({said})"),
             wait,
             RetryScope::Job,
@@ -136,65 +81,16 @@ fn classify_report(report: &FailureReport) -> Verdict {
     }
 }
 
-/// At most `max` bytes of `text`, cut at a character boundary: a poster's
-/// message is not to be trusted to be short.
-fn bounded(text: &str, max: usize) -> &str {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
-/// A wait as the host writes durations: whole seconds as `7s`, tenths
-/// below a minute as `2.5s`.
-fn human_ms(ms: u64) -> String {
-    let tenths = ms.saturating_add(50) / 100;
-    if tenths.is_multiple_of(10) || tenths >= 600 {
-        format!("{}s", tenths.saturating_add(5) / 10)
-    } else {
-        format!("{}.{}s", tenths / 10, tenths % 10)
-    }
-}
-
 export!(XrpcClassifier);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use orchestrator::plugin::types::{Account, HostFault, JobContext, PostFailure};
+    use orchestrator::plugin::types::{Category, HostFault};
+    use verdict::tests::classification;
 
     fn report(status: Option<u16>, code: Option<&str>, wait: Option<u64>) -> FailureReport {
-        FailureReport {
-            job: JobContext {
-                job_id: "j1".into(),
-                account: Account {
-                    name: "sky".into(),
-                    base_url: "http://127.0.0.1:9".into(),
-                    settings: Vec::new(),
-                },
-                payload: "{}".into(),
-                attempt: 1,
-                pass: 1,
-                idempotency_key: "k".into(),
-            },
-            failure: Some(PostFailure {
-                message: "the platform refused the post".into(),
-                http_status: status,
-                error_code: code.map(str::to_owned),
-                retry_after_ms: wait,
-                rate_limit_reset: None,
-                transport_error: None,
-            }),
-            fault: None,
-        }
-    }
-
-    fn classification(verdict: Verdict) -> Classification {
-        match verdict {
-            Verdict::Decided(c) => c,
-            Verdict::NoOpinion => panic!("no opinion"),
-        }
+        verdict::tests::report("sky", "the platform refused the post", status, code, wait)
     }
 
     #[test]
