@@ -112,7 +112,7 @@ fn jobs(round: &str, per_account: usize) -> String {
 
 fn mixed(per_account: usize) -> Fixture {
     let mut f = Fixture::new(PLATFORMS, 0).with_jobs(&jobs("first", per_account));
-    std::fs::write(f.path("accounts.toml"), accounts(&f.sandbox.url())).unwrap();
+    std::fs::write(f.path("accounts.toml"), accounts(f.sandbox.url())).unwrap();
     f.plugins = vec![
         artifacts::MASTODON_POSTER,
         artifacts::BLUESKY_POSTER,
@@ -231,7 +231,7 @@ fn a_hostile_poster_never_sees_a_password_or_token_under_any_scheme() {
     let mut f = mixed(1);
     let url = f.sandbox.url();
     // The same four schemes, every account served by the hostile poster.
-    let accounts = accounts(&url)
+    let accounts = accounts(url)
         .replace(
             "poster = \"mastodon-poster\"",
             "poster = \"hostile-poster\"",
@@ -277,7 +277,7 @@ fn a_hostile_poster_never_sees_a_password_or_token_under_any_scheme() {
 #[test]
 fn a_session_or_oauth2_account_needs_a_poster_that_describes_its_login() {
     let f = mixed(1);
-    let accounts = accounts(&f.sandbox.url()).replace(
+    let accounts = accounts(f.sandbox.url()).replace(
         "poster = \"bluesky-poster\"\nauth = \"session\"\nsecret_env = \"SKY1_PASSWORD\"",
         "poster = \"mastodon-poster\"\nauth = \"session\"\nsecret_env = \"SKY1_PASSWORD\"",
     );
@@ -298,7 +298,7 @@ fn a_session_or_oauth2_account_needs_a_poster_that_describes_its_login() {
 #[test]
 fn an_unknown_scheme_is_refused_naming_the_ones_there_are() {
     let f = mixed(1);
-    let accounts = accounts(&f.sandbox.url()).replace("auth = \"oauth2\"", "auth = \"oauth\"");
+    let accounts = accounts(f.sandbox.url()).replace("auth = \"oauth2\"", "auth = \"oauth\"");
     std::fs::write(f.path("accounts.toml"), accounts).unwrap();
     let out = run_with_secrets(&f, &[]);
     assert_eq!(out.code, 2, "{}", out.stderr);
@@ -341,7 +341,7 @@ fn sigkill_during_token_refreshes_leaves_every_oauth2_account_able_to_post() {
     let mut f = Fixture::new(&scenario, 0).with_jobs(&jobs);
     std::fs::write(
         f.path("accounts.toml"),
-        accounts.replace("URL", &f.sandbox.url()),
+        accounts.replace("URL", f.sandbox.url()),
     )
     .unwrap();
     f.plugins = vec![

@@ -82,6 +82,35 @@ fn build_python(project: &Path, kind: &str) -> Option<PathBuf> {
     }
 }
 
+/// `npm run build` in a new JavaScript plugin: the build script of its
+/// package.json, run with componentize-js (`ORCHESTRATOR_COMPONENTIZE_JS`,
+/// or on PATH) rather than through npm, which would fetch it first.
+/// `None` when it is missing outside CI (said loudly).
+fn build_js(project: &Path) -> Option<PathBuf> {
+    let package: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(project.join("package.json")).unwrap())
+            .unwrap();
+    let script = package["scripts"]["build"].as_str().unwrap().to_owned();
+    let mut words = script.split_whitespace();
+    assert_eq!(words.next(), Some("componentize-js"), "{script}");
+    let tool = std::env::var_os("ORCHESTRATOR_COMPONENTIZE_JS")
+        .unwrap_or_else(|| "componentize-js".into());
+    let status = Command::new(tool).current_dir(project).args(words).status();
+    let name = project.file_name().unwrap().to_str().unwrap();
+    match status {
+        Ok(s) if s.success() => Some(project.join(format!("{name}.wasm"))),
+        Ok(s) => panic!("componentize-js failed ({s}) on {}", project.display()),
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!(
+                "\n*** SKIPPED: the JavaScript templates need componentize-js ({e}); \
+                 npm install -g @bytecodealliance/componentize-js ***\n"
+            );
+            None
+        }
+        Err(e) => panic!("componentize-js is missing in CI ({e}); .ci/run installs it"),
+    }
+}
+
 fn inspect(wasm: &Path) -> serde_json::Value {
     let out = run(orchestrator()
         .arg("plugins")
@@ -104,9 +133,9 @@ fn assert_compatible(wasm: &Path, name: &str, kind: &str) {
 
 /// Each account is posted by one new poster, its first attempt rate
 /// limited so that `classifier` (the first given) decides about it.
-fn post_with(posters: &[(&str, &Path)], classifier: &Path) {
+fn post_with(posters: &[(&str, &str, &Path)], classifier: &Path) {
     let mut scenario = String::new();
-    for (account, _) in posters {
+    for (account, _, _) in posters {
         scenario.push_str(&format!(
             "[[account]]\nname = \"{account}\"\ntoken = \"{account}-token\"\nscript = [{{ respond = \"rate-limited\", reset_secs = 0 }}]\n"
         ));
@@ -115,8 +144,7 @@ fn post_with(posters: &[(&str, &Path)], classifier: &Path) {
     let (mut accounts, mut jobs) = (String::new(), String::new());
     let mut cmd = orchestrator();
     cmd.current_dir(f.dir.path());
-    for (account, wasm) in posters {
-        let name = inspect(wasm)["name"].as_str().unwrap().to_owned();
+    for (account, name, wasm) in posters {
         accounts.push_str(&format!(
             "[accounts.{account}]\nbase_url = \"{}\"\ntoken = \"{account}-token\"\nposter = \"{name}\"\n",
             f.sandbox.url()
@@ -140,7 +168,7 @@ fn post_with(posters: &[(&str, &Path)], classifier: &Path) {
         2 * posters.len() as u64
     );
     assert!(f.outcomes().values().all(|(state, _)| *state == Succeeded));
-    for (account, _) in posters {
+    for (account, _, _) in posters {
         let explain = f.tool(&["explain", &format!("{account}-1")]);
         assert!(
             explain.stdout.contains("the account is rate limited"),
@@ -159,7 +187,7 @@ fn rust_templates_build_load_and_post() {
     let classifier = build_rust(&classifier, &target);
     assert_compatible(&poster, "tmpl-poster", "poster");
     assert_compatible(&classifier, "tmpl-classifier", "classifier");
-    post_with(&[("rusty", &poster)], &classifier);
+    post_with(&[("rusty", "tmpl-poster", &poster)], &classifier);
 }
 
 #[test]
@@ -175,7 +203,23 @@ fn python_templates_build_load_and_post() {
     };
     assert_compatible(&poster, "py-poster", "poster");
     assert_compatible(&classifier, "py-classifier", "classifier");
-    post_with(&[("snake", &poster)], &classifier);
+    post_with(&[("snake", "py-poster", &poster)], &classifier);
+}
+
+#[test]
+fn javascript_templates_build_load_and_post() {
+    let (dir, _) = workspace();
+    let poster = new_plugin(dir.path(), "js-poster", "poster", "js");
+    let classifier = new_plugin(dir.path(), "js-classifier", "classifier", "js");
+    let Some(poster) = build_js(&poster) else {
+        return;
+    };
+    let Some(classifier) = build_js(&classifier) else {
+        return;
+    };
+    assert_compatible(&poster, "js-poster", "poster");
+    assert_compatible(&classifier, "js-classifier", "classifier");
+    post_with(&[("script", "js-poster", &poster)], &classifier);
 }
 
 #[test]

@@ -116,6 +116,26 @@ const TEMPLATES: &[(Lang, Kind, &[File])] = &[
             file!("app.py", "../templates/python/poster/app.py"),
         ],
     ),
+    (
+        Lang::Js,
+        Kind::Classifier,
+        &[
+            file!("README.md", "../templates/js/README.md"),
+            file!(".gitignore", "../templates/js/gitignore"),
+            file!("package.json", "../templates/js/classifier/package.json"),
+            file!("classifier.js", "../templates/js/classifier/classifier.js"),
+        ],
+    ),
+    (
+        Lang::Js,
+        Kind::Poster,
+        &[
+            file!("README.md", "../templates/js/README.md"),
+            file!(".gitignore", "../templates/js/gitignore"),
+            file!("package.json", "../templates/js/poster/package.json"),
+            file!("poster.js", "../templates/js/poster/poster.js"),
+        ],
+    ),
 ];
 
 impl NewArgs {

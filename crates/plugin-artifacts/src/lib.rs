@@ -28,3 +28,39 @@ pub fn python_classifier_command(out: &std::path::Path) -> std::process::Command
         .arg(out);
     command
 }
+
+/// The command that builds `plugins/js-classifier` (a componentize-js
+/// component) into `out`; like the Python one, it is not built with the
+/// others. The tool is, in order: the path in `ORCHESTRATOR_COMPONENTIZE_JS`;
+/// the one `npm install` put in `plugins/js-classifier/node_modules`; or
+/// `componentize-js` on `PATH` (`npm install -g`). Not `npx --no-install`:
+/// without the tool it exits with an error like any failed build, while a
+/// missing tool here fails to start, which callers can tell apart.
+pub fn js_classifier_command(out: &std::path::Path) -> std::process::Command {
+    let plugin =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/js-classifier");
+    let local = plugin.join("node_modules/.bin/componentize-js");
+    let tool = match std::env::var_os("ORCHESTRATOR_COMPONENTIZE_JS") {
+        Some(tool) => std::path::PathBuf::from(tool),
+        None if local.is_file() => local,
+        None => "componentize-js".into(),
+    };
+    let mut command = std::process::Command::new(tool);
+    command
+        .current_dir(plugin)
+        .args([
+            "classifier.js",
+            "--wit",
+            "../../wit",
+            "--world-name",
+            "classifier",
+            // A classifier gets no network: without these the engine's
+            // `fetch` imports wasi:http, and the host refuses the plugin.
+            "--disable",
+            "http",
+            "fetch-event",
+            "--out",
+        ])
+        .arg(out);
+    command
+}

@@ -183,15 +183,17 @@ impl PluginHost {
                     auth: Default::default(),
                 };
                 poster.meta.info = poster.describe().await.map_err(described)?;
-                poster.auth = poster
-                    .describe_auth()
-                    .await
-                    .map_err(described)?
-                    .checked()
-                    .map_err(|reason| LoadError::Describe {
-                        path: path.to_owned(),
-                        reason: format!("it describes its platform's login wrongly: {reason}"),
-                    })?;
+                poster.auth = Arc::new(
+                    poster
+                        .describe_auth()
+                        .await
+                        .map_err(described)?
+                        .checked()
+                        .map_err(|reason| LoadError::Describe {
+                            path: path.to_owned(),
+                            reason: format!("it describes its platform's login wrongly: {reason}"),
+                        })?,
+                );
                 Plugin::Poster(poster)
             }
             PluginKind::Classifier => {

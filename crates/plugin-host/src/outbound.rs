@@ -22,8 +22,15 @@ use wasmtime_wasi_http::{
 pub use orchestrator_auth::Secret;
 
 /// The path segment a poster writes where a `url-secret` account's secret
-/// goes.
+/// goes; also taken percent-encoded (`%7Bsecret%7D`), as a JavaScript
+/// `fetch` sends it.
 pub const SECRET_PLACEHOLDER: &str = "{secret}";
+const ENCODED_PLACEHOLDERS: [&str; 2] = ["%7Bsecret%7D", "%7bsecret%7d"];
+
+/// Secrets shorter than this are not cut out of answers: cutting every
+/// `d` out of a page because a test account's token is `d` would garble
+/// it, and a real credential is never that short.
+pub const SCRUB_MIN_BYTES: usize = 8;
 
 /// `host:port` of a URL, lower-cased, with the scheme's default port filled
 /// in, so `https://Example.org` and `https://example.org:443/x` compare equal.
@@ -258,10 +265,13 @@ fn put_in_path(request: &mut http::Request<WasiBody>, secret: &Secret) {
     let Some(pq) = uri.path_and_query() else {
         return;
     };
-    if !pq.path().contains(SECRET_PLACEHOLDER) {
+    let mut path = pq.path().to_owned();
+    for placeholder in std::iter::once(SECRET_PLACEHOLDER).chain(ENCODED_PLACEHOLDERS) {
+        path = path.replace(placeholder, secret.expose());
+    }
+    if path == pq.path() {
         return;
     }
-    let path = pq.path().replace(SECRET_PLACEHOLDER, secret.expose());
     let pq = match pq.query() {
         Some(q) => format!("{path}?{q}"),
         None => path,
@@ -285,12 +295,18 @@ async fn scrubbed(
     let (mut parts, body) = response.into_parts();
     let body = body.collect().await?.to_bytes();
     let mut text = body.to_vec();
-    for secret in secrets.iter().map(Secret::expose).filter(|s| !s.is_empty()) {
+    let secrets = || {
+        secrets
+            .iter()
+            .map(Secret::expose)
+            .filter(|s| s.len() >= SCRUB_MIN_BYTES)
+    };
+    for secret in secrets() {
         text = replace_bytes(&text, secret.as_bytes(), b"[redacted]");
     }
     for value in parts.headers.values_mut() {
         let mut bytes = value.as_bytes().to_vec();
-        for secret in secrets.iter().map(Secret::expose).filter(|s| !s.is_empty()) {
+        for secret in secrets() {
             bytes = replace_bytes(&bytes, secret.as_bytes(), b"[redacted]");
         }
         if let Ok(v) = HeaderValue::from_bytes(&bytes) {
@@ -425,4 +441,67 @@ fn transport_error(e: &hyper_util::client::legacy::Error) -> wasmtime_wasi_http:
         return Error::ConnectionRefused;
     }
     Error::HttpProtocolError
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(uri: &str) -> http::Request<WasiBody> {
+        use http_body_util::BodyExt;
+        let body = http_body_util::Empty::new()
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        http::Request::post(uri).body(body).unwrap()
+    }
+
+    #[test]
+    fn the_secret_goes_where_the_path_says_and_never_into_the_query() {
+        let secret = Secret::new("123/abc-def");
+        for (sent, arrives) in [
+            (
+                "http://h/api/webhooks/{secret}?wait=true",
+                "/api/webhooks/123/abc-def?wait=true",
+            ),
+            (
+                "http://h/api/webhooks/%7Bsecret%7D",
+                "/api/webhooks/123/abc-def",
+            ),
+            (
+                "http://h/api/webhooks/%7bsecret%7d",
+                "/api/webhooks/123/abc-def",
+            ),
+            ("http://h/x?q={secret}", "/x?q={secret}"),
+            ("http://h/plain", "/plain"),
+        ] {
+            let mut r = request(sent);
+            put_in_path(&mut r, &secret);
+            assert_eq!(
+                r.uri().path_and_query().unwrap().as_str(),
+                arrives,
+                "{sent}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_has_every_long_enough_secret_cut_out() {
+        use http_body_util::BodyExt;
+        let body = http_body_util::Full::new(Bytes::from_static(
+            b"token=abcdefgh-1234, short d, again abcdefgh-1234",
+        ))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+        let response = http::Response::builder()
+            .header("x-echo", "Bearer abcdefgh-1234")
+            .header("content-length", "49")
+            .body(body)
+            .unwrap();
+        let secrets = [Secret::new("abcdefgh-1234"), Secret::new("d")];
+        let response = scrubbed(response, &secrets).await.unwrap();
+        assert_eq!(response.headers()["x-echo"], "Bearer [redacted]");
+        assert!(response.headers().get("content-length").is_none());
+        let text = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&text[..], b"token=[redacted], short d, again [redacted]");
+    }
 }

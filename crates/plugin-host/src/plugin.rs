@@ -97,7 +97,7 @@ pub struct Poster {
     pub(crate) backend: PosterBackend,
     pub(crate) calls: Calls,
     /// How its platform logs in, as it described it (checked).
-    pub(crate) auth: AuthSupport,
+    pub(crate) auth: Arc<AuthSupport>,
 }
 
 pub(crate) enum PosterBackend {

@@ -6,15 +6,19 @@
 // requests for the account's own host, logs in or refreshes when
 // `describeAuth` says how, and cuts secrets out of the answers.
 //
-// As written it posts `payload.text` to `POST {base-url}/api/post` and
-// expects `{"id", "url"}` back; change `post` for your platform. Build it
+// As written it posts `payload.text` to a Mastodon-style
+// `POST {base-url}/api/v1/statuses` and expects `{"id", "url"}` back;
+// change `post` for your platform. Build it
 // with componentize-js (`npm install`, then `npm run build`):
 //
 //     componentize-js poster.js --wit wit --world-name poster --out {{name}}.wasm
 //     orchestrator plugins inspect {{name}}.wasm
 //
 // `fetch` goes out through the host's wasi:http, under its policy: only the
-// job's account's host, with a deadline and a size limit on the answer.
+// job's account's host, with a deadline and a size limit on the answer. It
+// serves `bearer`, `session` and `oauth2` accounts, not `url-secret` ones
+// (webhooks): `fetch` writes a `{secret}` path segment as `%7Bsecret%7D`,
+// which the host does not replace.
 //
 // What JavaScript sees of the contract: records are objects with camelCase
 // fields (`job.account.baseUrl`), an option is its value or `undefined`, a
@@ -34,8 +38,8 @@ export const metadata = {
 
 export const auth = {
   describeAuth() {
-    // Static tokens (auth = "bearer") and webhooks ("url-secret") need
-    // nothing here; a platform with a login describes it (see
+    // Static tokens (auth = "bearer") need nothing here; a platform with a
+    // login describes it, e.g. `session: { loginPath: '/login', ... }` (see
     // session-login and oauth2-refresh in wit/plugin.wit).
     return { session: undefined, oauth2: undefined, tokenLifetimeSeconds: 0n, expiredCodes: [] };
   },
@@ -60,13 +64,14 @@ export const post = {
     }
     let response;
     try {
-      response = await fetch(`${job.account.baseUrl.replace(/\/+$/, '')}/api/post`, {
+      response = await fetch(`${job.account.baseUrl.replace(/\/+$/, '')}/api/v1/statuses`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', 'idempotency-key': job.idempotencyKey },
-        body: JSON.stringify({ text }),
+        body: JSON.stringify({ status: text }),
       });
     } catch (e) {
       // No answer: refused, unreachable, or a host the job may not reach.
+      // fetch does not say which; the host records the cause beside it.
       throw failure(`the request got no response: ${e.message}`, { transportError: e.message });
     }
     const body = await response.text();
@@ -79,7 +84,7 @@ export const post = {
     if (response.ok && answer.id !== undefined) {
       return { remoteId: String(answer.id), url: typeof answer.url === 'string' ? answer.url : undefined };
     }
-    throw failure(`HTTP ${response.status}: ${body}`, {
+    throw failure(body || `the platform answered ${response.status}`, {
       httpStatus: response.status,
       errorCode: typeof answer.error === 'string' ? answer.error : undefined,
       retryAfterMs: retryAfterMs(response.headers),
