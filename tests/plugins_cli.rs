@@ -240,11 +240,12 @@ fn inspect_shows_what_a_poster_would_be_granted() {
         "  filesystem   none\n\
          \x20 environment  none (no variables, no arguments, no stdio)\n\
          \x20 sockets      none (no TCP, UDP or name lookups)\n\
+         \x20 login        accounts may use bearer, url-secret\n\
          \x20 http         per account:\n\
-         \x20   alice: social.example:443, cdn.example:443, media.example:8443 (token added for social.example:443 only)\n\
-         \x20   bob: 127.0.0.1:8080, cdn.example:443\n\
+         \x20   alice: social.example:443, cdn.example:443, media.example:8443 (bearer: token added for social.example:443 only)\n\
+         \x20   bob: 127.0.0.1:8080, cdn.example:443 (bearer: no secret given)\n\
          \x20   carol: served by bluesky-poster, not this poster\n\
-         \x20   dave: social.example:443, cdn.example:443\n\
+         \x20   dave: social.example:443, cdn.example:443 (bearer: no secret given)\n\
          \x20 limits       60 s per call, 64 MiB memory, 4 MiB per HTTP response\n"
     );
     // A classifier gets no network, whatever the accounts.

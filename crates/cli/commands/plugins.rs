@@ -397,10 +397,10 @@ fn render_inspect(r: &PluginRecord) -> String {
             Some("poster") => "per account:".into(),
             _ => "none".to_string(),
         };
-        out.push_str(&format!("  http         {http}\n"));
         if let Some(login) = &c.login {
             out.push_str(&format!("  login        {}\n", login_line(login)));
         }
+        out.push_str(&format!("  http         {http}\n"));
         for grant in &c.outbound_http {
             if !grant.served {
                 let other = grant.poster.as_deref().unwrap_or_default();
