@@ -346,7 +346,7 @@ fn migrate_brings_a_state_file_up_to_date_without_a_run() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
         out.stderr
-            .ends_with("state.sqlite is at schema version 4\n"),
+            .ends_with("state.sqlite is at schema version 6\n"),
         "{}",
         out.stderr
     );

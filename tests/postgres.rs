@@ -239,7 +239,7 @@ fn status_explain_report_and_stop_all_see_every_process() {
         crate::support::run(crate::support::orchestrator().args(["migrate", "--state-file", &url]));
     assert_eq!(migrated.code, 0, "{}", migrated.stderr);
     assert!(
-        migrated.stderr.ends_with("is at schema version 3\n"),
+        migrated.stderr.ends_with("is at schema version 5\n"),
         "{}",
         migrated.stderr
     );

@@ -209,6 +209,23 @@ impl Batch {
     pub fn posters(&self) -> &[Arc<dyn Post>] {
         &self.posters
     }
+
+    /// Every plugin of the batch loaded from a file, posters first, as the
+    /// store records them for whoever looks at the run.
+    pub fn plugins_in_use(&self) -> Vec<orchestrator_store::PluginUse> {
+        let posters = self.posters.iter().filter_map(|p| p.loaded_from());
+        let classifiers = self.classifiers.iter().filter_map(|c| c.loaded_from());
+        posters
+            .chain(classifiers)
+            .map(|meta| orchestrator_store::PluginUse {
+                name: meta.info.name.clone(),
+                version: meta.info.version.clone(),
+                kind: meta.kind.as_str().to_owned(),
+                backend: meta.backend.as_str().to_owned(),
+                sha256: meta.sha256.clone(),
+            })
+            .collect()
+    }
 }
 
 /// The accounts of `file`, each under its platform's settings (its own

@@ -138,6 +138,7 @@ impl Runner {
             workers: self.options.workers,
             accounts: self.options.only_accounts.clone(),
             key_window_ms: self.options.key_window.as_millis() as u64,
+            plugins: self.batch().plugins_in_use(),
         };
         let joined = self.call(move |s| s.join_run(&new)).await?;
         let (process, run) = (joined.process, joined.run);

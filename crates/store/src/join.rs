@@ -130,6 +130,7 @@ mod tests {
             workers: 3,
             accounts: accounts.map(|a| a.iter().map(|s| s.to_string()).collect()),
             key_window_ms: 3_600_000,
+            plugins: Vec::new(),
         }
     }
 

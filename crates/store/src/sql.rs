@@ -66,3 +66,28 @@ pub(crate) const CANCELLED: &str = "state = 'cancelled', reason = 'cancelled by 
 pub(crate) const RETRIED: &str =
     "state = 'retry', gave_up = NULL, reason = 'retry requested by an operator',
     passes_attempted = 0, last_pass = 0, infra_failures = 0, cancel_requested = 0";
+
+/// How many accounts have jobs.
+pub(crate) const COUNT_ACCOUNTS: &str = "SELECT COUNT(DISTINCT account) FROM jobs";
+
+/// The jobs by state of the accounts `$1` (limit) from `$2` (offset), in
+/// name order; grouped in SQL, so a page costs its accounts' rows only.
+pub(crate) const ACCOUNTS_PAGE: &str = "SELECT account, state, COUNT(*) FROM jobs
+     WHERE account IN (SELECT DISTINCT account FROM jobs ORDER BY account LIMIT $1 OFFSET $2)
+     GROUP BY account, state ORDER BY account, state";
+
+/// Attempts that ended since `$2`, by outcome, in buckets of `$1` ms.
+pub(crate) const THROUGHPUT: &str = "SELECT ended_ms / $1,
+            SUM(CASE WHEN outcome = 'succeeded' THEN 1 ELSE 0 END),
+            SUM(CASE WHEN outcome = 'failed' THEN 1 ELSE 0 END)
+     FROM attempts WHERE ended_ms >= $2 GROUP BY 1 ORDER BY 1";
+
+/// A page of jobs: `$1` state (or NULL for any), `$2` account (or NULL),
+/// `$3` limit, `$4` offset.
+pub(crate) const JOBS_PAGE: &str = "SELECT id, account, state, category, attempts, remote_id
+     FROM jobs WHERE ($1 IS NULL OR state = $1) AND ($2 IS NULL OR account = $2)
+     ORDER BY seq LIMIT $3 OFFSET $4";
+
+/// How many jobs [`JOBS_PAGE`] pages through (`$1` state, `$2` account).
+pub(crate) const JOBS_MATCHING: &str =
+    "SELECT COUNT(*) FROM jobs WHERE ($1 IS NULL OR state = $1) AND ($2 IS NULL OR account = $2)";

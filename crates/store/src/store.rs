@@ -13,9 +13,9 @@
 //! methods into scope with [`crate::prelude`].
 
 use crate::{
-    AttemptId, AttemptOutcome, AttemptRecord, ClaimLimit, Durable, ImportSummary, JobChange,
-    JobSummary, Joined, NewJob, NewProcess, PassMark, Pause, ProcessId, ProcessState, ReportRow,
-    Result, RunPass, RunState, StatusReport, StoredJob,
+    AccountRow, AttemptId, AttemptOutcome, AttemptRecord, ClaimLimit, Durable, ImportSummary,
+    JobChange, JobFilter, JobSummary, Joined, NewJob, NewProcess, PassMark, Pause, ProcessId,
+    ProcessState, ReportRow, Result, RunPass, RunState, StatusReport, StoredJob, Throughput,
 };
 
 /// The store behind a batch: both halves, for callers that run a batch
@@ -175,4 +175,20 @@ pub trait ReadStore: Send + Sync {
     fn job(&self, id: &str) -> Result<Option<StoredJob>>;
     /// Every attempt of the batch, by job in import order, oldest first.
     fn report(&self) -> Result<Vec<ReportRow>>;
+
+    /// Accounts in name order, `limit` (at most [`crate::PAGE_MAX`]) from
+    /// `offset`, each with its jobs by state; and how many accounts there
+    /// are.
+    fn accounts_page(&self, offset: u64, limit: u64) -> Result<(Vec<AccountRow>, u64)>;
+    /// Jobs matching `filter` in import order, a page of them; and how many
+    /// match.
+    fn jobs_page(
+        &self,
+        filter: &JobFilter,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(Vec<JobSummary>, u64)>;
+    /// Attempts that ended since `since_ms`, by outcome, in buckets of
+    /// `bucket_ms`, oldest first (empty buckets left out).
+    fn throughput(&self, since_ms: u64, bucket_ms: u64) -> Result<Vec<Throughput>>;
 }

@@ -38,6 +38,7 @@ fn join(store: &PostgresStore, config: RetryConfig, key_window_ms: u64) -> Joine
             workers: 3,
             accounts: None,
             key_window_ms,
+            plugins: Vec::new(),
         })
         .unwrap()
 }
@@ -299,6 +300,7 @@ fn a_process_with_other_settings_may_not_join_a_run_others_work_on() {
             workers: 3,
             accounts: None,
             key_window_ms: 0,
+            plugins: Vec::new(),
         })
         .unwrap_err();
     assert!(
@@ -430,7 +432,7 @@ fn a_database_from_schema_1_is_brought_forward_with_nothing_lost() {
         ),
     );
     let store = PostgresStore::open(&url, DEFAULT_LEASE).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 4);
+    assert_eq!(store.schema_version().unwrap(), 5);
     // The tokens table came with the migration.
     store.seal_tokens("alice", b"sealed").unwrap();
     assert_eq!(
@@ -459,6 +461,7 @@ fn a_database_from_schema_1_is_brought_forward_with_nothing_lost() {
             workers: 3,
             accounts: None,
             key_window_ms: 3_600_000,
+            plugins: Vec::new(),
         })
         .unwrap();
     assert_eq!((joined.run, joined.how), (1, JoinedHow::Resumed));

@@ -3,11 +3,13 @@
 //! `--status` shows ([`status`]).
 
 mod attempt;
+mod browse;
 mod job;
 mod run;
 mod status;
 
 pub use attempt::*;
+pub use browse::*;
 pub use job::*;
 pub use run::*;
 pub use status::*;

@@ -31,6 +31,8 @@ pub struct NewProcess {
     /// How long the platform remembers an idempotency key: an uncertain
     /// attempt older than this is held for review instead of retried.
     pub key_window_ms: u64,
+    /// The plugins it loaded, for whoever looks at the run.
+    pub plugins: Vec<crate::PluginUse>,
 }
 
 /// The run a process works on, as [`crate::RunStore::join_run`] found or

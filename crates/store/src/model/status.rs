@@ -136,6 +136,8 @@ pub struct ProcessStatus {
     pub started_ms: u64,
     pub ended_ms: Option<u64>,
     pub stop_requested: bool,
+    /// The plugins it loaded.
+    pub plugins: Vec<crate::PluginUse>,
 }
 
 /// A run as `--status` reads it, before its stored values are checked.

@@ -10,8 +10,9 @@ use crate::model::{AttemptRow, RunRow, read_ms, stored_ms};
 use crate::sql::{self, JOB_COLUMNS};
 use crate::status::StatusQueries;
 use crate::{
-    AttemptRecord, JobState, JobSummary, Pause, ProcessStatus, RUNS_SHOWN, ReadStore, ReasonCount,
-    ReportRow, Result, RetryEntry, RunPass, StatusReport, StoredJob,
+    AccountRow, AttemptRecord, JobFilter, JobState, JobSummary, Pause, ProcessStatus, RUNS_SHOWN,
+    ReadStore, ReasonCount, ReportRow, Result, RetryEntry, RunPass, StatusReport, StoredJob,
+    Throughput,
 };
 
 impl ReadStore for PostgresStore {
@@ -104,6 +105,91 @@ impl ReadStore for PostgresStore {
     fn report(&self) -> Result<Vec<ReportRow>> {
         self.attempt_rows(None)
     }
+
+    fn accounts_page(&self, offset: u64, limit: u64) -> Result<(Vec<AccountRow>, u64)> {
+        let total = self.count(sql::COUNT_ACCOUNTS, vec![])?;
+        let rows = self.rows(
+            sql::ACCOUNTS_PAGE,
+            vec![Box::new(page(limit)), Box::new(stored_ms(offset))],
+            |r| {
+                (
+                    r.get::<_, String>(0),
+                    r.get::<_, String>(1),
+                    r.get::<_, i64>(2),
+                )
+            },
+        )?;
+        Ok((AccountRow::gather(rows), total))
+    }
+
+    fn jobs_page(
+        &self,
+        filter: &JobFilter,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(Vec<JobSummary>, u64)> {
+        // PostgreSQL must be told a parameter's type where it is only
+        // compared with NULL.
+        const MATCHING: &str = "FROM jobs WHERE ($1::text IS NULL OR state = $1::text)
+             AND ($2::text IS NULL OR account = $2::text)";
+        let state = filter.state.map(|s| s.as_str().to_owned());
+        let account = filter.account.clone();
+        let total = self.count(
+            &format!("SELECT COUNT(*) {MATCHING}"),
+            vec![Box::new(state.clone()), Box::new(account.clone())],
+        )?;
+        let jobs = self.rows(
+            &format!(
+                "SELECT id, account, state, category, attempts, remote_id {MATCHING}
+                 ORDER BY seq LIMIT $3 OFFSET $4"
+            ),
+            vec![
+                Box::new(state),
+                Box::new(account),
+                Box::new(page(limit)),
+                Box::new(stored_ms(offset)),
+            ],
+            |r| {
+                let state: String = r.get(2);
+                JobSummary {
+                    id: r.get(0),
+                    account: r.get(1),
+                    state: JobState::parse(&state).unwrap_or(JobState::Pending),
+                    category: r.get(3),
+                    attempts: r.get::<_, i32>(4) as u32,
+                    remote_id: r.get(5),
+                }
+            },
+        )?;
+        Ok((jobs, total))
+    }
+
+    fn throughput(&self, since_ms: u64, bucket_ms: u64) -> Result<Vec<Throughput>> {
+        let bucket = bucket_ms.max(1);
+        let rows = self.rows(
+            sql::THROUGHPUT,
+            vec![Box::new(stored_ms(bucket)), Box::new(stored_ms(since_ms))],
+            |r| Throughput {
+                // The bucket's number, made a time below.
+                start_ms: read_ms(r.get::<_, i64>(0)),
+                succeeded: read_ms(r.get::<_, i64>(1)),
+                failed: read_ms(r.get::<_, i64>(2)),
+            },
+        )?;
+        Ok(rows
+            .into_iter()
+            .map(|t| Throughput {
+                start_ms: t.start_ms.saturating_mul(bucket),
+                ..t
+            })
+            .collect())
+    }
+}
+
+/// A page size as the query takes it: at least 1, at most
+/// [`crate::PAGE_MAX`].
+fn page(limit: u64) -> i64 {
+    limit.clamp(1, crate::PAGE_MAX) as i64
 }
 
 impl PostgresStore {
@@ -222,7 +308,7 @@ impl StatusQueries for StatusReads<'_> {
                 "SELECT id, run, pid, host,
                         CASE WHEN state = 'running' AND NOT ({live}) THEN 'lost'
                              ELSE state END,
-                        started_ms, ended_ms, stop_requested
+                        started_ms, ended_ms, stop_requested, config
                  FROM processes WHERE run = $2
                  ORDER BY (state IN ('running', 'lost')) DESC, id DESC LIMIT 10"
             ),
@@ -236,6 +322,9 @@ impl StatusQueries for StatusReads<'_> {
                 started_ms: read_ms(r.get::<_, i64>(5)),
                 ended_ms: r.get::<_, Option<i64>>(6).map(read_ms),
                 stop_requested: r.get(7),
+                plugins: crate::PluginUse::from_config(
+                    &r.get::<_, Option<String>>(8).unwrap_or_default(),
+                ),
             },
         )
     }

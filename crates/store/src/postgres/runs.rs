@@ -30,6 +30,7 @@ impl PostgresStore {
             "retry": process.config,
             "workers": process.workers,
             "accounts": process.accounts,
+            "plugins": process.plugins,
             "key_window_ms": process.key_window_ms,
             // Whether it is lost is judged by its own lease, whoever asks.
             "lease_ms": self.inner.lease.as_millis() as u64,

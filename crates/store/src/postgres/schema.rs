@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/2-runs.sql"),
     include_str!("../../migrations/postgres/3-consulted.sql"),
     include_str!("../../migrations/postgres/4-tokens.sql"),
+    include_str!("../../migrations/postgres/5-browse.sql"),
 ];
 
 /// The schema version this build writes.

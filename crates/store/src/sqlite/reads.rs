@@ -3,15 +3,16 @@
 //! connection held for the whole report.
 
 use orchestrator_retry::PassTally;
-use rusqlite::{Connection, OptionalExtension, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use super::{SqliteStore, accounts_clause, job_from_row};
 use crate::model::{AttemptRow, RunRow, read_ms, stored_ms};
 use crate::sql::{self, JOB_COLUMNS};
 use crate::status::StatusQueries;
 use crate::{
-    AttemptRecord, JobState, JobSummary, Pause, ProcessStatus, RUNS_SHOWN, ReadStore, ReasonCount,
-    ReportRow, Result, RetryEntry, RunPass, StatusReport, StoredJob,
+    AccountRow, AttemptRecord, JobFilter, JobState, JobSummary, Pause, ProcessStatus, RUNS_SHOWN,
+    ReadStore, ReasonCount, ReportRow, Result, RetryEntry, RunPass, StatusReport, StoredJob,
+    Throughput,
 };
 
 impl SqliteStore {
@@ -158,6 +159,77 @@ impl ReadStore for SqliteStore {
     fn report(&self) -> Result<Vec<ReportRow>> {
         self.attempt_rows("", &[])
     }
+
+    fn accounts_page(&self, offset: u64, limit: u64) -> Result<(Vec<AccountRow>, u64)> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let total = conn.query_row(sql::COUNT_ACCOUNTS, [], |r| r.get::<_, i64>(0))? as u64;
+        let mut stmt = conn.prepare_cached(sql::ACCOUNTS_PAGE)?;
+        let rows = stmt
+            .query_map(params![page(limit), stored(offset)], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok((AccountRow::gather(rows), total))
+    }
+
+    fn jobs_page(
+        &self,
+        filter: &JobFilter,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(Vec<JobSummary>, u64)> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let state = filter.state.map(|s| s.as_str());
+        let account = filter.account.as_deref();
+        let total = conn.query_row(sql::JOBS_MATCHING, params![state, account], |r| {
+            r.get::<_, i64>(0)
+        })? as u64;
+        let mut stmt = conn.prepare_cached(sql::JOBS_PAGE)?;
+        let jobs = stmt
+            .query_map(params![state, account, page(limit), stored(offset)], |r| {
+                let state: String = r.get(2)?;
+                Ok(JobSummary {
+                    id: r.get(0)?,
+                    account: r.get(1)?,
+                    state: JobState::parse(&state).unwrap_or(JobState::Pending),
+                    category: r.get(3)?,
+                    attempts: r.get(4)?,
+                    remote_id: r.get(5)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok((jobs, total))
+    }
+
+    fn throughput(&self, since_ms: u64, bucket_ms: u64) -> Result<Vec<Throughput>> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let bucket = bucket_ms.max(1);
+        let mut stmt = conn.prepare_cached(sql::THROUGHPUT)?;
+        let rows = stmt
+            .query_map(params![stored(bucket), stored(since_ms)], |r| {
+                Ok(Throughput {
+                    start_ms: read_ms(r.get::<_, i64>(0)?).saturating_mul(bucket),
+                    succeeded: read_ms(r.get::<_, i64>(1)?),
+                    failed: read_ms(r.get::<_, i64>(2)?),
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+}
+
+/// A page size as the query takes it: at least 1, at most
+/// [`crate::PAGE_MAX`].
+fn page(limit: u64) -> i64 {
+    limit.clamp(1, crate::PAGE_MAX) as i64
+}
+
+fn stored(n: u64) -> i64 {
+    crate::model::stored_ms(n)
 }
 
 /// `--status`'s queries, on a connection held for the whole report.
@@ -235,8 +307,8 @@ impl StatusQueries for StatusReads<'_> {
     /// The newest ten: one process at a time works on a SQLite store.
     fn processes(&self, run: u32) -> Result<Vec<ProcessStatus>> {
         let mut processes = self.0.prepare(
-            "SELECT id, run, pid, state, started_ms, ended_ms, stop_requested FROM processes
-             WHERE run = ?1 ORDER BY id DESC LIMIT 10",
+            "SELECT id, run, pid, state, started_ms, ended_ms, stop_requested, config
+             FROM processes WHERE run = ?1 ORDER BY id DESC LIMIT 10",
         )?;
         let rows = processes
             .query_map([run], |r| {
@@ -249,6 +321,9 @@ impl StatusQueries for StatusReads<'_> {
                     started_ms: read_ms(r.get::<_, i64>(4)?),
                     ended_ms: r.get::<_, Option<i64>>(5)?.map(read_ms),
                     stop_requested: r.get::<_, i64>(6)? != 0,
+                    plugins: crate::PluginUse::from_config(
+                        &r.get::<_, Option<String>>(7)?.unwrap_or_default(),
+                    ),
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -20,6 +20,7 @@ impl SqliteStore {
             "retry": process.config,
             "workers": process.workers,
             "accounts": process.accounts,
+            "plugins": process.plugins,
         }))
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let config = join::config_text(&process.config)?;

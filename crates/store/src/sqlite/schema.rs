@@ -8,7 +8,7 @@ use crate::{Result, StoreError};
 /// The schema version this build writes; a file with a higher one is
 /// refused rather than misread, one with a lower one is brought up to date
 /// by [`MIGRATIONS`].
-pub(super) const SCHEMA_VERSION: i64 = 5;
+pub(super) const SCHEMA_VERSION: i64 = 6;
 
 /// What turns schema version `n` into `n + 1`, at index `n - 1`.
 const MIGRATIONS: &[&str] = &[
@@ -24,6 +24,9 @@ const MIGRATIONS: &[&str] = &[
         sealed       BLOB NOT NULL,
         updated_ms   INTEGER NOT NULL
     );",
+    // 6: what the dashboard pages through: accounts, and attempts by time.
+    "CREATE INDEX jobs_by_account ON jobs (account, state);
+     CREATE INDEX attempts_by_end ON attempts (ended_ms);",
 ];
 
 /// The schema as version 2 left it. A new file gets it and then the

@@ -4,6 +4,7 @@
 //! real server.) The helpers here build the batches they start from.
 
 mod attempts;
+mod browse;
 mod control;
 mod runs;
 mod schema;
@@ -54,6 +55,7 @@ fn process(config: RetryConfig, accounts: Option<&[&str]>, key_window_ms: u64) -
         workers: 3,
         accounts: accounts.map(|a| a.iter().map(|s| s.to_string()).collect()),
         key_window_ms,
+        plugins: Vec::new(),
     }
 }
 

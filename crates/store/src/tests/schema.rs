@@ -47,7 +47,7 @@ fn a_state_file_from_schema_1_is_upgraded_in_place() {
     let path = schema_1_file(dir.path());
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(store.job_count().unwrap(), 1);
-    assert_eq!(store.schema_version().unwrap(), 5);
+    assert_eq!(store.schema_version().unwrap(), 6);
     run(&store);
     store.begin_pass(at(1, 1), 0).unwrap();
     let job = store.eligible_jobs(1, None).unwrap().remove(0);
@@ -112,7 +112,7 @@ fn a_state_file_from_schema_2_is_brought_forward_with_nothing_lost() {
     drop(conn);
 
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 5);
+    assert_eq!(store.schema_version().unwrap(), 6);
     let summaries = store.job_summaries().unwrap();
     let states: Vec<(&str, JobState)> =
         summaries.iter().map(|j| (j.id.as_str(), j.state)).collect();
