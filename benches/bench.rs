@@ -110,6 +110,12 @@ fn main() {
             }
             return;
         }
+        Some("dashboard") => {
+            let _ = seed_and_status(&sizes, dir.path());
+            let page = dashboard_page(&dir.path().join("seed"));
+            println!("{:.0} ms for the batch page", page.as_secs_f64() * 1e3);
+            return;
+        }
         Some("overhead") => {
             let overhead = runtime.block_on(overhead(&sizes));
             println!("{:.1} µs per attempt", overhead.as_secs_f64() * 1e6);
@@ -227,6 +233,15 @@ fn main() {
         "--status",
         format!("{:.0} ms", status.as_secs_f64() * 1e3),
         format!("on the {} seeded jobs", sizes.seeded),
+    );
+    let page = dashboard_page(&dir.path().join("seed"));
+    table.row(
+        "dashboard: the batch page",
+        format!("{:.0} ms", page.as_secs_f64() * 1e3),
+        format!(
+            "GET / on the {} seeded jobs, the slowest of 5 after one to warm up",
+            sizes.seeded
+        ),
     );
 
     for (what, value, how) in runtime.block_on(postgres_scaling(&sizes, dir.path())) {
@@ -636,6 +651,51 @@ fn python_classifier(root: &Path) -> Option<PathBuf> {
         .status()
         .is_ok_and(|s| s.success());
     built.then_some(out)
+}
+
+/// How long the dashboard's batch page takes on the store in `dir`: the
+/// slowest of five requests after one to warm up, each on a new
+/// connection, the whole answer read.
+fn dashboard_page(dir: &Path) -> Duration {
+    use std::io::{BufRead, Read, Write};
+    let mut child = orchestrator(dir)
+        .args(["dashboard", "--listen", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the dashboard starts");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned();
+    let get = || {
+        let started = Instant::now();
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            stream,
+            "GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).unwrap();
+        assert!(
+            answer.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&answer[..answer.len().min(300)])
+        );
+        started.elapsed()
+    };
+    get();
+    let slowest = (0..5).map(|_| get()).max().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    slowest
 }
 
 /// Seeds a large batch, then asks for its status.

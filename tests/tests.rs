@@ -6,12 +6,15 @@ mod support;
 
 mod bad_input;
 mod bad_plugins;
+mod browser;
 mod classifier;
 mod cli_batch;
 mod crash;
+mod dashboard;
 mod fuzz;
 mod hostile_platform;
 mod hostile_plugins;
+mod metrics;
 mod native;
 mod original;
 mod other_language;

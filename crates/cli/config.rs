@@ -398,6 +398,7 @@ mod tests {
             "allow-hosts",
             "ca-files",
             "max-passes",
+            "metrics-listen",
         ] {
             assert!(keys.iter().any(|k| k == key), "{key} in {keys:?}");
         }
@@ -413,7 +414,7 @@ mod tests {
         ] {
             assert!(!keys.iter().any(|k| k == flag), "{flag} in {keys:?}");
         }
-        assert_eq!(keys.len(), 29, "{keys:?}");
+        assert_eq!(keys.len(), 30, "{keys:?}");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 mod commands;
 mod config;
+mod dashboard;
 mod exit;
 mod flags;
 mod output;
@@ -92,6 +93,9 @@ enum Command {
     Retry(commands::retry::RetryArgs),
     /// Bring a store's schema up to date now (it also happens on first use).
     Migrate(commands::migrate::MigrateArgs),
+    /// A web UI over the store, live beside a run: the batch, accounts,
+    /// failures, each job's history, and stop/retry/cancel.
+    Dashboard(commands::dashboard::DashboardArgs),
     /// Shell completions (bash, zsh, fish, elvish, powershell).
     Completions(commands::completions::CompletionsArgs),
     /// The man page, in roff.
@@ -145,6 +149,7 @@ fn main() -> ExitCode {
         Some(Command::Cancel(cmd)) => cmd.run(batch),
         Some(Command::Retry(cmd)) => cmd.run(batch),
         Some(Command::Migrate(cmd)) => cmd.run(batch),
+        Some(Command::Dashboard(cmd)) => run_async(cmd.run(batch)),
         Some(Command::Completions(cmd)) => cmd.run(),
         Some(Command::Man) => commands::completions::man(),
         // The original tool's order: --seed-only wins over --run.

@@ -8,6 +8,7 @@
 //! original tool's words; a flag the file may not set says so with
 //! `command_line_only = true` ([`CommandLineOnly`]).
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -188,6 +189,11 @@ pub struct BatchArgs {
     /// With --run: retry the jobs held for review.
     #[arg(long, global = true, command_line_only = true)]
     pub release_held: bool,
+    /// With --run: serve Prometheus metrics at http://ADDR/metrics while
+    /// the run lasts. ADDR is IP:PORT (0.0.0.0:PORT for every interface),
+    /// or a port alone for 127.0.0.1; port 0 picks a free one
+    #[arg(long, value_name = "ADDR", value_parser = listen_address, global = true)]
+    pub metrics_listen: Option<SocketAddr>,
 
     #[command(flatten)]
     pub retry: RetryArgs,
@@ -198,6 +204,24 @@ pub struct BatchArgs {
     /// `[platform."host"]` tables of the configuration file.
     #[arg(skip)]
     pub platforms: std::collections::BTreeMap<String, crate::config::Platform>,
+}
+
+/// The value parser of `--metrics-listen`: `IP:PORT` (`[::1]:PORT`),
+/// `localhost:PORT`, or a port alone. Without an IP it is the loopback
+/// address: the metrics reach the network only when the address says so.
+pub fn listen_address(text: &str) -> Result<SocketAddr, BadValue> {
+    let loopback = |port: u16| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let port = text.strip_prefix("localhost:").unwrap_or(text);
+    if let Ok(port) = port.parse::<u16>() {
+        return Ok(loopback(port));
+    }
+    text.parse().map_err(|_| BadValue {
+        flag: "--metrics-listen".into(),
+        why: format!(
+            "must be IP:PORT (e.g. 127.0.0.1:9464) or a port alone, not {:?}",
+            text
+        ),
+    })
 }
 
 /// The most MiB `--plugin-memory`, `--response-limit` and

@@ -31,7 +31,7 @@ impl CancelArgs {
 }
 
 /// What `cancel` did to one job.
-fn line(id: &str, change: JobChange) -> (String, bool) {
+pub fn line(id: &str, change: JobChange) -> (String, bool) {
     let id = shown(id);
     match change {
         JobChange::Changed { from } => (format!("{id}: cancelled (was {})", from.as_str()), true),

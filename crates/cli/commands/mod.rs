@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod cancel;
 pub mod completions;
+pub mod dashboard;
 pub mod explain;
 pub mod limits;
 pub mod migrate;

@@ -31,7 +31,7 @@ impl RetryArgs {
 }
 
 /// What `retry` did to one job.
-fn line(id: &str, change: JobChange) -> (String, bool) {
+pub fn line(id: &str, change: JobChange) -> (String, bool) {
     let id = shown(id);
     match change {
         JobChange::Changed { from } => (

@@ -1,6 +1,10 @@
 //! `--run`: import the jobs (if given) and work on a run: a new one, which
 //! retries every job still open (the one cut short by a crash or a stop is
-//! resumed instead, under the same settings), in passes.
+//! resumed instead, under the same settings), in passes. What happens is
+//! logged, shown as progress and measured ([`RunMetrics`], served with
+//! `--metrics-listen` by [`metrics_server`]).
+
+mod metrics_server;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,10 +12,12 @@ use std::time::Duration;
 
 use anyhow::Result;
 use orchestrator_contract::RetryScope;
+use orchestrator_metrics::RunMetrics;
 use orchestrator_plugin_host::PluginHost;
 use orchestrator_retry::{PassTally, RetryConfig};
 use orchestrator_runner::{
-    AssembleError, Batch, RunEnd, RunError, RunEvent, RunOptions, RunOutcome, Runner, input,
+    AssembleError, Batch, CallKind, RunEnd, RunError, RunEvent, RunOptions, RunOutcome, Runner,
+    input,
 };
 use orchestrator_store::{Acquired, JoinedHow, NewJob, RunLock, Store};
 
@@ -26,9 +32,23 @@ fn usage(message: impl Into<String>) -> anyhow::Error {
 
 pub async fn run(args: &BatchArgs) -> Result<u8> {
     let config = args.validate()?;
-    let (mut batch, jobs) = prepare(args).await?;
+    // Bound first: an address that cannot be had is refused before
+    // anything runs.
+    let listener = match args.metrics_listen {
+        Some(addr) => Some(metrics_server::MetricsListener::bind(addr).await?),
+        None => None,
+    };
+    // Measured whether served or not: a few atomics per attempt.
+    let metrics = Arc::new(RunMetrics::new(Duration::from_secs(
+        args.retry.max_retry_after,
+    )));
+    let (mut batch, jobs) = prepare(args, &metrics).await?;
     let _lock = lock(args).await?;
     let store: Arc<dyn Store> = Arc::from(args.open_store()?);
+    let server = listener.map(|listener| {
+        eprintln!("Metrics on http://{}/metrics", listener.addr());
+        listener.serve(store.clone(), metrics.clone())
+    });
     if let Some(host) = batch.reload_with.clone() {
         batch.authenticate(store.clone(), Arc::new(host))?;
     }
@@ -54,13 +74,16 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
     let (stop, _) = tokio::sync::watch::channel(false);
     watch_signals(stop.clone())?;
     let display = progress::Display::for_stderr(args.progress_interval == 0);
-    let (on_event, ticker) = observe(args, &display);
+    let (on_event, ticker) = observe(args, &display, metrics);
     // Stored jobs of an account the accounts file lacks, or a run other
     // processes share under other settings, are the operator's to fix:
     // `exit::code_of` knows them by type.
     let outcome = runner.run(on_event, stop).await?;
     if let Some(ticker) = ticker {
         ticker.abort();
+    }
+    if let Some(server) = server {
+        server.abort();
     }
     display.finish();
     let summary = status::render(
@@ -73,8 +96,12 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
 }
 
 /// Everything the files and plugins say, checked before anything is
-/// imported: the batch to run, and the jobs to import (if given).
-async fn prepare(args: &BatchArgs) -> Result<(Batch, Option<(&PathBuf, Vec<NewJob>)>)> {
+/// imported: the batch to run, and the jobs to import (if given). How
+/// long each plugin took to load goes to `metrics`.
+async fn prepare<'a>(
+    args: &'a BatchArgs,
+    metrics: &RunMetrics,
+) -> Result<(Batch, Option<(&'a PathBuf, Vec<NewJob>)>)> {
     if args.plugins.is_empty() {
         return Err(AssembleError::NoPlugins.into());
     }
@@ -112,7 +139,10 @@ async fn prepare(args: &BatchArgs) -> Result<(Batch, Option<(&PathBuf, Vec<NewJo
         .with_native(args.limits.native.policy());
     let mut plugins = Vec::new();
     for path in &args.plugins {
-        plugins.push(host.load(path).await?);
+        let loading = std::time::Instant::now();
+        let plugin = host.load(path).await?;
+        metrics.plugin_loaded(&plugin.info().name, loading.elapsed());
+        plugins.push(plugin);
     }
     let batch = Batch::assemble(plugins, accounts, Some(host))?;
     batch.check_auth()?;
@@ -157,11 +187,13 @@ fn options(args: &BatchArgs, config: RetryConfig) -> RunOptions {
 
 type Observer = Arc<dyn Fn(RunEvent) + Send + Sync>;
 
-/// What the run reports goes to the log (one line per event worth one)
-/// and to the progress line, printed every --progress-interval.
+/// What the run reports goes to the log (one line per event worth one),
+/// to the progress line, printed every --progress-interval, and to the
+/// metrics.
 fn observe(
     args: &BatchArgs,
     display: &progress::Display,
+    metrics: Arc<RunMetrics>,
 ) -> (Observer, Option<tokio::task::JoinHandle<()>>) {
     let progress = Arc::new(std::sync::Mutex::new(progress::Progress::default()));
     let ticker = (args.progress_interval > 0).then(|| {
@@ -173,6 +205,7 @@ fn observe(
     });
     let shown = display.clone();
     let on_event = move |event: RunEvent| {
+        measure(&metrics, &event);
         progress
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -182,6 +215,32 @@ fn observe(
         }
     };
     (Arc::new(on_event), ticker)
+}
+
+/// What `event` tells the metrics.
+fn measure(metrics: &RunMetrics, event: &RunEvent) {
+    match event {
+        RunEvent::Started { run, at_pass, .. } => metrics.run_started(*run, *at_pass),
+        RunEvent::PassStarted { pass, .. } => metrics.pass_started(*pass),
+        RunEvent::AttemptStarted { .. } => metrics.attempt_started(),
+        RunEvent::AttemptFinished {
+            failed,
+            took,
+            calls,
+            ..
+        } => {
+            for call in calls {
+                let kind = match call.call {
+                    CallKind::Post => orchestrator_metrics::Call::Post,
+                    CallKind::Classify => orchestrator_metrics::Call::Classify,
+                };
+                metrics.plugin_called(&call.plugin, kind, call.took);
+            }
+            metrics.attempt_finished(*failed, *took);
+        }
+        RunEvent::PluginReloaded { new, took, .. } => metrics.plugin_loaded(&new.0, *took),
+        _ => {}
+    }
 }
 
 /// The run's last line, and the exit code that goes with it.
@@ -286,7 +345,7 @@ fn log_line(event: RunEvent) -> Option<String> {
             "Stopping: no new attempts; waiting up to {} for attempts in flight",
             seconds(grace.as_secs_f64())
         ),
-        RunEvent::PluginReloaded { path, old, new } => format!(
+        RunEvent::PluginReloaded { path, old, new, .. } => format!(
             "Plugin {} changed: loaded {} {} (sha256 {}), was {} {} (sha256 {})",
             shown(&path.display().to_string()),
             shown(&new.0),

@@ -20,7 +20,9 @@ use tokio::task::JoinSet;
 
 use crate::outage::{Outages, Seen};
 use crate::pause::{Pauses, Waiter};
-use crate::{Batch, Clock, RunCounters, RunError, RunEvent, RunOptions, Runner};
+use crate::{
+    Batch, CallKind, Clock, PluginCall, RunCounters, RunError, RunEvent, RunOptions, Runner,
+};
 use orchestrator_contract::text::printable;
 
 /// Runs `jobs` in pass `at`. Returns whether a stop cut the pass short.
@@ -247,6 +249,9 @@ impl AttemptCtx {
             Err(e) => return Err(e.into()),
         };
         (self.report)(RunEvent::AttemptStarted { pass });
+        // tokio's clock: under a paused one (the tests'), times are exact.
+        let started = tokio::time::Instant::now();
+        let mut calls = Vec::new();
         let context = JobContext {
             job_id: job.id.clone(),
             account: queue_of.context.clone(),
@@ -261,7 +266,13 @@ impl AttemptCtx {
         let (attempted, token_expired) = match credential(queue_of, auth).await {
             Ok((access, generation)) => {
                 let poster = self.batch.poster_for(&job.account);
+                let called = tokio::time::Instant::now();
                 let attempted = poster.post(&context, access).await;
+                calls.push(PluginCall {
+                    plugin: poster.info().name.clone(),
+                    call: CallKind::Post,
+                    took: called.elapsed(),
+                });
                 // The platform said the token expired: the next attempt of
                 // the account renews it, once.
                 let expired = match (auth, &attempted) {
@@ -292,7 +303,8 @@ impl AttemptCtx {
                     failure,
                     fault,
                 };
-                let mut decided = self.clamp_wait(&job.id, self.classify(&report).await);
+                let decided = self.classify(&report, &mut calls).await;
+                let mut decided = self.clamp_wait(&job.id, decided);
                 // A classifier cannot know that the host renews the token
                 // before the account's next attempt: that makes it retryable.
                 if token_expired && decided.category != Category::Retryable {
@@ -344,6 +356,7 @@ impl AttemptCtx {
                 )
             }
         };
+        let took = started.elapsed();
         self.store
             .queue_finish_attempt(attempt_id, &outcome)
             .await?;
@@ -394,6 +407,8 @@ impl AttemptCtx {
             pass,
             failed,
             summary,
+            took,
+            calls,
         });
         Ok(())
     }
@@ -453,12 +468,20 @@ impl AttemptCtx {
 
     /// Classifier plugins in order, then the built-in rules. A classifier
     /// that fails is skipped, with a warning, rather than failing the run;
-    /// every answer, faults included, goes into the attempt's record.
-    async fn classify(&self, report: &FailureReport) -> Decided {
+    /// every answer, faults included, goes into the attempt's record, and
+    /// every call, timed, into `calls`.
+    async fn classify(&self, report: &FailureReport, calls: &mut Vec<PluginCall>) -> Decided {
         let mut consulted = Vec::new();
         for classifier in &self.batch.classifiers {
             let name = classifier.info().name.clone();
-            match classifier.classify(report).await {
+            let called = tokio::time::Instant::now();
+            let verdict = classifier.classify(report).await;
+            calls.push(PluginCall {
+                plugin: name.clone(),
+                call: CallKind::Classify,
+                took: called.elapsed(),
+            });
+            match verdict {
                 Ok(Verdict::Decided(c)) => {
                     consulted.push(Consulted {
                         classifier: name.clone(),

@@ -1,5 +1,7 @@
 //! [`RunEvent`]: what a run reports as it goes (the CLI turns each into a
-//! log line and the progress line), and [`RunOutcome`]: how it ended.
+//! log line, the progress line and metrics; an attempt's comes with the
+//! time it and each of its [`PluginCall`]s took), and [`RunOutcome`]: how
+//! it ended.
 
 use std::time::Duration;
 
@@ -32,6 +34,8 @@ pub enum RunEvent {
         path: std::path::PathBuf,
         old: (String, String, String),
         new: (String, String, String),
+        /// How long loading the new file took.
+        took: Duration,
     },
     /// A plugin file changed but the new one was refused: the old one stays.
     PluginReloadRefused {
@@ -48,6 +52,13 @@ pub enum RunEvent {
         /// `None` when it posted; else the failure's category.
         failed: Option<orchestrator_contract::Category>,
         summary: String,
+        /// Wall time from asking for the account's credential to the
+        /// failure's classification (the store's write not included).
+        took: Duration,
+        /// Every plugin call the attempt made, in order, each timed: the
+        /// poster's (none when no credential could be had), then each
+        /// classifier asked.
+        calls: Vec<PluginCall>,
     },
     PassEnded {
         pass: u32,
@@ -83,6 +94,24 @@ pub enum RunEvent {
         finished: u64,
         limit: f64,
     },
+}
+
+/// One call of a plugin during an attempt, and how long it took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginCall {
+    /// The plugin's name, as it gives it (hostile: shown escaped).
+    pub plugin: String,
+    pub call: CallKind,
+    pub took: Duration,
+}
+
+/// Which call of a plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallKind {
+    /// A poster's `post`.
+    Post,
+    /// A classifier's `classify`.
+    Classify,
 }
 
 /// How this process's work on its run ended.

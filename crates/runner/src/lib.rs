@@ -37,7 +37,7 @@ use tokio::sync::watch;
 
 pub use batch::{AssembleError, Batch, Platform, read_accounts};
 pub use clock::{Clock, SystemClock};
-pub use event::{RunEnd, RunEvent, RunOutcome};
+pub use event::{CallKind, PluginCall, RunEnd, RunEvent, RunOutcome};
 pub use input::{AccountConfig, InputError};
 pub use plugins::{Classify, Post};
 
@@ -464,12 +464,14 @@ async fn reloaded(
             m.sha256.clone(),
         )
     };
+    let loading = std::time::Instant::now();
     match host.load(&old.path).await {
         Ok(new) if new.kind() == old.kind => {
             report(RunEvent::PluginReloaded {
                 path: old.path.clone(),
                 old: side(old),
                 new: side(new.meta()),
+                took: loading.elapsed(),
             });
             Some(new)
         }

@@ -18,7 +18,8 @@ use tokio::sync::{Notify, watch};
 use crate::clock::TokioClock;
 use crate::plugins::BoxFuture;
 use crate::{
-    AccountConfig, Batch, Classify, Clock, Post, RunEnd, RunEvent, RunOptions, RunOutcome, Runner,
+    AccountConfig, Batch, CallKind, Classify, Clock, PluginCall, Post, RunEnd, RunEvent,
+    RunOptions, RunOutcome, Runner,
 };
 
 /// One call of the fake poster: which job, in which pass, when.
@@ -31,12 +32,13 @@ struct Call {
 
 type Script = dyn Fn(&JobContext) -> Attempt + Send + Sync;
 
-/// A poster that answers as its script says and remembers every call;
-/// a job named in `hang` never gets an answer.
+/// A poster that answers as its script says, after `delay`, and remembers
+/// every call; a job named in `hang` never gets an answer.
 struct FakePoster {
     info: PluginInfo,
     clock: Arc<dyn Clock>,
     answer: Box<Script>,
+    delay: Duration,
     hang: Option<String>,
     called: Arc<Notify>,
     calls: Mutex<Vec<Call>>,
@@ -51,6 +53,7 @@ impl FakePoster {
             info: info("fake-poster"),
             clock: clock.clone(),
             answer: Box::new(answer),
+            delay: Duration::ZERO,
             hang: None,
             called: Arc::new(Notify::new()),
             calls: Mutex::default(),
@@ -82,6 +85,7 @@ impl Post for FakePoster {
             if self.hang.as_deref() == Some(job.job_id.as_str()) {
                 std::future::pending::<()>().await;
             }
+            tokio::time::sleep(self.delay).await;
             (self.answer)(job)
         })
     }
@@ -445,6 +449,65 @@ async fn classifiers_are_asked_in_order_until_one_decides() {
             ("decider", &Answer::Decided(Category::NonRetryable))
         ]
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_attempt_reports_how_long_it_and_each_plugin_call_took() {
+    let f = Fixture::new(&["x-1", "y-1"], &[]);
+    let mut poster = FakePoster::new(&f.clock, |job| match job.job_id.as_str() {
+        "x-1" => http(500, None),
+        _ => posted(),
+    });
+    poster.delay = Duration::from_secs(2);
+    let silent = Arc::new(FakeClassifier {
+        info: info("silent"),
+        verdict: Verdict::NoOpinion,
+        asked: Mutex::new(0),
+    });
+    let (_, events) = f
+        .run(Arc::new(poster), vec![silent], f.options(1, 0), no_stop())
+        .await;
+
+    let finished: BTreeMap<String, (Option<Category>, Duration, Vec<PluginCall>)> = events
+        .into_iter()
+        .filter_map(|e| match e {
+            RunEvent::AttemptFinished {
+                job,
+                failed,
+                took,
+                calls,
+                ..
+            } => Some((job, (failed, took, calls))),
+            _ => None,
+        })
+        .collect();
+    // On the paused clock the poster's 2 s are exact (to the timer's
+    // millisecond), and an answer given at once takes no time.
+    let about_two_seconds =
+        |d: Duration| d >= Duration::from_secs(2) && d < Duration::from_millis(2_010);
+    let (failed, took, calls) = &finished["y-1"];
+    assert_eq!(*failed, None);
+    assert!(about_two_seconds(*took), "{took:?}");
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(
+        (calls[0].plugin.as_str(), calls[0].call),
+        ("fake-poster", CallKind::Post)
+    );
+    assert!(about_two_seconds(calls[0].took), "{calls:?}");
+
+    // A failure adds each classifier asked, after the poster.
+    let (failed, took, calls) = &finished["x-1"];
+    assert!(failed.is_some());
+    assert!(about_two_seconds(*took), "{took:?}");
+    let asked: Vec<(&str, CallKind)> = calls.iter().map(|c| (c.plugin.as_str(), c.call)).collect();
+    assert_eq!(
+        asked,
+        [
+            ("fake-poster", CallKind::Post),
+            ("silent", CallKind::Classify)
+        ]
+    );
+    assert!(calls[1].took < Duration::from_millis(1), "{calls:?}");
 }
 
 #[tokio::test(start_paused = true)]
