@@ -286,11 +286,12 @@ pub(super) async fn overview(
             @if r.pauses.is_empty() { p.muted { "No account or platform is waiting." } }
             @else {
                 table {
-                    tr { th { "account" } th { "who waits" } th { "until" } }
+                    tr { th { "account" } th { "who waits" } th { "until" } th { "why" } }
                     @for p in &r.pauses {
                         tr {
                             td { a href={"/jobs?account=" (url_segment(&p.account))} { (p.account) } }
                             td { (p.scope.as_str()) } td { (time(p.until_ms)) }
+                            td { (p.reason.clone().unwrap_or_default()) }
                         }
                     }
                 }
@@ -382,7 +383,10 @@ pub(super) async fn accounts(
                         @for s in states { td class={"n " (s.as_str())} { (a.in_state(s)) } }
                         td {
                             @for p in pauses.iter().filter(|p| p.account == a.account) {
-                                (p.scope.as_str()) " until " (time(p.until_ms))
+                                div {
+                                    (p.scope.as_str()) " until " (time(p.until_ms))
+                                    @if let Some(why) = &p.reason { ": " (why) }
+                                }
                             }
                         }
                     }

@@ -164,6 +164,9 @@ pub struct Pause {
     pub account: String,
     /// Until when (ms since the epoch).
     pub until_ms: u64,
+    /// Why, as the attempt that asked for the longest of these waits was
+    /// classified.
+    pub reason: Option<String>,
 }
 
 impl Pause {
@@ -173,6 +176,7 @@ impl Pause {
         scope: String,
         account: String,
         until_ms: i64,
+        reason: Option<String>,
     ) -> crate::Result<Self> {
         let scope = RetryScope::parse(&scope)
             .ok_or_else(|| crate::StoreError::Corrupt(format!("retry scope {scope:?}")))?;
@@ -180,6 +184,7 @@ impl Pause {
             scope,
             account,
             until_ms: read_ms(until_ms),
+            reason,
         })
     }
 }

@@ -51,7 +51,9 @@ impl ReadStore for PostgresStore {
     fn pauses(&self, now_ms: u64, max_wait_ms: u64) -> Result<Vec<Pause>> {
         let rows = self.rows(
             "SELECT a.retry_scope, j.account,
-                    MAX(LEAST(a.ended_ms, $1) + LEAST(a.retry_after_ms, $2)) AS until_ms
+                    MAX(LEAST(a.ended_ms, $1) + LEAST(a.retry_after_ms, $2)) AS until_ms,
+                    (ARRAY_AGG(a.reason ORDER BY
+                        LEAST(a.ended_ms, $1) + LEAST(a.retry_after_ms, $2) DESC))[1]
              FROM attempts a JOIN jobs j ON j.id = a.job_id
              WHERE a.retry_scope IN ('account', 'platform') AND a.retry_after_ms IS NOT NULL
              GROUP BY a.retry_scope, j.account
@@ -61,10 +63,12 @@ impl ReadStore for PostgresStore {
                 Box::new(stored_ms(now_ms)),
                 Box::new(stored_ms(max_wait_ms)),
             ],
-            |r| (r.get(0), r.get(1), r.get(2)),
+            |r| (r.get(0), r.get(1), r.get(2), r.get(3)),
         )?;
         rows.into_iter()
-            .map(|(scope, account, until)| Pause::from_stored(scope, account, until))
+            .map(|(scope, account, until, reason)| {
+                Pause::from_stored(scope, account, until, reason)
+            })
             .collect()
     }
 

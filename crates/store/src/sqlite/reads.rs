@@ -93,8 +93,10 @@ impl ReadStore for SqliteStore {
     fn pauses(&self, now_ms: u64, max_wait_ms: u64) -> Result<Vec<Pause>> {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         let mut stmt = conn.prepare(
+            // SQLite takes a bare column (the reason) from the row that
+            // holds the MAX.
             "SELECT a.retry_scope, j.account,
-                    MAX(MIN(a.ended_ms, ?1) + MIN(a.retry_after_ms, ?2)) AS until_ms
+                    MAX(MIN(a.ended_ms, ?1) + MIN(a.retry_after_ms, ?2)) AS until_ms, a.reason
              FROM attempts a JOIN jobs j ON j.id = a.job_id
              WHERE a.retry_scope IN ('account', 'platform') AND a.retry_after_ms IS NOT NULL
              GROUP BY a.retry_scope, j.account
@@ -103,12 +105,19 @@ impl ReadStore for SqliteStore {
         )?;
         let pauses = stmt
             .query_map([stored_ms(now_ms), stored_ms(max_wait_ms)], |r| {
-                Ok((r.get::<_, String>(0)?, r.get(1)?, r.get::<_, i64>(2)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                ))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         pauses
             .into_iter()
-            .map(|(scope, account, until)| Pause::from_stored(scope, account, until))
+            .map(|(scope, account, until, reason)| {
+                Pause::from_stored(scope, account, until, reason)
+            })
             .collect()
     }
 
