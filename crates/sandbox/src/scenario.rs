@@ -486,10 +486,26 @@ mod tests {
         let scenario = Scenario::parse(include_str!("../scenarios/demo.toml")).unwrap();
         assert_eq!(scenario.accounts.len(), 12);
         // Mastodon accounts beside one of each other platform.
-        let tokens = scenario.accounts.iter().filter(|a| a.token().is_some()).count();
-        let webhooks = scenario.accounts.iter().filter(|a| a.webhook.is_some()).count();
-        let logins = scenario.accounts.iter().filter(|a| a.handle.is_some()).count();
-        let oauth = scenario.accounts.iter().filter(|a| a.client_id.is_some()).count();
+        let tokens = scenario
+            .accounts
+            .iter()
+            .filter(|a| a.token().is_some())
+            .count();
+        let webhooks = scenario
+            .accounts
+            .iter()
+            .filter(|a| a.webhook.is_some())
+            .count();
+        let logins = scenario
+            .accounts
+            .iter()
+            .filter(|a| a.handle.is_some())
+            .count();
+        let oauth = scenario
+            .accounts
+            .iter()
+            .filter(|a| a.client_id.is_some())
+            .count();
         assert_eq!((tokens, webhooks, logins, oauth), (8, 2, 1, 1));
     }
 
