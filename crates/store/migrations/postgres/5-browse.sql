@@ -1,3 +1,4 @@
--- Schema 5: what the dashboard pages through: accounts, and attempts by time.
-CREATE INDEX jobs_by_account ON jobs (account, state);
+-- Schema 5: attempts by when they ended, for the dashboard's throughput.
+-- (Accounts are paged through jobs_by_account_lease, which begins with the
+-- account.)
 CREATE INDEX attempts_by_end ON attempts (ended_ms);

@@ -24,9 +24,10 @@ const MIGRATIONS: &[&str] = &[
         sealed       BLOB NOT NULL,
         updated_ms   INTEGER NOT NULL
     );",
-    // 6: what the dashboard pages through: accounts, and attempts by time.
-    "CREATE INDEX jobs_by_account ON jobs (account, state);
-     CREATE INDEX attempts_by_end ON attempts (ended_ms);",
+    // 6: attempts by when they ended, for the dashboard's throughput. (Not
+    // jobs by account: that index doubled the time to seed a million jobs,
+    // for an accounts page that takes 0.3 s without it.)
+    "CREATE INDEX attempts_by_end ON attempts (ended_ms);",
 ];
 
 /// The schema as version 2 left it. A new file gets it and then the
