@@ -166,8 +166,12 @@ impl AccountAuth {
     pub async fn credential(&self) -> Result<Option<Credential>, Refusal> {
         let secret = match (self.spec.scheme, &self.spec.secret) {
             (Scheme::Bearer | Scheme::UrlSecret, None) => return Ok(None),
-            (Scheme::Bearer, Some(token)) => return Ok(Some(self.fixed(Placement::Bearer, token))),
-            (Scheme::UrlSecret, Some(s)) => return Ok(Some(self.fixed(Placement::UrlPath, s))),
+            (Scheme::Bearer, Some(token)) => {
+                return Ok(Some(Credential::fixed(Placement::Bearer, token.clone())));
+            }
+            (Scheme::UrlSecret, Some(s)) => {
+                return Ok(Some(Credential::fixed(Placement::UrlPath, s.clone())));
+            }
             (_, secret) => secret.clone(),
         };
         let mut held = self.held.lock().await;
@@ -246,15 +250,6 @@ impl AccountAuth {
     pub fn is_expired_answer(&self, status: Option<u16>, code: Option<&str>) -> bool {
         matches!(self.spec.scheme, Scheme::Session | Scheme::OAuth2)
             && (status == Some(401) || code.is_some_and(|c| self.support.is_expired_code(c)))
-    }
-
-    fn fixed(&self, placement: Placement, secret: &Secret) -> Credential {
-        Credential {
-            placement,
-            secret: secret.clone(),
-            generation: 0,
-            scrub: vec![secret.clone()],
-        }
     }
 
     fn issued(&self, tokens: &Tokens, secret: Option<Secret>) -> Credential {
@@ -394,10 +389,8 @@ impl AccountAuth {
     /// platform may echo what it was sent.
     fn scrubbed(&self, refusal: Refusal) -> Refusal {
         let secret = self.spec.secret.as_ref().map(|s| s.expose().to_owned());
-        // As in the poster's answers: a secret this short would garble the
-        // text, and no real credential is.
         let cut = |text: String| match &secret {
-            Some(s) if s.len() >= 8 => text.replace(s.as_str(), "[redacted]"),
+            Some(s) if s.len() >= crate::SCRUB_MIN_BYTES => text.replace(s.as_str(), "[redacted]"),
             _ => text,
         };
         match refusal {

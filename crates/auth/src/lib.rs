@@ -124,6 +124,24 @@ pub struct Credential {
     pub scrub: Vec<Secret>,
 }
 
+impl Credential {
+    /// A secret sent as it is (a static token, a webhook's URL secret),
+    /// which is also the one secret to cut out of answers.
+    pub fn fixed(placement: Placement, secret: Secret) -> Credential {
+        Credential {
+            placement,
+            scrub: vec![secret.clone()],
+            secret,
+            generation: 0,
+        }
+    }
+}
+
+/// Secrets shorter than this are not cut out of texts: cutting every `d`
+/// out of a page because a test account's token is `d` would garble it,
+/// and no real credential is that short.
+pub const SCRUB_MIN_BYTES: usize = 8;
+
 /// Why no credential could be had for an attempt. Every text in it came
 /// from the platform or the host, never holds a secret, and is bounded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -27,11 +27,6 @@ pub use orchestrator_auth::Secret;
 pub const SECRET_PLACEHOLDER: &str = "{secret}";
 const ENCODED_PLACEHOLDERS: [&str; 2] = ["%7Bsecret%7D", "%7bsecret%7d"];
 
-/// Secrets shorter than this are not cut out of answers: cutting every
-/// `d` out of a page because a test account's token is `d` would garble
-/// it, and a real credential is never that short.
-pub const SCRUB_MIN_BYTES: usize = 8;
-
 /// `host:port` of a URL, lower-cased, with the scheme's default port filled
 /// in, so `https://Example.org` and `https://example.org:443/x` compare equal.
 pub fn authority_of(url: &str) -> Option<String> {
@@ -64,12 +59,7 @@ impl OutboundAccess {
     pub fn for_account(base_url: &str, token: Option<Secret>) -> Self {
         Self::with_credential(
             base_url,
-            token.map(|secret| Credential {
-                placement: Placement::Bearer,
-                scrub: vec![secret.clone()],
-                secret,
-                generation: 0,
-            }),
+            token.map(|secret| Credential::fixed(Placement::Bearer, secret)),
         )
     }
 
@@ -299,7 +289,7 @@ async fn scrubbed(
         secrets
             .iter()
             .map(Secret::expose)
-            .filter(|s| s.len() >= SCRUB_MIN_BYTES)
+            .filter(|s| s.len() >= orchestrator_auth::SCRUB_MIN_BYTES)
     };
     for secret in secrets() {
         text = replace_bytes(&text, secret.as_bytes(), b"[redacted]");

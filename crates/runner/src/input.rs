@@ -168,15 +168,12 @@ impl AccountConfig {
     /// gives the credential instead (see [`AccountConfig::access_with`]).
     pub fn access(&self, extra: &[String]) -> OutboundAccess {
         let credential = match (&self.token, self.scheme) {
-            (TokenSource::Inline(secret), Scheme::Bearer | Scheme::UrlSecret) => Some(Credential {
-                placement: match self.scheme {
-                    Scheme::UrlSecret => Placement::UrlPath,
-                    _ => Placement::Bearer,
-                },
-                secret: secret.clone(),
-                generation: 0,
-                scrub: vec![secret.clone()],
-            }),
+            (TokenSource::Inline(secret), Scheme::Bearer) => {
+                Some(Credential::fixed(Placement::Bearer, secret.clone()))
+            }
+            (TokenSource::Inline(secret), Scheme::UrlSecret) => {
+                Some(Credential::fixed(Placement::UrlPath, secret.clone()))
+            }
             _ => None,
         };
         self.access_with(extra, credential)

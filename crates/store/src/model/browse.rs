@@ -85,3 +85,8 @@ impl PluginUse {
 
 /// The most rows a page holds, whatever is asked.
 pub const PAGE_MAX: u64 = 500;
+
+/// A page size as a query takes it: at least 1, at most [`PAGE_MAX`].
+pub(crate) fn page_size(limit: u64) -> i64 {
+    limit.clamp(1, PAGE_MAX) as i64
+}

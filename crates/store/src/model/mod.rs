@@ -15,6 +15,7 @@ pub use run::*;
 pub use status::*;
 
 pub(crate) use attempt::{AttemptRow, FailureColumns};
+pub(crate) use browse::page_size;
 pub(crate) use status::RunRow;
 
 /// A time or a duration (ms) as the stores keep it: a value past what a

@@ -114,7 +114,10 @@ impl ReadStore for PostgresStore {
         let total = self.count(sql::COUNT_ACCOUNTS, vec![])?;
         let rows = self.rows(
             sql::ACCOUNTS_PAGE,
-            vec![Box::new(page(limit)), Box::new(stored_ms(offset))],
+            vec![
+                Box::new(crate::model::page_size(limit)),
+                Box::new(stored_ms(offset)),
+            ],
             |r| {
                 (
                     r.get::<_, String>(0),
@@ -150,7 +153,7 @@ impl ReadStore for PostgresStore {
             vec![
                 Box::new(state),
                 Box::new(account),
-                Box::new(page(limit)),
+                Box::new(crate::model::page_size(limit)),
                 Box::new(stored_ms(offset)),
             ],
             |r| {
@@ -188,12 +191,6 @@ impl ReadStore for PostgresStore {
             })
             .collect())
     }
-}
-
-/// A page size as the query takes it: at least 1, at most
-/// [`crate::PAGE_MAX`].
-fn page(limit: u64) -> i64 {
-    limit.clamp(1, crate::PAGE_MAX) as i64
 }
 
 impl PostgresStore {

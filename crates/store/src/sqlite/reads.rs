@@ -174,13 +174,16 @@ impl ReadStore for SqliteStore {
         let total = conn.query_row(sql::COUNT_ACCOUNTS, [], |r| r.get::<_, i64>(0))? as u64;
         let mut stmt = conn.prepare_cached(sql::ACCOUNTS_PAGE)?;
         let rows = stmt
-            .query_map(params![page(limit), stored(offset)], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
-            })?
+            .query_map(
+                params![crate::model::page_size(limit), stored_ms(offset)],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                },
+            )?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok((AccountRow::gather(rows), total))
     }
@@ -199,17 +202,25 @@ impl ReadStore for SqliteStore {
         })? as u64;
         let mut stmt = conn.prepare_cached(sql::JOBS_PAGE)?;
         let jobs = stmt
-            .query_map(params![state, account, page(limit), stored(offset)], |r| {
-                let state: String = r.get(2)?;
-                Ok(JobSummary {
-                    id: r.get(0)?,
-                    account: r.get(1)?,
-                    state: JobState::parse(&state).unwrap_or(JobState::Pending),
-                    category: r.get(3)?,
-                    attempts: r.get(4)?,
-                    remote_id: r.get(5)?,
-                })
-            })?
+            .query_map(
+                params![
+                    state,
+                    account,
+                    crate::model::page_size(limit),
+                    stored_ms(offset)
+                ],
+                |r| {
+                    let state: String = r.get(2)?;
+                    Ok(JobSummary {
+                        id: r.get(0)?,
+                        account: r.get(1)?,
+                        state: JobState::parse(&state).unwrap_or(JobState::Pending),
+                        category: r.get(3)?,
+                        attempts: r.get(4)?,
+                        remote_id: r.get(5)?,
+                    })
+                },
+            )?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok((jobs, total))
     }
@@ -219,7 +230,7 @@ impl ReadStore for SqliteStore {
         let bucket = bucket_ms.max(1);
         let mut stmt = conn.prepare_cached(sql::THROUGHPUT)?;
         let rows = stmt
-            .query_map(params![stored(bucket), stored(since_ms)], |r| {
+            .query_map(params![stored_ms(bucket), stored_ms(since_ms)], |r| {
                 Ok(Throughput {
                     start_ms: read_ms(r.get::<_, i64>(0)?).saturating_mul(bucket),
                     succeeded: read_ms(r.get::<_, i64>(1)?),
@@ -229,16 +240,6 @@ impl ReadStore for SqliteStore {
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
-}
-
-/// A page size as the query takes it: at least 1, at most
-/// [`crate::PAGE_MAX`].
-fn page(limit: u64) -> i64 {
-    limit.clamp(1, crate::PAGE_MAX) as i64
-}
-
-fn stored(n: u64) -> i64 {
-    crate::model::stored_ms(n)
 }
 
 /// `--status`'s queries, on a connection held for the whole report.
