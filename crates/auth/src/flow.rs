@@ -371,6 +371,30 @@ mod tests {
     }
 
     #[test]
+    fn a_hostile_refusal_is_cut_to_size_and_its_wait_to_a_day() {
+        let message = "x".repeat(1 << 20);
+        let body = format!(
+            r#"{{"error":"{}","message":"{message}"}}"#,
+            "E".repeat(10_000)
+        );
+        let mut r = response(429, &body);
+        r.headers_mut()
+            .insert("retry-after", "99999999999999".parse().unwrap());
+        let Refusal::Platform {
+            code,
+            message,
+            retry_after_ms,
+            ..
+        } = session_answer("the login", &bluesky(), &r, 0).unwrap_err()
+        else {
+            panic!("a platform refusal")
+        };
+        assert!(code.unwrap().len() <= NAME_BYTES + 64);
+        assert!(message.len() <= MESSAGE_BYTES + 64);
+        assert_eq!(retry_after_ms, Some(MAX_WAIT_MS));
+    }
+
+    #[test]
     fn only_a_jwt_shaped_token_has_an_expiry() {
         assert_eq!(jwt_exp_ms(&jwt(5)), Some(5000));
         assert_eq!(jwt_exp_ms("opaque-token"), None);

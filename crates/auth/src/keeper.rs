@@ -175,7 +175,8 @@ impl AccountAuth {
             (_, secret) => secret.clone(),
         };
         let mut held = self.held.lock().await;
-        if !held.loaded {
+        let just_read = !held.loaded;
+        if just_read {
             held.tokens = self.stored().await?;
             held.loaded = true;
         }
@@ -187,8 +188,15 @@ impl AccountAuth {
         {
             return Ok(Some(self.issued(tokens, secret)));
         }
-        // Another process sharing the store may have renewed already.
-        if let Some(stored) = self.stored().await?
+        if let Some((refusal, until)) = &held.refused
+            && now < *until
+        {
+            return Err(refusal.clone());
+        }
+        // Another process sharing the store may have renewed since this one
+        // read it (just now, it did not).
+        if !just_read
+            && let Some(stored) = self.stored().await?
             && held
                 .tokens
                 .as_ref()
@@ -199,11 +207,6 @@ impl AccountAuth {
             let credential = self.issued(&stored, secret);
             held.tokens = Some(stored);
             return Ok(Some(credential));
-        }
-        if let Some((refusal, until)) = &held.refused
-            && now < *until
-        {
-            return Err(refusal.clone());
         }
         let tokens = match self.renew(held.tokens.as_ref()).await {
             Ok(tokens) => tokens,
@@ -356,7 +359,7 @@ impl AccountAuth {
             refresh: issued.refresh,
             issued_at_ms: now,
             expires_at_ms: now.saturating_add(lifetime_ms),
-            generation: previous.map_or(0, |t| t.generation) + 1,
+            generation: previous.map_or(0, |t| t.generation).saturating_add(1),
         };
         // Durable before use: a crash after this line finds the rotated
         // refresh token; a crash before it never used the new access token.

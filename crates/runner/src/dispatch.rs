@@ -190,21 +190,25 @@ async fn credential(
                 retry_after_ms,
                 ..
             } => Attempt::Failed {
-                failure: Some(PostFailure {
-                    message: refusal.to_string(),
-                    http_status: Some(*status),
-                    error_code: code.clone(),
-                    retry_after_ms: *retry_after_ms,
-                    rate_limit_reset: None,
-                    transport_error: None,
-                }),
+                failure: Some(
+                    PostFailure {
+                        message: refusal.to_string(),
+                        http_status: Some(*status),
+                        error_code: code.clone(),
+                        retry_after_ms: *retry_after_ms,
+                        rate_limit_reset: None,
+                        transport_error: None,
+                    }
+                    // Cut to the sizes the host keeps, as a poster's failure is.
+                    .bounded(),
+                ),
                 fault: None,
             },
             // No answer, or no durable place for the tokens: the host's
             // own infrastructure, retried as such.
             Refusal::Unreachable { .. } | Refusal::Store(_) => Attempt::Failed {
                 failure: None,
-                fault: Some(HostFault::ConnectionError(refusal.to_string())),
+                fault: Some(HostFault::ConnectionError(refusal.to_string()).bounded()),
             },
         }),
     }

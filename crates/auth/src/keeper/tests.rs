@@ -392,3 +392,59 @@ fn an_account_that_cannot_work_is_refused_before_any_attempt() {
     );
     assert!(refuse(spec(Scheme::UrlSecret, Some("a/../b")), &support()).contains("url-secret"));
 }
+
+#[tokio::test]
+async fn a_renewal_by_another_process_is_taken_from_the_store() {
+    let world = World::new();
+    let (one, two) = (
+        world.account(Scheme::Session, "pw"),
+        world.account(Scheme::Session, "pw"),
+    );
+    one.credential().await.unwrap();
+    two.credential().await.unwrap();
+    world.advance_secs(100);
+    let renewed = one.credential().await.unwrap().unwrap();
+    let taken = two.credential().await.unwrap().unwrap();
+    assert_eq!(taken.secret, renewed.secret);
+    assert_eq!((world.logins(), world.refreshes()), (1, 1));
+}
+
+/// A platform nobody can reach.
+struct Down;
+
+impl Transport for Down {
+    fn send(&self, _request: http::Request<Bytes>, _limit: usize) -> Exchange<'_> {
+        Box::pin(async { Err("connection refused".to_owned()) })
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_platform_is_asked_again_by_the_next_attempt() {
+    let world = World::new();
+    let spec = AccountSpec {
+        name: "alice".into(),
+        base_url: "https://pds.example".into(),
+        scheme: Scheme::Session,
+        secret: Some(Secret::new("pw")),
+        identifier: Some("alice.example".into()),
+        client_id: None,
+    };
+    let auth = AccountAuth::new(
+        spec,
+        &support(),
+        "test-poster",
+        world.store.clone(),
+        Arc::new(Down),
+    )
+    .unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            auth.credential().await.unwrap_err(),
+            Refusal::Unreachable {
+                what: "the login",
+                reason: "connection refused".into()
+            }
+        );
+    }
+    assert_eq!(world.store.sealed_tokens("alice").unwrap(), None);
+}
