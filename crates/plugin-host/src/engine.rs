@@ -54,8 +54,8 @@ const KEEP_RESIDENT: usize = 64 << 10;
 
 /// The engine's configuration for `limits`: instances from a pool sized for
 /// `limits.concurrency` (no mmap or munmap per call; memory images copied
-/// in, which for small plugins beats mapping them copy-on-write), or
-/// allocated on demand.
+/// in, which for small plugins beats mapping them copy-on-write, with or
+/// without the pagemap reset below), or allocated on demand.
 fn engine_config(limits: &Limits, pooled: bool) -> Config {
     let mut config = Config::new();
     // Deadlines interrupt guest code itself, not only the future
@@ -95,6 +95,13 @@ fn engine_config(limits: &Limits, pooled: bool) -> Config {
             .table_keep_resident(KEEP_RESIDENT)
             .async_stack_keep_resident(KEEP_RESIDENT)
             .decommit_batch_size(DECOMMIT_BATCH as usize);
+        // Where the kernel has PAGEMAP_SCAN (Linux 6.7+), find the pages a
+        // call dirtied wherever they are and reset them (up to the
+        // keep-resident size) with memset, instead of memset on the first
+        // pages and madvise on the rest: no TLB shootdown, no page fault on
+        // the next call. A 20,000-job run spent half as much CPU in the
+        // kernel with it.
+        pool.pagemap_scan(wasmtime::Enabled::Auto);
         config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
     }
     config
