@@ -9,8 +9,8 @@
 //! far in one transaction and then answers each write's [`Durable`]: while
 //! one commit syncs, the writes that arrive meanwhile gather for the next,
 //! so a busy run pays one fsync for many attempts, and a waiting attempt
-//! costs no thread. Each write runs under a savepoint: a write that fails is
-//! rolled back alone and reports its own error.
+//! costs no thread. A write that fails is rolled back alone and reports its
+//! own error: the group is then written again with a savepoint per write.
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -82,6 +82,40 @@ impl Drop for GroupCommit {
 /// Commits `writes` in one transaction; every write gets its own result,
 /// the attempt it wrote.
 pub(super) fn commit(conn: &mut Connection, writes: &[Write]) -> Vec<Result<AttemptId>> {
+    match commit_whole(conn, writes) {
+        Ok(Some(written)) => written.into_iter().map(Ok).collect(),
+        // A write failed, perhaps halfway: nothing was kept, so the group
+        // is written again with each write under its own savepoint.
+        Ok(None) => commit_each(conn, writes),
+        // Nothing of the batch is on disk: every write failed.
+        Err(e) => fail_all(writes.len(), &e),
+    }
+}
+
+/// Every write of the group in one transaction, without savepoints (each
+/// copies the pages it first touches into a statement journal, a cost
+/// every write would pay for the rare one that fails); `None`, with
+/// nothing kept, when a write fails.
+fn commit_whole(
+    conn: &mut Connection,
+    writes: &[Write],
+) -> rusqlite::Result<Option<Vec<AttemptId>>> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut written = Vec::with_capacity(writes.len());
+    for write in writes {
+        match write_in(&tx, write) {
+            Ok(attempt) => written.push(attempt),
+            // Dropping the transaction rolls it back.
+            Err(_) => return Ok(None),
+        }
+    }
+    tx.commit()?;
+    Ok(Some(written))
+}
+
+/// Every write under a savepoint of one transaction: a write that fails is
+/// rolled back alone and reports its own error.
+fn commit_each(conn: &mut Connection, writes: &[Write]) -> Vec<Result<AttemptId>> {
     let mut tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => return fail_all(writes.len(), &e),
@@ -90,13 +124,7 @@ pub(super) fn commit(conn: &mut Connection, writes: &[Write]) -> Vec<Result<Atte
     for write in writes {
         let result = (|| {
             let sp = tx.savepoint()?;
-            let written = match write {
-                Write::Begin { job, at } => begin_attempt_in(&sp, job, *at)?,
-                Write::Finish { attempt, outcome } => {
-                    finish_attempt_in(&sp, *attempt, outcome)?;
-                    *attempt
-                }
-            };
+            let written = write_in(&sp, write)?;
             sp.commit()?;
             Ok(written)
         })();
@@ -104,8 +132,17 @@ pub(super) fn commit(conn: &mut Connection, writes: &[Write]) -> Vec<Result<Atte
     }
     match tx.commit() {
         Ok(()) => results,
-        // Nothing of the batch is on disk: every write failed.
         Err(e) => fail_all(writes.len(), &e),
+    }
+}
+
+fn write_in(tx: &Connection, write: &Write) -> Result<AttemptId> {
+    match write {
+        Write::Begin { job, at } => begin_attempt_in(tx, job, *at),
+        Write::Finish { attempt, outcome } => {
+            finish_attempt_in(tx, *attempt, outcome)?;
+            Ok(*attempt)
+        }
     }
 }
 
