@@ -439,3 +439,32 @@ fn a_describe_that_never_returns_ends_at_the_job_timeout() {
     // Not the default 60 s: the flag was honoured.
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }
+
+#[test]
+fn nothing_of_one_attempt_is_left_in_the_next() {
+    // More attempts than the pool has memory slots (its decommit queues
+    // included), so slots are reset and used again; each attempt fails if
+    // an earlier one left its job in the instance's memory.
+    let scenario = "[[account]]\nname = \"mind\"\ntoken = \"mind-token\"\n";
+    let jobs: String = (1..=200)
+        .map(|i| {
+            format!(
+                "{{\"id\": \"mind-{i}\", \"account\": \"mind\", \"payload\": {{\"status\": \"thought {i}\", \"misbehave\": \"remember\"}}}}\n"
+            )
+        })
+        .collect();
+    let f = Fixture::new(scenario, 0)
+        .with_jobs(&jobs)
+        .with_plugins(&[artifacts::MISBEHAVING_POSTER, artifacts::HTTP_CLASSIFIER]);
+    let out = f.run(&["--max-passes", "1", "--workers", "4"]);
+    let left_behind: Vec<_> = f
+        .state()
+        .report()
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| r.attempt.failure)
+        .collect();
+    assert!(left_behind.is_empty(), "{left_behind:?}");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(f.sandbox.counters().statuses_created, 200);
+}

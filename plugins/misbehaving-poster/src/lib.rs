@@ -4,9 +4,11 @@
 //! file and the environment), `stray` (call `payload.url`, a host it was not
 //! granted), `forge` (set its own `Authorization`), `glutton` (download
 //! `payload.bytes` bytes from the sandbox), `wait` (fail with a 503 that
-//! asks for a wait of `payload.ms`, u64::MAX by default), or `shout` (log,
+//! asks for a wait of `payload.ms`, u64::MAX by default), `shout` (log,
 //! and fail with, a message of escape sequences and line breaks, and
-//! `payload.bytes` more).
+//! `payload.bytes` more), or `remember` (fail if an earlier call left its
+//! job behind in the instance's memory, then leave this one behind, in a
+//! static and in a megabyte of heap, and post).
 
 wit_bindgen::generate!({
     world: "poster",
@@ -32,6 +34,9 @@ use orchestrator::plugin::log::{Level, log};
 use orchestrator::plugin::types::{JobContext, PluginInfo, PostFailure, Receipt};
 
 struct MisbehavingPoster;
+
+/// The job a `remember` call saw: in a fresh instance, always `None`.
+static LEFT_BEHIND: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
 
 impl metadata::Guest for MisbehavingPoster {
     fn describe() -> PluginInfo {
@@ -108,6 +113,18 @@ impl post::Guest for MisbehavingPoster {
                 return Err(failure(format!(
                     "\u{1b}[31mred\n  then:        retry\r{filler}"
                 )));
+            }
+            Some("remember") => {
+                let mut left = LEFT_BEHIND.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(earlier) = left.replace(job.job_id.clone()) {
+                    return Err(failure(format!(
+                        "job {earlier} left itself behind in this instance"
+                    )));
+                }
+                // Dirty a megabyte of heap as well, past the pages the host
+                // resets in place, so every way a slot is reset is used.
+                let heap: Vec<u8> = job.job_id.bytes().cycle().take(1 << 20).collect();
+                std::mem::forget(std::hint::black_box(heap));
             }
             Some("wait") => {
                 return Err(PostFailure {
