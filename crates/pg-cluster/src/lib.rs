@@ -150,8 +150,14 @@ impl Cluster {
         .map(drop)
     }
 
+    /// The cluster's data folder (its `postmaster.pid` names the server's
+    /// process, for measuring what the server costs).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
     fn data(&self) -> String {
-        self.dir.path().join("data").display().to_string()
+        self.data_dir().display().to_string()
     }
 
     /// Runs one of the binaries (as the server's user), failing with its

@@ -432,7 +432,10 @@ fn a_database_from_schema_1_is_brought_forward_with_nothing_lost() {
         ),
     );
     let store = PostgresStore::open(&url, DEFAULT_LEASE).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 5);
+    assert_eq!(
+        store.schema_version().unwrap(),
+        orchestrator_store::POSTGRES_SCHEMA_VERSION
+    );
     // The tokens table came with the migration.
     store.seal_tokens("alice", b"sealed").unwrap();
     assert_eq!(
@@ -472,4 +475,35 @@ fn a_database_from_schema_1_is_brought_forward_with_nothing_lost() {
         .map(|j| (j.id, j.passes_attempted))
         .collect();
     assert_eq!(eligible, [("b".into(), 1), ("c".into(), 0)]);
+}
+
+#[test]
+fn a_claim_takes_whole_accounts_of_a_batch_grouped_by_account() {
+    let Some((_cluster, url)) = database("a_claim_takes_whole_accounts_of_a_grouped_batch") else {
+        return;
+    };
+    let (one, two) = two_processes(&url, DEFAULT_LEASE);
+    // Each account's 50 jobs together: a claim's first look, at the first
+    // few eligible jobs, sees too few accounts, and it looks at them all.
+    let jobs: Vec<NewJob> = (0..20)
+        .flat_map(|a| (0..50).map(move |j| job(&format!("a{a}-{j}"), &format!("a{a}"))))
+        .collect();
+    one.import(&jobs, "jobs.jsonl").unwrap();
+    let (run_one, run_two) = (run(&one), run(&two));
+    one.begin_pass(pass(1), 0).unwrap();
+    let limit = ClaimLimit {
+        jobs: 64,
+        accounts: 8,
+    };
+    let expected = |accounts: std::ops::Range<usize>| -> Vec<String> {
+        accounts
+            .flat_map(|a| (0..8).map(move |j| format!("a{a}-{j}")))
+            .collect()
+    };
+    let first = one.claim(run_one, 1, None, limit).unwrap();
+    assert_eq!(ids(&first), expected(0..8));
+    // The second process gets the next eight accounts: not one of the
+    // first's.
+    let second = two.claim(run_two, 1, None, limit).unwrap();
+    assert_eq!(ids(&second), expected(8..16));
 }

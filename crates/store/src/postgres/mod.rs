@@ -29,6 +29,8 @@ mod outage;
 mod reads;
 mod runs;
 mod schema;
+#[cfg(test)]
+mod tests;
 mod url;
 mod writer;
 mod writes;
@@ -37,7 +39,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicUsize};
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::sync::mpsc;
 use tokio_postgres::{NoTls, Row};
 
@@ -66,6 +68,8 @@ pub struct PostgresStore {
 
 struct Inner {
     pool: Pool,
+    /// The writers' own connections, one each: see [`writer::CONNECTION_SETUP`].
+    writers_pool: Pool,
     /// The URL without its password, for messages.
     shown: String,
     lease: Duration,
@@ -112,20 +116,16 @@ impl PostgresStore {
             .enable_all()
             .build()
             .map_err(|e| open_err(format!("cannot start its runtime: {e}")))?;
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(16)
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .build()
-            .map_err(|e| open_err(e.to_string()))?;
+        let writers_pool = pool_of(
+            config.clone(),
+            writer::WRITERS,
+            Some(writer::CONNECTION_SETUP),
+        )
+        .map_err(|e| open_err(e.to_string()))?;
+        let pool = pool_of(config, 16, None).map_err(|e| open_err(e.to_string()))?;
         let inner = Arc::new(Inner {
             pool,
+            writers_pool,
             shown: shown.clone(),
             lease,
             // Mastodon keeps idempotency keys for an hour; join_run sets it.
@@ -157,6 +157,36 @@ impl PostgresStore {
             })?;
         Ok(store)
     }
+}
+
+/// A pool of up to `size` connections made with `config`, each running
+/// `setup` (SQL) first when there is one.
+fn pool_of(
+    config: tokio_postgres::Config,
+    size: usize,
+    setup: Option<&'static str>,
+) -> std::result::Result<Pool, deadpool_postgres::BuildError> {
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let mut builder = Pool::builder(manager)
+        .max_size(size)
+        .runtime(deadpool_postgres::Runtime::Tokio1);
+    if let Some(setup) = setup {
+        builder = builder.post_create(Hook::async_fn(move |client, _| {
+            Box::pin(async move {
+                client
+                    .batch_execute(setup)
+                    .await
+                    .map_err(HookError::Backend)
+            })
+        }));
+    }
+    builder.build()
 }
 
 /// A job as a statement returns it, its columns in [`crate::sql::JOB_COLUMNS`]

@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/3-consulted.sql"),
     include_str!("../../migrations/postgres/4-tokens.sql"),
     include_str!("../../migrations/postgres/5-browse.sql"),
+    include_str!("../../migrations/postgres/6-lighter-writes.sql"),
 ];
 
 /// The schema version this build writes.

@@ -6,6 +6,7 @@
 mod attempts;
 mod browse;
 mod control;
+mod postgres;
 mod runs;
 mod schema;
 
