@@ -2,8 +2,10 @@
 //!
 //! Starts the sandbox in this process and measures, in one run, what
 //! `BENCHMARKS.md` reports: the ceiling a minimal async load generator
-//! reaches against the sandbox, the orchestrator's own rate on the same
-//! sandbox (and its ratio to the ceiling), the host's cost per attempt, plugin
+//! reaches against the sandbox (in this process, and `wrk` in its own), the
+//! orchestrator's own rate and CPU per job on the same sandbox (and its ratio
+//! to the wrk ceiling), its peers (asyncio + aiohttp, GNU parallel + curl;
+//! see `peers.rs`), the host's cost per attempt, plugin
 //! load times, peak memory with many attempts in flight, seeding and
 //! `--status` on a large batch, and one batch shared by 1, 2 and 3 processes
 //! on a PostgreSQL store. It prints a Markdown table; `--write PATH`
@@ -28,6 +30,9 @@ use orchestrator_plugin_artifacts as artifacts;
 use orchestrator_plugin_host::{Attempt, CacheUse, CompileCache, OutboundAccess, PluginHost};
 use orchestrator_sandbox::{Sandbox, Scenario};
 
+mod peers;
+mod pg_cpu;
+
 /// How big each measurement is.
 struct Sizes {
     jobs: usize,
@@ -39,6 +44,10 @@ struct Sizes {
     seeded: usize,
     /// Jobs for each PostgreSQL scaling run.
     shared_jobs: usize,
+    /// How long wrk runs, in seconds.
+    wrk_secs: u64,
+    /// Jobs for GNU parallel + curl (it manages about 150 a second).
+    parallel_jobs: usize,
 }
 
 const FULL: Sizes = Sizes {
@@ -50,6 +59,8 @@ const FULL: Sizes = Sizes {
     slow_ms: 5_000,
     seeded: 1_000_000,
     shared_jobs: 10_000,
+    wrk_secs: 5,
+    parallel_jobs: 2_000,
 };
 
 const SMOKE: Sizes = Sizes {
@@ -61,6 +72,8 @@ const SMOKE: Sizes = Sizes {
     slow_ms: 300,
     seeded: 5_000,
     shared_jobs: 200,
+    wrk_secs: 1,
+    parallel_jobs: 50,
 };
 
 const ORCHESTRATOR: &str = env!("CARGO_BIN_EXE_orchestrator");
@@ -83,7 +96,8 @@ fn main() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let mut table = Table::default();
 
-    // `--only run|ceiling|overhead` measures just that (for profiling).
+    // `--only run|ceiling|peers|postgres|dashboard|overhead` measures just
+    // that (for profiling).
     match args
         .iter()
         .position(|a| a == "--only")
@@ -93,9 +107,25 @@ fn main() {
         Some("run") => {
             let run = runtime.block_on(orchestrator_run(&sizes, dir.path()));
             println!(
-                "{:.0} jobs/s ({:.0} attempts only)",
-                run.per_sec, run.steady_per_sec
+                "{:.0} jobs/s ({:.0} attempts only), {:.0} µs CPU per job (orchestrator), {:.0} µs (sandbox)",
+                run.per_sec,
+                run.steady_per_sec,
+                run.cpu_per_job.as_secs_f64() * 1e6,
+                run.sandbox_cpu_per_job.as_secs_f64() * 1e6
             );
+            return;
+        }
+        Some("peers") => {
+            let concurrency = sizes.workers.min(sizes.accounts);
+            let tries = if full { 3 } else { 1 };
+            let wrk = runtime.block_on(peers::wrk_ceiling(&sizes, concurrency, tries));
+            let asyncio = asyncio_peers(&runtime, &sizes, concurrency, dir.path());
+            let parallel = runtime.block_on(peers::parallel_curl(&sizes, concurrency, dir.path()));
+            for (what, value, how) in
+                peers::rows(&sizes, concurrency, &wrk, &asyncio, &parallel, None)
+            {
+                println!("{what} | {value} | {how}");
+            }
             return;
         }
         Some("ceiling") => {
@@ -131,7 +161,7 @@ fn main() {
         .collect();
     let ceiling = tries.iter().copied().fold(0.0, f64::max);
     table.row(
-        "ceiling: load generator → sandbox",
+        "ceiling: in-process hyper client → sandbox",
         format!("{ceiling:.0} req/s"),
         format!(
             "{} POSTs, {concurrency} keep-alive connections, one per account; best of {}",
@@ -144,16 +174,33 @@ fn main() {
         ),
     );
 
+    // The orchestrator's ceiling is a load generator in its own process,
+    // as the orchestrator is: wrk.
+    let wrk = runtime.block_on(peers::wrk_ceiling(
+        &sizes,
+        concurrency,
+        if full { 3 } else { 1 },
+    ));
+
     let run = runtime.block_on(orchestrator_run(&sizes, dir.path()));
+    let of_ceiling = match &wrk {
+        Ok(wrk) => format!(
+            "{:.0}% of the wrk ceiling, {:.1}× its CPU per request",
+            100.0 * run.per_sec / wrk.per_sec,
+            run.cpu_per_job.as_secs_f64() / wrk.cpu_per_job.as_secs_f64().max(1e-9)
+        ),
+        Err(_) => "the wrk ceiling is n/a".into(),
+    };
     table.row(
         "orchestrator --run",
         format!("{:.0} jobs/s", run.per_sec),
         format!(
-            "{} jobs, {} accounts, --workers {}, mastodon-poster + http-classifier, state on disk; {:.0}% of the ceiling; {:.2} s wall",
+            "{} jobs, {} accounts, --workers {}, mastodon-poster + http-classifier, state on disk; {:.0} µs CPU per job (orchestrator), {:.0} µs (sandbox); {of_ceiling}; {:.2} s wall",
             sizes.jobs,
             sizes.accounts,
             sizes.workers,
-            100.0 * run.per_sec / ceiling,
+            run.cpu_per_job.as_secs_f64() * 1e6,
+            run.sandbox_cpu_per_job.as_secs_f64() * 1e6,
             run.wall.as_secs_f64()
         ),
     );
@@ -162,6 +209,18 @@ fn main() {
         format!("{:.0} jobs/s", run.steady_per_sec),
         "first attempt start to last attempt end, from the store (start-up excluded)".into(),
     );
+    let asyncio = asyncio_peers(&runtime, &sizes, concurrency, dir.path());
+    let parallel = runtime.block_on(peers::parallel_curl(&sizes, concurrency, dir.path()));
+    for (what, value, how) in peers::rows(
+        &sizes,
+        concurrency,
+        &wrk,
+        &asyncio,
+        &parallel,
+        Some(run.per_sec),
+    ) {
+        table.row(&what, value, how);
+    }
 
     let overhead = runtime.block_on(overhead(&sizes));
     table.row(
@@ -260,6 +319,22 @@ fn main() {
     }
 }
 
+/// The asyncio poster, its outcomes committed in groups and each alone.
+fn asyncio_peers(
+    runtime: &tokio::runtime::Runtime,
+    sizes: &Sizes,
+    concurrency: usize,
+    root: &Path,
+) -> Vec<(peers::Commits, peers::Outcome)> {
+    [peers::Commits::Grouped, peers::Commits::EachAlone]
+        .into_iter()
+        .map(|commits| {
+            let run = peers::asyncio_aiohttp(sizes, concurrency, root, commits);
+            (commits, runtime.block_on(run))
+        })
+        .collect()
+}
+
 #[derive(Default)]
 struct Table {
     rows: Vec<[String; 3]>,
@@ -338,6 +413,10 @@ struct RunResult {
     per_sec: f64,
     steady_per_sec: f64,
     wall: Duration,
+    /// The orchestrator's user + system CPU per job.
+    cpu_per_job: Duration,
+    /// This process's (the sandbox's) CPU per job meanwhile.
+    sandbox_cpu_per_job: Duration,
 }
 
 /// Writes `accounts` accounts on `url` and `jobs` jobs spread over them.
@@ -397,6 +476,19 @@ async fn orchestrator_run(sizes: &Sizes, root: &Path) -> RunResult {
     let dir = root.join("run");
     std::fs::create_dir_all(&dir).unwrap();
     write_batch(&dir, sandbox.url(), sizes.accounts, sizes.jobs);
+    // A repeat user's plugins come from the compiled-plugin cache: fill it
+    // first, so the run's CPU is the batch's, not Cranelift's.
+    for plugin in [artifacts::MASTODON_POSTER, artifacts::HTTP_CLASSIFIER] {
+        let inspected = orchestrator(&dir)
+            .args(["plugins", "inspect", plugin])
+            .output()
+            .expect("the orchestrator runs");
+        assert!(
+            inspected.status.success(),
+            "{}",
+            String::from_utf8_lossy(&inspected.stderr)
+        );
+    }
     let mut cmd = match std::env::var_os("BENCH_PERF") {
         Some(out) => {
             let mut perf = Command::new("perf");
@@ -408,12 +500,9 @@ async fn orchestrator_run(sizes: &Sizes, root: &Path) -> RunResult {
         None => orchestrator(&dir),
     };
     run_batch(&mut cmd, sizes.workers);
-    let started = Instant::now();
-    let output = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .unwrap()
-        .expect("the orchestrator runs");
-    let wall = started.elapsed();
+    let measured = peers::measured(cmd).await;
+    let output = measured.output.expect("the orchestrator runs");
+    let wall = measured.wall;
     assert!(
         output.status.success(),
         "the run failed: {}",
@@ -426,6 +515,8 @@ async fn orchestrator_run(sizes: &Sizes, root: &Path) -> RunResult {
         per_sec: sizes.jobs as f64 / wall.as_secs_f64(),
         steady_per_sec: sizes.jobs as f64 / ((last - first).max(1) as f64 / 1e3),
         wall,
+        cpu_per_job: measured.children_cpu / sizes.jobs as u32,
+        sandbox_cpu_per_job: measured.self_cpu / sizes.jobs as u32,
     }
 }
 
@@ -464,6 +555,7 @@ async fn postgres_scaling(sizes: &Sizes, root: &Path) -> Vec<(String, String, St
             "{}",
             String::from_utf8_lossy(&seeded.stderr)
         );
+        let cpu_before = pg_cpu::cluster_cpu(&cluster.data_dir());
         let started = Instant::now();
         let children: Vec<_> = (0..processes)
             .map(|_| {
@@ -482,6 +574,13 @@ async fn postgres_scaling(sizes: &Sizes, root: &Path) -> Vec<(String, String, St
         .await
         .unwrap();
         let wall = started.elapsed();
+        let database_cpu = match (cpu_before, pg_cpu::cluster_cpu(&cluster.data_dir())) {
+            (Some(before), Some(after)) => format!(
+                "database CPU per job: {:.0} µs",
+                (after.saturating_sub(before)).as_secs_f64() * 1e6 / sizes.shared_jobs as f64
+            ),
+            _ => "database CPU per job: n/a".into(),
+        };
         for output in outputs {
             assert!(
                 output.status.success(),
@@ -506,7 +605,7 @@ async fn postgres_scaling(sizes: &Sizes, root: &Path) -> Vec<(String, String, St
             format!("PostgreSQL store, {processes} process{}", if processes == 1 { "" } else { "es" }),
             format!("{per_sec:.0} jobs/s"),
             format!(
-                "{} jobs, {} accounts, --workers {workers} each, one database (fsync on) on this machine; {:.2}× one process; {:.2} s wall",
+                "{} jobs, {} accounts, --workers {workers} each, one database (fsync on) on this machine; {:.2}× one process; {:.2} s wall; {database_cpu}",
                 sizes.shared_jobs,
                 sizes.accounts,
                 per_sec / single,
