@@ -122,12 +122,24 @@ fn commit_each(conn: &mut Connection, writes: &[Write]) -> Vec<Result<AttemptId>
     };
     let mut results = Vec::with_capacity(writes.len());
     for write in writes {
-        let result = (|| {
+        let result: Result<AttemptId> = (|| {
             let sp = tx.savepoint()?;
             let written = write_in(&sp, write)?;
             sp.commit()?;
             Ok(written)
         })();
+        // Some errors (a full disk, an I/O error) make SQLite roll back the
+        // whole transaction: the writes before are gone, and a savepoint
+        // now would open a transaction of its own, committing each later
+        // write alone. Nothing of the group is on disk: every write failed.
+        if let Err(e) = &result
+            && tx.is_autocommit()
+        {
+            let error = e.to_string();
+            return (0..writes.len())
+                .map(|_| Err(StoreError::Commit(error.clone())))
+                .collect();
+        }
         results.push(result);
     }
     match tx.commit() {
