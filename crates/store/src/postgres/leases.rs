@@ -169,6 +169,14 @@ struct Claimed {
 /// (all when `None`). A job this process already holds but has not begun
 /// (a claim whose answer was lost) is handed out again.
 async fn claim_in(tx: &Transaction<'_>, ask: Ask<'_>, window: Option<i64>) -> Step<Claimed> {
+    // A claim for nothing takes nothing (the statement below would choose
+    // one account, and PostgreSQL refuses a negative offset).
+    if ask.limit < 1 || ask.max_accounts < 1 || ask.per_account < 1 {
+        return Ok(Claimed {
+            rows: Vec::new(),
+            window_rows: 0,
+        });
+    }
     // The clock is read once: a volatile `now` in a filter is read for
     // every row, and cannot be looked up in an index. The accounts other
     // processes hold are found once, from the few jobs under a lease (not
