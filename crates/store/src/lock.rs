@@ -91,7 +91,17 @@ mod tests {
         drop(first);
         // A holder that died without cleaning up leaves its pid.
         std::fs::write(dir.path().join("state.sqlite.lock"), "4194303").unwrap();
-        let (_lock, acquired) = RunLock::acquire(&state).unwrap();
+        // A process another test spawns at the moment `first` is dropped
+        // holds a copy of its descriptor, and so the lock, until it execs.
+        let started = std::time::Instant::now();
+        let (_lock, acquired) = loop {
+            match RunLock::acquire(&state) {
+                Err(StoreError::Locked { .. }) if started.elapsed().as_secs() < 5 => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => break other.unwrap(),
+            }
+        };
         assert_eq!(acquired, Acquired::TakenOver(4194303));
     }
 }
