@@ -131,17 +131,7 @@ impl ReadStore for SqliteStore {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         let mut stmt = conn.prepare(sql::JOB_SUMMARIES)?;
         let jobs = stmt
-            .query_map([], |r| {
-                let state: String = r.get(2)?;
-                Ok(JobSummary {
-                    id: r.get(0)?,
-                    account: r.get(1)?,
-                    state: JobState::parse(&state).unwrap_or(JobState::Pending),
-                    category: r.get(3)?,
-                    attempts: r.get(4)?,
-                    remote_id: r.get(5)?,
-                })
-            })?
+            .query_map([], job_summary)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(jobs)
     }
@@ -209,17 +199,7 @@ impl ReadStore for SqliteStore {
                     crate::model::page_size(limit),
                     stored_ms(offset)
                 ],
-                |r| {
-                    let state: String = r.get(2)?;
-                    Ok(JobSummary {
-                        id: r.get(0)?,
-                        account: r.get(1)?,
-                        state: JobState::parse(&state).unwrap_or(JobState::Pending),
-                        category: r.get(3)?,
-                        attempts: r.get(4)?,
-                        remote_id: r.get(5)?,
-                    })
-                },
+                job_summary,
             )?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok((jobs, total))
@@ -380,4 +360,18 @@ impl StatusQueries for StatusReads<'_> {
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
+}
+
+/// A row of `sql::JOB_SUMMARIES`' columns; a state this build does not know
+/// reads as pending.
+fn job_summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobSummary> {
+    let state: String = r.get(2)?;
+    Ok(JobSummary {
+        id: r.get(0)?,
+        account: r.get(1)?,
+        state: JobState::parse(&state).unwrap_or(JobState::Pending),
+        category: r.get(3)?,
+        attempts: r.get(4)?,
+        remote_id: r.get(5)?,
+    })
 }
