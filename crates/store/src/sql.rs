@@ -91,3 +91,11 @@ pub(crate) const JOBS_PAGE: &str = "SELECT id, account, state, category, attempt
 /// How many jobs [`JOBS_PAGE`] pages through (`$1` state, `$2` account).
 pub(crate) const JOBS_MATCHING: &str =
     "SELECT COUNT(*) FROM jobs WHERE ($1 IS NULL OR state = $1) AND ($2 IS NULL OR account = $2)";
+
+/// Each attempt started since `$1` (ms): its account and start, oldest
+/// first — what the rate budgets have spent. (Through the index on
+/// `ended_ms`: an attempt ends after it starts, or has not ended.)
+pub(crate) const SPENT_SINCE: &str = "SELECT j.account, a.started_ms
+     FROM attempts a JOIN jobs j ON j.id = a.job_id
+     WHERE (a.ended_ms >= $1 OR a.ended_ms IS NULL) AND a.started_ms >= $1
+     ORDER BY a.started_ms";

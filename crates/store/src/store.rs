@@ -164,6 +164,9 @@ pub trait ReadStore: Send + Sync {
     /// the platform asked of the runs before it, each wait at most
     /// `max_wait_ms` long (whatever an older or hostile writer stored).
     fn pauses(&self, now_ms: u64, max_wait_ms: u64) -> Result<Vec<Pause>>;
+    /// Every attempt started since `since_ms`, as its account and start
+    /// (ms since the epoch), oldest first: what the rate budgets spent.
+    fn spent_since(&self, since_ms: u64) -> Result<Vec<(String, u64)>>;
 
     /// Everything `--status` shows.
     fn status(&self) -> Result<StatusReport>;

@@ -48,6 +48,14 @@ impl ReadStore for PostgresStore {
         Ok(tally.unwrap_or_default())
     }
 
+    fn spent_since(&self, since_ms: u64) -> Result<Vec<(String, u64)>> {
+        self.rows(
+            sql::SPENT_SINCE,
+            vec![Box::new(stored_ms(since_ms))],
+            |r| (r.get::<_, String>(0), read_ms(r.get::<_, i64>(1))),
+        )
+    }
+
     fn pauses(&self, now_ms: u64, max_wait_ms: u64) -> Result<Vec<Pause>> {
         let rows = self.rows(
             "SELECT a.retry_scope, j.account,

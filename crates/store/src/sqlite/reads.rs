@@ -90,6 +90,17 @@ impl ReadStore for SqliteStore {
         })?)
     }
 
+    fn spent_since(&self, since_ms: u64) -> Result<Vec<(String, u64)>> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stmt = conn.prepare_cached(sql::SPENT_SINCE)?;
+        let spent = stmt
+            .query_map([stored_ms(since_ms)], |r| {
+                Ok((r.get::<_, String>(0)?, read_ms(r.get::<_, i64>(1)?)))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(spent)
+    }
+
     fn pauses(&self, now_ms: u64, max_wait_ms: u64) -> Result<Vec<Pause>> {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         let mut stmt = conn.prepare(
