@@ -1,10 +1,16 @@
-//! Bluesky's XRPC subset: sessions with JWT-shaped tokens, and posts as
-//! `app.bsky.feed.post` records.
+//! Bluesky's XRPC subset: sessions with JWT-shaped tokens, blobs, and posts
+//! as `app.bsky.feed.post` records.
 //!
 //! The key type is [`Directory`]: the scenario's handles and their DIDs, every
 //! token the sandbox issued (with the expiry it recorded, which is what
-//! counts, not the token's text) and every record created. Errors have
-//! XRPC's shape, `{"error": Name, "message": text}`.
+//! counts, not the token's text), every blob uploaded and every record
+//! created. Errors have XRPC's shape, `{"error": Name, "message": text}`.
+//!
+//! Blobs are checked where a PDS checks them: `uploadBlob` takes any type
+//! up to the scenario's `blob_upload_limit` (413 `PayloadTooLarge` past
+//! it), and a post's `app.bsky.embed.images` is refused if an image is not
+//! a blob of the account (`BlobNotFound`), is over the lexicon's 1,000,000
+//! bytes (`BlobTooLarge`) or is not `image/*` (`InvalidMimeType`), all 400.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,10 +25,12 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::api::{self, Reply, Scripted, Turn};
+use sha2::{Digest, Sha256};
+
+use crate::api::{self, Reply, Scripted, Turn, UploadTurn};
 use crate::jwt::{self, Claims};
 use crate::scenario::{AccountScript, Behaviour, Scenario};
-use crate::{Platform, Post, Shared};
+use crate::{Attachment, Platform, Post, Shared, media, multipart};
 
 const POST_COLLECTION: &str = "app.bsky.feed.post";
 /// Refresh JWTs live about as long as Bluesky's (90 days).
@@ -31,6 +39,11 @@ const REFRESH_LIFETIME_SECS: u64 = 90 * 24 * 3600;
 const SESSION_WINDOW_SECS: u64 = 300;
 /// Bluesky counts graphemes; characters are close enough for a sandbox.
 const MAX_TEXT_CHARS: usize = 300;
+const IMAGES_EMBED: &str = "app.bsky.embed.images";
+/// `app.bsky.embed.images`' `maxSize` for an image blob, and its
+/// `maxLength` for the images of a post.
+const MAX_IMAGE_BYTES: u64 = 1_000_000;
+const MAX_IMAGES: usize = 4;
 
 /// The DID the sandbox gives a handle: `did:plc:` and 24 base32 characters
 /// derived from the handle (case-insensitively, as handles are).
@@ -58,6 +71,15 @@ pub(crate) struct IssuedJwt {
     revoked: bool,
 }
 
+/// A blob as its uploader stored it.
+#[derive(Debug, Clone)]
+struct Blob {
+    mime_type: String,
+    size: u64,
+    /// Of the bytes, lowercase hex.
+    sha256: String,
+}
+
 #[derive(Debug)]
 struct Record {
     uri: String,
@@ -75,6 +97,9 @@ pub struct Directory {
     tokens: DashMap<String, IssuedJwt>,
     /// (DID, record key) → the record.
     records: DashMap<(String, String), Record>,
+    /// (account index, CID) → the blob: a post may embed only its own
+    /// account's blobs.
+    blobs: DashMap<(usize, String), Blob>,
     /// The last record key handed out, so generated keys never repeat.
     last_tid: AtomicU64,
 }
@@ -103,6 +128,7 @@ impl Directory {
             dids,
             tokens: DashMap::new(),
             records: DashMap::new(),
+            blobs: DashMap::new(),
             last_tid: AtomicU64::new(0),
         }
     }
@@ -384,6 +410,192 @@ pub(crate) async fn create_record(shared: &Shared, req: Request<Incoming>) -> Re
     Ok(response)
 }
 
+/// `com.atproto.repo.uploadBlob`: the raw body is the blob, its
+/// `Content-Type` the blob's type. Scripted from the account's upload
+/// script and limited by its upload window.
+pub(crate) async fn upload_blob(shared: &Shared, req: Request<Incoming>) -> Reply {
+    let (parts, body) = req.into_parts();
+    let limit = shared.scenario.upload_rate_limit;
+    let window = shared.scenario.upload_rate_limit_window_secs.max(1);
+    let Some(body) =
+        api::read_upload(&parts.headers, body, shared.scenario.blob_upload_limit).await
+    else {
+        return Ok(too_large());
+    };
+    let i = match authenticate(shared, &parts.headers) {
+        Ok(i) => i,
+        Err(refusal) => {
+            let mut response = refusal.response();
+            // Refused before any account's window counted it.
+            let reset = (shared.now_secs() / window + 1) * window;
+            rate_limit_headers(&mut response, limit, limit, reset, window);
+            return Ok(response);
+        }
+    };
+    let account = &shared.scenario.accounts[i];
+    let scripted = api::upload_turn(shared, &account.name, Some(account)).await?;
+    let mime_type = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(multipart::essence)
+        .filter(|m| !m.is_empty());
+    let mut response = match scripted.turn {
+        UploadTurn::Store { .. } => match mime_type {
+            Some(mime_type) => store_blob(shared, i, &scripted.state, mime_type, &body),
+            None => bad_request("Request encoding (Content-Type) required but not provided"),
+        },
+        UploadTurn::TooLarge => too_large(),
+        UploadTurn::UnsupportedType => wrong_type(mime_type.as_deref().unwrap_or("")),
+        UploadTurn::RateLimited { wait_ms } => {
+            let mut response = xrpc_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "RateLimitExceeded",
+                "Rate Limit Exceeded",
+            );
+            let reset = shared.now_secs() + api::ceil_secs(wait_ms);
+            rate_limit_headers(&mut response, limit, 0, reset, window);
+            response
+        }
+        UploadTurn::Fail(behaviour) => failure(behaviour),
+    };
+    let remaining = scripted.remaining(shared);
+    rate_limit_headers(&mut response, limit, remaining, scripted.reset, window);
+    Ok(response)
+}
+
+fn store_blob(
+    shared: &Shared,
+    i: usize,
+    state: &crate::AccountState,
+    mime_type: String,
+    body: &[u8],
+) -> Response<Full<Bytes>> {
+    let digest = Sha256::digest(body);
+    let cid = blob_cid(&digest);
+    let size = body.len() as u64;
+    let blob = Blob {
+        mime_type: mime_type.clone(),
+        size,
+        sha256: media::hex(&digest),
+    };
+    shared.bluesky.blobs.insert((i, cid.clone()), blob);
+    state.blobs_uploaded.fetch_add(1, Ordering::Relaxed);
+    api::json_response(
+        StatusCode::OK,
+        json!({
+            "blob": {
+                "$type": "blob",
+                "ref": { "$link": cid },
+                "mimeType": mime_type,
+                "size": size,
+            }
+        })
+        .to_string(),
+    )
+}
+
+fn wrong_type(mime_type: &str) -> Response<Full<Bytes>> {
+    let (error, message) = wrong_type_error(mime_type);
+    xrpc_error(StatusCode::BAD_REQUEST, error, &message)
+}
+
+fn wrong_type_error(mime_type: &str) -> (&'static str, String) {
+    (
+        "InvalidMimeType",
+        format!("Wrong type of file. It is {mime_type} but it must match image/*."),
+    )
+}
+
+/// The images of a post's `app.bsky.embed.images` (none for any other
+/// embed), each a blob of account `i` that the lexicon allows; refused as
+/// a PDS refuses them, with a 400's error name and message.
+fn embedded_images(
+    shared: &Shared,
+    i: usize,
+    record: &serde_json::Value,
+) -> Result<Vec<Attachment>, (&'static str, String)> {
+    let invalid = |message: String| ("InvalidRequest", message);
+    let Some(embed) = record.get("embed") else {
+        return Ok(Vec::new());
+    };
+    if embed.get("$type").and_then(|t| t.as_str()) != Some(IMAGES_EMBED) {
+        return Ok(Vec::new());
+    }
+    let Some(images) = embed.get("images").and_then(|i| i.as_array()) else {
+        return Err(invalid("Record/embed/images must be an array".into()));
+    };
+    if images.len() > MAX_IMAGES {
+        return Err(invalid(format!(
+            "Record/embed/images must not have more than {MAX_IMAGES} elements"
+        )));
+    }
+    let mut attachments = Vec::with_capacity(images.len());
+    for (n, image) in images.iter().enumerate() {
+        let Some(alt) = image.get("alt").and_then(|a| a.as_str()) else {
+            return Err(invalid(format!(
+                "Record/embed/images/{n} must have the property \"alt\""
+            )));
+        };
+        let blob = image.get("image");
+        let field = |name: &str| blob.and_then(|b| b.get(name));
+        let cid = field("ref")
+            .and_then(|r| r.get("$link"))
+            .and_then(|l| l.as_str());
+        let mime_type = field("mimeType").and_then(|m| m.as_str());
+        let size = field("size").and_then(|s| s.as_u64());
+        let (Some("blob"), Some(cid), Some(mime_type), Some(_)) = (
+            field("$type").and_then(|t| t.as_str()),
+            cid,
+            mime_type,
+            size,
+        ) else {
+            return Err(invalid(format!(
+                "Record/embed/images/{n}/image should be a blob ref"
+            )));
+        };
+        let Some(stored) = shared
+            .bluesky
+            .blobs
+            .get(&(i, cid.to_owned()))
+            .map(|b| b.clone())
+        else {
+            return Err(("BlobNotFound", format!("Could not find blob: {cid}")));
+        };
+        if stored.size > MAX_IMAGE_BYTES {
+            return Err((
+                "BlobTooLarge",
+                format!(
+                    "This file is too large. It is {} but the maximum size is {}.",
+                    pretty_size(stored.size),
+                    pretty_size(MAX_IMAGE_BYTES)
+                ),
+            ));
+        }
+        if stored.mime_type != mime_type {
+            return Err((
+                "InvalidMimeType",
+                format!(
+                    "Referenced Mimetype does not match stored blob. Expected: {}, Got: {mime_type}",
+                    stored.mime_type
+                ),
+            ));
+        }
+        if !mime_type.starts_with("image/") {
+            return Err(wrong_type_error(mime_type));
+        }
+        attachments.push(Attachment {
+            id: cid.to_owned(),
+            description: Some(alt.to_owned()),
+            content_type: stored.mime_type,
+            size: stored.size,
+            sha256: stored.sha256,
+            filename: None,
+        });
+    }
+    Ok(attachments)
+}
+
 /// Why a request's access JWT was refused.
 enum Refusal {
     Missing,
@@ -468,10 +680,15 @@ fn post_record(
     if record.get("$type").and_then(|t| t.as_str()) != Some(POST_COLLECTION) {
         return bad_request("Invalid $type: expected app.bsky.feed.post");
     }
+    let images = match embedded_images(shared, i, record) {
+        Ok(images) => images,
+        Err((error, message)) => return xrpc_error(StatusCode::BAD_REQUEST, error, &message),
+    };
+    // A post of images alone may have empty text.
     let Some(text) = record
         .get("text")
         .and_then(|t| t.as_str())
-        .filter(|t| !t.trim().is_empty())
+        .filter(|t| !t.trim().is_empty() || !images.is_empty())
     else {
         return bad_request("Record/text must be a non-empty string");
     };
@@ -510,6 +727,7 @@ fn post_record(
                 id: uri.clone(),
                 idempotency_key: None,
                 rkey: Some(rkey),
+                media: images,
                 seq: shared.next_seq(),
             });
             api::json_response(
@@ -583,6 +801,26 @@ pub(crate) fn get_record(shared: &Shared, req: &Request<Incoming>) -> Response<F
     }
 }
 
+/// A blob's CID as a PDS computes it: CIDv1, raw codec, SHA-256, in
+/// multibase base32 (`bafkrei…`).
+fn blob_cid(sha256: &[u8]) -> String {
+    let mut bytes = vec![0x01, 0x55, 0x12, 0x20];
+    bytes.extend_from_slice(sha256);
+    format!("b{}", base32(&bytes, LOWER_BASE32))
+}
+
+/// A size as the PDS's `bytes` package writes it: `976.56KB`, `1.14MB`.
+fn pretty_size(bytes: u64) -> String {
+    let (value, unit) = match bytes {
+        b if b >= 1 << 30 => (b as f64 / f64::from(1u32 << 30), "GB"),
+        b if b >= 1 << 20 => (b as f64 / f64::from(1u32 << 20), "MB"),
+        b if b >= 1 << 10 => (b as f64 / 1024.0, "KB"),
+        b => return format!("{b}B"),
+    };
+    let text = format!("{value:.2}");
+    format!("{}{unit}", text.trim_end_matches('0').trim_end_matches('.'))
+}
+
 /// RFC 4648 base32, lowercase: DIDs' and CIDs' alphabet.
 const LOWER_BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 /// The alphabet of Bluesky's TIDs, in ASCII order so keys sort by time.
@@ -629,6 +867,24 @@ mod tests {
         }
         assert!(keys.iter().all(|k| k.len() == 13 && valid_rkey(k)));
         assert!(!valid_rkey("..") && !valid_rkey("a/b") && !valid_rkey(""));
+    }
+
+    #[test]
+    fn blob_cids_are_real_cids() {
+        // The CID of the empty blob, as any IPFS implementation computes it.
+        let empty = Sha256::digest(b"");
+        assert_eq!(
+            blob_cid(&empty),
+            "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+        );
+    }
+
+    #[test]
+    fn sizes_read_as_a_pds_writes_them() {
+        assert_eq!(pretty_size(MAX_IMAGE_BYTES), "976.56KB");
+        assert_eq!(pretty_size(1_200_000), "1.14MB");
+        assert_eq!(pretty_size(1 << 20), "1MB");
+        assert_eq!(pretty_size(12), "12B");
     }
 
     #[test]

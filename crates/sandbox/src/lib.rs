@@ -15,11 +15,16 @@
 //! - `POST /api/v1/statuses` — Bearer token; form or JSON body; an
 //!   `Idempotency-Key` is honoured per account for the scenario's window
 //!   (default one hour): a repeated key replays the first created status.
+//!   `media_ids` attach the account's uploads (see [`media`]).
+//! - `POST /api/v2/media` (multipart) and `GET /api/v1/media/:id` — image
+//!   uploads, processed over a scripted number of polls.
 //! - `GET /api/v1/accounts/verify_credentials`
 //! - `POST /xrpc/com.atproto.server.createSession`, `POST
 //!   /xrpc/com.atproto.server.refreshSession` (refresh JWTs are single-use),
-//!   `POST /xrpc/com.atproto.repo.createRecord` (a repeated `rkey` is
-//!   refused) and `GET /xrpc/com.atproto.repo.getRecord` — see [`bluesky`].
+//!   `POST /xrpc/com.atproto.repo.uploadBlob`, `POST
+//!   /xrpc/com.atproto.repo.createRecord` (a repeated `rkey` is refused;
+//!   `app.bsky.embed.images` must embed the account's blobs) and `GET
+//!   /xrpc/com.atproto.repo.getRecord` — see [`bluesky`].
 //! - `POST /api/webhooks/{id}/{token}[?wait=true]` (Discord) and
 //!   `POST /services/{T}/{B}/{secret}` (Slack).
 //! - `POST /2/oauth2/token` (rotating single-use refresh tokens, replay of
@@ -31,7 +36,9 @@
 //!
 //! The `script`/`then` behaviours apply to each shape's posting endpoint
 //! (statuses, createRecord, webhook execute, tweets), answered in that
-//! platform's error shape. Every Mastodon response carries
+//! platform's error shape; `upload_script`/`upload_then` apply to uploads.
+//! Every 429, whichever endpoint answered it, is counted in
+//! [`Counters::rate_limited`]. Every Mastodon response carries
 //! `X-RateLimit-Limit`, `-Remaining` and `-Reset`; the other shapes carry
 //! their platform's rate-limit headers. Token expiry is judged by the
 //! sandbox's own clock, which tests may move forward
@@ -41,6 +48,8 @@
 mod api;
 pub mod bluesky;
 pub mod jwt;
+pub mod media;
+mod multipart;
 mod oauth2;
 pub mod scenario;
 mod webhook;
@@ -56,7 +65,26 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub use scenario::{Behaviour, Scenario};
+pub use scenario::{Behaviour, Scenario, UploadBehaviour};
+
+/// An uploaded file, as a post carries it: a Mastodon media attachment or a
+/// Bluesky image blob. Tests compare `sha256` and `description` with what
+/// they sent to prove each post carries its image once, with its alt text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Attachment {
+    /// The Mastodon media id, or the blob's CID.
+    pub id: String,
+    /// The alt text: Mastodon's `description`, Bluesky's `alt`.
+    pub description: Option<String>,
+    /// As uploaded: the multipart part's `Content-Type`, or the blob's.
+    pub content_type: String,
+    /// Bytes.
+    pub size: u64,
+    /// Of the bytes, lowercase hex.
+    pub sha256: String,
+    /// The multipart part's file name (Mastodon only).
+    pub filename: Option<String>,
+}
 
 /// A status the sandbox created.
 #[derive(Debug, Clone, Serialize)]
@@ -67,6 +95,9 @@ pub struct CreatedStatus {
     pub visibility: Option<String>,
     pub language: Option<String>,
     pub idempotency_key: Option<String>,
+    /// Its `media_ids`, in the order given.
+    #[serde(default)]
+    pub media: Vec<Attachment>,
     /// The JSON body that was answered, replayed for a repeated key.
     #[serde(skip)]
     pub(crate) body: Arc<str>,
@@ -98,6 +129,9 @@ pub struct Post {
     pub idempotency_key: Option<String>,
     /// The Bluesky record key.
     pub rkey: Option<String>,
+    /// Mastodon media attachments or Bluesky embedded images, in order.
+    #[serde(default)]
+    pub media: Vec<Attachment>,
     /// Order of creation across shapes.
     #[serde(skip)]
     pub(crate) seq: u64,
@@ -121,6 +155,15 @@ struct AccountState {
     tweets: AtomicU64,
     /// (window start in epoch ms, `createSession` calls in it).
     sessions: std::sync::Mutex<(u64, u64)>,
+    /// Uploads of any shape: the upload script's request numbers.
+    upload_requests: AtomicU64,
+    /// (window start, uploads in it), for the upload rate limit.
+    upload_window: std::sync::Mutex<(u64, u64)>,
+    media_uploads: AtomicU64,
+    blobs_uploaded: AtomicU64,
+    /// The account's Mastodon uploads; a lock per account, so attaching
+    /// several to one status is one step.
+    media: std::sync::Mutex<media::Library>,
     /// The OAuth 2 refresh-token chain; a lock per account, taken only by
     /// the token endpoint.
     oauth: std::sync::Mutex<oauth2::OAuthChain>,
@@ -140,6 +183,8 @@ struct Shared {
     requests: AtomicU64,
     created: AtomicU64,
     duplicates_prevented: AtomicU64,
+    /// 429 answers, of every endpoint.
+    rate_limited: AtomicU64,
     /// Connections accepted: fewer than requests when clients keep them alive.
     connections: AtomicU64,
     /// Posting requests (statuses, records, webhook messages, tweets) being
@@ -219,6 +264,12 @@ pub struct AccountCounters {
     pub webhook_messages: u64,
     /// Tweets created.
     pub tweets: u64,
+    /// Upload requests of either shape, refused ones included.
+    pub upload_requests: u64,
+    /// Mastodon media attachments stored.
+    pub media_uploads: u64,
+    /// Bluesky blobs stored.
+    pub blobs_uploaded: u64,
 }
 
 impl AccountCounters {
@@ -231,6 +282,9 @@ impl AccountCounters {
         self.records += other.records;
         self.webhook_messages += other.webhook_messages;
         self.tweets += other.tweets;
+        self.upload_requests += other.upload_requests;
+        self.media_uploads += other.media_uploads;
+        self.blobs_uploaded += other.blobs_uploaded;
     }
 }
 
@@ -240,6 +294,10 @@ pub struct Counters {
     pub requests: u64,
     pub statuses_created: u64,
     pub duplicates_prevented: u64,
+    /// 429 answers of every endpoint: scripted, enforced limits, session
+    /// limits and uploads alike.
+    #[serde(default)]
+    pub rate_limited: u64,
     /// The most posting requests (of any shape) the sandbox was answering
     /// at once.
     #[serde(default)]
@@ -270,7 +328,14 @@ pub struct Counters {
     pub webhook_messages: u64,
     #[serde(default)]
     pub tweets: u64,
-    /// account → its logins, refreshes, records, webhook messages, tweets
+    #[serde(default)]
+    pub upload_requests: u64,
+    #[serde(default)]
+    pub media_uploads: u64,
+    #[serde(default)]
+    pub blobs_uploaded: u64,
+    /// account → its logins, refreshes, records, webhook messages, tweets,
+    /// uploads
     #[serde(default)]
     pub accounts: std::collections::BTreeMap<String, AccountCounters>,
 }
@@ -348,6 +413,7 @@ impl Sandbox {
             requests: AtomicU64::new(0),
             created: AtomicU64::new(0),
             duplicates_prevented: AtomicU64::new(0),
+            rate_limited: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             max_in_flight: AtomicU64::new(0),
@@ -476,6 +542,9 @@ fn counters(shared: &Shared) -> Counters {
                 records: load(&e.records),
                 webhook_messages: load(&e.webhook_messages),
                 tweets: load(&e.tweets),
+                upload_requests: load(&e.upload_requests),
+                media_uploads: load(&e.media_uploads),
+                blobs_uploaded: load(&e.blobs_uploaded),
             };
             (e.key().clone(), counters)
         })
@@ -488,6 +557,7 @@ fn counters(shared: &Shared) -> Counters {
         requests: shared.requests.load(Ordering::Relaxed),
         statuses_created: shared.created.load(Ordering::Relaxed),
         duplicates_prevented: shared.duplicates_prevented.load(Ordering::Relaxed),
+        rate_limited: shared.rate_limited.load(Ordering::Relaxed),
         max_in_flight: shared.max_in_flight.load(Ordering::Relaxed),
         connections: shared.connections.load(Ordering::Relaxed),
         requests_by_account: shared
@@ -513,6 +583,9 @@ fn counters(shared: &Shared) -> Counters {
         records: total.records,
         webhook_messages: total.webhook_messages,
         tweets: total.tweets,
+        upload_requests: total.upload_requests,
+        media_uploads: total.media_uploads,
+        blobs_uploaded: total.blobs_uploaded,
         accounts,
     }
 }
@@ -527,6 +600,7 @@ fn posts(shared: &Shared) -> Vec<Post> {
             id: status.id.to_string(),
             idempotency_key: status.idempotency_key.clone(),
             rkey: None,
+            media: status.media.clone(),
             seq: status.id - shared.started_epoch_ms * 1000,
         }
     });

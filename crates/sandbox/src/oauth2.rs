@@ -380,6 +380,7 @@ fn create_tweet(
                 id: id.clone(),
                 idempotency_key: None,
                 rkey: None,
+                media: Vec::new(),
                 seq,
             });
             id

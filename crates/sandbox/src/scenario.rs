@@ -55,6 +55,31 @@
 //! posting requests of an account, whatever the shape, so the same scenario
 //! scripts the same outcomes however requests from different accounts
 //! interleave. Login and refresh endpoints are not scripted.
+//!
+//! Uploads (Mastodon's `POST /api/v2/media`, Bluesky's `uploadBlob`) have a
+//! script of their own, `upload_script` and `upload_then`, numbered by the
+//! account's uploads: a scenario written before uploads existed scripts its
+//! posts the same whether or not the poster attaches images. An
+//! [`UploadBehaviour`] is any [`Behaviour`] or one of the upload's own:
+//!
+//! ```toml
+//! media_size_limit = 1048576      # Mastodon files (default 16 MiB)
+//! blob_upload_limit = 2000000     # Bluesky blobs (default 5 MiB)
+//! media_processing_polls = 0      # default: every upload is ready at once
+//! upload_rate_limit = 30          # per window and account, enforced with
+//! upload_rate_limit_window_secs = 1800  # `enforce_rate_limit`
+//!
+//! [[account]]
+//! name = "ivan"
+//! token = "ivan-token"
+//! upload_script = [
+//!   { respond = "too-large" },
+//!   { respond = "unsupported-type" },
+//!   { respond = "rate-limited", reset_secs = 30 },
+//!   { respond = "processing", polls = 3, times = 2 },
+//! ]
+//! upload_then = { respond = "server-error", status = 500 }
+//! ```
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -136,6 +161,94 @@ impl Behaviour {
     }
 }
 
+/// How the sandbox answers one upload: the upload's own outcomes, or any
+/// posting [`Behaviour`] (`rate-limited`, `server-error`, `drop-connection`,
+/// `slow`, …), answered in the upload endpoint's shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadBehaviour {
+    /// Store it; a Mastodon file is processed in the scenario's
+    /// `media_processing_polls`.
+    Ok,
+    /// Store it, and have Mastodon process it until the `polls`th
+    /// `GET /api/v1/media/:id` (0: at once). Bluesky blobs are never
+    /// processed, so there it is `ok`.
+    Processing { polls: u32 },
+    /// Refused as over the size limit, whatever its size.
+    TooLarge,
+    /// Refused as not an image, whatever its type.
+    UnsupportedType,
+    /// Everything a posting request can be scripted to do.
+    Post(Behaviour),
+}
+
+/// The upload's own behaviours, as TOML spells them.
+#[derive(Deserialize)]
+#[serde(tag = "respond", rename_all = "kebab-case")]
+enum OwnUploadBehaviour {
+    Ok,
+    Processing { polls: u32 },
+    TooLarge,
+    UnsupportedType,
+}
+
+impl<'de> Deserialize<'de> for UploadBehaviour {
+    /// By hand rather than an untagged variant, whose error for a misspelt
+    /// `respond` names no behaviour at all.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let table = toml::Table::deserialize(deserializer)?;
+        let respond = match table.get("respond") {
+            Some(toml::Value::String(respond)) => respond.clone(),
+            Some(_) => return Err(D::Error::custom("`respond` must be a string")),
+            None => return Err(D::Error::missing_field("respond")),
+        };
+        let value = toml::Value::Table(table);
+        match respond.as_str() {
+            "ok" | "processing" | "too-large" | "unsupported-type" => {
+                Ok(match value.try_into().map_err(D::Error::custom)? {
+                    OwnUploadBehaviour::Ok => UploadBehaviour::Ok,
+                    OwnUploadBehaviour::Processing { polls } => {
+                        UploadBehaviour::Processing { polls }
+                    }
+                    OwnUploadBehaviour::TooLarge => UploadBehaviour::TooLarge,
+                    OwnUploadBehaviour::UnsupportedType => UploadBehaviour::UnsupportedType,
+                })
+            }
+            _ => value.try_into().map(UploadBehaviour::Post).map_err(|e| {
+                let e = one_line(&e.to_string());
+                if !e.contains("unknown variant") {
+                    return D::Error::custom(e);
+                }
+                D::Error::custom(format!(
+                    "`{respond}` is no upload behaviour (`ok`, `processing`, `too-large`, \
+                     `unsupported-type`) nor a posting one: {e}"
+                ))
+            }),
+        }
+    }
+}
+
+/// One scripted upload answer, repeated `times`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct UploadStep {
+    #[serde(flatten)]
+    pub behaviour: UploadBehaviour,
+    #[serde(default = "one")]
+    pub times: u32,
+}
+
+/// The `n`th (from 0) of a script's answers, or `then` past its end.
+fn nth<'a, B>(script: impl IntoIterator<Item = (&'a B, u32)>, then: &'a B, n: u64) -> &'a B {
+    let mut left = n;
+    for (behaviour, times) in script {
+        if left < u64::from(times) {
+            return behaviour;
+        }
+        left -= u64::from(times);
+    }
+    then
+}
+
 /// One account: its credentials for each platform shape it speaks, and how
 /// its posting requests are answered.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -167,6 +280,12 @@ pub struct AccountScript {
     pub script: Vec<Step>,
     #[serde(default = "ok")]
     pub then: Behaviour,
+    /// Answers to the account's first uploads, in order.
+    #[serde(default)]
+    pub upload_script: Vec<UploadStep>,
+    /// The answer to every upload after `upload_script` (default `ok`).
+    #[serde(default = "upload_ok")]
+    pub upload_then: UploadBehaviour,
     /// Added to every response of this account.
     #[serde(default)]
     pub delay_ms: u64,
@@ -174,6 +293,9 @@ pub struct AccountScript {
 
 fn ok() -> Behaviour {
     Behaviour::Ok
+}
+fn upload_ok() -> UploadBehaviour {
+    UploadBehaviour::Ok
 }
 fn default_access_lifetime() -> u64 {
     7200
@@ -283,14 +405,14 @@ impl AccountScript {
 
     /// The behaviour for this account's `n`th request (from 0).
     pub fn behaviour_for(&self, n: u64) -> &Behaviour {
-        let mut left = n;
-        for step in &self.script {
-            if left < u64::from(step.times) {
-                return &step.behaviour;
-            }
-            left -= u64::from(step.times);
-        }
-        &self.then
+        let script = self.script.iter().map(|s| (&s.behaviour, s.times));
+        nth(script, &self.then, n)
+    }
+
+    /// The behaviour for this account's `n`th upload (from 0).
+    pub fn upload_behaviour_for(&self, n: u64) -> &UploadBehaviour {
+        let script = self.upload_script.iter().map(|s| (&s.behaviour, s.times));
+        nth(script, &self.upload_then, n)
     }
 }
 
@@ -317,6 +439,26 @@ pub struct Scenario {
     /// attempts in flight.
     #[serde(default)]
     pub open_delay_ms: u64,
+    /// Mastodon media files larger than this are refused (422), as an
+    /// instance refuses images over 16 MiB.
+    #[serde(default = "default_media_size_limit")]
+    pub media_size_limit: u64,
+    /// Bluesky `uploadBlob` bodies larger than this are refused (413), as a
+    /// PDS's `blobUploadLimit`. Images larger than 1,000,000 bytes upload
+    /// but cannot be embedded in a post (the lexicon's limit).
+    #[serde(default = "default_blob_upload_limit")]
+    pub blob_upload_limit: u64,
+    /// How many `GET /api/v1/media/:id` polls a Mastodon upload stays
+    /// processing for; 0 answers the upload 200 with its URL at once.
+    #[serde(default)]
+    pub media_processing_polls: u32,
+    /// Uploads (of either shape) per window and account: Mastodon limits
+    /// media uploads apart from statuses, 30 per 30 minutes. Enforced
+    /// when `enforce_rate_limit` is.
+    #[serde(default = "default_upload_rate_limit")]
+    pub upload_rate_limit: u64,
+    #[serde(default = "default_upload_window")]
+    pub upload_rate_limit_window_secs: u64,
     #[serde(default, rename = "account")]
     pub accounts: Vec<AccountScript>,
 }
@@ -329,6 +471,18 @@ fn default_window() -> u64 {
 }
 fn default_idempotency_window() -> u64 {
     3600
+}
+fn default_media_size_limit() -> u64 {
+    16 << 20
+}
+fn default_blob_upload_limit() -> u64 {
+    5 << 20
+}
+fn default_upload_rate_limit() -> u64 {
+    30
+}
+fn default_upload_window() -> u64 {
+    1800
 }
 
 impl Default for Scenario {
@@ -462,6 +616,96 @@ mod tests {
         assert_eq!(carol.behaviour_for(3), &Behaviour::Suspended);
         assert_eq!(carol.behaviour_for(99), &Behaviour::Suspended);
         assert!(!scenario.is_open());
+    }
+
+    #[test]
+    fn an_upload_script_plays_apart_from_the_posting_script() {
+        let scenario = Scenario::parse(
+            r#"
+            media_processing_polls = 2
+            [[account]]
+            name = "ivan"
+            token = "t"
+            script = [{ respond = "server-error", times = 3 }]
+            upload_script = [
+              { respond = "too-large" },
+              { respond = "unsupported-type" },
+              { respond = "processing", polls = 3, times = 2 },
+              { respond = "rate-limited", reset_secs = 30 },
+              { respond = "slow", delay_ms = 5 },
+            ]
+            upload_then = { respond = "server-error", status = 500 }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(scenario.media_processing_polls, 2);
+        let ivan = &scenario.accounts[0];
+        let expected = [
+            UploadBehaviour::TooLarge,
+            UploadBehaviour::UnsupportedType,
+            UploadBehaviour::Processing { polls: 3 },
+            UploadBehaviour::Processing { polls: 3 },
+            UploadBehaviour::Post(Behaviour::RateLimited {
+                reset_secs: 30,
+                reset_ms: None,
+            }),
+            UploadBehaviour::Post(Behaviour::Slow { delay_ms: 5 }),
+            UploadBehaviour::Post(Behaviour::ServerError {
+                status: 500,
+                retry_after_secs: None,
+            }),
+        ];
+        for (n, behaviour) in expected.iter().enumerate() {
+            assert_eq!(ivan.upload_behaviour_for(n as u64), behaviour, "upload {n}");
+        }
+        assert!(matches!(
+            ivan.behaviour_for(0),
+            Behaviour::ServerError { status: 503, .. }
+        ));
+        assert_eq!(ivan.behaviour_for(3), &Behaviour::Ok);
+    }
+
+    #[test]
+    fn uploads_default_to_ok_with_mastodon_limits() {
+        let scenario = Scenario::parse("[[account]]\nname='a'\ntoken='t'").unwrap();
+        assert_eq!(
+            scenario.accounts[0].upload_behaviour_for(0),
+            &UploadBehaviour::Ok
+        );
+        assert_eq!(scenario.media_size_limit, 16 * 1024 * 1024);
+        assert_eq!(scenario.blob_upload_limit, 5 * 1024 * 1024);
+        assert_eq!(scenario.media_processing_polls, 0);
+        assert_eq!(
+            (
+                scenario.upload_rate_limit,
+                scenario.upload_rate_limit_window_secs
+            ),
+            (30, 1800)
+        );
+    }
+
+    #[test]
+    fn an_unknown_upload_behaviour_is_an_error() {
+        let err = Scenario::parse(
+            "[[account]]\nname='a'\ntoken='t'\nupload_then = { respond = 'explode' }",
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("upload_then") && err.contains("`explode`"),
+            "{err}"
+        );
+        assert!(
+            err.contains("too-large") && err.contains("invalid-token"),
+            "{err}"
+        );
+        let err = Scenario::parse(
+            "[[account]]\nname='a'\ntoken='t'\nupload_script = [{ respond = 'processing' }]",
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("upload_script") && err.contains("polls"),
+            "{err}"
+        );
     }
 
     #[test]

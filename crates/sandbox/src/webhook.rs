@@ -222,6 +222,7 @@ fn discord_message(
         id: id.to_string(),
         idempotency_key: None,
         rkey: None,
+        media: Vec::new(),
         seq,
     });
     if !wait {
@@ -357,6 +358,7 @@ fn slack_message(
         id,
         idempotency_key: None,
         rkey: None,
+        media: Vec::new(),
         seq,
     });
     api::text_response(StatusCode::OK, "ok")
