@@ -98,4 +98,4 @@ pub(crate) const JOBS_MATCHING: &str =
 pub(crate) const SPENT_SINCE: &str = "SELECT j.account, a.started_ms
      FROM attempts a JOIN jobs j ON j.id = a.job_id
      WHERE (a.ended_ms >= $1 OR a.ended_ms IS NULL) AND a.started_ms >= $1
-     ORDER BY a.started_ms";
+     ORDER BY a.started_ms, a.id";

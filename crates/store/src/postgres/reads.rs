@@ -49,11 +49,9 @@ impl ReadStore for PostgresStore {
     }
 
     fn spent_since(&self, since_ms: u64) -> Result<Vec<(String, u64)>> {
-        self.rows(
-            sql::SPENT_SINCE,
-            vec![Box::new(stored_ms(since_ms))],
-            |r| (r.get::<_, String>(0), read_ms(r.get::<_, i64>(1))),
-        )
+        self.rows(sql::SPENT_SINCE, vec![Box::new(stored_ms(since_ms))], |r| {
+            (r.get::<_, String>(0), read_ms(r.get::<_, i64>(1)))
+        })
     }
 
     fn pauses(&self, now_ms: u64, max_wait_ms: u64) -> Result<Vec<Pause>> {

@@ -285,3 +285,29 @@ fn times_no_host_writes_are_read_without_overflow() {
     assert_eq!(attempts[0].retry_after_ms, Some(i64::MAX as u64));
     store.status().unwrap();
 }
+
+#[test]
+fn what_the_rate_budgets_spent_is_each_attempt_by_its_start() {
+    let (_dir, store) = store();
+    store
+        .import(&[job("a1", "a"), job("a2", "a"), job("b1", "b")], "f")
+        .unwrap();
+    run(&store);
+    store.begin_pass(at(1, 1), 0).unwrap();
+    let before = orchestrator_contract::time::now_ms();
+    for job in store.eligible_jobs(1, None).unwrap() {
+        let attempt = store.begin_attempt(&job, at(1, 1)).unwrap();
+        // In flight or ended, an attempt has spent its unit.
+        if job.id != "a2" {
+            store.finish_attempt(attempt, &posted()).unwrap();
+        }
+    }
+    let spent = store.spent_since(before).unwrap();
+    let accounts: Vec<&str> = spent.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(accounts, ["a", "a", "b"], "oldest first");
+    assert!(spent.windows(2).all(|w| w[0].1 <= w[1].1));
+    assert!(spent.iter().all(|(_, t)| *t >= before));
+    // Attempts before the window are not counted.
+    let later = spent.last().unwrap().1 + 1;
+    assert_eq!(store.spent_since(later).unwrap(), []);
+}

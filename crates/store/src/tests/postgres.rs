@@ -163,6 +163,19 @@ fn grouped_writes_on_postgres_leave_what_sqlite_leaves_one_by_one() {
         )
     };
     assert_eq!(retries(&postgres), retries(&sqlite));
+    // What the rate budgets spent reads alike: each attempt's account.
+    let spent = |store: &dyn Store| {
+        let mut accounts: Vec<String> = store
+            .spent_since(0)
+            .unwrap()
+            .into_iter()
+            .map(|(account, _)| account)
+            .collect();
+        accounts.sort();
+        accounts
+    };
+    assert_eq!(spent(&postgres), spent(&sqlite));
+    assert_eq!(spent(&sqlite).len(), outcomes().len());
     // On a shared store an attempt, once finished, stays as it ended: a
     // second outcome (a commit retried after its answer was lost, or a
     // process that lost its lease) changes nothing.
