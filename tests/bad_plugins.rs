@@ -76,11 +76,11 @@ fn a_component_of_neither_world_is_refused() {
 fn a_plugin_built_against_another_contract_names_both_versions() {
     let line = refusal(std::path::Path::new(artifacts::FUTURE_CLASSIFIER));
     assert!(
-        line.contains("built against contract orchestrator:plugin@0.4.0"),
+        line.contains("built against contract orchestrator:plugin@0.5.0"),
         "{line}"
     );
     assert!(
-        line.contains("this host accepts orchestrator:plugin@^0.2.0 or ^0.3.0"),
+        line.contains("this host accepts orchestrator:plugin@^0.2.0 or ^0.3.0 or ^0.4.0"),
         "{line}"
     );
 }

@@ -203,7 +203,10 @@ fn the_mastodon_posters_response_reading_never_panics() {
             pass: 1,
             idempotency_key: "k".into(),
         };
-        let _ = mastodon::request(&job);
+        let with_media = u.arbitrary()?;
+        if let Ok(status) = mastodon::status(&job, with_media) {
+            let _ = status.request(&job, &["1".to_owned()]);
+        }
         Ok(())
     })
     .budget_ms(budget());

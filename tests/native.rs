@@ -56,7 +56,7 @@ fn a_native_library_from_another_contract_names_both_versions() {
     );
     let line = refusal(&old);
     assert!(
-        line.contains("built against contract orchestrator:plugin@0.1.0, but this host accepts orchestrator:plugin@^0.2.0 or ^0.3.0"),
+        line.contains("built against contract orchestrator:plugin@0.1.0, but this host accepts orchestrator:plugin@^0.2.0 or ^0.3.0 or ^0.4.0"),
         "{line}"
     );
     let garbled = c_library(

@@ -205,7 +205,7 @@ fn inspect_of_an_incompatible_plugin_shows_it_then_refuses() {
         .arg(dir.path().join("future-classifier.wasm")));
     assert_eq!(out.code, 2);
     assert!(
-        out.stdout.contains("orchestrator:plugin/classify@0.4.0"),
+        out.stdout.contains("orchestrator:plugin/classify@0.5.0"),
         "{}",
         out.stdout
     );
@@ -241,6 +241,7 @@ fn inspect_shows_what_a_poster_would_be_granted() {
          \x20 environment  none (no variables, no arguments, no stdio)\n\
          \x20 sockets      none (no TCP, UDP or name lookups)\n\
          \x20 login        accounts may use bearer, url-secret\n\
+         \x20 media        its own job's attachments, read-only, as the host checked them\n\
          \x20 http         per account:\n\
          \x20   alice: social.example:443, cdn.example:443, media.example:8443 (bearer: token added for social.example:443 only)\n\
          \x20   bob: 127.0.0.1:8080, cdn.example:443 (bearer: no secret given)\n\

@@ -5,7 +5,7 @@
 // It is an ES module for componentize-js (`npm install` here, then
 // `npm run build`), which runs:
 //
-//     componentize-js classifier.js --wit ../../wit --world-name classifier \
+//     componentize-js classifier.js --wit ../../wit/0.3.0 --world-name classifier \
 //         --disable http fetch-event --out js-classifier.wasm
 //
 // `--disable http fetch-event` leaves out the engine's `fetch`, whose

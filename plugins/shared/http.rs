@@ -1,8 +1,8 @@
 //! One blocking HTTP request through `wasi:http/outgoing-handler`, its
-//! response cut off at a bound. Shared by the contract-0.3.0 posters, which
-//! include this file by path, and by the posters `orchestrator plugins new`
-//! writes: each crate generates its own bindings, so the types below are
-//! each crate's own.
+//! body given whole or streamed, its response cut off at a bound. Shared by
+//! the platform posters, which include this file by path, and by the
+//! posters `orchestrator plugins new` writes: each crate generates its own
+//! bindings, so the types below are each crate's own.
 
 use crate::orchestrator::plugin::types::PostFailure;
 use crate::wasi::http::outgoing_handler;
@@ -86,6 +86,24 @@ fn split_url(url: &str) -> Result<(Scheme, &str, String), PostFailure> {
 
 /// Sends `request` and reads at most `max_body` bytes of the response.
 pub fn send(request: &Request<'_>, max_body: usize) -> Result<Response, PostFailure> {
+    send_with(request, max_body, &mut |write| write(request.body))
+}
+
+/// What a streamed body is written through: a piece at a time.
+pub type Write<'w> = dyn FnMut(&[u8]) -> Result<(), PostFailure> + 'w;
+
+/// Sends `request` with the body `body` writes through the [`Write`] it
+/// is handed (`request.body` is not sent), and reads at most `max_body`
+/// bytes of the response: a large body — a file — goes out a piece at a
+/// time instead of whole. A body of no bytes is no body.
+///
+/// A platform may answer before it has read the whole body (a file too
+/// large for it); that answer is returned rather than the broken write.
+pub fn send_with(
+    request: &Request<'_>,
+    max_body: usize,
+    body: &mut dyn FnMut(&mut Write<'_>) -> Result<(), PostFailure>,
+) -> Result<Response, PostFailure> {
     let (scheme, authority, path) = split_url(request.url)?;
     let entries: Vec<(String, Vec<u8>)> = request
         .headers
@@ -108,26 +126,45 @@ pub fn send(request: &Request<'_>, max_body: usize) -> Result<Response, PostFail
     outgoing
         .set_path_with_query(Some(&path))
         .map_err(|()| invalid("path"))?;
-    let body = outgoing.body().map_err(|()| invalid("body"))?;
+    let outgoing_body = outgoing.body().map_err(|()| invalid("body"))?;
 
     // The request goes to the host before its body is written: the host
     // streams the body while it sends.
     let pending = outgoing_handler::handle(outgoing, None).map_err(transport)?;
-    if !request.body.is_empty() {
-        let stream = body.write().map_err(|()| invalid("body stream"))?;
-        for chunk in request.body.chunks(WRITE_CHUNK) {
-            stream
-                .blocking_write_and_flush(chunk)
-                .map_err(|e| failure(format!("sending the request body failed: {e:?}")))?;
-        }
+    let written = {
+        let mut stream = None;
+        let mut write = |piece: &[u8]| -> Result<(), PostFailure> {
+            if piece.is_empty() {
+                return Ok(());
+            }
+            if stream.is_none() {
+                stream = Some(outgoing_body.write().map_err(|()| invalid("body stream"))?);
+            }
+            let stream = stream.as_ref().expect("opened above");
+            for chunk in piece.chunks(WRITE_CHUNK) {
+                stream
+                    .blocking_write_and_flush(chunk)
+                    .map_err(|e| failure(format!("sending the request body failed: {e:?}")))?;
+            }
+            Ok(())
+        };
+        body(&mut write)
+    };
+    match written {
+        Ok(()) => OutgoingBody::finish(outgoing_body, None).map_err(transport)?,
+        // Unfinished, the body tells the host the request is cut short;
+        // the platform may have answered already.
+        Err(_) => drop(outgoing_body),
     }
-    OutgoingBody::finish(body, None).map_err(transport)?;
 
     pending.subscribe().block();
-    let incoming = match pending.get() {
-        Some(Ok(Ok(response))) => response,
-        Some(Ok(Err(code))) => return Err(transport(code)),
-        Some(Err(())) | None => return Err(failure("the host lost the response".into())),
+    let incoming = match (pending.get(), written) {
+        (Some(Ok(Ok(response))), _) => response,
+        (_, Err(failed)) => return Err(failed),
+        (Some(Ok(Err(code))), Ok(())) => return Err(transport(code)),
+        (Some(Err(())) | None, Ok(())) => {
+            return Err(failure("the host lost the response".into()));
+        }
     };
     let status = incoming.status();
     let mut headers = incoming.headers().entries();

@@ -61,6 +61,10 @@ struct Capabilities {
     /// the host performs; `None` for a classifier.
     #[serde(skip_serializing_if = "Option::is_none")]
     login: Option<orchestrator_contract::AuthSupport>,
+    /// What of a job's attachments the poster reads (contract 0.4.0);
+    /// `None` for a classifier, or a poster that did not load.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    media: Option<&'static str>,
     limits: LimitsView,
 }
 
@@ -273,6 +277,13 @@ fn capabilities(
         outbound_http,
         login: (kind == Some(PluginKind::Poster))
             .then(|| poster.map(|p| p.auth().clone()).unwrap_or_default()),
+        media: poster.map(|p| {
+            if p.takes_media() {
+                "its own job's attachments, read-only, as the host checked them"
+            } else {
+                "none (built against a contract before 0.4.0: jobs with attachments are refused)"
+            }
+        }),
         limits: LimitsView {
             deadline_seconds: limits.deadline.as_secs(),
             memory_mib: limits.memory_bytes >> 20,
@@ -399,6 +410,9 @@ fn render_inspect(r: &PluginRecord) -> String {
         };
         if let Some(login) = &c.login {
             out.push_str(&format!("  login        {}\n", login_line(login)));
+        }
+        if let Some(media) = c.media {
+            out.push_str(&format!("  media        {media}\n"));
         }
         out.push_str(&format!("  http         {http}\n"));
         for grant in &c.outbound_http {

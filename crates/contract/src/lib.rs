@@ -23,12 +23,16 @@ use text::{ID_BYTES, MESSAGE_BYTES, NAME_BYTES, URL_BYTES, bounded};
 pub const CONTRACT_PACKAGE: &str = "orchestrator:plugin";
 
 /// The contract version this host was built from: what new plugins target.
-pub const CONTRACT_VERSION: semver::Version = semver::Version::new(0, 3, 0);
+pub const CONTRACT_VERSION: semver::Version = semver::Version::new(0, 4, 0);
 
 /// Every contract version this host serves, oldest first. A plugin built
 /// against an older one keeps loading and working unchanged: the host links
 /// each version's interfaces side by side.
-pub const SERVED_VERSIONS: [semver::Version; 2] = [semver::Version::new(0, 2, 0), CONTRACT_VERSION];
+pub const SERVED_VERSIONS: [semver::Version; 3] = [
+    semver::Version::new(0, 2, 0),
+    semver::Version::new(0, 3, 0),
+    CONTRACT_VERSION,
+];
 
 /// The contract versions this host accepts: semver-compatible with one of
 /// [`SERVED_VERSIONS`] (before 1.0, the same minor).
@@ -43,7 +47,7 @@ pub fn accepted_versions() -> AcceptedVersions {
     )
 }
 
-/// Any of several semver requirements, shown as `^0.2.0 or ^0.3.0`.
+/// Any of several semver requirements, shown as `^0.2.0 or ^0.3.0 or ^0.4.0`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AcceptedVersions(Vec<semver::VersionReq>);
 
@@ -373,9 +377,10 @@ mod tests {
         assert!(req.matches(&semver::Version::new(0, 2, 0)));
         assert!(req.matches(&semver::Version::new(0, 2, 7)));
         assert!(req.matches(&semver::Version::new(0, 3, 0)));
+        assert!(req.matches(&semver::Version::new(0, 4, 1)));
         assert!(!req.matches(&semver::Version::new(0, 1, 0)));
-        assert!(!req.matches(&semver::Version::new(0, 4, 0)));
-        assert_eq!(req.to_string(), "^0.2.0 or ^0.3.0");
+        assert!(!req.matches(&semver::Version::new(0, 5, 0)));
+        assert_eq!(req.to_string(), "^0.2.0 or ^0.3.0 or ^0.4.0");
         assert!(!req.matches(&semver::Version::new(1, 0, 0)));
     }
 }

@@ -60,7 +60,9 @@ pub trait Classifier {
 /// The contract version this crate was built against, NUL-terminated.
 /// The native ABI has not changed since 0.2.0: 0.3.0 added only the wasm
 /// posters' `auth` export, and a native poster's accounts use `bearer` or
-/// `url-secret` (it is handed the credential).
+/// `url-secret` (it is handed the credential); 0.4.0 added only the wasm
+/// posters' `media` import, and a native poster is given no job with
+/// attachments.
 pub const ABI_VERSION: &CStr = c"0.2.0";
 
 /// Hands `value` to the host as an owned C string.

@@ -2,6 +2,7 @@
 
 use orchestrator_contract as contract;
 use orchestrator_world::types as wit;
+use orchestrator_world::v0_3;
 
 pub(crate) fn plugin_info(info: wit::PluginInfo) -> contract::PluginInfo {
     contract::PluginInfo {
@@ -94,22 +95,31 @@ pub(crate) fn verdict(v: wit::Verdict) -> contract::Verdict {
     }
 }
 
-pub(crate) fn auth_support(
-    a: orchestrator_world::poster::exports::orchestrator::plugin::auth::AuthSupport,
-) -> contract::AuthSupport {
-    contract::AuthSupport {
-        session: a.session.map(|s| contract::SessionLogin {
-            login_path: s.login_path,
-            identifier_field: s.identifier_field,
-            password_field: s.password_field,
-            refresh_path: s.refresh_path,
-            access_token_field: s.access_token_field,
-            refresh_token_field: s.refresh_token_field,
-        }),
-        oauth2: a.oauth2.map(|o| contract::OAuth2Refresh {
-            token_path: o.token_path,
-        }),
-        token_lifetime_secs: a.token_lifetime_seconds,
-        expired_codes: a.expired_codes,
-    }
+/// A poster's `auth-support` as the contract's type; the same record in
+/// every version that has it, generated once per version.
+macro_rules! auth_support {
+    ($name:ident, $version:ident) => {
+        pub(crate) fn $name(
+            a: $version::poster::exports::orchestrator::plugin::auth::AuthSupport,
+        ) -> contract::AuthSupport {
+            contract::AuthSupport {
+                session: a.session.map(|s| contract::SessionLogin {
+                    login_path: s.login_path,
+                    identifier_field: s.identifier_field,
+                    password_field: s.password_field,
+                    refresh_path: s.refresh_path,
+                    access_token_field: s.access_token_field,
+                    refresh_token_field: s.refresh_token_field,
+                }),
+                oauth2: a.oauth2.map(|o| contract::OAuth2Refresh {
+                    token_path: o.token_path,
+                }),
+                token_lifetime_secs: a.token_lifetime_seconds,
+                expired_codes: a.expired_codes,
+            }
+        }
+    };
 }
+
+auth_support!(auth_support, orchestrator_world);
+auth_support!(auth_support_v0_3, v0_3);

@@ -13,8 +13,9 @@
 //! Every call gets a fresh `Store` ([`state`]) with nothing granted but
 //! what the host decides: no filesystem, environment or sockets; outbound
 //! HTTP for posters only to the hosts in its [`OutboundAccess`], with
-//! credentials added by the host ([`outbound`]). Plugin discovery for
-//! `plugins list` is in [`discover`].
+//! credentials added by the host ([`outbound`]); a contract-0.4.0 poster
+//! reads its own job's attachments, as the host checked them ([`media`]).
+//! Plugin discovery for `plugins list` is in [`discover`].
 
 mod cache;
 mod convert;
@@ -23,6 +24,7 @@ mod engine;
 mod error;
 mod inspect;
 mod load;
+pub mod media;
 mod native;
 pub mod outbound;
 mod plugin;
@@ -37,6 +39,7 @@ pub use engine::{EngineError, Limits};
 pub use error::LoadError;
 pub use inspect::Interfaces;
 pub use load::{Examined, PluginHost};
+pub use media::{Attachment, Attachments};
 pub use native::NativePolicy;
 pub use outbound::{OutboundAccess, Secret};
 pub use plugin::{Attempt, Classifier, Plugin, Poster};

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use orchestrator_contract::{HostFault, PluginInfo, PluginKind};
 use orchestrator_world::classifier::ClassifierPre;
 use orchestrator_world::poster::PosterPre;
-use orchestrator_world::v0_2;
+use orchestrator_world::{v0_2, v0_3};
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
@@ -45,7 +45,8 @@ impl PluginHost {
 
     pub fn with_limits(limits: Limits) -> Result<Self, EngineError> {
         let engine = engine::start(&limits)?;
-        let link = |http| state::linker(&engine, http).map_err(|e| EngineError(format!("{e:#}")));
+        let link =
+            |poster| state::linker(&engine, poster).map_err(|e| EngineError(format!("{e:#}")));
         let poster_linker = link(true)?;
         let classifier_linker = link(false)?;
         Ok(PluginHost {
@@ -139,8 +140,9 @@ impl PluginHost {
             });
         }
         let contract = inspect::check_version(path, version.as_ref())?;
-        // A 0.2.x component links 0.2.0's interfaces; the rest are current.
-        let old = contract.major == 0 && contract.minor == 2;
+        // A 0.2.x or 0.3.x component links that version's interfaces; the
+        // rest are current.
+        let old = (contract.major == 0).then_some(contract.minor);
         let mismatch = |e: wasmtime::Error| LoadError::Mismatch {
             path: path.to_owned(),
             kind,
@@ -171,10 +173,14 @@ impl PluginHost {
                     .poster_linker
                     .instantiate_pre(&component)
                     .map_err(mismatch)?;
-                let pre = if old {
-                    Versioned::V0_2(v0_2::poster::PosterPre::new(pre).map_err(mismatch)?)
-                } else {
-                    Versioned::Current(PosterPre::new(pre).map_err(mismatch)?)
+                let pre = match old {
+                    Some(2) => {
+                        Versioned::V0_2(v0_2::poster::PosterPre::new(pre).map_err(mismatch)?)
+                    }
+                    Some(3) => {
+                        Versioned::V0_3(v0_3::poster::PosterPre::new(pre).map_err(mismatch)?)
+                    }
+                    _ => Versioned::Current(PosterPre::new(pre).map_err(mismatch)?),
                 };
                 let mut poster = Poster {
                     meta,
@@ -201,10 +207,14 @@ impl PluginHost {
                     .classifier_linker
                     .instantiate_pre(&component)
                     .map_err(mismatch)?;
-                let pre = if old {
-                    Versioned::V0_2(v0_2::classifier::ClassifierPre::new(pre).map_err(mismatch)?)
-                } else {
-                    Versioned::Current(ClassifierPre::new(pre).map_err(mismatch)?)
+                let pre = match old {
+                    Some(2) => Versioned::V0_2(
+                        v0_2::classifier::ClassifierPre::new(pre).map_err(mismatch)?,
+                    ),
+                    Some(3) => Versioned::V0_3(
+                        v0_3::classifier::ClassifierPre::new(pre).map_err(mismatch)?,
+                    ),
+                    _ => Versioned::Current(ClassifierPre::new(pre).map_err(mismatch)?),
                 };
                 let mut classifier = Classifier {
                     meta,

@@ -14,9 +14,10 @@ use orchestrator_contract::{
 };
 use orchestrator_world::classifier::ClassifierPre;
 use orchestrator_world::poster::PosterPre;
-use orchestrator_world::v0_2;
+use orchestrator_world::{v0_2, v0_3};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
+use crate::media::Attachments;
 use crate::native::Native;
 use crate::outbound::{self, FaultLog, OutboundAccess};
 use crate::state::HostState;
@@ -101,15 +102,22 @@ pub struct Poster {
 }
 
 pub(crate) enum PosterBackend {
-    Wasm(Versioned<PosterPre<HostState>, v0_2::poster::PosterPre<HostState>>),
+    Wasm(
+        Versioned<
+            PosterPre<HostState>,
+            v0_3::poster::PosterPre<HostState>,
+            v0_2::poster::PosterPre<HostState>,
+        >,
+    ),
     Native(Native),
 }
 
 /// A component of the current contract or of an older one the host still
 /// serves. The generated types differ per version; their calls do not.
-pub(crate) enum Versioned<Current, Old> {
+pub(crate) enum Versioned<Current, V3, V2> {
     Current(Current),
-    V0_2(Old),
+    V0_3(V3),
+    V0_2(V2),
 }
 
 /// Instantiates a [`Versioned`] pre-instance in `$store` and evaluates
@@ -118,6 +126,10 @@ macro_rules! instantiated {
     ($pre:expr, $store:ident, |$instance:ident| $body:expr) => {
         match $pre {
             Versioned::Current(pre) => {
+                let $instance = pre.instantiate_async(&mut *$store).await?;
+                $body
+            }
+            Versioned::V0_3(pre) => {
                 let $instance = pre.instantiate_async(&mut *$store).await?;
                 $body
             }
@@ -137,7 +149,13 @@ pub struct Classifier {
 }
 
 pub(crate) enum ClassifierBackend {
-    Wasm(Versioned<ClassifierPre<HostState>, v0_2::classifier::ClassifierPre<HostState>>),
+    Wasm(
+        Versioned<
+            ClassifierPre<HostState>,
+            v0_3::classifier::ClassifierPre<HostState>,
+            v0_2::classifier::ClassifierPre<HostState>,
+        >,
+    ),
     Native(Native),
 }
 
@@ -272,22 +290,43 @@ impl Poster {
     /// 0.2.0 or native poster describes nothing: its accounts use
     /// `bearer` or `url-secret`.
     pub(crate) async fn describe_auth(&self) -> Result<AuthSupport, HostFault> {
-        let pre = match &self.backend {
-            PosterBackend::Wasm(Versioned::Current(pre)) => pre,
-            _ => return Ok(AuthSupport::default()),
-        };
         let (access, faults) = (OutboundAccess::default(), FaultLog::default());
-        let support = self
-            .calls
-            .call(&self.meta, access, faults, async |store| {
-                let instance = pre.instantiate_async(&mut *store).await?;
-                instance
-                    .orchestrator_plugin_auth()
-                    .call_describe_auth(store)
-                    .await
-            })
-            .await?;
-        Ok(convert::auth_support(support))
+        match &self.backend {
+            PosterBackend::Wasm(Versioned::Current(pre)) => {
+                let support = self
+                    .calls
+                    .call(&self.meta, access, faults, async |store| {
+                        let instance = pre.instantiate_async(&mut *store).await?;
+                        instance
+                            .orchestrator_plugin_auth()
+                            .call_describe_auth(store)
+                            .await
+                    })
+                    .await?;
+                Ok(convert::auth_support(support))
+            }
+            PosterBackend::Wasm(Versioned::V0_3(pre)) => {
+                let support = self
+                    .calls
+                    .call(&self.meta, access, faults, async |store| {
+                        let instance = pre.instantiate_async(&mut *store).await?;
+                        instance
+                            .orchestrator_plugin_auth()
+                            .call_describe_auth(store)
+                            .await
+                    })
+                    .await?;
+                Ok(convert::auth_support_v0_3(support))
+            }
+            _ => Ok(AuthSupport::default()),
+        }
+    }
+
+    /// Whether it can read a job's attachments: a poster built against
+    /// contract 0.4.0 or later imports `media`. Older and native posters
+    /// cannot, so the host does not give them jobs with attachments.
+    pub fn takes_media(&self) -> bool {
+        matches!(self.backend, PosterBackend::Wasm(Versioned::Current(_)))
     }
 
     /// How its platform logs in, as it described it on load.
@@ -299,7 +338,21 @@ impl Poster {
     /// plugin returns is cut to the sizes the host keeps
     /// ([`orchestrator_contract::text`]).
     pub async fn post(&self, job: &JobContext, access: OutboundAccess) -> Attempt {
-        match self.post_unbounded(job, access).await {
+        self.post_with_media(job, access, Attachments::default())
+            .await
+    }
+
+    /// [`Poster::post`] of a job whose attachments the host checked:
+    /// the plugin reads `media`, and nothing else, through the `media`
+    /// interface. A poster that cannot ([`Poster::takes_media`]) is not
+    /// given them.
+    pub async fn post_with_media(
+        &self,
+        job: &JobContext,
+        access: OutboundAccess,
+        media: Attachments,
+    ) -> Attempt {
+        match self.post_unbounded(job, access, media).await {
             Attempt::Posted(receipt) => Attempt::Posted(receipt.bounded()),
             Attempt::Failed { failure, fault } => Attempt::Failed {
                 failure: failure.map(PostFailure::bounded),
@@ -308,7 +361,12 @@ impl Poster {
         }
     }
 
-    async fn post_unbounded(&self, job: &JobContext, access: OutboundAccess) -> Attempt {
+    async fn post_unbounded(
+        &self,
+        job: &JobContext,
+        access: OutboundAccess,
+        media: Attachments,
+    ) -> Attempt {
         let pre = match &self.backend {
             PosterBackend::Native(native) => {
                 return match native.post(job, &access, self.calls.limits.deadline).await {
@@ -327,9 +385,11 @@ impl Poster {
         };
         let faults = FaultLog::default();
         let job = convert::job(job);
+        let mut store = self.calls.store(&self.meta, access, faults.clone());
+        store.data_mut().media = media;
         let result = self
             .calls
-            .call(&self.meta, access, faults.clone(), async |store| {
+            .guarded(&mut store, async |store| {
                 instantiated!(pre, store, |instance| {
                     instance
                         .orchestrator_plugin_post()

@@ -4,13 +4,14 @@
 
 use std::sync::Arc;
 
-use orchestrator_world::{log, v0_2};
+use orchestrator_world::{log, media, v0_2, v0_3};
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, ResourceLimiter};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::Limits;
+use crate::media::Attachments;
 use crate::outbound::{self, FaultLog, OutboundAccess, OutboundHooks};
 
 /// Refuses memory growth past the limit, and remembers that it did so a
@@ -52,6 +53,8 @@ pub(crate) struct HostState {
     http: WasiHttpCtx,
     hooks: OutboundHooks,
     pub(crate) memory: MemoryLimiter,
+    /// The job's attachments, checked by the host: what `media` serves.
+    pub(crate) media: Attachments,
 }
 
 impl HostState {
@@ -83,6 +86,7 @@ impl HostState {
                 max: limits.memory_bytes,
                 refused: None,
             },
+            media: Attachments::default(),
         }
     }
 }
@@ -112,6 +116,20 @@ impl log::Host for HostState {
     }
 }
 
+impl v0_3::log::Host for HostState {
+    async fn log(&mut self, level: v0_3::log::Level, message: String) {
+        use v0_3::log::Level as Old;
+        let level = match level {
+            Old::Trace => log::Level::Trace,
+            Old::Debug => log::Level::Debug,
+            Old::Info => log::Level::Info,
+            Old::Warn => log::Level::Warn,
+            Old::Error => log::Level::Error,
+        };
+        self.plugin_log(level, message);
+    }
+}
+
 impl v0_2::log::Host for HostState {
     async fn log(&mut self, level: v0_2::log::Level, message: String) {
         use v0_2::log::Level as Old;
@@ -123,6 +141,36 @@ impl v0_2::log::Host for HostState {
             Old::Error => log::Level::Error,
         };
         self.plugin_log(level, message);
+    }
+}
+
+/// A poster's own job's attachments, and nothing else: the names, types,
+/// sizes and alt texts, and the checked bytes in bounded pieces.
+impl media::Host for HostState {
+    async fn attachments(&mut self) -> Vec<media::Attachment> {
+        self.media
+            .iter()
+            .enumerate()
+            .map(|(index, a)| media::Attachment {
+                index: index as u32,
+                name: a.name.clone(),
+                media_type: a.media_type.clone(),
+                size: a.bytes.len() as u64,
+                description: a.description.clone(),
+            })
+            .collect()
+    }
+
+    async fn read(
+        &mut self,
+        index: u32,
+        offset: u64,
+        length: u32,
+    ) -> Result<Vec<u8>, media::MediaError> {
+        self.media
+            .read(index, offset, length)
+            .map(|bytes| bytes.to_vec())
+            .ok_or(media::MediaError::NoSuchAttachment(index))
     }
 }
 
@@ -146,14 +194,16 @@ impl HostState {
 
 /// A linker for one world: the WASI a guest's standard library needs to
 /// start (the `WasiCtx` grants none of its resources), `log` of every
-/// contract version served, and for posters outbound HTTP.
-pub(crate) fn linker(engine: &Engine, http: bool) -> wasmtime::Result<Linker<HostState>> {
+/// contract version served, and for posters outbound HTTP and `media`.
+pub(crate) fn linker(engine: &Engine, poster: bool) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    if http {
+    if poster {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        media::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
     }
     log::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+    v0_3::log::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
     v0_2::log::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
     Ok(linker)
 }

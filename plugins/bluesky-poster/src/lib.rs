@@ -1,13 +1,17 @@
 //! Publishes `payload.text` to Bluesky, speaking AT Protocol XRPC:
+//! `com.atproto.repo.uploadBlob` stores each of the job's attachments,
 //! `com.atproto.repo.createRecord` makes an `app.bsky.feed.post` in the repo
-//! the account's `identifier` setting names, and
-//! `com.atproto.repo.getRecord` finds a post an earlier attempt made.
+//! the account's `identifier` setting names (the images embedded with their
+//! alt text), and `com.atproto.repo.getRecord` finds a post an earlier
+//! attempt made.
 //!
 //! Logging in is the host's: `describe-auth` tells it how (createSession,
 //! then refreshSession), and it adds the session's access token to this
 //! plugin's requests. Posting is exactly once across retries: the record key
 //! comes from the job's idempotency key, so a retry of a post that landed is
 //! refused as "Record already exists", and the post it found is the receipt.
+//! (A retry uploads its images again; a blob no record takes is the
+//! platform's to clean up.)
 
 wit_bindgen::generate!({
     world: "poster",
@@ -17,6 +21,8 @@ wit_bindgen::generate!({
 
 #[path = "../../shared/api.rs"]
 mod api;
+#[path = "../../shared/media.rs"]
+mod attachments;
 #[path = "../../shared/http.rs"]
 mod http;
 mod xrpc;
@@ -65,7 +71,12 @@ impl auth::Guest for BlueskyPoster {
 impl post::Guest for BlueskyPoster {
     fn post(job: JobContext) -> Result<Receipt, PostFailure> {
         let created_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-        let attempt = xrpc::attempt(&job, &created_at)?;
+        // The job is checked before anything is uploaded.
+        let mut attempt = xrpc::attempt(&job, &created_at, &[])?;
+        let images = upload_all(&job)?;
+        if !images.is_empty() {
+            attempt = xrpc::attempt(&job, &created_at, &images)?;
+        }
         log(
             Level::Debug,
             &format!(
@@ -92,6 +103,42 @@ impl post::Guest for BlueskyPoster {
             xrpc::Outcome::AlreadyExists(failure) => earlier(&job, &attempt, failure),
         }
     }
+}
+
+/// Uploads each of the job's attachments as a blob, streamed from the
+/// host; the images to embed, in the payload's order.
+fn upload_all(job: &JobContext) -> Result<Vec<xrpc::Image>, PostFailure> {
+    let url = xrpc::upload_url(job);
+    let mut images = Vec::new();
+    for file in attachments::attachments() {
+        let what = attachments::named(&file);
+        let length = file.size.to_string();
+        let response = http::send_with(
+            &http::Request {
+                method: http::Method::Post,
+                url: &url,
+                headers: &[
+                    ("content-type", &file.media_type),
+                    ("content-length", &length),
+                    ("accept", "application/json"),
+                    ("user-agent", api::USER_AGENT),
+                ],
+                body: &[],
+            },
+            MAX_RESPONSE_BYTES,
+            &mut |write| attachments::stream(&file, write),
+        )
+        .map_err(|f| PostFailure {
+            message: format!("uploading {what}: {}", f.message),
+            ..f
+        })?;
+        let blob = xrpc::uploaded(&response, &what, api::now_ms())?;
+        images.push(xrpc::Image {
+            alt: file.description.clone().unwrap_or_default(),
+            blob,
+        });
+    }
+    Ok(images)
 }
 
 /// The post an earlier attempt of this job made, found by its record key;

@@ -1,5 +1,6 @@
-//! Bluesky's posting API, without the transport: the createRecord call a job
-//! becomes, the getRecord call that finds an earlier attempt's post, and
+//! Bluesky's posting API, without the transport: the uploadBlob call that
+//! stores an attachment, the createRecord call a job becomes (its images
+//! embedded), the getRecord call that finds an earlier attempt's post, and
 //! what their answers mean.
 
 use crate::api::{payload, payload_text, refused, setting};
@@ -66,8 +67,59 @@ fn base(job: &JobContext) -> &str {
     job.account.base_url.trim_end_matches('/')
 }
 
-/// The createRecord call for `job`, dated `created_at` (RFC 3339, UTC).
-pub fn attempt(job: &JobContext, created_at: &str) -> Result<Attempt, PostFailure> {
+/// An uploaded image, as a post embeds it.
+pub struct Image {
+    /// Its alt text; Bluesky wants one, if empty.
+    pub alt: String,
+    /// The blob uploadBlob answered with, as it answered.
+    pub blob: serde_json::Value,
+}
+
+/// The uploadBlob call's URL: the body is the file, its Content-Type the
+/// file's media type.
+pub fn upload_url(job: &JobContext) -> String {
+    format!("{}/xrpc/com.atproto.repo.uploadBlob", base(job))
+}
+
+/// The blob uploadBlob answered with, or why not.
+pub fn uploaded(
+    response: &Response,
+    what: &str,
+    now_ms: u64,
+) -> Result<serde_json::Value, PostFailure> {
+    #[derive(serde::Deserialize)]
+    struct Uploaded {
+        blob: serde_json::Value,
+    }
+    if !(200..300).contains(&response.status) {
+        return Err(refusal(response, what, now_ms));
+    }
+    match serde_json::from_slice::<Uploaded>(&response.body) {
+        Ok(Uploaded { blob }) if blob.is_object() => Ok(blob),
+        Ok(_) => Err(PostFailure {
+            http_status: Some(response.status),
+            ..failure(format!(
+                "the platform answered {} to uploading {what} but its blob is no object",
+                response.status
+            ))
+        }),
+        Err(e) => Err(PostFailure {
+            http_status: Some(response.status),
+            ..failure(format!(
+                "the platform answered {} to uploading {what} but not with a blob: {e}",
+                response.status
+            ))
+        }),
+    }
+}
+
+/// The createRecord call for `job`, dated `created_at` (RFC 3339, UTC),
+/// embedding `images` (none: a post of text alone).
+pub fn attempt(
+    job: &JobContext,
+    created_at: &str,
+    images: &[Image],
+) -> Result<Attempt, PostFailure> {
     let payload: Payload = payload(job)?;
     let text = payload_text(payload.text)?;
     let repo = setting(job, "identifier")
@@ -89,6 +141,16 @@ pub fn attempt(job: &JobContext, created_at: &str) -> Result<Attempt, PostFailur
     });
     if let Some(langs) = langs {
         record["langs"] = serde_json::json!(langs);
+    }
+    if !images.is_empty() {
+        let images: Vec<serde_json::Value> = images
+            .iter()
+            .map(|i| serde_json::json!({ "alt": i.alt, "image": i.blob }))
+            .collect();
+        record["embed"] = serde_json::json!({
+            "$type": "app.bsky.embed.images",
+            "images": images,
+        });
     }
     let rkey = record_key(&job.idempotency_key);
     let body = serde_json::json!({
@@ -154,7 +216,7 @@ pub fn outcome(response: &Response, attempt: &Attempt, now_ms: u64) -> Outcome {
             }),
         };
     }
-    let refusal = refusal(response, now_ms);
+    let refusal = refusal(response, "the post", now_ms);
     let exists = response.status == 400
         && refusal.error_code.as_deref() == Some("InvalidRequest")
         && refusal.message.contains("Record already exists");
@@ -198,8 +260,9 @@ fn receipt(uri: Option<String>, attempt: &Attempt) -> Receipt {
     }
 }
 
-/// A refusal, with XRPC's `error` name as the error code.
-fn refusal(response: &Response, now_ms: u64) -> PostFailure {
+/// A refusal of `what` (`the post`, an upload), with XRPC's `error` name
+/// as the error code.
+fn refusal(response: &Response, what: &str, now_ms: u64) -> PostFailure {
     let said = serde_json::from_slice::<XrpcError>(&response.body).ok();
     let error_code = said
         .as_ref()
@@ -209,7 +272,7 @@ fn refusal(response: &Response, now_ms: u64) -> PostFailure {
         .as_ref()
         .and_then(|e| e.message.as_deref())
         .map(|m| bounded(m, MESSAGE_BYTES));
-    let mut message = format!("the platform refused the post ({}", response.status);
+    let mut message = format!("the platform refused {what} ({}", response.status);
     for part in [&error_code, &detail].into_iter().flatten() {
         message.push_str(": ");
         message.push_str(part);
@@ -244,6 +307,7 @@ mod tests {
         attempt(
             &job(r#"{"text":"hi"}"#, &[("identifier", "alice.test")]),
             "2026-01-01T00:00:00.000Z",
+            &[],
         )
         .unwrap()
     }
@@ -266,7 +330,7 @@ mod tests {
             r#"{"text":"hello","language":"en"}"#,
             &[("identifier", "alice.test")],
         );
-        let a = attempt(&job, "2026-01-01T00:00:00.000Z").unwrap();
+        let a = attempt(&job, "2026-01-01T00:00:00.000Z", &[]).unwrap();
         assert_eq!(
             a.url,
             "http://127.0.0.1:9/xrpc/com.atproto.repo.createRecord"
@@ -289,40 +353,97 @@ mod tests {
             &settings,
         );
         let body: serde_json::Value =
-            serde_json::from_slice(&attempt(&both, "t").unwrap().body).unwrap();
+            serde_json::from_slice(&attempt(&both, "t", &[]).unwrap().body).unwrap();
         assert_eq!(body["record"]["langs"], serde_json::json!(["de", "fr"]));
         let none = job(r#"{"text":"x"}"#, &settings);
         let body: serde_json::Value =
-            serde_json::from_slice(&attempt(&none, "t").unwrap().body).unwrap();
+            serde_json::from_slice(&attempt(&none, "t", &[]).unwrap().body).unwrap();
         assert!(body["record"].get("langs").is_none());
     }
 
     #[test]
     fn a_job_without_repo_or_text_is_refused() {
-        let no_repo = attempt(&job(r#"{"text":"x"}"#, &[]), "t").err().unwrap();
+        let no_repo = attempt(&job(r#"{"text":"x"}"#, &[]), "t", &[])
+            .err()
+            .unwrap();
         assert!(
             no_repo.message.contains("`identifier`"),
             "{}",
             no_repo.message
         );
-        let no_text = attempt(&job(r#"{"status":"x"}"#, &[("identifier", "a")]), "t")
+        let no_text = attempt(&job(r#"{"status":"x"}"#, &[("identifier", "a")]), "t", &[])
             .err()
             .unwrap();
         assert!(no_text.message.contains("`text`"));
-        assert!(attempt(&job("[", &[("identifier", "a")]), "t").is_err());
+        assert!(attempt(&job("[", &[("identifier", "a")]), "t", &[]).is_err());
         assert!(
             attempt(
                 &job(r#"{"text":"x","langs":"en"}"#, &[("identifier", "a")]),
-                "t"
+                "t",
+                &[]
             )
             .is_err()
         );
     }
 
     #[test]
+    fn images_are_embedded_with_their_alt_text() {
+        let job = job(r#"{"text":"look"}"#, &[("identifier", "alice.test")]);
+        let blob = serde_json::json!({
+            "$type": "blob", "ref": {"$link": "bafkrei"}, "mimeType": "image/png", "size": 4
+        });
+        let images = [
+            Image {
+                alt: "a rocket".into(),
+                blob: blob.clone(),
+            },
+            Image {
+                alt: String::new(),
+                blob: blob.clone(),
+            },
+        ];
+        let body: serde_json::Value =
+            serde_json::from_slice(&attempt(&job, "t", &images).unwrap().body).unwrap();
+        let embed = &body["record"]["embed"];
+        assert_eq!(embed["$type"], "app.bsky.embed.images");
+        assert_eq!(embed["images"][0]["alt"], "a rocket");
+        assert_eq!(embed["images"][0]["image"], blob);
+        assert_eq!(embed["images"][1]["alt"], "");
+        let plain: serde_json::Value =
+            serde_json::from_slice(&attempt(&job, "t", &[]).unwrap().body).unwrap();
+        assert!(plain["record"].get("embed").is_none());
+    }
+
+    #[test]
+    fn an_upload_answers_a_blob_or_a_refusal() {
+        let ok = response(
+            200,
+            &[],
+            r#"{"blob":{"$type":"blob","ref":{"$link":"b"},"mimeType":"image/png","size":4}}"#,
+        );
+        assert_eq!(uploaded(&ok, "media[0] a.png", 0).unwrap()["size"], 4);
+        let big = response(
+            400,
+            &[],
+            r#"{"error":"BlobTooLarge","message":"This file is too large"}"#,
+        );
+        let f = uploaded(&big, "media[0] a.png", 0).unwrap_err();
+        assert_eq!(f.http_status, Some(400));
+        assert_eq!(f.error_code.as_deref(), Some("BlobTooLarge"));
+        assert!(
+            f.message
+                .starts_with("the platform refused media[0] a.png (400: BlobTooLarge"),
+            "{}",
+            f.message
+        );
+        assert!(uploaded(&response(200, &[], "{}"), "x", 0).is_err());
+        assert!(uploaded(&response(200, &[], r#"{"blob":"x"}"#), "x", 0).is_err());
+    }
+
+    #[test]
     fn lookup_escapes_the_repo() {
         let job = job(r#"{"text":"x"}"#, &[("identifier", "did:plc:a b&c")]);
-        let a = attempt(&job, "t").unwrap();
+        let a = attempt(&job, "t", &[]).unwrap();
         assert_eq!(
             lookup_url(&job, &a),
             format!(

@@ -1,4 +1,4 @@
-//! A classifier built against `orchestrator:plugin@0.4.0`, which this host
+//! A classifier built against `orchestrator:plugin@0.5.0`, which this host
 //! does not accept. Tests use it to check the version refusal.
 
 wit_bindgen::generate!({

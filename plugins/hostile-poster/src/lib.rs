@@ -7,7 +7,8 @@
 //! its request looked like on arrival, once as the host sends it and once
 //! with its own `Authorization` (which the host must refuse); it sends what
 //! it has seen to `exfiltrate_to`, a host it was not granted; it reads the
-//! environment, its arguments and files. Every finding is logged at info
+//! environment, its arguments and files, and reads its job's attachments
+//! past their ends and others that are not its. Every finding is logged at info
 //! level as it comes, and the attempt fails with all of them in the
 //! message (error code `hostile`), unescaped: coping is the host's job.
 //!
@@ -165,6 +166,39 @@ impl Seen {
     }
 }
 
+impl Seen {
+    /// Its job's attachments as the host lists them, and reads of them:
+    /// as much as it may ask for at once, from past the end, and of
+    /// attachments the job does not have.
+    fn media(&mut self) {
+        use crate::orchestrator::plugin::media;
+        let files = media::attachments();
+        let listed: Vec<String> = files
+            .iter()
+            .map(|a| {
+                format!(
+                    "{} {} {} {} bytes {:?}",
+                    a.index, a.name, a.media_type, a.size, a.description
+                )
+            })
+            .collect();
+        self.note(format!("media: [{}]", listed.join("; ")));
+        let beyond = files.len() as u32;
+        for (index, offset, length) in [
+            (0, 0, u32::MAX),
+            (0, u64::MAX, u32::MAX),
+            (beyond, 0, 1),
+            (u32::MAX, 0, 1),
+        ] {
+            let got = match media::read(index, offset, length) {
+                Ok(bytes) => format!("{} bytes", bytes.len()),
+                Err(e) => format!("{e:?}"),
+            };
+            self.note(format!("media read({index}, {offset}, {length}): {got}"));
+        }
+    }
+}
+
 fn read_file(path: &str) -> std::io::Result<String> {
     let mut bytes = Vec::new();
     std::fs::File::open(path)?
@@ -215,6 +249,7 @@ impl post::Guest for HostilePoster {
         ));
         seen.environment();
         seen.files();
+        seen.media();
         // Everything seen so far, to a host nobody granted.
         if let Some((_, url)) = job
             .account

@@ -25,17 +25,31 @@ struct StatusForm<'a> {
     spoiler_text: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     language: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    media_ids: &'a [String],
 }
 
-/// The URL and JSON body of the attempt for `job`.
-pub fn request(job: &JobContext) -> Result<(String, Vec<u8>), PostFailure> {
+/// The status a job posts, read from its payload and its account's
+/// settings.
+pub struct Status {
+    text: String,
+    visibility: Option<String>,
+    spoiler_text: Option<String>,
+    language: Option<String>,
+}
+
+/// The status of `job`; its text may be empty only when the status
+/// carries media (`with_media`), as on Mastodon.
+pub fn status(job: &JobContext, with_media: bool) -> Result<Status, PostFailure> {
     let payload: Payload = serde_json::from_str(&job.payload).map_err(|e| {
         failure_without_response(format!("the job's payload is not valid JSON: {e}"))
     })?;
-    let status = payload
-        .status
-        .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| failure_without_response("the job's payload has no `status` text"))?;
+    let text = payload.status.unwrap_or_default();
+    if text.trim().is_empty() && !with_media {
+        return Err(failure_without_response(
+            "the job's payload has no `status` text",
+        ));
+    }
     // The account's (or its platform's) settings give defaults; the
     // payload says last.
     let setting = |key: &str| {
@@ -43,20 +57,35 @@ pub fn request(job: &JobContext) -> Result<(String, Vec<u8>), PostFailure> {
             .settings
             .iter()
             .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.clone())
     };
-    let body = serde_json::to_vec(&StatusForm {
-        status: &status,
-        visibility: payload.visibility.as_deref().or(setting("visibility")),
-        spoiler_text: payload.spoiler_text.as_deref(),
-        language: payload.language.as_deref().or(setting("language")),
+    Ok(Status {
+        text,
+        visibility: payload.visibility.or_else(|| setting("visibility")),
+        spoiler_text: payload.spoiler_text,
+        language: payload.language.or_else(|| setting("language")),
     })
-    .expect("a status form always serializes");
-    let url = format!(
-        "{}/api/v1/statuses",
-        job.account.base_url.trim_end_matches('/')
-    );
-    Ok((url, body))
+}
+
+impl Status {
+    /// The URL and JSON body that post it, with the uploaded `media_ids`.
+    pub fn request(&self, job: &JobContext, media_ids: &[String]) -> (String, Vec<u8>) {
+        let body = serde_json::to_vec(&StatusForm {
+            status: &self.text,
+            visibility: self.visibility.as_deref(),
+            spoiler_text: self.spoiler_text.as_deref(),
+            language: self.language.as_deref(),
+            media_ids,
+        })
+        .expect("a status form always serializes");
+        let url = format!("{}/api/v1/statuses", base(job));
+        (url, body)
+    }
+}
+
+/// The account's base URL without a trailing slash.
+pub fn base(job: &JobContext) -> &str {
+    job.account.base_url.trim_end_matches('/')
 }
 
 /// What a response means: the created status, or a structured failure.
@@ -64,7 +93,7 @@ pub fn outcome(response: &Response) -> Result<Receipt, PostFailure> {
     if (200..300).contains(&response.status) {
         receipt_from(response)
     } else {
-        Err(failure_from(response))
+        Err(refusal(response, "the post"))
     }
 }
 
@@ -103,7 +132,9 @@ fn receipt_from(response: &Response) -> Result<Receipt, PostFailure> {
     })
 }
 
-fn failure_from(response: &Response) -> PostFailure {
+/// A refusal of `what` (`the post`, an upload) as a structured failure:
+/// the status, Mastodon's `error` text and the retry hints it sent.
+pub fn refusal(response: &Response, what: &str) -> PostFailure {
     #[derive(serde::Deserialize)]
     struct MastodonError {
         error: String,
@@ -145,8 +176,8 @@ fn failure_from(response: &Response) -> PostFailure {
     };
 
     let message = match &error_code {
-        Some(e) => format!("the platform refused the post ({}): {e}", response.status),
-        None => format!("the platform refused the post ({})", response.status),
+        Some(e) => format!("the platform refused {what} ({}): {e}", response.status),
+        None => format!("the platform refused {what} ({})", response.status),
     };
     PostFailure {
         message,

@@ -1,6 +1,7 @@
-//! An HTTP response as the posters read it, whatever client fetched it:
-//! shared by the sandboxed poster's `wasi:http` client, the misbehaving test
-//! poster and the native example's TCP client, which include this file.
+//! An HTTP response as `mastodon.rs` reads it, whatever client fetched it:
+//! the misbehaving test poster's and the native example's clients include
+//! this file; the sandboxed poster's client (`plugins/shared/http.rs`) has
+//! one of the same shape.
 
 pub struct Response {
     pub status: u16,

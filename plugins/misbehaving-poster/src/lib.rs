@@ -16,11 +16,6 @@ wit_bindgen::generate!({
     generate_all,
 });
 
-#[allow(
-    dead_code,
-    reason = "shared with mastodon-poster, which uses all of it"
-)]
-#[path = "../../mastodon-poster/src/http.rs"]
 mod http;
 #[allow(
     dead_code,

@@ -39,7 +39,9 @@ impl Poster for NativePoster {
         if asked_to_panic {
             panic!("asked to panic by job {}", job.job_id);
         }
-        let (url, body) = mastodon::request(&job)?;
+        // Native posters get no media (the native ABI has none): the host
+        // gives them no job with attachments.
+        let (url, body) = mastodon::status(&job, false)?.request(&job, &[]);
         let authorization = token.map(|t| format!("Bearer {t}"));
         let mut headers = vec![
             ("content-type", "application/json"),

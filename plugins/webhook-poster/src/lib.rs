@@ -6,9 +6,11 @@
 //! the webhook. Neither platform has idempotency keys, so a retry after a
 //! lost answer may post twice; nothing here can prevent that.
 
+// Contract 0.3.0, frozen in wit/0.3.0: it attaches no media, and the
+// tests keep a 0.3.0 poster in use.
 wit_bindgen::generate!({
     world: "poster",
-    path: "../../wit",
+    path: "../../wit/0.3.0",
     generate_all,
 });
 

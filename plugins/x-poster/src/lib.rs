@@ -10,9 +10,11 @@
 //! job that refusal means an earlier attempt landed, and the attempt
 //! reports the post as made (X's answer does not say its id).
 
+// Contract 0.3.0, frozen in wit/0.3.0: it attaches no media, and the
+// tests keep a 0.3.0 poster in use.
 wit_bindgen::generate!({
     world: "poster",
-    path: "../../wit",
+    path: "../../wit/0.3.0",
     generate_all,
 });
 

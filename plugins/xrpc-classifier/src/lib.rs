@@ -6,9 +6,10 @@
 //! record and a taken-down account all with a 400. Everything else, faults
 //! included, gets "no opinion" for the next classifier in the chain.
 
+// Contract 0.3.0, frozen in wit/0.3.0: the tests keep a 0.3.0 classifier in use.
 wit_bindgen::generate!({
     world: "classifier",
-    path: "../../wit",
+    path: "../../wit/0.3.0",
 });
 
 #[path = "../../shared/verdict.rs"]

@@ -8,7 +8,10 @@
 //! when `describe-auth` says how, and cuts secrets out of the answers.
 //!
 //! As written it posts `payload.text` to a Mastodon-style
-//! `POST {base-url}/api/v1/statuses`; change `post` for your platform.
+//! `POST {base-url}/api/v1/statuses`; change `post` for your platform. A
+//! job's attached images (its payload's `media`) are read through
+//! `orchestrator::plugin::media` (`attachments`, `read`; see
+//! wit/plugin.wit).
 //!
 //! Build: cargo build --release --target wasm32-wasip2
 //! Check: orchestrator plugins inspect target/wasm32-wasip2/release/{{crate}}.wasm

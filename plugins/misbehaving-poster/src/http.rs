@@ -1,4 +1,5 @@
-//! One blocking HTTP request through `wasi:http/outgoing-handler`.
+//! One blocking POST through `wasi:http/outgoing-handler` (contract
+//! 0.2.0's bindings; the other posters share `plugins/shared/http.rs`).
 
 use crate::orchestrator::plugin::types::PostFailure;
 pub use crate::response::Response;
