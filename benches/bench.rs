@@ -96,7 +96,7 @@ fn main() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let mut table = Table::default();
 
-    // `--only run|ceiling|peers|postgres|dashboard|overhead` measures just
+    // `--only run|media|ceiling|peers|postgres|dashboard|overhead` measures just
     // that (for profiling).
     match args
         .iter()
@@ -110,6 +110,17 @@ fn main() {
                 "{:.0} jobs/s ({:.0} attempts only), {:.0} µs CPU per job (orchestrator), {:.0} µs (sandbox)",
                 run.per_sec,
                 run.steady_per_sec,
+                run.cpu_per_job.as_secs_f64() * 1e6,
+                run.sandbox_cpu_per_job.as_secs_f64() * 1e6
+            );
+            return;
+        }
+        Some("media") => {
+            let run = runtime.block_on(media_run(&sizes, dir.path()));
+            println!(
+                "{:.0} jobs/s with a {} KB image each, {:.0} µs CPU per job (orchestrator), {:.0} µs (sandbox)",
+                run.per_sec,
+                IMAGE_BYTES / 1024,
                 run.cpu_per_job.as_secs_f64() * 1e6,
                 run.sandbox_cpu_per_job.as_secs_f64() * 1e6
             );
@@ -208,6 +219,19 @@ fn main() {
         "orchestrator, attempts only",
         format!("{:.0} jobs/s", run.steady_per_sec),
         "first attempt start to last attempt end, from the store (start-up excluded)".into(),
+    );
+    let media = runtime.block_on(media_run(&sizes, dir.path()));
+    table.row(
+        "orchestrator --run, a 100 KB image per job",
+        format!("{:.0} jobs/s", media.per_sec),
+        format!(
+            "{} jobs as above, each attaching the same {} KB PNG: the host checks its SHA-256, the poster uploads it (POST /api/v2/media) and posts; {:.0} µs CPU per job (orchestrator), {:.0} µs (sandbox); {:.0} MB/s of images",
+            media_jobs(&sizes),
+            IMAGE_BYTES / 1024,
+            media.cpu_per_job.as_secs_f64() * 1e6,
+            media.sandbox_cpu_per_job.as_secs_f64() * 1e6,
+            media.per_sec * IMAGE_BYTES as f64 / 1e6
+        ),
     );
     let asyncio = asyncio_peers(&runtime, &sizes, concurrency, dir.path());
     let parallel = runtime.block_on(peers::parallel_curl(&sizes, concurrency, dir.path()));
@@ -470,12 +494,45 @@ fn prepared(mut cmd: Command, dir: &Path) -> Command {
 
 /// Runs the whole batch through the binary and times it.
 async fn orchestrator_run(sizes: &Sizes, root: &Path) -> RunResult {
+    run_of(sizes, sizes.jobs, root, None).await
+}
+
+/// How large the image of [`media_run`] is.
+const IMAGE_BYTES: usize = 100 * 1024;
+
+/// Jobs of the run with an image each: every one moves the image twice
+/// (the upload, and the host's check before it).
+fn media_jobs(sizes: &Sizes) -> usize {
+    sizes.jobs / 4
+}
+
+/// [`orchestrator_run`] with a 100 KB image attached to every job, which
+/// the poster uploads before it posts.
+async fn media_run(sizes: &Sizes, root: &Path) -> RunResult {
+    run_of(sizes, media_jobs(sizes), root, Some(IMAGE_BYTES)).await
+}
+
+/// `jobs` jobs through the binary, timed; with `image`, each attaches an
+/// image of that many bytes.
+async fn run_of(sizes: &Sizes, jobs: usize, root: &Path, image: Option<usize>) -> RunResult {
     let sandbox = Sandbox::start_local(Scenario::default())
         .await
         .expect("the sandbox starts");
-    let dir = root.join("run");
+    let dir = root.join(if image.is_some() { "media-run" } else { "run" });
     std::fs::create_dir_all(&dir).unwrap();
-    write_batch(&dir, sandbox.url(), sizes.accounts, sizes.jobs);
+    write_batch(&dir, sandbox.url(), sizes.accounts, jobs);
+    if let Some(bytes) = image {
+        // A PNG by its signature, as import checks it; the rest is filler.
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        png.resize(bytes, 0);
+        std::fs::write(dir.join("image.png"), png).unwrap();
+        let jobs = std::fs::read_to_string(dir.join("jobs.jsonl")).unwrap();
+        let with_media = jobs.replace(
+            "\"payload\":{",
+            "\"payload\":{\"media\":[{\"path\":\"image.png\",\"description\":\"a test image\"}],",
+        );
+        std::fs::write(dir.join("jobs.jsonl"), with_media).unwrap();
+    }
     // A repeat user's plugins come from the compiled-plugin cache: fill it
     // first, so the run's CPU is the batch's, not Cranelift's.
     for plugin in [artifacts::MASTODON_POSTER, artifacts::HTTP_CLASSIFIER] {
@@ -508,15 +565,24 @@ async fn orchestrator_run(sizes: &Sizes, root: &Path) -> RunResult {
         "the run failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let posted = sandbox.counters().statuses_created;
-    assert_eq!(posted as usize, sizes.jobs, "every job posted once");
+    let counters = sandbox.counters();
+    assert_eq!(
+        counters.statuses_created as usize, jobs,
+        "every job posted once"
+    );
+    if image.is_some() {
+        assert_eq!(
+            counters.media_uploads as usize, jobs,
+            "every image uploaded once"
+        );
+    }
     let (first, last) = attempt_span(&dir.join("orchestrator-state.sqlite"));
     RunResult {
-        per_sec: sizes.jobs as f64 / wall.as_secs_f64(),
-        steady_per_sec: sizes.jobs as f64 / ((last - first).max(1) as f64 / 1e3),
+        per_sec: jobs as f64 / wall.as_secs_f64(),
+        steady_per_sec: jobs as f64 / ((last - first).max(1) as f64 / 1e3),
         wall,
-        cpu_per_job: measured.children_cpu / sizes.jobs as u32,
-        sandbox_cpu_per_job: measured.self_cpu / sizes.jobs as u32,
+        cpu_per_job: measured.children_cpu / jobs as u32,
+        sandbox_cpu_per_job: measured.self_cpu / jobs as u32,
     }
 }
 

@@ -399,6 +399,8 @@ mod tests {
             "ca-files",
             "max-passes",
             "metrics-listen",
+            "media-root",
+            "max-media-size",
         ] {
             assert!(keys.iter().any(|k| k == key), "{key} in {keys:?}");
         }
@@ -414,7 +416,7 @@ mod tests {
         ] {
             assert!(!keys.iter().any(|k| k == flag), "{flag} in {keys:?}");
         }
-        assert_eq!(keys.len(), 30, "{keys:?}");
+        assert_eq!(keys.len(), 32, "{keys:?}");
     }
 
     #[test]

@@ -158,6 +158,8 @@ fn main() -> ExitCode {
         Some(Command::Dashboard(cmd)) => run_async(cmd.run(batch)),
         Some(Command::Completions(cmd)) => cmd.run(),
         Some(Command::Man) => commands::completions::man(),
+        // A dry run changes nothing, whatever else is asked.
+        None if batch.dry_run => run_async(commands::dry_run::run(batch)),
         // The original tool's order: --seed-only wins over --run.
         None if batch.seed_only => commands::seed::run(batch),
         None if batch.run => run_async(commands::run::run(batch)),

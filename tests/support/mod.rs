@@ -42,8 +42,12 @@ pub struct Output {
     pub stderr: String,
 }
 
-pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("the orchestrator binary runs");
+/// Runs `cmd` (given as it is built, or by reference) to its end.
+pub fn run(mut cmd: impl std::borrow::BorrowMut<Command>) -> Output {
+    let out = cmd
+        .borrow_mut()
+        .output()
+        .expect("the orchestrator binary runs");
     Output {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -90,6 +90,18 @@ pub struct BatchArgs {
         command_line_only = true
     )]
     pub seed_only: bool,
+    /// With --run: check the jobs and their media, the accounts and their
+    /// tokens, the plugins and each account's poster, and say per account
+    /// what a run would attempt, skip and why, and the earliest finish the
+    /// rate budgets allow; contacts no platform, changes nothing stored.
+    /// Exit 0 when a run could start, 2 with every problem listed.
+    #[arg(
+        long,
+        help_heading = "Actions",
+        requires = "run",
+        command_line_only = true
+    )]
+    pub dry_run: bool,
 
     /// A plugin (.wasm): one poster, or one per platform (each account names
     /// its own: `poster` in the accounts file), and any number of
@@ -102,6 +114,20 @@ pub struct BatchArgs {
     /// Accounts file (TOML): base URL and credential reference per account.
     #[arg(long, value_name = "FILE", global = true)]
     pub accounts_file: Option<PathBuf>,
+    /// The folder the jobs' media paths are relative to (default: the jobs
+    /// file's); a path that leads out of it is refused
+    #[arg(long, value_name = "DIR", global = true)]
+    pub media_root: Option<PathBuf>,
+    /// Largest file a job may attach, in MiB
+    #[arg(
+        long,
+        value_name = "MIB",
+        default_value_t = DEFAULT_MEDIA_MIB,
+        value_parser = at_least::<u64>(1).at_most(MAX_MEDIA_MIB, " (MiB)"),
+        allow_negative_numbers = true,
+        global = true
+    )]
+    pub max_media_size: u64,
     /// The store: an embedded SQLite file, or a PostgreSQL URL
     /// (postgres://user@host/db) that processes on several machines share.
     #[arg(long, value_name = "PATH|URL", default_value = DEFAULT_STATE_FILE, global = true)]
@@ -223,6 +249,15 @@ pub fn listen_address(text: &str) -> Result<SocketAddr, BadValue> {
         ),
     })
 }
+
+/// `--max-media-size` by default: Mastodon's limit for images.
+pub const DEFAULT_MEDIA_MIB: u64 = orchestrator_runner::media::DEFAULT_MAX_BYTES >> 20;
+
+/// The most MiB `--max-media-size` may be: four such files are what the
+/// host holds in memory for one attempt at most
+/// ([`orchestrator_runner::media::MEMORY_BUDGET`]).
+pub const MAX_MEDIA_MIB: i64 = (orchestrator_runner::media::MEMORY_BUDGET >> 20) as i64
+    / orchestrator_runner::media::MAX_ATTACHMENTS as i64;
 
 /// The most MiB `--plugin-memory`, `--response-limit` and
 /// `--max-plugin-size` may be: past this, a value is surely a mistake
@@ -362,9 +397,15 @@ impl BatchArgs {
         store_name(&self.state_file)
     }
 
-    /// Reads `--jobs`; a file with a bad line is refused whole.
-    pub fn read_jobs(jobs: &Path) -> Result<Vec<NewJob>> {
-        Ok(input::read_jobs(jobs)?)
+    /// Reads `--jobs`, checking the files its jobs attach under
+    /// `--media-root` and `--max-media-size`; a file with a bad line is
+    /// refused whole.
+    pub fn read_jobs(&self, jobs: &Path) -> Result<Vec<NewJob>> {
+        let media = input::MediaOptions {
+            root: self.media_root.clone(),
+            max_bytes: self.max_media_size << 20,
+        };
+        Ok(input::read_jobs_with(jobs, &media)?)
     }
 
     /// Imports jobs (after `--force-reseed` clears the store), keeping

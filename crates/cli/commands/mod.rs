@@ -1,11 +1,12 @@
 //! One module per command; each has a `run` function or method. The batch
-//! actions (`--run`, `--status`, `--stop-all`, `--seed-only`) share the
+//! actions (`--run`, `--run --dry-run`, `--status`, `--stop-all`, `--seed-only`) share the
 //! flags in [`batch::BatchArgs`].
 
 pub mod batch;
 pub mod cancel;
 pub mod completions;
 pub mod dashboard;
+pub mod dry_run;
 pub mod explain;
 pub mod limits;
 pub mod migrate;

@@ -15,6 +15,8 @@ pub struct Progress {
     jobs: usize,
     started: Option<Instant>,
     in_flight: u64,
+    /// When the rate budgets let the pass's jobs all have started.
+    budget_finish_ms: Option<u64>,
     posted: u64,
     failed: BTreeMap<&'static str, u64>,
 }
@@ -23,12 +25,17 @@ impl Progress {
     pub fn observe(&mut self, event: &RunEvent) {
         match event {
             RunEvent::PassStarted {
-                pass, max, jobs, ..
+                pass,
+                max,
+                jobs,
+                budget_finish_ms,
+                ..
             } => {
                 *self = Progress {
                     pass: *pass,
                     max: *max,
                     jobs: *jobs,
+                    budget_finish_ms: *budget_finish_ms,
                     started: Some(Instant::now()),
                     ..Progress::default()
                 };
@@ -54,10 +61,18 @@ impl Progress {
         let elapsed = started.elapsed().as_secs_f64().max(0.001);
         let rate = done as f64 / elapsed;
         let left = (self.jobs as u64).saturating_sub(done);
-        let eta = if rate > 0.0 {
-            format!("{:.0}s", left as f64 / rate)
-        } else {
-            "?".into()
+        // No sooner than the rate budgets allow the last job to start.
+        let budget = self
+            .budget_finish_ms
+            .filter(|_| left > 0)
+            .map(|t| t.saturating_sub(orchestrator_contract::time::now_ms()) as f64 / 1000.0)
+            .filter(|s| *s > 0.0);
+        let by_rate = (rate > 0.0).then(|| left as f64 / rate);
+        let eta = match (by_rate, budget) {
+            (Some(r), Some(b)) if b <= r => format!("{r:.0}s"),
+            (_, Some(b)) => format!("{b:.0}s (rate budgets)"),
+            (Some(r), None) => format!("{r:.0}s"),
+            (None, None) => "?".into(),
         };
         let failures = if self.failed.is_empty() {
             String::new()

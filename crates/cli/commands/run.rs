@@ -117,7 +117,7 @@ async fn prepare<'a>(
     )?;
     let jobs = match &args.jobs {
         Some(path) => {
-            let parsed = BatchArgs::read_jobs(path)?;
+            let parsed = args.read_jobs(path)?;
             let used = parsed.iter().map(|j| j.account.as_str());
             if let Some(missing) =
                 input::missing_accounts(used, &accounts, args.accounts.as_deref())
@@ -128,15 +128,7 @@ async fn prepare<'a>(
         }
         None => None,
     };
-    let limits = orchestrator_plugin_host::Limits {
-        // One call per worker at a time, and a reload's describe.
-        concurrency: args.workers.saturating_add(1),
-        ..args.limits.limits()?
-    };
-    let host = PluginHost::with_limits(limits)?
-        .with_trusted_certificates(&args.limits.trusted_certificates()?)
-        .with_cache(args.limits.cache.cache())
-        .with_native(args.limits.native.policy());
+    let host = plugin_host(args)?;
     let mut plugins = Vec::new();
     for path in &args.plugins {
         let loading = std::time::Instant::now();
@@ -146,7 +138,23 @@ async fn prepare<'a>(
     }
     let batch = Batch::assemble(plugins, accounts, Some(host))?;
     batch.check_auth()?;
+    if let Some((_, jobs)) = &jobs {
+        batch.check_media(jobs)?;
+    }
     Ok((batch, jobs))
+}
+
+/// The plugin host a run loads its plugins into, under the limits given.
+pub(crate) fn plugin_host(args: &BatchArgs) -> Result<PluginHost> {
+    let limits = orchestrator_plugin_host::Limits {
+        // One call per worker at a time, and a reload's describe.
+        concurrency: args.workers.saturating_add(1),
+        ..args.limits.limits()?
+    };
+    Ok(PluginHost::with_limits(limits)?
+        .with_trusted_certificates(&args.limits.trusted_certificates()?)
+        .with_cache(args.limits.cache.cache())
+        .with_native(args.limits.native.policy()))
 }
 
 /// One run per state file; the lock goes with this process, however it
@@ -326,10 +334,23 @@ fn log_line(event: RunEvent) -> Option<String> {
             pass,
             max,
             jobs,
-        } => format!(
-            "Starting pass {pass}/{max} of run {run} ({})",
-            count(jobs as u64, "job")
-        ),
+            budget_finish_ms,
+        } => {
+            let spread = budget_finish_ms
+                .map(|t| t.saturating_sub(orchestrator_contract::time::now_ms()) / 1000)
+                .filter(|s| *s > 0)
+                .map(|s| {
+                    format!(
+                        "; the rate budgets spread it over at least {}",
+                        humantime::format_duration(std::time::Duration::from_secs(s))
+                    )
+                })
+                .unwrap_or_default();
+            format!(
+                "Starting pass {pass}/{max} of run {run} ({}){spread}",
+                count(jobs as u64, "job")
+            )
+        }
         RunEvent::PassEnded { pass, result } => format!("Pass {pass} ended: {result}"),
         // Whole seconds read as the flag was given (the original tool's
         // line); backoff's jittered waits show a tenth.

@@ -11,7 +11,7 @@ pub fn run(args: &BatchArgs) -> Result<u8> {
     let Some(jobs) = &args.jobs else {
         return Err(Exit::new(exit::USAGE, "--seed-only needs --jobs FILE").into());
     };
-    let parsed = BatchArgs::read_jobs(jobs)?;
+    let parsed = args.read_jobs(jobs)?;
     let store = args.open_store()?;
     let summary = args.seed(store.as_ref(), &parsed, jobs)?;
     eprintln!(

@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Result;
 use orchestrator_contract::{Category, RetryScope};
 use orchestrator_retry::RetryConfig;
+use orchestrator_runner::budget::{Budgets, Holder, Use};
 use orchestrator_store::{RetryEntry, RunStatus, StatusReport, Store};
 use serde::Serialize;
 
@@ -19,6 +20,19 @@ struct StatusJson<'a> {
     batch: Option<&'a StatusReport>,
     retry_configuration: RetryConfig,
     workers: u32,
+    /// The rate budgets of the accounts file given, as they stand now.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    budgets: Vec<BudgetJson>,
+}
+
+#[derive(Serialize)]
+struct BudgetJson {
+    /// `account NAME` or `platform HOST`.
+    holder: String,
+    rate: String,
+    used: u64,
+    /// When the oldest attempt counted leaves the window (RFC 3339).
+    refills_at: Option<String>,
 }
 
 pub fn run(args: &BatchArgs) -> Result<u8> {
@@ -34,9 +48,12 @@ pub fn run(args: &BatchArgs) -> Result<u8> {
     } else {
         None
     };
-    let report = match store {
-        Some(store) => Some(report_of(store.as_ref(), args)?).filter(|r| r.jobs > 0),
-        None => None,
+    let (report, budgets) = match store {
+        Some(store) => (
+            Some(report_of(store.as_ref(), args)?).filter(|r| r.jobs > 0),
+            budgets_of(store.as_ref(), args),
+        ),
+        None => (None, Ok(Vec::new())),
     };
     if args.json {
         print_json(&StatusJson {
@@ -44,6 +61,18 @@ pub fn run(args: &BatchArgs) -> Result<u8> {
             batch: report.as_ref(),
             retry_configuration: config,
             workers: args.workers,
+            budgets: budgets
+                .unwrap_or_default()
+                .into_iter()
+                .flat_map(|(holder, uses)| {
+                    uses.into_iter().map(move |u| BudgetJson {
+                        holder: holder.to_string(),
+                        rate: u.rate.to_string(),
+                        used: u.used,
+                        refills_at: u.refills_ms.map(time),
+                    })
+                })
+                .collect(),
         })?;
         return Ok(exit::SUCCESS);
     }
@@ -55,6 +84,7 @@ pub fn run(args: &BatchArgs) -> Result<u8> {
         )),
         Some(report) => out.push_str(&render(report, &args.store_name(), &config)),
     }
+    out.push_str(&render_budgets(budgets));
     // The settings this command was given (the original tool prints them).
     out.push_str("\nGiven to this command:\n");
     out.push_str(&config.to_string());
@@ -70,6 +100,50 @@ pub fn report_of(store: &dyn Store, args: &BatchArgs) -> Result<StatusReport> {
     let max_wait_ms = args.retry.max_retry_after.saturating_mul(1000);
     report.pauses = store.pauses(orchestrator_contract::time::now_ms(), max_wait_ms)?;
     Ok(report)
+}
+
+/// What the rate budgets of the accounts file given (`--accounts-file`)
+/// have spent, by holder; none without one.
+fn budgets_of(store: &dyn Store, args: &BatchArgs) -> Result<Vec<(Holder, Vec<Use>)>, String> {
+    let Some(file) = &args.accounts_file else {
+        return Ok(Vec::new());
+    };
+    let mut accounts =
+        orchestrator_runner::input::read_accounts(file).map_err(|e| e.to_string())?;
+    orchestrator_runner::under_platforms(&mut accounts, &args.platforms);
+    let budgets = Budgets::of(accounts.values());
+    if budgets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = orchestrator_contract::time::now_ms();
+    let since = now.saturating_sub(budgets.horizon().as_millis() as u64);
+    let spent = store.spent_since(since).map_err(|e| e.to_string())?;
+    budgets.seed(&spent, now);
+    Ok(budgets.uses(now))
+}
+
+/// The "Rate budgets" section: each budget's use and when it refills.
+fn render_budgets(budgets: Result<Vec<(Holder, Vec<Use>)>, String>) -> String {
+    let budgets = match budgets {
+        Ok(budgets) if budgets.is_empty() => return String::new(),
+        Ok(budgets) => budgets,
+        Err(e) => return format!("\nRate budgets: not shown ({})\n", shown(&e)),
+    };
+    let mut table = Table::new(vec!["  WHO", "RATE", "USED", "REFILLS"]);
+    for (holder, uses) in budgets {
+        for u in uses {
+            table.row(vec![
+                format!("  {}", shown(&holder.to_string())),
+                u.rate.to_string(),
+                format!("{}/{}", u.used, u.rate.count),
+                u.refills_ms.map_or_else(|| "-".into(), time),
+            ]);
+        }
+    }
+    format!(
+        "\nRate budgets (attempts started in each window):\n{}",
+        table.render()
+    )
 }
 
 /// A stored time (ms since the epoch) as RFC 3339. A time past the year

@@ -45,6 +45,9 @@ pub struct Platform {
     pub settings: BTreeMap<String, String>,
     #[serde(default)]
     pub allow_hosts: Vec<String>,
+    /// Budgets shared by every account on the platform (`"300/5m"`).
+    #[serde(default)]
+    pub rate: crate::budget::Rates,
 }
 
 /// Why a batch cannot be put together.
@@ -237,20 +240,7 @@ pub fn read_accounts(
     only: Option<&[String]>,
 ) -> Result<BTreeMap<String, AccountConfig>, AssembleError> {
     let mut accounts = input::read_accounts(file)?;
-    for account in accounts.values_mut() {
-        let host = orchestrator_plugin_host::outbound::authority_of(&account.base_url)
-            .and_then(|a| a.rsplit_once(':').map(|(h, _)| h.to_owned()));
-        if let Some(platform) = host.and_then(|h| platforms.get(&h)) {
-            for (key, value) in &platform.settings {
-                if !account.settings.iter().any(|(k, _)| k == key) {
-                    account.settings.push((key.clone(), value.clone()));
-                }
-            }
-            account
-                .allow_hosts
-                .extend(platform.allow_hosts.iter().cloned());
-        }
-    }
+    under_platforms(&mut accounts, platforms);
     if let Some(unknown) = only
         .into_iter()
         .flatten()
@@ -265,4 +255,29 @@ pub fn read_accounts(
         account.resolve_token()?;
     }
     Ok(accounts)
+}
+
+/// Puts each account under its platform's table, by the host of its base
+/// URL: the platform's settings under its own, its hosts, its budgets.
+pub fn under_platforms(
+    accounts: &mut BTreeMap<String, AccountConfig>,
+    platforms: &BTreeMap<String, Platform>,
+) {
+    for account in accounts.values_mut() {
+        let host = orchestrator_plugin_host::outbound::authority_of(&account.base_url)
+            .and_then(|a| a.rsplit_once(':').map(|(h, _)| h.to_owned()));
+        if let Some((host, platform)) = host.and_then(|h| platforms.get(&h).map(|p| (h, p))) {
+            for (key, value) in &platform.settings {
+                if !account.settings.iter().any(|(k, _)| k == key) {
+                    account.settings.push((key.clone(), value.clone()));
+                }
+            }
+            account
+                .allow_hosts
+                .extend(platform.allow_hosts.iter().cloned());
+            if !platform.rate.is_empty() {
+                account.platform_rates = Some((host, platform.rate.clone()));
+            }
+        }
+    }
 }

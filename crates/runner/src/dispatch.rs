@@ -18,6 +18,8 @@ use orchestrator_store::{
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
+use crate::budget::Budgets;
+use crate::media;
 use crate::outage::{Outages, Seen};
 use crate::pause::{Pauses, Waiter};
 use crate::{
@@ -71,6 +73,7 @@ pub(crate) async fn run_pass(
             stop: stop_sender.clone(),
             counters: counters.clone(),
             pauses: runner.pauses.clone(),
+            budgets: runner.budgets.clone(),
             outages: runner.outages.clone(),
             clock: runner.clock.clone(),
         };
@@ -87,12 +90,16 @@ pub(crate) async fn run_pass(
                     .clock
                     .now_ms()
                     .saturating_add(ctx.options.max_retry_after.as_millis() as u64);
+                // Then for the account's and its platform's rate budgets,
+                // which no retry-after limit shortens.
                 let permit = loop {
+                    let now = ctx.clock.now_ms();
                     let until = job
                         .not_before_ms
                         .max(ctx.pauses.until(&queue_of.waiter))
-                        .map(|t| t.min(latest));
-                    let wait = until.map_or(0, |t| t.saturating_sub(ctx.clock.now_ms()));
+                        .map(|t| t.min(latest))
+                        .max(ctx.budgets.wait_until(&job.account, now));
+                    let wait = until.map_or(0, |t| t.saturating_sub(now));
                     if wait > 0 {
                         tokio::select! {
                             _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
@@ -107,10 +114,11 @@ pub(crate) async fn run_pass(
                     if *stop.borrow() {
                         return Ok(());
                     }
-                    if ctx
-                        .pauses
-                        .until(&queue_of.waiter)
-                        .is_none_or(|t| t <= ctx.clock.now_ms())
+                    let now = ctx.clock.now_ms();
+                    // Spent only once the attempt may start: another
+                    // account of the platform may have spent it meanwhile.
+                    if ctx.pauses.until(&queue_of.waiter).is_none_or(|t| t <= now)
+                        && ctx.budgets.take(&job.account, now).is_ok()
                     {
                         break permit;
                     }
@@ -224,6 +232,7 @@ struct AttemptCtx {
     stop: watch::Sender<bool>,
     counters: Arc<RunCounters>,
     pauses: Arc<Pauses>,
+    budgets: Arc<Budgets>,
     outages: Arc<Outages>,
     clock: Arc<dyn Clock>,
 }
@@ -259,7 +268,8 @@ impl AttemptCtx {
         let context = JobContext {
             job_id: job.id.clone(),
             account: queue_of.context.clone(),
-            payload: job.payload.clone(),
+            // Without the host's paths to the job's attachments.
+            payload: media::guest_payload(&job.payload),
             attempt: job.attempts + 1,
             pass,
             idempotency_key: job.idempotency_key.clone(),
@@ -267,16 +277,32 @@ impl AttemptCtx {
         let instance = queue_of.waiter.instance();
         let mut outage = None;
         let auth = self.batch.auth_for(&job.account);
+        // Set when the host fails the attempt itself, before the poster.
+        let mut refused = None;
         let (attempted, token_expired) = match credential(queue_of, auth).await {
             Ok((access, generation)) => {
                 let poster = self.batch.poster_for(&job.account);
+                // The job's attachments, read and checked against the
+                // import (nothing to do for a job without any); held until
+                // the attempt is over.
+                let media = media::check(&job.payload, poster.as_ref()).await;
                 let called = tokio::time::Instant::now();
-                let attempted = poster.post(&context, access).await;
-                calls.push(PluginCall {
-                    plugin: poster.info().name.clone(),
-                    call: CallKind::Post,
-                    took: called.elapsed(),
-                });
+                let attempted = match &media {
+                    Ok(None) => poster.post(&context, access).await,
+                    Ok(Some(checked)) => {
+                        let attachments = checked.attachments.clone();
+                        poster.post_with_media(&context, access, attachments).await
+                    }
+                    Err(why) => why.attempt(),
+                };
+                match media {
+                    Err(why) => refused = Some(why),
+                    Ok(_) => calls.push(PluginCall {
+                        plugin: poster.info().name.clone(),
+                        call: CallKind::Post,
+                        took: called.elapsed(),
+                    }),
+                }
                 // The platform said the token expired: the next attempt of
                 // the account renews it, once.
                 let expired = match (auth, &attempted) {
@@ -307,7 +333,11 @@ impl AttemptCtx {
                     failure,
                     fault,
                 };
-                let decided = self.classify(&report, &mut calls).await;
+                // The host's own refusal is no classifier's to decide.
+                let decided = match &refused {
+                    Some(why) => why.decided(),
+                    None => self.classify(&report, &mut calls).await,
+                };
                 let mut decided = self.clamp_wait(&job.id, decided);
                 // A classifier cannot know that the host renews the token
                 // before the account's next attempt: that makes it retryable.
@@ -341,7 +371,7 @@ impl AttemptCtx {
                         decided.scope = RetryScope::Platform;
                         outage = Some(began);
                     }
-                } else {
+                } else if refused.is_none() {
                     self.platform_answered(instance, &queue_of.context.name);
                 }
                 let summary = format!("{}: {} ({:?})", decided.category, decided.reason, decision);

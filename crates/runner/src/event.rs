@@ -27,6 +27,9 @@ pub enum RunEvent {
         pass: u32,
         max: u32,
         jobs: usize,
+        /// When the rate budgets let the pass's jobs all have started (ms
+        /// since the epoch), when they hold any back: the ETA is no sooner.
+        budget_finish_ms: Option<u64>,
     },
     /// A plugin file changed between passes and the new one was loaded.
     /// Each side: the plugin's name, version and SHA-256.

@@ -9,6 +9,11 @@ use orchestrator_plugin_host::{OutboundAccess, Secret};
 use orchestrator_store::NewJob;
 use serde::Deserialize;
 
+use crate::media::Importer;
+pub use crate::media::MediaOptions;
+
+use crate::budget::Rates;
+
 /// Why an input file was refused. Nothing is imported from a refused file.
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
@@ -27,6 +32,9 @@ pub enum InputError {
     Accounts { path: PathBuf, reason: String },
     #[error("account {account}: {reason}")]
     Credential { account: String, reason: String },
+    /// A job whose attachments its poster cannot read.
+    #[error("job {job}: {reason}")]
+    Media { job: String, reason: String },
 }
 
 #[derive(Deserialize)]
@@ -39,7 +47,17 @@ struct JobLine {
 
 /// Reads a jobs file: one `{"id", "account", "payload"}` object per line;
 /// blank lines are skipped. The first bad line refuses the whole file.
+/// Media paths resolve from the jobs file's folder, within the default
+/// size limit (see [`read_jobs_with`]).
 pub fn read_jobs(path: &Path) -> Result<Vec<NewJob>, InputError> {
+    read_jobs_with(path, &MediaOptions::default())
+}
+
+/// [`read_jobs`], with the files a payload attaches (`media`) checked
+/// under `media` (see [`crate::media`]): a bad one refuses the file, naming
+/// the job's line.
+pub fn read_jobs_with(path: &Path, media: &MediaOptions) -> Result<Vec<NewJob>, InputError> {
+    let mut attachments = Importer::new(media, path);
     let text = std::fs::read_to_string(path).map_err(|source| InputError::Read {
         path: path.to_owned(),
         source,
@@ -72,6 +90,8 @@ pub fn read_jobs(path: &Path) -> Result<Vec<NewJob>, InputError> {
                 job.id
             )));
         }
+        let mut job = job;
+        attachments.import(&mut job.payload).map_err(bad)?;
         jobs.push(NewJob {
             id: job.id,
             account: job.account,
@@ -110,6 +130,9 @@ struct AccountEntry {
     allow_hosts: Vec<String>,
     #[serde(default)]
     settings: BTreeMap<String, String>,
+    /// How many attempts it may start in a span: `"300/5m"`, or several.
+    #[serde(default)]
+    rate: Rates,
 }
 
 /// One account: its non-secret settings and how to find its token.
@@ -124,6 +147,11 @@ pub struct AccountConfig {
     pub allow_hosts: Vec<String>,
     /// How it authenticates.
     pub scheme: Scheme,
+    /// Its own budgets (`rate`); empty: none.
+    pub rates: Rates,
+    /// Its platform's budgets, shared with every account on that platform,
+    /// by the host of its `[platform."host"]` table.
+    pub platform_rates: Option<(String, Rates)>,
     token: TokenSource,
 }
 
@@ -147,6 +175,8 @@ impl AccountConfig {
             settings: Vec::new(),
             allow_hosts: Vec::new(),
             scheme: Scheme::Bearer,
+            rates: Rates::default(),
+            platform_rates: None,
             token: TokenSource::None,
         }
     }
@@ -250,6 +280,7 @@ impl AccountConfig {
 /// settings = { language = "en" }   # non-secret, passed to the plugin
 /// allow_hosts = ["media.example"]   # more hosts its posts may reach
 /// poster = "mastodon-poster"       # the --plugin poster serving it, when several are given
+/// rate = "300/5m"                  # at most 300 attempts in any 5 minutes (or a list of rates)
 /// ```
 /// A parse error of the accounts file as one line that names the line and
 /// its key but never quotes a value: the value may be a token. (toml's own
@@ -349,6 +380,8 @@ pub fn read_accounts(path: &Path) -> Result<BTreeMap<String, AccountConfig>, Inp
                 settings: entry.settings.into_iter().collect(),
                 allow_hosts: entry.allow_hosts,
                 scheme,
+                rates: entry.rate,
+                platform_rates: None,
                 token,
             },
         );

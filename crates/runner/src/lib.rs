@@ -15,10 +15,12 @@
 //! The runner reports what happens as [`RunEvent`]s and prints nothing.
 
 mod batch;
+pub mod budget;
 pub mod clock;
 mod dispatch;
 mod event;
 pub mod input;
+pub mod media;
 mod outage;
 mod pause;
 pub mod plugins;
@@ -35,7 +37,7 @@ use orchestrator_store::{
 };
 use tokio::sync::watch;
 
-pub use batch::{AssembleError, Batch, Platform, read_accounts};
+pub use batch::{AssembleError, Batch, Platform, read_accounts, under_platforms};
 pub use clock::{Clock, SystemClock};
 pub use event::{CallKind, PluginCall, RunEnd, RunEvent, RunOutcome};
 pub use input::{AccountConfig, InputError};
@@ -96,6 +98,8 @@ pub struct Runner {
     options: RunOptions,
     counters: Arc<RunCounters>,
     pauses: Arc<pause::Pauses>,
+    /// The accounts' and platforms' rate budgets, kept across passes.
+    budgets: Arc<budget::Budgets>,
     outages: Arc<outage::Outages>,
     clock: Arc<dyn Clock>,
 }
@@ -103,7 +107,9 @@ pub struct Runner {
 impl Runner {
     pub fn new(store: Arc<dyn Store>, batch: Batch, options: RunOptions) -> Self {
         let outage_limit_ms = options.outage_limit.as_millis() as u64;
+        let budgets = Arc::new(budget::Budgets::of(batch.accounts.values()));
         Runner {
+            budgets,
             store,
             batch: std::sync::Mutex::new(Arc::new(batch)),
             options,
@@ -161,6 +167,7 @@ impl Runner {
             &self.call(move |s| s.pauses(now, max_wait)).await?,
             &self.batch().accounts,
         );
+        self.spent().await?;
 
         // Another process asks through the store; poll it. A shared store's
         // leases live as long as the process renews them, on the same beat.
@@ -382,6 +389,7 @@ impl Runner {
             run: at.run,
             pass: at.pass,
             max: self.options.config.max_passes,
+            budget_finish_ms: self.budget_finish(scope).await?,
             jobs: {
                 let scope = owned.clone();
                 self.call(move |s| s.eligible_count(at.pass, scope.as_deref()))
@@ -397,6 +405,9 @@ impl Runner {
             accounts: workers,
         };
         loop {
+            // No attempt of this process is in flight: what the budgets
+            // spent is all in the store, with what other processes spent.
+            self.spent().await?;
             let scope = owned.clone();
             let jobs = self
                 .call(move |s| s.claim(process, at.pass, scope.as_deref(), limit))
@@ -418,6 +429,51 @@ impl Runner {
                 return Ok(true);
             }
         }
+    }
+
+    /// Takes up the rate budgets where the store says they stand.
+    async fn spent(&self) -> Result<(), StoreError> {
+        if self.budgets.is_empty() {
+            return Ok(());
+        }
+        let now = self.clock.now_ms();
+        let since = now.saturating_sub(self.budgets.horizon().as_millis() as u64);
+        let spent = self.call(move |s| s.spent_since(since)).await?;
+        self.budgets.seed(&spent, self.clock.now_ms());
+        Ok(())
+    }
+
+    /// When the budgets let the open jobs of `scope` all have started, if
+    /// they hold any back.
+    async fn budget_finish(&self, scope: Option<&[String]>) -> Result<Option<u64>, StoreError> {
+        if self.budgets.is_empty() {
+            return Ok(None);
+        }
+        let mut open = Vec::new();
+        let mut offset = 0;
+        loop {
+            let page = self
+                .call(move |s| s.accounts_page(offset, orchestrator_store::PAGE_MAX))
+                .await?;
+            let (rows, total) = page;
+            offset += rows.len() as u64;
+            for row in rows {
+                if scope.is_some_and(|only| !only.contains(&row.account)) {
+                    continue;
+                }
+                let jobs: u64 = row
+                    .by_state
+                    .iter()
+                    .filter(|(state, _)| matches!(state.as_str(), "pending" | "retry" | "running"))
+                    .map(|(_, n)| n)
+                    .sum();
+                open.push((row.account, jobs));
+            }
+            if offset >= total || offset == 0 {
+                break;
+            }
+        }
+        Ok(self.budgets.earliest_finish(&open, self.clock.now_ms()))
     }
 
     /// Runs one store call on tokio's blocking threads: a shared store may

@@ -8,7 +8,9 @@ use std::pin::Pin;
 use orchestrator_contract::{
     AuthSupport, FailureReport, HostFault, JobContext, PluginInfo, Verdict,
 };
-use orchestrator_plugin_host::{Attempt, Classifier, OutboundAccess, PluginMeta, Poster};
+use orchestrator_plugin_host::{
+    Attachments, Attempt, Classifier, OutboundAccess, PluginMeta, Poster,
+};
 
 /// A boxed future: the traits are used as objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -28,6 +30,22 @@ pub trait Post: Send + Sync {
     }
     /// One attempt of `job`, reaching only what `access` grants.
     fn post<'a>(&'a self, job: &'a JobContext, access: OutboundAccess) -> BoxFuture<'a, Attempt>;
+    /// Whether it reads a job's attachments (a contract-0.4.0 poster); the
+    /// host gives a job with attachments to no other.
+    fn takes_media(&self) -> bool {
+        false
+    }
+    /// [`Post::post`] of a job whose attachments the host checked, for a
+    /// poster that [`Post::takes_media`].
+    fn post_with_media<'a>(
+        &'a self,
+        job: &'a JobContext,
+        access: OutboundAccess,
+        media: Attachments,
+    ) -> BoxFuture<'a, Attempt> {
+        let _ = media;
+        self.post(job, access)
+    }
 }
 
 /// Says what a failure was.
@@ -58,6 +76,19 @@ impl Post for Poster {
 
     fn post<'a>(&'a self, job: &'a JobContext, access: OutboundAccess) -> BoxFuture<'a, Attempt> {
         Box::pin(Poster::post(self, job, access))
+    }
+
+    fn takes_media(&self) -> bool {
+        Poster::takes_media(self)
+    }
+
+    fn post_with_media<'a>(
+        &'a self,
+        job: &'a JobContext,
+        access: OutboundAccess,
+        media: Attachments,
+    ) -> BoxFuture<'a, Attempt> {
+        Box::pin(Poster::post_with_media(self, job, access, media))
     }
 }
 

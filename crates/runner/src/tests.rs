@@ -578,3 +578,76 @@ fn several_posters_need_every_account_to_name_one_of_them() {
         "--plugin gives two posters named one; give each poster once"
     );
 }
+
+/// Each call's time, in ms from the first, for the jobs of `account`.
+fn starts_of(poster: &FakePoster, account: &str) -> Vec<u64> {
+    let calls = poster.calls();
+    let first = calls.iter().map(|c| c.at_ms).min().unwrap_or(0);
+    calls
+        .iter()
+        .filter(|c| account_of(&c.job) == account)
+        .map(|c| c.at_ms - first)
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_budget_spreads_an_accounts_attempts_over_its_windows() {
+    let jobs = [
+        "a-1", "a-2", "a-3", "a-4", "a-5", "a-6", "a-7", "b-1", "b-2",
+    ];
+    let mut f = Fixture::new(&jobs, &[]);
+    f.accounts.get_mut("a").unwrap().rates =
+        crate::budget::Rates(vec![crate::budget::Rate::parse("3/10s").unwrap()]);
+    let poster = Arc::new(FakePoster::new(&f.clock, |_| posted()));
+    let (outcome, events) = f
+        .run(poster.clone(), vec![], f.options(1, 0), no_stop())
+        .await;
+    assert_eq!(outcome.end, RunEnd::AllSucceeded);
+    // Three at once, three when the first leave the window (and its
+    // margin), then the last.
+    assert_eq!(
+        starts_of(&poster, "a"),
+        [0, 0, 0, 11_000, 11_000, 11_000, 22_000]
+    );
+    // An account without a budget is not held back by another's.
+    assert_eq!(starts_of(&poster, "b"), [0, 0]);
+    // The pass said when the budgets let its last job start.
+    let finish = events.iter().find_map(|e| match e {
+        RunEvent::PassStarted {
+            budget_finish_ms, ..
+        } => *budget_finish_ms,
+        _ => None,
+    });
+    let first = poster.calls().iter().map(|c| c.at_ms).min().unwrap();
+    assert_eq!(finish.map(|t| t.abs_diff(first + 22_000) < 50), Some(true));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_platform_budget_is_shared_by_the_accounts_on_it() {
+    let jobs = ["a-1", "a-2", "b-1", "b-2", "c-1", "c-2"];
+    let shared = [
+        ("a", "http://shared.example"),
+        ("b", "http://shared.example"),
+    ];
+    let mut f = Fixture::new(&jobs, &shared);
+    for name in ["a", "b"] {
+        f.accounts.get_mut(name).unwrap().platform_rates = Some((
+            "shared.example".into(),
+            crate::budget::Rates(vec![crate::budget::Rate::parse("2/10s").unwrap()]),
+        ));
+    }
+    let poster = Arc::new(FakePoster::new(&f.clock, |_| posted()));
+    let (outcome, _) = f
+        .run(poster.clone(), vec![], f.options(1, 0), no_stop())
+        .await;
+    assert_eq!(outcome.end, RunEnd::AllSucceeded);
+    let mut shared_starts = starts_of(&poster, "a");
+    shared_starts.extend(starts_of(&poster, "b"));
+    shared_starts.sort_unstable();
+    assert_eq!(shared_starts, [0, 0, 11_000, 11_000]);
+    assert_eq!(
+        starts_of(&poster, "c"),
+        [0, 0],
+        "another platform's account"
+    );
+}

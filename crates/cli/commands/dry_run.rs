@@ -1,0 +1,333 @@
+//! `--run --dry-run`: checks everything a run needs — the jobs and the
+//! files they attach, the accounts and every token reference, the plugins
+//! and each account's poster and grants — and says, per account, what a
+//! run would attempt, what it would skip and why, and the earliest finish
+//! the rate budgets allow. Every problem is listed at once ([`Problems`]);
+//! no platform is contacted, nothing stored changes.
+
+use std::collections::{BTreeMap, HashSet};
+
+use anyhow::Result;
+use orchestrator_retry::RetryConfig;
+use orchestrator_runner::budget::Budgets;
+use orchestrator_runner::{AccountConfig, Batch, input};
+use orchestrator_store::{JobState, JobSummary, Store};
+
+use crate::commands::batch::{BatchArgs, postgres_url};
+use crate::commands::{run, status};
+use crate::exit;
+use crate::output::{Table, print, seconds, shown};
+
+/// What stops a run, in the order found.
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn add(&mut self, problem: impl std::fmt::Display) {
+        self.0.push(format!("{problem:#}"));
+    }
+}
+
+/// What a run would do with one account's jobs.
+#[derive(Default)]
+struct Plan {
+    poster: Option<String>,
+    attempt: u64,
+    /// Why the others would not be attempted, with how many.
+    skip: BTreeMap<String, u64>,
+}
+
+pub async fn run(args: &BatchArgs) -> Result<u8> {
+    let config = args.validate()?;
+    let mut problems = Problems::default();
+    let accounts = accounts(args, &mut problems);
+    let jobs = match &args.jobs {
+        Some(path) => match args.read_jobs(path) {
+            Ok(jobs) => Some(jobs),
+            Err(e) => {
+                problems.add(e);
+                None
+            }
+        },
+        None => None,
+    };
+    if let (Some(jobs), Some(accounts)) = (&jobs, &accounts)
+        && let Some(missing) = input::missing_accounts(
+            jobs.iter().map(|j| j.account.as_str()),
+            accounts,
+            args.accounts.as_deref(),
+        )
+    {
+        problems.add(format!(
+            "jobs refer to accounts missing from the accounts file: {missing}; add them or leave their jobs out with --accounts"
+        ));
+    }
+    let batch = batch(args, accounts.clone(), &mut problems).await;
+    if let (Some(batch), Some(jobs)) = (&batch, &jobs)
+        && let Err(e) = batch.check_media(jobs)
+    {
+        problems.add(e);
+    }
+
+    // What the store holds: read, never written.
+    let stored = match stored(args) {
+        Ok(stored) => stored,
+        Err(e) => {
+            problems.add(e);
+            None
+        }
+    };
+    if stored.as_ref().is_none_or(|(jobs, _)| jobs.is_empty()) && args.jobs.is_none() {
+        problems.add(format!(
+            "no batch in {} yet; give --jobs FILE to import one",
+            args.store_name()
+        ));
+    }
+    let mut plans: BTreeMap<String, Plan> = BTreeMap::new();
+    let (known, spent) = stored.unwrap_or_default();
+    let ids: HashSet<&str> = known.iter().map(|j| j.id.as_str()).collect();
+    for job in jobs
+        .iter()
+        .flatten()
+        .filter(|j| !ids.contains(j.id.as_str()))
+    {
+        plans.entry(job.account.clone()).or_default().attempt += 1;
+    }
+    for job in &known {
+        let plan = plans.entry(job.account.clone()).or_default();
+        match skipped(job, &config, args.release_held) {
+            None => plan.attempt += 1,
+            Some(why) => *plan.skip.entry(why).or_default() += 1,
+        }
+    }
+    if let Some(only) = &args.accounts {
+        for (_, plan) in plans.iter_mut().filter(|(a, _)| !only.contains(a)) {
+            let all = std::mem::take(&mut plan.attempt) + plan.skip.values().sum::<u64>();
+            plan.skip = BTreeMap::from([("not in --accounts".to_owned(), all)]);
+        }
+    }
+    if let Some(batch) = &batch {
+        for (account, plan) in plans.iter_mut() {
+            if batch.accounts.contains_key(account) {
+                plan.poster = Some(batch.poster_for(account).info().name.clone());
+            }
+        }
+    }
+
+    let now = orchestrator_contract::time::now_ms();
+    let budgets = accounts.as_ref().map(|a| Budgets::of(a.values()));
+    if let Some(budgets) = &budgets {
+        budgets.seed(&spent, now);
+    }
+    let finish = |account: &str, jobs: u64| {
+        budgets
+            .as_ref()
+            .and_then(|b| b.earliest_finish(&[(account.to_owned(), jobs)], now))
+    };
+
+    let mut out =
+        String::from("Dry run: no platform was contacted, and nothing stored changed.\n\n");
+    let mut table = Table::new(vec![
+        "  ACCOUNT",
+        "POSTER",
+        "ATTEMPT",
+        "SKIP",
+        "EARLIEST FINISH",
+        "REACHES",
+    ]);
+    for (account, plan) in &plans {
+        let skip: Vec<String> = plan
+            .skip
+            .iter()
+            .map(|(why, n)| format!("{n} {why}"))
+            .collect();
+        let config = accounts.as_ref().and_then(|a| a.get(account));
+        table.row(vec![
+            format!("  {}", shown(account)),
+            plan.poster.clone().unwrap_or_else(|| "-".into()),
+            plan.attempt.to_string(),
+            if skip.is_empty() {
+                "-".into()
+            } else {
+                skip.join(", ")
+            },
+            match finish(account, plan.attempt) {
+                Some(t) => format!(
+                    "in {} ({})",
+                    seconds((t - now) as f64 / 1000.0),
+                    rates_of(config)
+                ),
+                None => "-".into(),
+            },
+            config.map_or_else(|| "-".into(), |c| reaches(c, args)),
+        ]);
+    }
+    out.push_str(&table.render());
+    let all: Vec<(String, u64)> = plans.iter().map(|(a, p)| (a.clone(), p.attempt)).collect();
+    let attempts: u64 = all.iter().map(|(_, n)| n).sum();
+    out.push_str(&format!("\nA run would attempt {attempts}"));
+    match budgets.as_ref().and_then(|b| b.earliest_finish(&all, now)) {
+        Some(t) => out.push_str(&format!(
+            "; the rate budgets let the last start no sooner than {} from now.\n",
+            seconds((t - now) as f64 / 1000.0)
+        )),
+        None => out.push_str(".\n"),
+    }
+    if problems.0.is_empty() {
+        out.push_str("No problems found: --run without --dry-run would start.\n");
+        print(&out)?;
+        return Ok(exit::SUCCESS);
+    }
+    out.push_str(&format!("\nProblems ({}):\n", problems.0.len()));
+    for problem in &problems.0 {
+        out.push_str(&format!("  - {}\n", shown(problem)));
+    }
+    out.push_str("A run would refuse to start; fix these and try again.\n");
+    print(&out)?;
+    Ok(exit::USAGE)
+}
+
+/// The accounts file under its platforms, every token reference resolved
+/// (each one that cannot be is a problem); `None` when the file itself is.
+fn accounts(args: &BatchArgs, problems: &mut Problems) -> Option<BTreeMap<String, AccountConfig>> {
+    let Some(file) = &args.accounts_file else {
+        problems.add("--run needs --accounts-file FILE (base URL and token per account)");
+        return None;
+    };
+    let mut accounts = match input::read_accounts(file) {
+        Ok(accounts) => accounts,
+        Err(e) => {
+            problems.add(e);
+            return None;
+        }
+    };
+    orchestrator_runner::under_platforms(&mut accounts, &args.platforms);
+    for only in args.accounts.iter().flatten() {
+        if !accounts.contains_key(only) {
+            problems.add(format!(
+                "--accounts names {only}, which {} does not define",
+                file.display()
+            ));
+        }
+    }
+    for account in accounts.values_mut() {
+        if let Err(e) = account.resolve_token() {
+            problems.add(e);
+        }
+    }
+    Some(accounts)
+}
+
+/// Every plugin loaded and the batch put together as a run would; each
+/// plugin refused, and a batch that cannot be, is a problem.
+async fn batch(
+    args: &BatchArgs,
+    accounts: Option<BTreeMap<String, AccountConfig>>,
+    problems: &mut Problems,
+) -> Option<Batch> {
+    if args.plugins.is_empty() {
+        problems.add(orchestrator_runner::AssembleError::NoPlugins);
+        return None;
+    }
+    let host = match run::plugin_host(args) {
+        Ok(host) => host,
+        Err(e) => {
+            problems.add(e);
+            return None;
+        }
+    };
+    let mut plugins = Vec::new();
+    for path in &args.plugins {
+        match host.load(path).await {
+            Ok(plugin) => plugins.push(plugin),
+            Err(e) => problems.add(format!("plugin {}: {e}", path.display())),
+        }
+    }
+    if plugins.len() < args.plugins.len() {
+        return None;
+    }
+    let batch = match Batch::assemble(plugins, accounts?, None) {
+        Ok(batch) => batch,
+        Err(e) => {
+            problems.add(e);
+            return None;
+        }
+    };
+    if let Err(e) = batch.check_auth() {
+        problems.add(e);
+    }
+    Some(batch)
+}
+
+type Stored = (Vec<JobSummary>, Vec<(String, u64)>);
+
+/// The stored jobs, and what the rate budgets spent lately; `None` when
+/// there is no store yet. A state file is opened read-only.
+fn stored(args: &BatchArgs) -> Result<Option<Stored>> {
+    if !args.store_exists() {
+        return Ok(None);
+    }
+    let store: Box<dyn Store> = if postgres_url(&args.state_file).is_some() {
+        args.open_store()?
+    } else {
+        Box::new(orchestrator_store::SqliteStore::open_read_only(
+            &args.state_file,
+        )?)
+    };
+    let week = orchestrator_runner::budget::MAX_PER.as_millis() as u64;
+    let since = orchestrator_contract::time::now_ms().saturating_sub(week);
+    Ok(Some((store.job_summaries()?, store.spent_since(since)?)))
+}
+
+/// Why a run would not attempt `job`, if it would not.
+fn skipped(job: &JobSummary, config: &RetryConfig, release_held: bool) -> Option<String> {
+    let why = match job.state {
+        JobState::Pending | JobState::Retry => return None,
+        JobState::Succeeded => "already posted",
+        JobState::Cancelled => "cancelled",
+        JobState::Running => "in flight in another run, or cut short (a run takes it up)",
+        JobState::NeedsReview if release_held => return None,
+        JobState::NeedsReview => "held for review (--release-held)",
+        JobState::Failed => {
+            let category = job
+                .category
+                .as_deref()
+                .and_then(orchestrator_contract::Category::parse)
+                .unwrap_or(orchestrator_contract::Category::Unknown);
+            if config.retries(category) {
+                return None;
+            }
+            return Some(format!(
+                "failed {category} ({})",
+                status::not_retried_because(category)
+            ));
+        }
+    };
+    Some(why.to_owned())
+}
+
+/// The budgets that hold back an account: its own and its platform's.
+fn rates_of(account: Option<&AccountConfig>) -> String {
+    let Some(account) = account else {
+        return String::new();
+    };
+    let mut parts = Vec::new();
+    if !account.rates.is_empty() {
+        parts.push(format!("rate {}", account.rates));
+    }
+    if let Some((host, rates)) = &account.platform_rates {
+        parts.push(format!("{host} {rates}"));
+    }
+    parts.join("; ")
+}
+
+/// The hosts an account's posts may reach: its own, and those granted.
+fn reaches(account: &AccountConfig, args: &BatchArgs) -> String {
+    account
+        .access(&args.limits.allow_hosts)
+        .granted
+        .iter()
+        .map(|h| shown(h).into_owned())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
