@@ -242,6 +242,7 @@ fn inspect_shows_what_a_poster_would_be_granted() {
          \x20 sockets      none (no TCP, UDP or name lookups)\n\
          \x20 login        accounts may use bearer, url-secret\n\
          \x20 media        its own job's attachments, read-only, as the host checked them\n\
+         \x20 rate         300/5m per account (defaults; an account's own `rate` wins)\n\
          \x20 http         per account:\n\
          \x20   alice: social.example:443, cdn.example:443, media.example:8443 (bearer: token added for social.example:443 only)\n\
          \x20   bob: 127.0.0.1:8080, cdn.example:443 (bearer: no secret given)\n\

@@ -115,6 +115,8 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
     }
 
     let now = orchestrator_contract::time::now_ms();
+    // As the run would have them: with the budgets posters declare.
+    let accounts = batch.as_ref().map(|b| b.accounts.clone()).or(accounts);
     let budgets = accounts.as_ref().map(|a| Budgets::of(a.values()));
     if let Some(budgets) = &budgets {
         budgets.seed(&spent, now);

@@ -65,6 +65,10 @@ struct Capabilities {
     /// `None` for a classifier, or a poster that did not load.
     #[serde(skip_serializing_if = "Option::is_none")]
     media: Option<&'static str>,
+    /// The rate budgets the poster declares for its platform (contract
+    /// 0.4.0), defaults for its accounts; `None` for a classifier.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_budgets: Option<Vec<orchestrator_contract::RateBudget>>,
     limits: LimitsView,
 }
 
@@ -284,12 +288,37 @@ fn capabilities(
                 "none (built against a contract before 0.4.0: jobs with attachments are refused)"
             }
         }),
+        rate_budgets: poster.map(|p| p.rate_budgets().to_vec()),
         limits: LimitsView {
             deadline_seconds: limits.deadline.as_secs(),
             memory_mib: limits.memory_bytes >> 20,
             response_mib: limits.response_bytes >> 20,
         },
     })
+}
+
+/// The rate budgets a poster declares, in one line, as an accounts file
+/// writes them.
+fn budgets_line(budgets: &[orchestrator_contract::RateBudget]) -> String {
+    if budgets.is_empty() {
+        return "none declared (give accounts a `rate` to keep a budget)".into();
+    }
+    let parts: Vec<String> = budgets
+        .iter()
+        .map(|b| {
+            let per = humantime::format_duration(std::time::Duration::from_millis(b.per_ms));
+            let whom = if b.platform {
+                "per platform"
+            } else {
+                "per account"
+            };
+            format!("{}/{per} {whom}", b.count)
+        })
+        .collect();
+    format!(
+        "{} (defaults; an account's own `rate` wins)",
+        parts.join(", ")
+    )
 }
 
 /// What a poster says of its platform's login, in one line.
@@ -413,6 +442,9 @@ fn render_inspect(r: &PluginRecord) -> String {
         }
         if let Some(media) = c.media {
             out.push_str(&format!("  media        {media}\n"));
+        }
+        if let Some(budgets) = &c.rate_budgets {
+            out.push_str(&format!("  rate         {}\n", budgets_line(budgets)));
         }
         out.push_str(&format!("  http         {http}\n"));
         for grant in &c.outbound_http {

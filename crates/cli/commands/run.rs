@@ -337,7 +337,7 @@ fn log_line(event: RunEvent) -> Option<String> {
             budget_finish_ms,
         } => {
             let spread = budget_finish_ms
-                .map(|t| t.saturating_sub(orchestrator_contract::time::now_ms()) / 1000)
+                .map(|t| (t.saturating_sub(orchestrator_contract::time::now_ms()) + 500) / 1000)
                 .filter(|s| *s > 0)
                 .map(|s| {
                     format!(

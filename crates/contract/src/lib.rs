@@ -12,10 +12,12 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub mod auth;
+pub mod limits;
 pub mod text;
 pub mod time;
 
 pub use auth::{AuthSupport, OAuth2Refresh, SessionLogin};
+pub use limits::RateBudget;
 
 use text::{ID_BYTES, MESSAGE_BYTES, NAME_BYTES, URL_BYTES, bounded};
 

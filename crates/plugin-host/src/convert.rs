@@ -122,4 +122,19 @@ macro_rules! auth_support {
 }
 
 auth_support!(auth_support, orchestrator_world);
+
+/// A poster's declared rate budgets as the contract's type (0.4.0 on).
+pub(crate) fn rate_budgets(
+    budgets: Vec<orchestrator_world::poster::exports::orchestrator::plugin::limits::RateBudget>,
+) -> Vec<contract::RateBudget> {
+    use orchestrator_world::poster::exports::orchestrator::plugin::limits::BudgetScope;
+    budgets
+        .into_iter()
+        .map(|b| contract::RateBudget {
+            count: b.count,
+            per_ms: b.per_ms,
+            platform: matches!(b.scope, BudgetScope::Platform),
+        })
+        .collect()
+}
 auth_support!(auth_support_v0_3, v0_3);

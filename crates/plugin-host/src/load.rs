@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use orchestrator_contract::{HostFault, PluginInfo, PluginKind};
+use orchestrator_contract::{HostFault, PluginInfo, PluginKind, RateBudget};
 use orchestrator_world::classifier::ClassifierPre;
 use orchestrator_world::poster::PosterPre;
 use orchestrator_world::{v0_2, v0_3};
@@ -187,8 +187,16 @@ impl PluginHost {
                     backend: PosterBackend::Wasm(pre),
                     calls: self.calls(),
                     auth: Default::default(),
+                    budgets: Default::default(),
                 };
                 poster.meta.info = poster.describe().await.map_err(described)?;
+                poster.budgets = Arc::new(
+                    RateBudget::checked(poster.describe_limits().await.map_err(described)?)
+                        .map_err(|reason| LoadError::Describe {
+                            path: path.to_owned(),
+                            reason,
+                        })?,
+                );
                 poster.auth = Arc::new(
                     poster
                         .describe_auth()
@@ -275,6 +283,7 @@ impl PluginHost {
                 backend: PosterBackend::Native(loaded.native),
                 calls: self.calls(),
                 auth: Default::default(),
+                budgets: Default::default(),
             }),
             PluginKind::Classifier => Plugin::Classifier(Classifier {
                 meta,

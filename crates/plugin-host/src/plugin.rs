@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use orchestrator_contract::{
     AuthSupport, FailureReport, HostFault, JobContext, PluginInfo, PluginKind, PostFailure,
-    Receipt, Verdict,
+    RateBudget, Receipt, Verdict,
 };
 use orchestrator_world::classifier::ClassifierPre;
 use orchestrator_world::poster::PosterPre;
@@ -99,6 +99,8 @@ pub struct Poster {
     pub(crate) calls: Calls,
     /// How its platform logs in, as it described it (checked).
     pub(crate) auth: Arc<AuthSupport>,
+    /// The rate budgets it declared for its platform (checked).
+    pub(crate) budgets: Arc<Vec<RateBudget>>,
 }
 
 pub(crate) enum PosterBackend {
@@ -320,6 +322,33 @@ impl Poster {
             }
             _ => Ok(AuthSupport::default()),
         }
+    }
+
+    /// The rate budgets its platform keeps, as it declares them: a 0.4.0
+    /// poster's `limits`; none for older and native posters.
+    pub(crate) async fn describe_limits(&self) -> Result<Vec<RateBudget>, HostFault> {
+        let (access, faults) = (OutboundAccess::default(), FaultLog::default());
+        match &self.backend {
+            PosterBackend::Wasm(Versioned::Current(pre)) => {
+                let budgets = self
+                    .calls
+                    .call(&self.meta, access, faults, async |store| {
+                        let instance = pre.instantiate_async(&mut *store).await?;
+                        instance
+                            .orchestrator_plugin_limits()
+                            .call_rate_budgets(store)
+                            .await
+                    })
+                    .await?;
+                Ok(convert::rate_budgets(budgets))
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// The rate budgets it declared on load: defaults for its accounts.
+    pub fn rate_budgets(&self) -> &[RateBudget] {
+        &self.budgets
     }
 
     /// Whether it can read a job's attachments: a poster built against

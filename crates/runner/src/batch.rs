@@ -9,9 +9,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use orchestrator_auth::{AccountAuth, Transport};
+use orchestrator_contract::RateBudget;
 use orchestrator_plugin_host::{Plugin, PluginHost};
 use orchestrator_store::Store;
 
+use crate::budget::{Rate, Rates};
 use crate::input::{self, AccountConfig, InputError};
 use crate::plugins::{Classify, Post};
 
@@ -145,6 +147,10 @@ impl Batch {
             };
             poster_of.insert(name.clone(), index);
         }
+        let mut accounts = accounts;
+        for (name, account) in accounts.iter_mut() {
+            with_default_budgets(account, &posters[poster_of[name]].rate_budgets());
+        }
         Ok(Batch {
             posters,
             poster_of,
@@ -257,6 +263,40 @@ pub fn read_accounts(
     Ok(accounts)
 }
 
+/// The rate budgets `declared` by an account's poster, where the accounts
+/// file and the platform's table give none.
+fn with_default_budgets(account: &mut AccountConfig, declared: &[RateBudget]) {
+    let of = |platform: bool| {
+        Rates(
+            declared
+                .iter()
+                .filter(|b| b.platform == platform)
+                .map(|b| Rate {
+                    count: b.count,
+                    per: std::time::Duration::from_millis(b.per_ms),
+                })
+                .collect(),
+        )
+    };
+    if account.rates.is_empty() {
+        account.rates = of(false);
+    }
+    let platform = of(true);
+    if account.platform_rates.is_none()
+        && !platform.is_empty()
+        && let Some(host) = platform_host(&account.base_url)
+    {
+        account.platform_rates = Some((host, platform));
+    }
+}
+
+/// The host a `[platform."host"]` table names for `base_url`: its host,
+/// without the port.
+fn platform_host(base_url: &str) -> Option<String> {
+    orchestrator_plugin_host::outbound::authority_of(base_url)
+        .and_then(|a| a.rsplit_once(':').map(|(h, _)| h.to_owned()))
+}
+
 /// Puts each account under its platform's table, by the host of its base
 /// URL: the platform's settings under its own, its hosts, its budgets.
 pub fn under_platforms(
@@ -264,8 +304,7 @@ pub fn under_platforms(
     platforms: &BTreeMap<String, Platform>,
 ) {
     for account in accounts.values_mut() {
-        let host = orchestrator_plugin_host::outbound::authority_of(&account.base_url)
-            .and_then(|a| a.rsplit_once(':').map(|(h, _)| h.to_owned()));
+        let host = platform_host(&account.base_url);
         if let Some((host, platform)) = host.and_then(|h| platforms.get(&h).map(|p| (h, p))) {
             for (key, value) in &platform.settings {
                 if !account.settings.iter().any(|(k, _)| k == key) {

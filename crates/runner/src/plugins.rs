@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use orchestrator_contract::{
-    AuthSupport, FailureReport, HostFault, JobContext, PluginInfo, Verdict,
+    AuthSupport, FailureReport, HostFault, JobContext, PluginInfo, RateBudget, Verdict,
 };
 use orchestrator_plugin_host::{
     Attachments, Attempt, Classifier, OutboundAccess, PluginMeta, Poster,
@@ -34,6 +34,11 @@ pub trait Post: Send + Sync {
     /// host gives a job with attachments to no other.
     fn takes_media(&self) -> bool {
         false
+    }
+    /// The rate budgets it declares for its platform: defaults for the
+    /// accounts it serves (none: no default).
+    fn rate_budgets(&self) -> Vec<RateBudget> {
+        Vec::new()
     }
     /// [`Post::post`] of a job whose attachments the host checked, for a
     /// poster that [`Post::takes_media`].
@@ -80,6 +85,10 @@ impl Post for Poster {
 
     fn takes_media(&self) -> bool {
         Poster::takes_media(self)
+    }
+
+    fn rate_budgets(&self) -> Vec<RateBudget> {
+        Poster::rate_budgets(self).to_vec()
     }
 
     fn post_with_media<'a>(

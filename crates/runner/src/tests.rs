@@ -42,6 +42,8 @@ struct FakePoster {
     hang: Option<String>,
     called: Arc<Notify>,
     calls: Mutex<Vec<Call>>,
+    /// The rate budgets it declares for its platform.
+    budgets: Vec<orchestrator_contract::RateBudget>,
 }
 
 impl FakePoster {
@@ -57,6 +59,7 @@ impl FakePoster {
             hang: None,
             called: Arc::new(Notify::new()),
             calls: Mutex::default(),
+            budgets: Vec::new(),
         }
     }
 
@@ -72,6 +75,10 @@ impl FakePoster {
 impl Post for FakePoster {
     fn info(&self) -> &PluginInfo {
         &self.info
+    }
+
+    fn rate_budgets(&self) -> Vec<orchestrator_contract::RateBudget> {
+        self.budgets.clone()
     }
 
     fn post<'a>(&'a self, job: &'a JobContext, _access: OutboundAccess) -> BoxFuture<'a, Attempt> {
@@ -650,4 +657,29 @@ async fn a_platform_budget_is_shared_by_the_accounts_on_it() {
         [0, 0],
         "another platform's account"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_posters_declared_budget_holds_the_accounts_without_their_own() {
+    let jobs = ["a-1", "a-2", "a-3", "b-1", "b-2", "b-3"];
+    let mut f = Fixture::new(&jobs, &[]);
+    f.accounts.get_mut("b").unwrap().rates =
+        crate::budget::Rates(vec![crate::budget::Rate::parse("3/10s").unwrap()]);
+    let mut poster = FakePoster::new(&f.clock, |_| posted());
+    poster.budgets = vec![orchestrator_contract::RateBudget {
+        count: 2,
+        per_ms: 10_000,
+        platform: false,
+    }];
+    let poster = Arc::new(poster);
+    let (outcome, _) = f
+        .run(poster.clone(), vec![], f.options(1, 0), no_stop())
+        .await;
+    assert_eq!(outcome.end, RunEnd::AllSucceeded);
+    assert_eq!(
+        starts_of(&poster, "a"),
+        [0, 0, 11_000],
+        "the poster's default"
+    );
+    assert_eq!(starts_of(&poster, "b"), [0, 0, 0], "its own rate wins");
 }

@@ -28,6 +28,7 @@ mod http;
 mod xrpc;
 
 use exports::orchestrator::plugin::auth::{self, AuthSupport, SessionLogin};
+use exports::orchestrator::plugin::limits::{self, BudgetScope, RateBudget};
 use exports::orchestrator::plugin::{metadata, post};
 use orchestrator::plugin::log::{Level, log};
 use orchestrator::plugin::types::{JobContext, PluginInfo, PostFailure, Receipt};
@@ -65,6 +66,19 @@ impl auth::Guest for BlueskyPoster {
             // Bluesky answers an expired access token with a 400, not a 401.
             expired_codes: vec!["ExpiredToken".into()],
         }
+    }
+}
+
+impl limits::Guest for BlueskyPoster {
+    /// Bluesky's write budget per account: 5,000 points an hour and
+    /// 35,000 a day, a created record costing 3.
+    fn rate_budgets() -> Vec<RateBudget> {
+        let posts = |points: u32, per_ms: u64| RateBudget {
+            count: points / 3,
+            per_ms,
+            scope: BudgetScope::Account,
+        };
+        vec![posts(5_000, 3_600_000), posts(35_000, 86_400_000)]
     }
 }
 

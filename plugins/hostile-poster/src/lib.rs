@@ -29,6 +29,7 @@ wit_bindgen::generate!({
 mod http;
 
 use exports::orchestrator::plugin::auth::{self, AuthSupport, Oauth2Refresh, SessionLogin};
+use exports::orchestrator::plugin::limits::{self, RateBudget};
 use exports::orchestrator::plugin::{metadata, post};
 use orchestrator::plugin::log::{Level, log};
 use orchestrator::plugin::types::{JobContext, PluginInfo, PostFailure, Receipt};
@@ -205,6 +206,12 @@ fn read_file(path: &str) -> std::io::Result<String> {
         .take(READ_BYTES as u64)
         .read_to_end(&mut bytes)?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+impl limits::Guest for HostilePoster {
+    fn rate_budgets() -> Vec<RateBudget> {
+        Vec::new()
+    }
 }
 
 impl post::Guest for HostilePoster {

@@ -34,6 +34,7 @@ mod time;
 mod upload;
 
 use exports::orchestrator::plugin::auth::{self, AuthSupport};
+use exports::orchestrator::plugin::limits::{self, BudgetScope, RateBudget};
 use exports::orchestrator::plugin::{metadata, post};
 use orchestrator::plugin::log::{Level, log};
 use orchestrator::plugin::types::{JobContext, PluginInfo, PostFailure, Receipt};
@@ -62,6 +63,19 @@ impl auth::Guest for MastodonPoster {
             token_lifetime_seconds: 0,
             expired_codes: Vec::new(),
         }
+    }
+}
+
+impl limits::Guest for MastodonPoster {
+    /// Mastodon's default for an account: 300 API calls in 5 minutes. A
+    /// post with images makes more than one call (and uploads have their
+    /// own 30 in 30 minutes): such batches give their accounts a `rate`.
+    fn rate_budgets() -> Vec<RateBudget> {
+        vec![RateBudget {
+            count: 300,
+            per_ms: 5 * 60 * 1000,
+            scope: BudgetScope::Account,
+        }]
     }
 }
 

@@ -56,6 +56,15 @@ function retryAfterMs(headers) {
   return Number.isFinite(seconds) && seconds >= 0 ? BigInt(seconds) * 1000n : undefined;
 }
 
+export const limits = {
+  rateBudgets() {
+    // The rate limits your platform publishes, as defaults for the
+    // accounts this poster serves (an account's own `rate` wins), e.g.
+    // { count: 300, perMs: 300000n, scope: 'account' }.
+    return [];
+  },
+};
+
 export const post = {
   async post(job) {
     const text = JSON.parse(job.payload).text;

@@ -46,6 +46,14 @@ class Auth(exports.Auth):
         )
 
 
+class Limits(exports.Limits):
+    def rate_budgets(self):
+        # The rate limits your platform publishes, as defaults for the
+        # accounts this poster serves (an account's own `rate` wins), e.g.
+        # limits.RateBudget(count=300, per_ms=300_000, scope=limits.BudgetScope.ACCOUNT).
+        return []
+
+
 def failure(message, status=None, code=None, retry_after_ms=None):
     return Err(
         types.PostFailure(

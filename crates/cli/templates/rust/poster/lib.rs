@@ -21,6 +21,7 @@ wit_bindgen::generate!({ world: "poster", path: "wit", generate_all });
 mod http;
 
 use exports::orchestrator::plugin::auth::{self, AuthSupport};
+use exports::orchestrator::plugin::limits::{self, RateBudget};
 use exports::orchestrator::plugin::{metadata, post};
 use orchestrator::plugin::types::{JobContext, PluginInfo, PostFailure, Receipt};
 
@@ -50,6 +51,15 @@ impl auth::Guest for Plugin {
             token_lifetime_seconds: 0,
             expired_codes: Vec::new(),
         }
+    }
+}
+
+impl limits::Guest for Plugin {
+    /// The rate limits your platform publishes, as defaults for the
+    /// accounts this poster serves (an account's own `rate` wins), e.g.
+    /// `RateBudget { count: 300, per_ms: 300_000, scope: BudgetScope::Account }`.
+    fn rate_budgets() -> Vec<RateBudget> {
+        Vec::new()
     }
 }
 
