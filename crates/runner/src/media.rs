@@ -457,6 +457,16 @@ pub(crate) async fn check(payload: &str, poster: &dyn Post) -> Result<Option<Che
         return Ok(None);
     }
     takes(poster, entries.len())?;
+    // What the store holds is hostile until checked: no import writes
+    // more files, or larger ones, than these.
+    let largest = MEMORY_BUDGET / MAX_ATTACHMENTS as u64;
+    if entries.len() > MAX_ATTACHMENTS || entries.iter().any(|e| e.size > largest) {
+        return Err(Refused(format!(
+            "the job's stored `media` lists {} files of up to {} bytes, more than an import allows; import the batch again with --force-reseed",
+            entries.len(),
+            entries.iter().map(|e| e.size).max().unwrap_or(0)
+        )));
+    }
     let total: u64 = entries.iter().map(|e| e.size).sum();
     let kib = total.div_ceil(1024).clamp(1, MEMORY_BUDGET >> 10) as u32;
     let held = MEMORY
@@ -777,5 +787,13 @@ mod tests {
             refused.0.contains("was not checked on import"),
             "{refused:?}"
         );
+        // A stored size no import writes is refused, not allocated.
+        let mut tampered: Value = serde_json::from_str(&payload).unwrap();
+        tampered["media"][0]["size"] = Value::from(u64::MAX);
+        let refused = check(&tampered.to_string(), &Taker(true))
+            .await
+            .err()
+            .unwrap();
+        assert!(refused.0.contains("more than an import allows"), "{refused:?}");
     }
 }
