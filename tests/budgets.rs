@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::support::Fixture;
-use crate::support::run;
+use crate::support::{run, signal};
 
 /// One account; the platform answers 429 past 10 posts in its 5-second
 /// windows.
@@ -20,7 +20,7 @@ fn with_rate(f: &Fixture, rate: &str) {
 }
 
 #[test]
-fn a_batch_kept_to_its_budget_never_meets_the_platforms_limit() {
+pub(crate) fn a_batch_kept_to_its_budget_never_meets_the_platforms_limit() {
     let f = Fixture::new(LIMITED, 25);
     with_rate(&f, "10/5s");
     let out = f.run(&[]);
@@ -47,7 +47,7 @@ fn a_batch_kept_to_its_budget_never_meets_the_platforms_limit() {
 }
 
 #[test]
-fn a_resumed_run_keeps_to_the_budget_the_last_one_spent() {
+pub(crate) fn a_resumed_run_keeps_to_the_budget_the_last_one_spent() {
     let f = Fixture::new(LIMITED, 20);
     with_rate(&f, "10/5s");
     let mut first = f.spawn(&[]);
@@ -57,11 +57,7 @@ fn a_resumed_run_keeps_to_the_budget_the_last_one_spent() {
         assert!(Instant::now() < deadline, "the first run posts");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &first.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    signal(&first, "TERM");
     let status = first.wait().unwrap();
     let stderr = std::io::read_to_string(first.stderr.take().unwrap()).unwrap();
     assert_eq!(status.code(), Some(3), "{stderr}");

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use orchestrator_store::JobState;
 
 use crate::support::Fixture;
-use crate::support::run;
+use crate::support::{run, signal};
 
 /// A small deterministic generator, so a failing seed reproduces.
 pub(crate) struct Lcg(pub(crate) u64);
@@ -155,11 +155,7 @@ fn a_second_run_on_the_same_state_is_refused_by_name() {
         second.stderr
     );
     // SIGTERM stops it like --stop-all.
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &first.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    signal(&first, "TERM");
     let status = first.wait().unwrap();
     let stderr = std::io::read_to_string(first.stderr.take().unwrap()).unwrap();
     assert_eq!(status.code(), Some(3), "{stderr}");

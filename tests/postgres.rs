@@ -11,6 +11,7 @@ use std::time::Duration;
 use orchestrator_pg_cluster::Cluster;
 use orchestrator_store::{JobState, Store};
 
+use crate::budgets;
 use crate::run_batch;
 use crate::runs;
 use crate::support::Fixture;
@@ -205,6 +206,20 @@ fn runs_resumes_cancel_and_retry_hold_on_postgres() {
         runs::a_crash_mid_run_is_resumed_and_grants_no_job_more_passes();
         runs::cancel_and_retry_change_jobs_while_a_run_goes_on();
         runs::a_run_cut_short_under_other_settings_is_closed_for_a_new_one();
+    });
+}
+
+#[test]
+fn rate_budgets_hold_on_postgres() {
+    let Some(cluster) = Cluster::for_test("rate_budgets_hold_on_postgres") else {
+        return;
+    };
+    let cluster = std::sync::Arc::new(cluster);
+    // The next process takes the budget up where the store says the last
+    // one left it.
+    crate::support::on_postgres(&cluster, || {
+        budgets::a_batch_kept_to_its_budget_never_meets_the_platforms_limit();
+        budgets::a_resumed_run_keeps_to_the_budget_the_last_one_spent();
     });
 }
 

@@ -162,3 +162,12 @@ pub async fn classifier(path: &str) -> &'static Classifier {
         .as_classifier()
         .expect("a classifier plugin")
 }
+
+/// Sends `signal` (`TERM`, `INT`, …) to `child`, as an operator's `kill`.
+pub fn signal(child: &std::process::Child, signal: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{signal} {}", child.id());
+}

@@ -325,12 +325,7 @@ impl Budgets {
     pub fn wait_until(&self, account: &str, now_ms: u64) -> Option<u64> {
         let holders = self.holders.get(account)?;
         let ledgers = self.ledgers.lock().unwrap_or_else(|e| e.into_inner());
-        let until = holders
-            .iter()
-            .filter_map(|h| ledgers.get(h))
-            .map(|l| l.next_free(now_ms))
-            .max()
-            .unwrap_or(now_ms);
+        let until = next_free(holders, &ledgers, now_ms);
         (until > now_ms).then_some(until)
     }
 
@@ -341,12 +336,7 @@ impl Budgets {
             return Ok(());
         };
         let mut ledgers = self.ledgers.lock().unwrap_or_else(|e| e.into_inner());
-        let until = holders
-            .iter()
-            .filter_map(|h| ledgers.get(h))
-            .map(|l| l.next_free(now_ms))
-            .max()
-            .unwrap_or(now_ms);
+        let until = next_free(holders, &ledgers, now_ms);
         if until > now_ms {
             return Err(until);
         }
@@ -407,6 +397,17 @@ impl Budgets {
             .max()
             .filter(|t| *t > now_ms)
     }
+}
+
+/// When the next start fits every budget of `holders`: `now_ms` when it
+/// does now.
+fn next_free(holders: &[Holder], ledgers: &HashMap<Holder, Ledger>, now_ms: u64) -> u64 {
+    holders
+        .iter()
+        .filter_map(|h| ledgers.get(h))
+        .map(|l| l.next_free(now_ms))
+        .max()
+        .unwrap_or(now_ms)
 }
 
 #[cfg(test)]

@@ -794,6 +794,9 @@ mod tests {
             .await
             .err()
             .unwrap();
-        assert!(refused.0.contains("more than an import allows"), "{refused:?}");
+        assert!(
+            refused.0.contains("more than an import allows"),
+            "{refused:?}"
+        );
     }
 }
