@@ -11,7 +11,7 @@ use std::sync::Arc;
 use orchestrator_auth::{AccountAuth, Transport};
 use orchestrator_contract::RateBudget;
 use orchestrator_plugin_host::{Plugin, PluginHost};
-use orchestrator_store::Store;
+use orchestrator_store::{NewJob, Store};
 
 use crate::budget::{Rate, Rates};
 use crate::input::{self, AccountConfig, InputError};
@@ -159,6 +159,20 @@ impl Batch {
             auth: BTreeMap::new(),
             reload_with,
         })
+    }
+
+    /// Refuses `jobs` of which one has attachments that its account's
+    /// poster cannot read (a native one, or one built against a contract
+    /// before 0.4.0), before anything is imported or run.
+    pub fn check_media(&self, jobs: &[NewJob]) -> Result<(), InputError> {
+        for job in jobs {
+            crate::media::readable_by(&job.payload, self.poster_for(&job.account).as_ref())
+                .map_err(|reason| InputError::Media {
+                    job: job.id.clone(),
+                    reason,
+                })?;
+        }
+        Ok(())
     }
 
     /// Checks each account's scheme against what its poster says of the

@@ -33,9 +33,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use crate::input::InputError;
-use crate::{Batch, Post};
-use orchestrator_store::NewJob;
+use crate::Post;
 
 /// The most files one job may attach: Mastodon's limit, and Bluesky's.
 pub const MAX_ATTACHMENTS: usize = 4;
@@ -407,23 +405,13 @@ impl Refused {
     }
 }
 
-impl Batch {
-    /// Refuses `jobs` of which one has attachments that its account's
-    /// poster cannot read (a native one, or one built against a contract
-    /// before 0.4.0), before anything is imported or run.
-    pub fn check_media(&self, jobs: &[NewJob]) -> Result<(), InputError> {
-        for job in jobs {
-            let files = stored(&job.payload).map_or(0, |entries| entries.len());
-            if files > 0 {
-                takes(self.poster_for(&job.account).as_ref(), files).map_err(|why| {
-                    InputError::Media {
-                        job: job.id.clone(),
-                        reason: why.0,
-                    }
-                })?;
-            }
-        }
-        Ok(())
+/// Refuses a job whose attachments (in its stored `payload`) its poster
+/// cannot read: a native one, or one built against a contract before
+/// 0.4.0. The reason is the job's.
+pub(crate) fn readable_by(payload: &str, poster: &dyn Post) -> Result<(), String> {
+    match stored(payload).map_or(0, |entries| entries.len()) {
+        0 => Ok(()),
+        files => takes(poster, files).map_err(|why| why.0),
     }
 }
 
