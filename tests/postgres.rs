@@ -15,7 +15,7 @@ use crate::budgets;
 use crate::run_batch;
 use crate::runs;
 use crate::support::Fixture;
-use crate::support::wait_until;
+use crate::support::{run, wait_until};
 
 /// A scenario of `accounts` accounts whose every post takes `delay_ms`.
 fn many_accounts(accounts: usize, delay_ms: u64) -> String {
@@ -207,6 +207,81 @@ fn runs_resumes_cancel_and_retry_hold_on_postgres() {
         runs::cancel_and_retry_change_jobs_while_a_run_goes_on();
         runs::a_run_cut_short_under_other_settings_is_closed_for_a_new_one();
     });
+}
+
+#[test]
+fn a_worker_role_runs_a_batch_but_may_not_change_the_schema() {
+    let Some(cluster) = Cluster::for_test("a_worker_role_runs_a_batch") else {
+        return;
+    };
+    let owner = cluster.create_database();
+    cluster.sql(&owner, "CREATE ROLE batch_worker LOGIN");
+    let worker = owner.replacen(
+        &format!("{}@", orchestrator_pg_cluster::USER),
+        "batch_worker@",
+        1,
+    );
+    let f = Fixture::new(
+        "[[account]]\nname = \"alice\"\ntoken = \"alice-token\"\n",
+        3,
+    );
+    let as_worker = |extra: &[&str]| {
+        let mut cmd = f.command(&["--state-file", &worker]);
+        cmd.args(extra);
+        run(cmd)
+    };
+    let refused_migration = |out: &crate::support::Output| {
+        assert_eq!(out.code, 2, "{}", out.stderr);
+        assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+        assert!(
+            out.stderr.contains("this role may not change the schema")
+                && out.stderr.contains(
+                    "run `orchestrator migrate --state-file URL` as the role that owns it"
+                ),
+            "{}",
+            out.stderr
+        );
+    };
+
+    // A database nobody migrated: the worker may not, and is told who may.
+    refused_migration(&as_worker(&["--run"]));
+    assert_eq!(f.sandbox.counters().requests, 0);
+
+    // The owner migrates and grants; the worker's run posts every job, and
+    // it may re-seed the batch.
+    let migrated = f.tool(&[
+        "migrate",
+        "--state-file",
+        &owner,
+        "--grant-to",
+        "batch_worker",
+    ]);
+    assert_eq!(migrated.code, 0, "{}", migrated.stderr);
+    assert!(
+        migrated.stderr.contains("Granted batch_worker"),
+        "{}",
+        migrated.stderr
+    );
+    let done = as_worker(&["--run"]);
+    assert_eq!(done.code, 0, "{}", done.stderr);
+    assert_eq!(f.sandbox.counters().statuses_created, 3);
+    let reseeded = as_worker(&["--seed-only", "--force-reseed"]);
+    assert_eq!(reseeded.code, 0, "{}", reseeded.stderr);
+
+    // A schema behind this build: the worker's migration is refused, run
+    // or `migrate`, and nothing of the schema changes.
+    cluster.sql(
+        &owner,
+        "UPDATE orchestrator_schema SET version = version - 1",
+    );
+    refused_migration(&as_worker(&["--run"]));
+    refused_migration(&f.tool(&["migrate", "--state-file", &worker]));
+    cluster.sql(
+        &owner,
+        "UPDATE orchestrator_schema SET version = version + 1",
+    );
+    let status = as_worker(&["--status"]);
+    assert_eq!(status.code, 0, "{}", status.stderr);
 }
 
 #[test]

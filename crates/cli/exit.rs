@@ -96,6 +96,7 @@ fn store_code(error: &StoreError) -> u8 {
     match error {
         StoreError::Open { .. }
         | StoreError::NewerSchema { .. }
+        | StoreError::NotSchemaOwner { .. }
         | StoreError::ReadOnly { .. }
         | StoreError::Locked { .. }
         | StoreError::RunInProgress { .. }

@@ -14,6 +14,15 @@ pub enum StoreError {
         known: i64,
     },
     #[error(
+        "the database {path} is at schema version {found} and this orchestrator needs {needs}, but this role may not change the schema ({reason}); run `orchestrator migrate --state-file URL` as the role that owns it (with --grant-to ROLE for the workers), then run again"
+    )]
+    NotSchemaOwner {
+        path: String,
+        found: i64,
+        needs: i64,
+        reason: String,
+    },
+    #[error(
         "the state file {path} is read-only; make it writable (chmod u+w) or use another --state-file"
     )]
     ReadOnly { path: String },

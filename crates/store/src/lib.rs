@@ -30,7 +30,8 @@ pub use error::{Result, StoreError};
 pub use lock::{Acquired, RunLock};
 pub use model::*;
 pub use postgres::{
-    DEFAULT_LEASE, POSTGRES_SCHEMA_VERSION, PostgresStore, is_postgres_url, without_password,
+    DEFAULT_LEASE, POSTGRES_SCHEMA_VERSION, PostgresStore, WORKER_GRANTS, is_postgres_url,
+    without_password, worker_grants,
 };
 pub use sqlite::SqliteStore;
 pub use store::{ReadStore, RunStore, Store};

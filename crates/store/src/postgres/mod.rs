@@ -49,7 +49,7 @@ use crate::{JobState, Result, StoreError, StoredJob};
 use outage::Failure;
 
 pub use leases::DEFAULT_LEASE;
-pub use schema::POSTGRES_SCHEMA_VERSION;
+pub use schema::{POSTGRES_SCHEMA_VERSION, WORKER_GRANTS, worker_grants};
 pub use url::{is_postgres_url, without_password};
 
 /// The database's clock, in ms since the epoch: leases are compared on one

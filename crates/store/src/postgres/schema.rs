@@ -1,8 +1,10 @@
 //! [`POSTGRES_SCHEMA_VERSION`]: the database's schema, brought up to date
 //! by [`migrate`] as a store opens.
 
-use super::Inner;
 use super::outage::{Failure, Step};
+use super::{Inner, PostgresStore};
+use tokio_postgres::error::SqlState;
+
 use crate::StoreError;
 
 /// What turns schema version `n` into `n + 1`, at index `n`; the database's
@@ -24,7 +26,41 @@ pub const POSTGRES_SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 const MIGRATE_LOCK: i64 = 0x6f72_6368_6d69_6772; // "orchmigr"
 
 /// Brings the schema up to date, once however many processes start at once.
+/// A schema already current is only read — no lock, no DDL — so a worker
+/// role that may not change it opens the store; one that must be changed
+/// by a role that may not is refused with what to run instead.
 pub(super) async fn migrate(inner: &Inner) -> Step<()> {
+    let client = inner.pool.get().await?;
+    let found = match client
+        .query_opt("SELECT version FROM orchestrator_schema", &[])
+        .await
+    {
+        Ok(row) => row.map_or(0, |row| row.get::<_, i64>(0)),
+        // No such table yet: a new database.
+        Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => 0,
+        Err(e) => return Err(e.into()),
+    };
+    drop(client);
+    if found == POSTGRES_SCHEMA_VERSION {
+        return Ok(());
+    }
+    match change(inner).await {
+        Err(Failure::Store(StoreError::Postgres(reason)))
+            if reason.contains("permission denied") =>
+        {
+            Err(Failure::Store(StoreError::NotSchemaOwner {
+                path: inner.shown.clone(),
+                found,
+                needs: POSTGRES_SCHEMA_VERSION,
+                reason,
+            }))
+        }
+        other => other,
+    }
+}
+
+/// The migrations from the version found, under the migrations' lock.
+async fn change(inner: &Inner) -> Step<()> {
     let mut client = inner.pool.get().await?;
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])
@@ -59,4 +95,38 @@ pub(super) async fn migrate(inner: &Inner) -> Step<()> {
     .await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// What a worker role needs of the schema, and no more: the data of every
+/// table, the schema's version to read, and the ids its sequences hand
+/// out. `{role}` is replaced by the role, quoted. Run as the owner, after
+/// each migration (a new table needs its grant).
+pub const WORKER_GRANTS: &str = "
+GRANT USAGE ON SCHEMA public TO {role};
+GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE
+    ON jobs, attempts, passes, runs, processes, meta, tokens TO {role};
+GRANT SELECT ON orchestrator_schema TO {role};
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role};
+";
+
+/// [`WORKER_GRANTS`] for `role`, its name quoted as an identifier.
+pub fn worker_grants(role: &str) -> String {
+    let quoted = format!("\"{}\"", role.replace('"', "\"\""));
+    WORKER_GRANTS.replace("{role}", &quoted)
+}
+
+impl PostgresStore {
+    /// Grants `role` what a worker needs ([`WORKER_GRANTS`]); run by the
+    /// schema's owner, after migrating.
+    pub fn grant_worker(&self, role: &str) -> crate::Result<()> {
+        let grants = worker_grants(role);
+        self.call(move |inner: std::sync::Arc<Inner>| {
+            let grants = grants.clone();
+            async move {
+                let client = inner.pool.get().await?;
+                client.batch_execute(&grants).await?;
+                Ok(())
+            }
+        })
+    }
 }
