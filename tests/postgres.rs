@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::process::Child;
 use std::time::Duration;
 
-use orchestrator_pg_cluster::Cluster;
+use orchestrator_pg_cluster::{Cluster, Setup};
 use orchestrator_store::{JobState, Store};
 
 use crate::budgets;
@@ -73,7 +73,45 @@ fn three_processes_share_five_thousand_jobs_and_post_each_once() {
     let Some(cluster) = Cluster::for_test("three_processes_share_five_thousand_jobs") else {
         return;
     };
-    let f = seeded(&cluster, 50, 0, 100);
+    three_processes_share_five_thousand_jobs(&seeded(&cluster, 50, 0, 100));
+}
+
+/// `url` (a database of `cluster`, which speaks TLS) checked as
+/// `verify-full` against the cluster's authority.
+fn verify_full(cluster: &Cluster, url: &str) -> String {
+    format!(
+        "{url}?sslmode=verify-full&sslrootcert={}",
+        cluster.ca_file().display()
+    )
+}
+
+#[test]
+fn three_processes_share_five_thousand_jobs_over_tls_verify_full() {
+    let Some(cluster) = Cluster::for_test_with("three_processes_over_tls", &Setup::tls_required())
+    else {
+        return;
+    };
+    let mut f = Fixture::new(&many_accounts(50, 0), 100).on_postgres(&cluster);
+    f.store_url = f.store_url.map(|url| verify_full(&cluster, &url));
+    let seeded = crate::support::run(&mut f.command(&["--seed-only"]));
+    assert_eq!(seeded.code, 0, "{}", seeded.stderr);
+    three_processes_share_five_thousand_jobs(&f);
+    let status = crate::support::run(&mut f.command(&["--status"]));
+    assert!(
+        status.stdout.contains(&format!(
+            "  store:       {}, TLSv1.3 (verify-full)\n",
+            f.store_name()
+        )),
+        "{}",
+        status.stdout
+    );
+    let json = crate::support::run(&mut f.command(&["--status", "--json"]));
+    let json: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(json["connection"]["encrypted"], true, "{json}");
+    assert_eq!(json["connection"]["sslmode"], "verify-full", "{json}");
+}
+
+fn three_processes_share_five_thousand_jobs(f: &Fixture) {
     let children: Vec<Child> = (0..3)
         .map(|_| f.spawn(&["--workers", "8", "--lease", "10"]))
         .collect();
@@ -81,7 +119,7 @@ fn three_processes_share_five_thousand_jobs_and_post_each_once() {
         let (code, stderr) = finish(child);
         assert_eq!(code, 0, "{stderr}");
     }
-    assert_all_posted_once(&f, 5_000);
+    assert_all_posted_once(f, 5_000);
     // One request per job: no process posted what another held.
     assert_eq!(f.sandbox.counters().requests, 5_000);
     let (runs, processes): (BTreeSet<_>, BTreeSet<_>) = f
@@ -96,6 +134,173 @@ fn three_processes_share_five_thousand_jobs_and_post_each_once() {
         processes.len(),
         3,
         "every process took a share: {processes:?}"
+    );
+}
+
+#[test]
+fn the_password_comes_from_a_passfile_pgpassword_or_a_file_and_is_never_shown() {
+    use std::os::unix::fs::PermissionsExt;
+    const PASSWORD: &str = "Pa55-w0rd:with\\odd";
+    let setup = Setup {
+        password_users: vec![("worker".into(), PASSWORD.into())],
+        ..Setup::tls_required()
+    };
+    let Some(cluster) = Cluster::for_test_with("the_password_from_a_passfile", &setup) else {
+        return;
+    };
+    let url = verify_full(&cluster, &cluster.create_database_for("worker"));
+    let mut f = Fixture::new(
+        "[[account]]\nname = \"alice\"\ntoken = \"alice-token\"\n",
+        2,
+    );
+    f.store_url = Some(url.clone());
+    let private = |name: &str, text: &str, mode: u32| {
+        let path = f.path(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    };
+    let never_shown = |out: &crate::support::Output| {
+        assert!(
+            !out.stdout.contains("Pa55") && !out.stderr.contains("Pa55"),
+            "{}{}",
+            out.stdout,
+            out.stderr
+        );
+    };
+    let status = |cmd: &mut std::process::Command| {
+        let out = crate::support::run(cmd.args(["--status", "--json"]));
+        never_shown(&out);
+        out
+    };
+    // The passfile's line escapes its colon and backslash.
+    let escaped = PASSWORD.replace('\\', "\\\\").replace(':', "\\:");
+    let passfile = private(
+        "pgpass",
+        &format!("# host:port:database:user:password\n127.0.0.1:*:*:worker:{escaped}\n"),
+        0o600,
+    );
+
+    let out = status(f.command(&[]).env("PGPASSFILE", &passfile));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stderr, "");
+
+    // Others may read it: it is not read, and the refusal says why.
+    std::fs::set_permissions(&passfile, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = status(f.command(&[]).env("PGPASSFILE", &passfile));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let error = out.stderr.lines().last().unwrap();
+    assert!(
+        error.starts_with("error: ")
+            && error.contains("the server asks for a password and none was given")
+            && error.contains("the passfile was not read")
+            && error.contains("may be read by its group or others (mode 0644)")
+            && error.contains("chmod 600"),
+        "{}",
+        out.stderr
+    );
+
+    let out = status(f.command(&[]).env("PGPASSWORD", PASSWORD));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let file = private("password", &format!("{PASSWORD}\n"), 0o600);
+    let out = status(&mut f.command(&["--password-file", file.to_str().unwrap()]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let out = status(&mut f.command(&["--password-file", file.to_str().unwrap()]));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("--password-file: "), "{}", out.stderr);
+
+    // In the URL on the command line it still works, with a warning that
+    // names the alternatives; the URL is shown without it.
+    let encoded = PASSWORD.replace(':', "%3A").replace('\\', "%5C");
+    f.store_url = Some(url.replacen("worker@", &format!("worker:{encoded}@"), 1));
+    let out = crate::support::run(&mut f.command(&["--run"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    never_shown(&out);
+    assert!(!out.stdout.contains(&encoded) && !out.stderr.contains(&encoded));
+    let warnings: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("the PostgreSQL password is on the command line"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", out.stderr);
+    assert!(
+        warnings[0].contains("use PGPASSWORD, ~/.pgpass or --password-file instead"),
+        "{}",
+        warnings[0]
+    );
+    assert_eq!(f.sandbox.counters().statuses_created, 2);
+}
+
+#[test]
+fn tls_and_the_pool_set_in_orchestrator_toml_and_a_wrong_host_name_refused_in_one_line() {
+    // The certificate is for localhost alone.
+    let setup = Setup {
+        tls_names: vec!["localhost".into()],
+        tls_required: true,
+        ..Setup::default()
+    };
+    let Some(cluster) = Cluster::for_test_with("tls_set_in_orchestrator_toml", &setup) else {
+        return;
+    };
+    let mut f = Fixture::new(
+        "[[account]]\nname = \"alice\"\ntoken = \"alice-token\"\n",
+        1,
+    )
+    .on_postgres(&cluster);
+    std::fs::write(
+        f.path("orchestrator.toml"),
+        format!(
+            "sslmode = \"verify-full\"\nsslrootcert = \"{}\"\ndb-pool = 2\n",
+            cluster.ca_file().display()
+        ),
+    )
+    .unwrap();
+    let one_line_error = |out: &crate::support::Output, says: &[&str]| {
+        assert_eq!(out.code, 2, "{}", out.stderr);
+        assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+        for words in says {
+            assert!(out.stderr.contains(words), "{words:?} in {}", out.stderr);
+        }
+    };
+    // The URL says 127.0.0.1.
+    one_line_error(
+        &crate::support::run(&mut f.command(&["--run"])),
+        &[
+            r#"certificate not valid for name "127.0.0.1""#,
+            "connect by a name the certificate lists, or use sslmode=verify-ca",
+        ],
+    );
+    assert_eq!(f.sandbox.counters().requests, 0);
+
+    f.store_url = f
+        .store_url
+        .map(|url| url.replacen("@127.0.0.1:", "@localhost:", 1));
+    let out = crate::support::run(&mut f.command(&["--run"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let status = crate::support::run(&mut f.command(&["--status"]));
+    assert!(
+        status.stdout.contains("TLSv1.3 (verify-full)"),
+        "{}",
+        status.stdout
+    );
+    let shown = crate::support::run(&mut f.command(&["config", "show"]));
+    assert!(
+        shown
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("db-pool ") && l.contains(" 2 ")),
+        "{}",
+        shown.stdout
+    );
+    // The command line wins over the file: a server that requires TLS
+    // refuses sslmode=disable, in one line that says what to use.
+    one_line_error(
+        &crate::support::run(&mut f.command(&["--status", "--sslmode", "disable"])),
+        &[
+            "no encryption",
+            "use sslmode=require, verify-ca or verify-full",
+        ],
     );
 }
 

@@ -401,6 +401,10 @@ mod tests {
             "metrics-listen",
             "media-root",
             "max-media-size",
+            "sslmode",
+            "sslrootcert",
+            "password-file",
+            "db-pool",
         ] {
             assert!(keys.iter().any(|k| k == key), "{key} in {keys:?}");
         }
@@ -416,7 +420,7 @@ mod tests {
         ] {
             assert!(!keys.iter().any(|k| k == flag), "{flag} in {keys:?}");
         }
-        assert_eq!(keys.len(), 32, "{keys:?}");
+        assert_eq!(keys.len(), 36, "{keys:?}");
     }
 
     #[test]

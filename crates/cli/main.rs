@@ -195,6 +195,9 @@ fn parse(argv: Vec<OsString>) -> anyhow::Result<(Cli, config::Effective)> {
     let mut cli = Cli::from_arg_matches(&matches)?;
     let effective = file.effective(&given, &matches);
     cli.batch.platforms = file.platforms;
+    let url_on_command_line =
+        given.value_source("state_file") == Some(clap::parser::ValueSource::CommandLine);
+    commands::batch::connect_with(&cli.batch, url_on_command_line);
     Ok((cli, effective))
 }
 

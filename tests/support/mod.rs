@@ -22,6 +22,11 @@ pub fn orchestrator() -> Command {
     cmd.env_remove("ORCHESTRATOR_PLUGIN_PATH")
         .env_remove("ORCHESTRATOR_LOG")
         .env_remove("RUST_LOG")
+        // libpq's settings would change how a test's database is reached.
+        .env_remove("PGPASSWORD")
+        .env_remove("PGPASSFILE")
+        .env_remove("PGSSLMODE")
+        .env_remove("PGSSLROOTCERT")
         // Keep the user's data folder out of `plugins list`.
         .env("XDG_DATA_HOME", "/nonexistent-orchestrator-test-data")
         .env("HOME", "/nonexistent-orchestrator-test-home")

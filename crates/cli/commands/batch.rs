@@ -17,7 +17,8 @@ use clap::{ArgGroup, Args};
 use orchestrator_retry::RetryConfig;
 use orchestrator_runner::input;
 use orchestrator_store::{
-    DEFAULT_LEASE, NewJob, PostgresStore, SqliteStore, Store, is_postgres_url,
+    DEFAULT_LEASE, DEFAULT_POOL, NewJob, PgOptions, PostgresStore, SqliteStore, SslMode, Store,
+    TlsOptions, is_postgres_url,
 };
 
 pub use crate::commands::limits::LimitArgs;
@@ -41,11 +42,82 @@ pub fn store_name(path: &Path) -> String {
 }
 
 /// Opens the store at `path`, a state file or a PostgreSQL URL, creating
-/// it (or bringing its schema up to date) if needed.
+/// it (or bringing its schema up to date) if needed. A URL is connected to
+/// with the settings [`connect_with`] was given.
 pub fn open_at(path: &Path, lease: Duration) -> Result<Box<dyn Store>> {
     Ok(match postgres_url(path) {
-        Some(url) => Box::new(PostgresStore::open(url, lease)?),
+        Some(url) => Box::new(open_postgres(url, lease)?),
         None => Box::new(SqliteStore::open(path)?),
+    })
+}
+
+/// Opens the PostgreSQL store at `url` with the settings [`connect_with`]
+/// was given (TLS, the password, the pool).
+pub fn open_postgres(url: &str, lease: Duration) -> Result<PostgresStore> {
+    Ok(PostgresStore::open_with(
+        url,
+        &postgres_options(url, lease)?,
+    )?)
+}
+
+/// How this process connects to a PostgreSQL store: every command opens
+/// its store by path ([`open_at`]), and the connection settings are the
+/// batch flags', set once as the program starts ([`connect_with`]).
+static CONNECTION: std::sync::OnceLock<Connection> = std::sync::OnceLock::new();
+
+#[derive(Debug, Clone)]
+struct Connection {
+    postgres: PostgresArgs,
+    ca_files: Vec<PathBuf>,
+    /// Whether `--state-file` came from the command line (not the
+    /// configuration file), where a password in it is seen by all.
+    url_on_command_line: bool,
+}
+
+/// Sets how [`open_at`] connects to a PostgreSQL store: `args`'
+/// connection flags and `--ca-file`s. `url_on_command_line` says whether
+/// `--state-file` was given on the command line.
+pub fn connect_with(args: &BatchArgs, url_on_command_line: bool) {
+    let _ = CONNECTION.set(Connection {
+        postgres: args.postgres.clone(),
+        ca_files: args.limits.ca_files.clone(),
+        url_on_command_line,
+    });
+}
+
+/// The options [`open_at`] opens `url` with; warns (once) when the URL
+/// holds a password and came from the command line.
+fn postgres_options(url: &str, lease: Duration) -> Result<PgOptions> {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    let Some(connection) = CONNECTION.get() else {
+        return Ok(PgOptions {
+            lease,
+            ..PgOptions::default()
+        });
+    };
+    if connection.url_on_command_line && orchestrator_store::url_has_password(url) {
+        WARNED.call_once(|| {
+            tracing::warn!(
+                "the PostgreSQL password is on the command line (in --state-file), where other local users and the shell's history see it; use PGPASSWORD, ~/.pgpass or --password-file instead"
+            )
+        });
+    }
+    let mut extra_roots = Vec::new();
+    for file in &connection.ca_files {
+        let certs = orchestrator_plugin_host::outbound::read_pem_certificates(file)
+            .map_err(|e| Exit::new(exit::USAGE, format!("--ca-file: {e}")))?;
+        extra_roots.extend(certs);
+    }
+    let args = &connection.postgres;
+    Ok(PgOptions {
+        lease,
+        tls: TlsOptions {
+            mode: args.sslmode.map(SslMode::from),
+            root_cert: args.sslrootcert.clone(),
+            extra_roots,
+        },
+        pool_size: args.db_pool as usize,
+        password_file: args.password_file.clone(),
     })
 }
 
@@ -227,9 +299,73 @@ pub struct BatchArgs {
     #[command(flatten)]
     pub limits: LimitArgs,
 
+    #[command(flatten)]
+    pub postgres: PostgresArgs,
+
     /// `[platform."host"]` tables of the configuration file.
     #[arg(skip)]
     pub platforms: std::collections::BTreeMap<String, crate::config::Platform>,
+}
+
+/// How a PostgreSQL store (`--state-file postgres://…`) is connected to.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "PostgreSQL Store")]
+pub struct PostgresArgs {
+    /// TLS to the database, as libpq's sslmode: disable, prefer (TLS when
+    /// the server offers it), require (encrypted, not verified),
+    /// verify-ca, verify-full (the certificate names the host); the URL's
+    /// own sslmode wins
+    #[arg(
+        long,
+        value_name = "MODE",
+        value_enum,
+        env = "PGSSLMODE",
+        global = true
+    )]
+    pub sslmode: Option<SslModeArg>,
+    /// The certificate authorities (PEM) to trust for the database, alone
+    /// (default: the Mozilla roots and --ca-file); `system` for those,
+    /// with verify-full. The URL's own sslrootcert wins
+    #[arg(long, value_name = "PEM|system", env = "PGSSLROOTCERT", global = true)]
+    pub sslrootcert: Option<PathBuf>,
+    /// A file holding the database password alone (only its owner may
+    /// read it), for a URL without one; else PGPASSWORD, else ~/.pgpass
+    /// (PGPASSFILE)
+    #[arg(long, value_name = "FILE", global = true)]
+    pub password_file: Option<PathBuf>,
+    /// Connections each process keeps to the database at most, besides
+    /// one for its writer
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = DEFAULT_POOL as u32,
+        value_parser = from_to::<u32>(1, 1000, ""),
+        allow_negative_numbers = true,
+        global = true
+    )]
+    pub db_pool: u32,
+}
+
+/// `--sslmode`'s values: the store's [`SslMode`].
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SslModeArg {
+    Disable,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl From<SslModeArg> for SslMode {
+    fn from(mode: SslModeArg) -> SslMode {
+        match mode {
+            SslModeArg::Disable => SslMode::Disable,
+            SslModeArg::Prefer => SslMode::Prefer,
+            SslModeArg::Require => SslMode::Require,
+            SslModeArg::VerifyCa => SslMode::VerifyCa,
+            SslModeArg::VerifyFull => SslMode::VerifyFull,
+        }
+    }
 }
 
 /// The value parser of `--metrics-listen`: `IP:PORT` (`[::1]:PORT`),

@@ -62,7 +62,8 @@ pub struct LimitArgs {
     #[arg(long = "allow-host", value_name = "HOST[:PORT]", global = true)]
     pub allow_hosts: Vec<String>,
     /// Also trust the certificate authorities in this PEM file for
-    /// platform connections (repeatable), e.g. a private instance's
+    /// platform connections and a PostgreSQL store's (repeatable), e.g. a
+    /// private instance's
     #[arg(long = "ca-file", value_name = "PEM", global = true)]
     pub ca_files: Vec<PathBuf>,
 

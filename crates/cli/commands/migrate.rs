@@ -5,9 +5,9 @@
 
 use anyhow::Result;
 use clap::Args;
-use orchestrator_store::{DEFAULT_LEASE, PostgresStore};
+use orchestrator_store::DEFAULT_LEASE;
 
-use crate::commands::batch::{BatchArgs, open_at, postgres_url, store_name};
+use crate::commands::batch::{BatchArgs, open_at, open_postgres, postgres_url, store_name};
 use crate::exit::{self, Exit};
 
 /// The store is `--state-file` (a state file, created if missing, or a
@@ -39,7 +39,8 @@ impl MigrateArgs {
             store_name(&batch.state_file)
         );
         if let (Some(role), Some(url)) = (&self.grant_to, url) {
-            PostgresStore::open(url, DEFAULT_LEASE)?.grant_worker(role)?;
+            // Connected as the flags say (TLS, password file), as the migration was.
+            open_postgres(url, DEFAULT_LEASE)?.grant_worker(role)?;
             eprintln!("Granted {role} what a run needs (data, not the schema)");
         }
         Ok(exit::SUCCESS)

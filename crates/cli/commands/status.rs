@@ -6,7 +6,7 @@ use anyhow::Result;
 use orchestrator_contract::{Category, RetryScope};
 use orchestrator_retry::RetryConfig;
 use orchestrator_runner::budget::{Budgets, Holder, Use};
-use orchestrator_store::{RetryEntry, RunStatus, StatusReport, Store};
+use orchestrator_store::{RetryEntry, RunStatus, StatusReport, Store, StoreConnection};
 use serde::Serialize;
 
 use crate::commands::batch::{BatchArgs, postgres_url};
@@ -20,6 +20,10 @@ struct StatusJson<'a> {
     batch: Option<&'a StatusReport>,
     retry_configuration: RetryConfig,
     workers: u32,
+    /// How this process reaches a PostgreSQL store (whether it is
+    /// encrypted); absent for a state file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connection: Option<StoreConnection>,
     /// The rate budgets of the accounts file given, as they stand now.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     budgets: Vec<BudgetJson>,
@@ -48,12 +52,13 @@ pub fn run(args: &BatchArgs) -> Result<u8> {
     } else {
         None
     };
-    let (report, budgets) = match store {
+    let (report, budgets, connection) = match store {
         Some(store) => (
             Some(report_of(store.as_ref(), args)?).filter(|r| r.jobs > 0),
             budgets_of(store.as_ref(), args),
+            store.connection()?,
         ),
-        None => (None, Ok(Vec::new())),
+        None => (None, Ok(Vec::new()), None),
     };
     if args.json {
         print_json(&StatusJson {
@@ -61,6 +66,7 @@ pub fn run(args: &BatchArgs) -> Result<u8> {
             batch: report.as_ref(),
             retry_configuration: config,
             workers: args.workers,
+            connection,
             budgets: budgets
                 .unwrap_or_default()
                 .into_iter()
@@ -83,6 +89,14 @@ pub fn run(args: &BatchArgs) -> Result<u8> {
             args.store_name()
         )),
         Some(report) => out.push_str(&render(report, &args.store_name(), &config)),
+    }
+    if let Some(connection) = &connection {
+        // Beneath the first line, which names the store.
+        let at = out.find('\n').map_or(out.len(), |i| i + 1);
+        out.insert_str(
+            at,
+            &format!("  store:       {}, {connection}\n", args.store_name()),
+        );
     }
     out.push_str(&render_budgets(budgets));
     // The settings this command was given (the original tool prints them).

@@ -33,6 +33,9 @@ pub use postgres::{
     DEFAULT_LEASE, POSTGRES_SCHEMA_VERSION, PostgresStore, WORKER_GRANTS, is_postgres_url,
     without_password, worker_grants,
 };
+pub use postgres::{
+    DEFAULT_POOL, PgOptions, SslMode, TlsOptions, WRITER_CONNECTIONS, url_has_password,
+};
 pub use sqlite::SqliteStore;
 pub use store::{ReadStore, RunStore, Store};
 

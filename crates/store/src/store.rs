@@ -15,7 +15,8 @@
 use crate::{
     AccountRow, AttemptId, AttemptOutcome, AttemptRecord, ClaimLimit, Durable, ImportSummary,
     JobChange, JobFilter, JobSummary, Joined, NewJob, NewProcess, PassMark, Pause, ProcessId,
-    ProcessState, ReportRow, Result, RunPass, RunState, StatusReport, StoredJob, Throughput,
+    ProcessState, ReportRow, Result, RunPass, RunState, StatusReport, StoreConnection, StoredJob,
+    Throughput,
 };
 
 /// The store behind a batch: both halves, for callers that run a batch
@@ -170,6 +171,11 @@ pub trait ReadStore: Send + Sync {
 
     /// Everything `--status` shows.
     fn status(&self) -> Result<StatusReport>;
+    /// How this process reaches the store, when it is a server's (whether
+    /// the connection is encrypted); `None` for a file.
+    fn connection(&self) -> Result<Option<StoreConnection>> {
+        Ok(None)
+    }
     /// Every job's current state, in import order.
     fn job_summaries(&self) -> Result<Vec<JobSummary>>;
     /// A job's attempts, oldest first.

@@ -7,6 +7,29 @@ use serde::Serialize;
 use super::read_ms;
 use crate::{Pause, RunPass, RunState};
 
+/// How a process reaches a store on a server, for `--status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoreConnection {
+    /// The `sslmode` it connects with (`verify-full`, …).
+    pub sslmode: String,
+    /// Whether its connection is encrypted (TLS).
+    pub encrypted: bool,
+    /// The TLS version, when it is (`TLSv1.3`).
+    pub tls_version: Option<String>,
+}
+
+impl std::fmt::Display for StoreConnection {
+    /// `TLS (verify-full)`, `TLSv1.3 (verify-full)` or `not encrypted
+    /// (sslmode=prefer)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.encrypted, &self.tls_version) {
+            (true, Some(version)) => write!(f, "{version} ({})", self.sslmode),
+            (true, None) => write!(f, "TLS ({})", self.sslmode),
+            (false, _) => write!(f, "not encrypted (sslmode={})", self.sslmode),
+        }
+    }
+}
+
 /// Everything `--status` shows, read from the store alone.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StatusReport {

@@ -16,21 +16,29 @@
 //! again or [`outage::OUTAGE_LIMIT`] passes; each write is idempotent, so a
 //! retry of a transaction whose commit was not acknowledged does no harm.
 //!
+//! Connections may use TLS ([`tls`]: libpq's `sslmode`s, over rustls), and
+//! find their password where libpq does ([`password`]); [`PgOptions`] says
+//! how many there are, and [`PostgresStore::open_with`] takes it.
+//!
 //! The parts: [`schema`] (migrations), [`url`] (the URL as messages show
-//! it), [`outage`] (calls on the store's runtime, retried through an
-//! outage), [`writer`] (the attempts' writes, committed in groups) and
-//! [`attempts`] (their SQL), [`leases`] (claims, renewals, taking back what
-//! a lost process held), [`runs`] (which run a process joins), [`writes`]
-//! and [`reads`] (the two halves of the store).
+//! it), [`connect`] (a URL and options made a connection, and why one
+//! failed said with what to change), [`outage`] (calls on the store's
+//! runtime, retried through an outage), [`writer`] (the attempts' writes,
+//! committed in groups) and [`attempts`] (their SQL), [`leases`] (claims,
+//! renewals, taking back what a lost process held), [`runs`] (which run a
+//! process joins), [`writes`] and [`reads`] (the two halves of the store).
 
 mod attempts;
+mod connect;
 mod leases;
 mod outage;
+mod password;
 mod reads;
 mod runs;
 mod schema;
 #[cfg(test)]
 mod tests;
+mod tls;
 mod url;
 mod writer;
 mod writes;
@@ -41,7 +49,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::sync::mpsc;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
 
 use crate::model::read_ms;
 use crate::write::{Reply, Write};
@@ -50,11 +58,46 @@ use outage::Failure;
 
 pub use leases::DEFAULT_LEASE;
 pub use schema::{POSTGRES_SCHEMA_VERSION, WORKER_GRANTS, worker_grants};
-pub use url::{is_postgres_url, without_password};
+pub use tls::{SslMode, TlsOptions};
+pub use url::{is_postgres_url, url_has_password, without_password};
 
 /// The database's clock, in ms since the epoch: leases are compared on one
 /// clock, whichever machines the processes run on.
 const NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
+/// Connections of a process's pool when [`PgOptions::pool_size`] is not
+/// set (`--db-pool`).
+pub const DEFAULT_POOL: usize = 16;
+
+/// Connections a process opens beside its pool: its writers', one each.
+pub const WRITER_CONNECTIONS: usize = writer::WRITERS;
+
+/// How a [`PostgresStore`] connects, beside what its URL says.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// How long a process holds the jobs it claimed without renewing.
+    pub lease: Duration,
+    /// `sslmode`, `sslrootcert` (the URL's win) and `--ca-file`.
+    pub tls: TlsOptions,
+    /// Connections of the pool every call but the attempts' writes uses,
+    /// made as they are needed: a process opens at most this many plus
+    /// [`WRITER_CONNECTIONS`].
+    pub pool_size: usize,
+    /// A file holding the password alone, for a URL without one (before
+    /// `PGPASSWORD` and the passfile, as libpq looks).
+    pub password_file: Option<std::path::PathBuf>,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        PgOptions {
+            lease: DEFAULT_LEASE,
+            tls: TlsOptions::default(),
+            pool_size: DEFAULT_POOL,
+            password_file: None,
+        }
+    }
+}
 
 /// Many processes' store: see the module documentation.
 pub struct PostgresStore {
@@ -72,6 +115,8 @@ struct Inner {
     writers_pool: Pool,
     /// The URL without its password, for messages.
     shown: String,
+    /// How it connects, for messages and `--status`.
+    facts: connect::Facts,
     lease: Duration,
     /// The key window of this process (set as it joins its run), which its
     /// claims honour when they take back a dead process's attempts.
@@ -96,20 +141,30 @@ impl Drop for PostgresStore {
 
 impl PostgresStore {
     /// Connects to the database at `url`, applying the schema's migrations
-    /// if it is new or older. Leases last `lease`.
+    /// if it is new or older. Leases last `lease`; the rest of
+    /// [`PgOptions`] is its default.
     pub fn open(url: &str, lease: Duration) -> Result<Self> {
+        PostgresStore::open_with(
+            url,
+            &PgOptions {
+                lease,
+                ..PgOptions::default()
+            },
+        )
+    }
+
+    /// [`PostgresStore::open`] with `options`: TLS, the password, the
+    /// pool's size.
+    pub fn open_with(url: &str, options: &PgOptions) -> Result<Self> {
         let shown = without_password(url);
         let open_err = |reason: String| StoreError::Open {
             path: shown.clone(),
             reason,
         };
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e: tokio_postgres::Error| open_err(e.to_string()))?;
-        // A host that never answers is an error in seconds, not minutes.
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(10));
-        }
+        let env = |name: &str| std::env::var_os(name);
+        let connect::Connection { config, tls, facts } =
+            connect::prepare(url, options, &env).map_err(open_err)?;
+        let lease = options.lease;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("orchestrator-postgres")
@@ -118,15 +173,18 @@ impl PostgresStore {
             .map_err(|e| open_err(format!("cannot start its runtime: {e}")))?;
         let writers_pool = pool_of(
             config.clone(),
+            tls.clone(),
             writer::WRITERS,
             Some(writer::CONNECTION_SETUP),
         )
         .map_err(|e| open_err(e.to_string()))?;
-        let pool = pool_of(config, 16, None).map_err(|e| open_err(e.to_string()))?;
+        let pool = pool_of(config, tls, options.pool_size.max(1), None)
+            .map_err(|e| open_err(e.to_string()))?;
         let inner = Arc::new(Inner {
             pool,
             writers_pool,
             shown: shown.clone(),
+            facts: facts.clone(),
             lease,
             // Mastodon keeps idempotency keys for an hour; join_run sets it.
             key_window_ms: AtomicI64::new(3_600_000),
@@ -151,7 +209,7 @@ impl PostgresStore {
             .block(async move { schema::migrate(&inner).await })
             .map_err(|e| match e {
                 Failure::Connection(reason) | Failure::Store(StoreError::Postgres(reason)) => {
-                    open_err(reason)
+                    open_err(connect::explained(&reason, &facts))
                 }
                 Failure::Store(e) => e,
             })?;
@@ -163,12 +221,13 @@ impl PostgresStore {
 /// `setup` (SQL) first when there is one.
 fn pool_of(
     config: tokio_postgres::Config,
+    tls: tls::MakeRustls,
     size: usize,
     setup: Option<&'static str>,
 ) -> std::result::Result<Pool, deadpool_postgres::BuildError> {
     let manager = Manager::from_config(
         config,
-        NoTls,
+        tls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },

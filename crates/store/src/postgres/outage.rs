@@ -40,8 +40,13 @@ impl From<tokio_postgres::Error> for Failure {
                 .is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some());
         let text = match e.as_db_error() {
             Some(db) => db.message().to_owned(),
-            None => e.to_string(),
+            None => super::connect::chain(&e),
         };
+        // Too many clients: the server refuses new connections until some
+        // close, so it is worth waiting for; the message says what to change.
+        if e.code() == Some(&tokio_postgres::error::SqlState::TOO_MANY_CONNECTIONS) {
+            return Failure::Connection(format!("{text} ({})", super::connect::TOO_MANY_CLIENTS));
+        }
         if lost {
             Failure::Connection(text)
         } else {

@@ -82,6 +82,22 @@ impl ReadStore for PostgresStore {
         crate::status::assemble(&StatusReads(self))
     }
 
+    fn connection(&self) -> Result<Option<crate::StoreConnection>> {
+        // One of the pool's connections says; they are all made alike.
+        let sslmode = self.inner.facts.mode.to_string();
+        let ssl = self.row(
+            "SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            vec![],
+            |r| (r.get::<_, bool>(0), r.get::<_, Option<String>>(1)),
+        )?;
+        let (encrypted, tls_version) = ssl.unwrap_or((false, None));
+        Ok(Some(crate::StoreConnection {
+            sslmode,
+            encrypted,
+            tls_version,
+        }))
+    }
+
     fn job_summaries(&self) -> Result<Vec<JobSummary>> {
         self.rows(sql::JOB_SUMMARIES, vec![], |r| {
             let state: String = r.get(2);
