@@ -109,6 +109,17 @@ fn three_processes_share_five_thousand_jobs_over_tls_verify_full() {
     let json: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(json["connection"]["encrypted"], true, "{json}");
     assert_eq!(json["connection"]["sslmode"], "verify-full", "{json}");
+    // Each process of the run says how it reached the database.
+    let processes = json["batch"]["processes"].as_array().unwrap();
+    assert_eq!(processes.len(), 3, "{json}");
+    for process in processes {
+        assert_eq!(process["connection"], "TLSv1.3 (verify-full)", "{json}");
+    }
+    assert!(
+        status.stdout.contains(", store TLSv1.3 (verify-full)"),
+        "{}",
+        status.stdout
+    );
 }
 
 fn three_processes_share_five_thousand_jobs(f: &Fixture) {

@@ -287,6 +287,9 @@ pub fn render(report: &StatusReport, state_file: &str, config: &RetryConfig) -> 
             process.state,
             time(process.started_ms)
         );
+        if let Some(connection) = &process.connection {
+            line.push_str(&format!(", store {}", shown(connection)));
+        }
         if process.stop_requested && process.state == "running" {
             line.push_str(", stop requested");
         }

@@ -161,6 +161,11 @@ pub struct ProcessStatus {
     pub stop_requested: bool,
     /// The plugins it loaded.
     pub plugins: Vec<crate::PluginUse>,
+    /// How it reached a store on a server (`TLSv1.3 (verify-full)`, `not
+    /// encrypted (sslmode=prefer)`), as it recorded on joining; `None` for
+    /// a state file, or a process from before this was recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
 }
 
 /// A run as `--status` reads it, before its stored values are checked.

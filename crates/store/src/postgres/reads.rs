@@ -331,7 +331,7 @@ impl StatusQueries for StatusReads<'_> {
                 "SELECT id, run, pid, host,
                         CASE WHEN state = 'running' AND NOT ({live}) THEN 'lost'
                              ELSE state END,
-                        started_ms, ended_ms, stop_requested, config
+                        started_ms, ended_ms, stop_requested, config, connection
                  FROM processes WHERE run = $2
                  ORDER BY (state IN ('running', 'lost')) DESC, id DESC LIMIT 10"
             ),
@@ -348,6 +348,10 @@ impl StatusQueries for StatusReads<'_> {
                 plugins: crate::PluginUse::from_config(
                     &r.get::<_, Option<String>>(8).unwrap_or_default(),
                 ),
+                // Bounded: another process wrote it.
+                connection: r.get::<_, Option<String>>(9).map(|c| {
+                    orchestrator_contract::text::bounded(c, orchestrator_contract::text::NAME_BYTES)
+                }),
             },
         )
     }

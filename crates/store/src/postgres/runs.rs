@@ -117,13 +117,28 @@ impl PostgresStore {
                         )
                     }
                 };
+                // How this process reaches the database, for --status on
+                // any machine: its connections are all made alike.
+                let (encrypted, version): (bool, Option<String>) = tx
+                    .query_opt(
+                        "SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                        &[],
+                    )
+                    .await?
+                    .map_or((false, None), |r| (r.get(0), r.get(1)));
+                let connection = crate::StoreConnection {
+                    sslmode: inner.facts.mode.to_string(),
+                    encrypted,
+                    tls_version: version,
+                }
+                .to_string();
                 let id: i64 = tx
                     .query_one(
                         &format!(
-                            "INSERT INTO processes (run, pid, host, started_ms, heartbeat_ms, state, config)
-                             VALUES ($1, $2, $3, {NOW}, {NOW}, 'running', $4) RETURNING id"
+                            "INSERT INTO processes (run, pid, host, started_ms, heartbeat_ms, state, config, connection)
+                             VALUES ($1, $2, $3, {NOW}, {NOW}, 'running', $4, $5) RETURNING id"
                         ),
-                        &[&(run as i32), &pid, &host, &process_config],
+                        &[&(run as i32), &pid, &host, &process_config, &connection],
                     )
                     .await?
                     .get(0);

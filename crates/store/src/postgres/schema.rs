@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/4-tokens.sql"),
     include_str!("../../migrations/postgres/5-browse.sql"),
     include_str!("../../migrations/postgres/6-lighter-writes.sql"),
+    include_str!("../../migrations/postgres/7-connection.sql"),
 ];
 
 /// The schema version this build writes.

@@ -325,6 +325,7 @@ impl StatusQueries for StatusReads<'_> {
                     plugins: crate::PluginUse::from_config(
                         &r.get::<_, Option<String>>(7)?.unwrap_or_default(),
                     ),
+                    connection: None,
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
