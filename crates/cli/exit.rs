@@ -97,6 +97,7 @@ fn store_code(error: &StoreError) -> u8 {
         StoreError::Open { .. }
         | StoreError::NewerSchema { .. }
         | StoreError::NotSchemaOwner { .. }
+        | StoreError::NotMigrated { .. }
         | StoreError::ReadOnly { .. }
         | StoreError::Locked { .. }
         | StoreError::RunInProgress { .. }

@@ -60,6 +60,17 @@ pub fn open_postgres(url: &str, lease: Duration) -> Result<PostgresStore> {
     )?)
 }
 
+/// Opens the PostgreSQL store at `url` as [`open_postgres`] does, but
+/// changing nothing: a schema behind this build's is
+/// [`orchestrator_store::StoreError::NotMigrated`], not migrated.
+pub fn open_postgres_unchanged(url: &str, lease: Duration) -> Result<PostgresStore> {
+    let options = PgOptions {
+        migrate: false,
+        ..postgres_options(url, lease)?
+    };
+    Ok(PostgresStore::open_with(url, &options)?)
+}
+
 /// How this process connects to a PostgreSQL store: every command opens
 /// its store by path ([`open_at`]), and the connection settings are the
 /// batch flags', set once as the program starts ([`connect_with`]).
@@ -118,6 +129,7 @@ fn postgres_options(url: &str, lease: Duration) -> Result<PgOptions> {
         },
         pool_size: args.db_pool as usize,
         password_file: args.password_file.clone(),
+        migrate: true,
     })
 }
 
@@ -350,6 +362,10 @@ pub struct PostgresArgs {
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum SslModeArg {
     Disable,
+    /// libpq's `allow` (the clear first, TLS if the server insists) is
+    /// taken as `prefer`, which connects wherever `allow` does and
+    /// encrypts more often: a `PGSSLMODE=allow` in the shell works.
+    #[value(alias = "allow")]
     Prefer,
     Require,
     VerifyCa,

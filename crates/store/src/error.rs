@@ -23,6 +23,14 @@ pub enum StoreError {
         reason: String,
     },
     #[error(
+        "the database {path} is at schema version {found} and this orchestrator needs {needs}: a run would migrate it first; run `orchestrator migrate --state-file URL` (as the role that owns the schema) to do it now"
+    )]
+    NotMigrated {
+        path: String,
+        found: i64,
+        needs: i64,
+    },
+    #[error(
         "the state file {path} is read-only; make it writable (chmod u+w) or use another --state-file"
     )]
     ReadOnly { path: String },

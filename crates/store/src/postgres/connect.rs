@@ -113,6 +113,10 @@ pub(super) fn explained(reason: &str, facts: &Facts) -> String {
             Some(source) => format!("the password came from {source}"),
             None => return reason.to_owned(),
         }
+    } else if reason.contains("not valid for any names") {
+        "the server's certificate lists no names in its subjectAltName, and sslmode=verify-full reads names only there (a common name alone does not count): reissue it with the host's name as a subjectAltName, or use sslmode=verify-ca".to_string()
+    } else if reason.contains("CaUsedAsEndEntity") {
+        "the server presents an authority's certificate (CA:TRUE) as its own, which rustls refuses: sign a server certificate with that authority and give the server that one (PostgreSQL's documentation, \"Creating Certificates\"), or use sslmode=require, which encrypts without checking".to_string()
     } else if reason.contains("certificate not valid for name") {
         "sslmode=verify-full checks that the server's certificate names the URL's host: connect by a name the certificate lists, or use sslmode=verify-ca".to_string()
     } else if reason.contains("UnknownIssuer") || reason.contains("unknown issuer") {

@@ -86,6 +86,10 @@ pub struct PgOptions {
     /// A file holding the password alone, for a URL without one (before
     /// `PGPASSWORD` and the passfile, as libpq looks).
     pub password_file: Option<std::path::PathBuf>,
+    /// Whether opening brings the schema up to date (it does unless a
+    /// command must change nothing: a dry run). Without, a schema behind
+    /// this build's is [`StoreError::NotMigrated`].
+    pub migrate: bool,
 }
 
 impl Default for PgOptions {
@@ -95,6 +99,7 @@ impl Default for PgOptions {
             tls: TlsOptions::default(),
             pool_size: DEFAULT_POOL,
             password_file: None,
+            migrate: true,
         }
     }
 }
@@ -205,8 +210,15 @@ impl PostgresStore {
         // A first connection that fails is a wrong URL or a server that is
         // not there: say so at once rather than retrying for minutes.
         let inner = store.inner.clone();
+        let migrate = options.migrate;
         store
-            .block(async move { schema::migrate(&inner).await })
+            .block(async move {
+                if migrate {
+                    schema::migrate(&inner).await
+                } else {
+                    schema::current(&inner).await
+                }
+            })
             .map_err(|e| match e {
                 Failure::Connection(reason) | Failure::Store(StoreError::Postgres(reason)) => {
                     open_err(connect::explained(&reason, &facts))

@@ -12,6 +12,7 @@
 //! server then asks for a password.
 
 use std::ffi::OsString;
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -144,7 +145,16 @@ fn private_file(path: &Path) -> Result<String, String> {
             "{shown} may be read by its group or others (mode {mode:04o}); only its owner may: chmod 600 {shown}"
         ));
     }
-    std::fs::read_to_string(path).map_err(|e| format!("cannot read {shown}: {e}"))
+    // A passfile of many lines is a few KiB; anything past 1 MiB is not one.
+    const MOST: u64 = 1 << 20;
+    if meta.len() > MOST {
+        return Err(format!("{shown} is larger than 1 MiB: not a password file"));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MOST).read_to_string(&mut text))
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    Ok(text)
 }
 
 /// The password of the first line of a passfile's `text` whose host,

@@ -13,8 +13,11 @@
 //!
 //! The trusted authorities are the Mozilla roots plus `--ca-file`, or,
 //! when `sslrootcert` names a file, that file's alone (libpq trusts only
-//! it too). As in libpq, `require` (and `prefer`) with an `sslrootcert`
-//! file check the chain, as `verify-ca` does; `sslrootcert=system` means
+//! it too). `verify-ca` never trusts the Mozilla roots: it checks no name,
+//! so against them any public certificate for any domain would pass; it
+//! needs an `sslrootcert` file or `--ca-file` (libpq needs a root file).
+//! As in libpq, `require` (and `prefer`) with an `sslrootcert` file check
+//! the chain, as `verify-ca` does; `sslrootcert=system` means
 //! the default authorities and demands `verify-full`. What libpq would
 //! find in `~/.postgresql/root.crt` is not read: name it in
 //! `sslrootcert`. `prefer` falls back to the clear when the server offers
@@ -58,8 +61,13 @@ impl SslMode {
         SslMode::VerifyFull,
     ];
 
-    /// The mode named `text` (`verify-full`, …).
+    /// The mode named `text` (`verify-full`, …). libpq's `allow` (the
+    /// clear first, TLS when the server insists) is taken as `prefer`,
+    /// which connects wherever `allow` does and encrypts more often.
     pub fn parse(text: &str) -> Option<SslMode> {
+        if text == "allow" {
+            return Some(SslMode::Prefer);
+        }
         SslMode::ALL.into_iter().find(|m| m.as_str() == text)
     }
 
@@ -148,7 +156,17 @@ pub(super) fn check_of(mode: SslMode, trust: &Trust) -> Result<Check, String> {
                 "sslrootcert=system needs sslmode=verify-full, not {mode}"
             ));
         }
-        SslMode::VerifyCa => Check::Chain,
+        SslMode::VerifyCa => {
+            if matches!(trust, Trust::Default(extra) if extra.is_empty()) {
+                return Err(
+                    "sslmode=verify-ca needs the authority that signed the server's \
+                     certificate: name its PEM file with sslrootcert=FILE (or --ca-file), \
+                     or use sslmode=verify-full, which also checks the host name"
+                        .into(),
+                );
+            }
+            Check::Chain
+        }
         // libpq: with a root certificate file, require acts as verify-ca.
         SslMode::Require | SslMode::Prefer if matches!(trust, Trust::File(_)) => Check::Chain,
         SslMode::Require | SslMode::Prefer | SslMode::Disable => Check::Nothing,
@@ -187,7 +205,11 @@ pub(super) fn connector(check: Check, trust: &Trust) -> Result<MakeRustls, Strin
             let certs = match trust {
                 Trust::File(path) => read_pem(path)?,
                 Trust::Default(extra) | Trust::System(extra) => {
-                    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                    // Public authorities vouch for names: without the
+                    // name check (verify-ca) only the operator's own count.
+                    if check == Check::Full {
+                        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                    }
                     extra.clone()
                 }
             };
@@ -417,7 +439,15 @@ mod tests {
         assert_eq!(check("prefer", &default), Ok(Check::Nothing));
         assert_eq!(check("require", &default), Ok(Check::Nothing));
         assert_eq!(check("require", &file), Ok(Check::Chain));
-        assert_eq!(check("verify-ca", &default), Ok(Check::Chain));
+        assert_eq!(check("verify-ca", &file), Ok(Check::Chain));
+        let ca_file = Trust::of(None, vec![CertificateDer::from(vec![0u8])]);
+        assert_eq!(check("verify-ca", &ca_file), Ok(Check::Chain));
+        // Against the public roots, any certificate of any domain would do.
+        assert!(
+            check("verify-ca", &default)
+                .unwrap_err()
+                .starts_with("sslmode=verify-ca needs the authority")
+        );
         assert_eq!(check("verify-full", &file), Ok(Check::Full));
         assert_eq!(check("verify-full", &system), Ok(Check::Full));
         assert_eq!(
@@ -425,6 +455,7 @@ mod tests {
             Err("sslrootcert=system needs sslmode=verify-full, not require".into())
         );
         assert_eq!(SslMode::parse("verify_full"), None);
+        assert_eq!(SslMode::parse("allow"), Some(SslMode::Prefer));
         for mode in SslMode::ALL {
             assert_eq!(SslMode::parse(mode.as_str()), Some(mode));
         }

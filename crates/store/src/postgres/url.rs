@@ -8,55 +8,82 @@ pub fn is_postgres_url(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
+/// A URL cut where tokio-postgres cuts it: the user part is everything
+/// before the first `@` (so a password may hold `/`, `?` or `:`), and the
+/// query follows the first `?` after it.
+struct Parts<'a> {
+    /// `postgres://` or `postgresql://`, with its `://`.
+    scheme: &'a str,
+    /// `user` or `user:password`, without its `@`.
+    credentials: Option<&'a str>,
+    /// Hosts and database, up to the query.
+    address: &'a str,
+    query: Option<&'a str>,
+}
+
+impl<'a> Parts<'a> {
+    fn of(url: &'a str) -> Option<Parts<'a>> {
+        let at = url.find("://")? + 3;
+        let (scheme, rest) = url.split_at(at);
+        let (credentials, rest) = match rest.split_once('@') {
+            Some((credentials, rest)) => (Some(credentials), rest),
+            None => (None, rest),
+        };
+        let (address, query) = match rest.split_once('?') {
+            Some((address, query)) => (address, Some(query)),
+            None => (rest, None),
+        };
+        Some(Parts {
+            scheme,
+            credentials,
+            address,
+            query,
+        })
+    }
+
+    /// The URL again, with `credentials` and `query` as given.
+    fn join(&self, credentials: Option<&str>, query: &[&str]) -> String {
+        let mut url = self.scheme.to_owned();
+        if let Some(credentials) = credentials {
+            url.push_str(credentials);
+            url.push('@');
+        }
+        url.push_str(self.address);
+        if !query.is_empty() {
+            url.push('?');
+            url.push_str(&query.join("&"));
+        }
+        url
+    }
+
+    fn pairs(&self) -> impl Iterator<Item = &'a str> {
+        self.query.into_iter().flat_map(|q| q.split('&'))
+    }
+}
+
+fn is_password_pair(pair: &str) -> bool {
+    pair.to_ascii_lowercase().starts_with("password=")
+}
+
 /// `url` without its password (in the user part or a `password=`
 /// parameter), for messages and `--status`.
 pub fn without_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
+    let Some(parts) = Parts::of(url) else {
         return url.to_owned();
     };
-    let (address, query) = match rest.split_once('?') {
-        Some((address, query)) => (address, Some(query)),
-        None => (rest, None),
-    };
-    // The user part ends at the last `@` before the path.
-    let authority_end = address.find('/').unwrap_or(address.len());
-    let (authority, path) = address.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((user, host)) => {
-            let user = user.split(':').next().unwrap_or("");
-            format!("{user}@{host}")
-        }
-        None => authority.to_owned(),
-    };
-    let mut shown = format!("{scheme}://{authority}{path}");
-    if let Some(query) = query {
-        let kept: Vec<&str> = query
-            .split('&')
-            .filter(|pair| !pair.to_ascii_lowercase().starts_with("password="))
-            .collect();
-        if !kept.is_empty() {
-            shown.push('?');
-            shown.push_str(&kept.join("&"));
-        }
-    }
-    shown
+    let user = parts
+        .credentials
+        .map(|c| c.split_once(':').map_or(c, |(user, _)| user));
+    let kept: Vec<&str> = parts.pairs().filter(|p| !is_password_pair(p)).collect();
+    parts.join(user, &kept)
 }
 
 /// Whether `url` holds a password (in the user part or a `password=`
 /// parameter).
 pub fn url_has_password(url: &str) -> bool {
-    let Some((_, rest)) = url.split_once("://") else {
-        return false;
-    };
-    let (address, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let authority = &address[..address.find('/').unwrap_or(address.len())];
-    let in_user = authority
-        .rsplit_once('@')
-        .is_some_and(|(user, _)| user.contains(':'));
-    in_user
-        || query
-            .split('&')
-            .any(|pair| pair.to_ascii_lowercase().starts_with("password="))
+    Parts::of(url).is_some_and(|parts| {
+        parts.credentials.is_some_and(|c| c.contains(':')) || parts.pairs().any(is_password_pair)
+    })
 }
 
 /// The TLS parameters of a URL, taken out of it.
@@ -71,12 +98,12 @@ pub(super) struct TlsParams {
 /// `url` without its `sslmode` and `sslrootcert` parameters (which
 /// tokio-postgres would refuse or not know), and their values.
 pub(super) fn take_tls_params(url: &str) -> (String, TlsParams) {
-    let Some((address, query)) = url.split_once('?') else {
+    let Some(parts) = Parts::of(url).filter(|p| p.query.is_some()) else {
         return (url.to_owned(), TlsParams::default());
     };
     let mut params = TlsParams::default();
     let mut kept = Vec::new();
-    for pair in query.split('&') {
+    for pair in parts.pairs() {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         match key {
             "sslmode" => params.mode = Some(percent_decoded(value)),
@@ -84,12 +111,7 @@ pub(super) fn take_tls_params(url: &str) -> (String, TlsParams) {
             _ => kept.push(pair),
         }
     }
-    let url = if kept.is_empty() {
-        address.to_owned()
-    } else {
-        format!("{address}?{}", kept.join("&"))
-    };
-    (url, params)
+    (parts.join(parts.credentials, &kept), params)
 }
 
 /// `text` with its `%XX` escapes undone (and `+` left as it is, as
@@ -134,6 +156,10 @@ mod tests {
         assert_eq!(params.mode.as_deref(), Some("disable"));
         let plain = "postgres://u@db:5433/b";
         assert_eq!(take_tls_params(plain), (plain.into(), TlsParams::default()));
+        // A `?` in the password is the password's, not the query's.
+        let (url, params) = take_tls_params("postgres://u:a?b/c@db/b?sslmode=require");
+        assert_eq!(url, "postgres://u:a?b/c@db/b");
+        assert_eq!(params.mode.as_deref(), Some("require"));
     }
 
     #[test]
@@ -142,6 +168,10 @@ mod tests {
         assert!(url_has_password("postgres://db/b?user=u&password=x"));
         assert!(!url_has_password("postgres://u@db/b?sslmode=require"));
         assert!(!url_has_password("postgres://db:5432/b"));
+        // Everything before the first `@` is the user part, as
+        // tokio-postgres reads it: a password may hold `/` and `?`.
+        assert!(url_has_password("postgres://u:ab/cd@db/b"));
+        assert!(url_has_password("postgres://u:a?b@db/b"));
     }
 
     #[test]
@@ -153,7 +183,12 @@ mod tests {
                 "postgresql://db/batch?user=u&password=secret&sslmode=disable",
                 "postgresql://db/batch?user=u&sslmode=disable",
             ),
-            ("postgres://db/b?password=x@y", "postgres://db/b"),
+            ("postgres://u:ab/cd@db/b", "postgres://u@db/b"),
+            (
+                "postgres://u:a?b=c&d@db/b?sslmode=require",
+                "postgres://u@db/b?sslmode=require",
+            ),
+            ("postgres://u:p:q@db/b", "postgres://u@db/b"),
         ] {
             assert_eq!(without_password(url), shown);
         }
