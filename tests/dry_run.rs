@@ -111,3 +111,56 @@ fn every_problem_is_listed_at_once() {
     assert_eq!(f.sandbox.counters().requests, 0);
     assert!(!f.path(STATE).exists(), "a dry run creates no state file");
 }
+
+#[test]
+fn stored_jobs_of_an_account_gone_from_the_file_are_a_problem_and_no_command_runs_beside_it() {
+    let f = Fixture::new(TWO, 2);
+    let seeded = run(&mut f.command(&["--seed-only"]));
+    assert_eq!(seeded.code, 0, "{}", seeded.stderr);
+    // bob leaves the accounts file and the jobs file; his stored jobs stay.
+    let accounts = std::fs::read_to_string(f.path("accounts.toml")).unwrap();
+    let alice_only = &accounts[..accounts.find("[accounts.bob]").unwrap()];
+    std::fs::write(f.path("accounts.toml"), alice_only).unwrap();
+    let jobs = std::fs::read_to_string(f.path("jobs.jsonl")).unwrap();
+    let alice_jobs: String = jobs
+        .lines()
+        .filter(|l| l.contains("\"alice\""))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(f.path("jobs.jsonl"), alice_jobs).unwrap();
+    let before = std::fs::read(f.path(STATE)).unwrap();
+
+    let out = run(f.command(&["--run", "--dry-run"]));
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains(
+            "stored jobs a run would attempt belong to accounts missing from the accounts file: bob"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        std::fs::read(f.path(STATE)).unwrap(),
+        before,
+        "the state changed"
+    );
+    // As the run itself says.
+    let real = run(f.command(&["--run"]));
+    assert_eq!(real.code, 2, "{}", real.stderr);
+    assert!(real.stderr.contains("bob"), "{}", real.stderr);
+
+    // A command beside --dry-run would change the store: refused.
+    let before = std::fs::read(f.path(STATE)).unwrap();
+    let out = run(f.command(&["--run", "--dry-run", "cancel", "bob-1"]));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("--dry-run checks a --run"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        std::fs::read(f.path(STATE)).unwrap(),
+        before,
+        "the state changed"
+    );
+}

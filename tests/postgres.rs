@@ -501,10 +501,30 @@ fn a_worker_role_runs_a_batch_but_may_not_change_the_schema() {
 }
 
 #[test]
-fn rate_budgets_hold_on_postgres() {
+fn rate_budgets_and_the_dry_run_hold_on_postgres() {
     let Some(cluster) = Cluster::for_test("rate_budgets_hold_on_postgres") else {
         return;
     };
+    // A dry run on a new database creates no schema (a run would).
+    let f = Fixture::new(&many_accounts(2, 0), 3).on_postgres(&cluster);
+    let url = f.store_url.clone().unwrap();
+    let dry = run(f.command(&["--run", "--dry-run"]));
+    assert_eq!(dry.code, 0, "{}\n{}", dry.stdout, dry.stderr);
+    assert!(
+        dry.stdout.contains("A run would attempt 6"),
+        "{}",
+        dry.stdout
+    );
+    let unchanged = orchestrator_store::PgOptions {
+        migrate: false,
+        ..orchestrator_store::PgOptions::default()
+    };
+    match orchestrator_store::PostgresStore::open_with(&url, &unchanged) {
+        Err(orchestrator_store::StoreError::NotMigrated { found: 0, .. }) => {}
+        other => panic!("the dry run changed the database: {other:?}"),
+    }
+    assert_eq!(f.sandbox.counters().requests, 0);
+
     let cluster = std::sync::Arc::new(cluster);
     // The next process takes the budget up where the store says the last
     // one left it.

@@ -148,6 +148,13 @@ fn main() -> ExitCode {
     init_logging(&cli.log);
     let batch = &cli.batch;
     let result = match cli.command {
+        // A dry run changes nothing, whatever else is asked: a command
+        // beside it (`retry`, `cancel`, …) would.
+        Some(_) if batch.dry_run => Err(exit::Exit::new(
+            exit::USAGE,
+            "--dry-run checks a --run and goes with no command (such as `retry` or `cancel`); leave one of them out",
+        )
+        .into()),
         Some(Command::Config(ConfigCommand::Show)) => show_config(&effective),
         Some(Command::Plugins(cmd)) => run_async(cmd.run(batch)),
         Some(Command::Explain(cmd)) => cmd.run(batch),
@@ -158,7 +165,6 @@ fn main() -> ExitCode {
         Some(Command::Dashboard(cmd)) => run_async(cmd.run(batch)),
         Some(Command::Completions(cmd)) => cmd.run(),
         Some(Command::Man) => commands::completions::man(),
-        // A dry run changes nothing, whatever else is asked.
         None if batch.dry_run => run_async(commands::dry_run::run(batch)),
         // The original tool's order: --seed-only wins over --run.
         None if batch.seed_only => commands::seed::run(batch),

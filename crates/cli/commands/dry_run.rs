@@ -6,14 +6,15 @@
 //! no platform is contacted, nothing stored changes.
 
 use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
 
 use anyhow::Result;
 use orchestrator_retry::RetryConfig;
 use orchestrator_runner::budget::Budgets;
 use orchestrator_runner::{AccountConfig, Batch, input};
-use orchestrator_store::{JobState, JobSummary, Store};
+use orchestrator_store::{JobState, JobSummary, Store, StoreError};
 
-use crate::commands::batch::{BatchArgs, postgres_url};
+use crate::commands::batch::{BatchArgs, open_postgres_unchanged, postgres_url};
 use crate::commands::{run, status};
 use crate::exit;
 use crate::output::{Table, print, seconds, shown};
@@ -104,6 +105,22 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
         for (_, plan) in plans.iter_mut().filter(|(a, _)| !only.contains(a)) {
             let all = std::mem::take(&mut plan.attempt) + plan.skip.values().sum::<u64>();
             plan.skip = BTreeMap::from([("not in --accounts".to_owned(), all)]);
+        }
+    }
+    // Stored jobs a run would attempt need their accounts too (those of
+    // the jobs file were checked above).
+    if let Some(accounts) = &accounts {
+        let in_file: HashSet<&str> = jobs.iter().flatten().map(|j| j.account.as_str()).collect();
+        let stored_work = plans
+            .iter()
+            .filter(|(account, plan)| plan.attempt > 0 && !in_file.contains(account.as_str()))
+            .map(|(account, _)| account.as_str());
+        if let Some(missing) =
+            input::missing_accounts(stored_work, accounts, args.accounts.as_deref())
+        {
+            problems.add(format!(
+                "stored jobs a run would attempt belong to accounts missing from the accounts file: {missing}; add them, or leave their jobs out with --accounts or cancel them"
+            ));
         }
     }
     if let Some(batch) = &batch {
@@ -269,8 +286,18 @@ fn stored(args: &BatchArgs) -> Result<Option<Stored>> {
     if !args.store_exists() {
         return Ok(None);
     }
-    let store: Box<dyn Store> = if postgres_url(&args.state_file).is_some() {
-        args.open_store()?
+    let store: Box<dyn Store> = if let Some(url) = postgres_url(&args.state_file) {
+        // Opened without migrating: a dry run changes nothing, schema
+        // included. A database without the schema has no batch yet.
+        match open_postgres_unchanged(url, Duration::from_secs(args.lease)) {
+            Ok(store) => Box::new(store),
+            Err(e) => {
+                return match e.downcast_ref::<StoreError>() {
+                    Some(StoreError::NotMigrated { found: 0, .. }) => Ok(None),
+                    _ => Err(e),
+                };
+            }
+        }
     } else {
         Box::new(orchestrator_store::SqliteStore::open_read_only(
             &args.state_file,

@@ -69,9 +69,12 @@ impl Rate {
     /// clock: without it, a late request and an early one of the next
     /// window could fall in one of the platform's windows.
     fn span_ms(&self) -> u64 {
+        self.per_ms() + self.margin_ms()
+    }
+
+    fn margin_ms(&self) -> u64 {
         let per = self.per_ms();
-        let margin = (per / 20).max((per / 10).min(1_000)).min(15_000);
-        per + margin
+        (per / 20).max((per / 10).min(1_000)).min(15_000)
     }
 }
 
@@ -329,6 +332,24 @@ impl Budgets {
         (until > now_ms).then_some(until)
     }
 
+    /// How long after its budget was taken an attempt's request may still
+    /// go out under that budget: half the least margin of the budgets
+    /// `account` answers to; `None` when it answers to none. A request
+    /// held longer (waiting for attachment memory, or a login) spends
+    /// again when it goes ([`Budgets::take`] at that moment): the first
+    /// unit stays spent, so no window of the platform's ever holds more
+    /// than it allows.
+    pub fn late_after_ms(&self, account: &str) -> Option<u64> {
+        let holders = self.holders.get(account)?;
+        let ledgers = self.ledgers.lock().unwrap_or_else(|e| e.into_inner());
+        holders
+            .iter()
+            .filter_map(|h| ledgers.get(h))
+            .flat_map(|l| l.rates.0.iter().map(Rate::margin_ms))
+            .min()
+            .map(|m| m / 2)
+    }
+
     /// Spends one unit of every budget `account` answers to, if all allow
     /// it now; else says until when it must wait.
     pub fn take(&self, account: &str, now_ms: u64) -> Result<(), u64> {
@@ -459,6 +480,30 @@ mod tests {
         // An account without a budget is never held back.
         assert_eq!(budgets.take("bob", 0), Ok(()));
         assert_eq!(budgets.wait_until("bob", 0), None);
+    }
+
+    #[test]
+    fn a_request_held_past_half_the_margin_spends_again() {
+        // 10 s has a margin of 1 s; 1 s of 100 ms; 1 h of 15 s.
+        let budgets = Budgets::of([
+            &account("alice", "2/10s", None),
+            &account("bob", "5/1s", None),
+            // The least margin of its own and its platform's budgets.
+            &account("carol", "1000/1h", Some(("two.example", "2/10s"))),
+        ]);
+        assert_eq!(budgets.late_after_ms("alice"), Some(500));
+        assert_eq!(budgets.late_after_ms("bob"), Some(50));
+        assert_eq!(budgets.late_after_ms("carol"), Some(500));
+        assert_eq!(budgets.late_after_ms("dave"), None);
+        // A request taken at 0 s and held (a login, attachment memory)
+        // until 9.9 s spends again as it goes, and with 0.2 s's start
+        // still in the window it waits until 11 s: the platform never sees
+        // 0.2 s, 9.9 s and the next start in one window.
+        assert_eq!(budgets.take("alice", 0), Ok(()));
+        assert_eq!(budgets.take("alice", 200), Ok(()));
+        assert_eq!(budgets.take("alice", 9_900), Err(11_000));
+        assert_eq!(budgets.take("alice", 11_000), Ok(()));
+        assert_eq!(budgets.take("alice", 11_000), Err(11_200));
     }
 
     #[test]

@@ -92,7 +92,7 @@ pub(crate) async fn run_pass(
                     .saturating_add(ctx.options.max_retry_after.as_millis() as u64);
                 // Then for the account's and its platform's rate budgets,
                 // which no retry-after limit shortens.
-                let permit = loop {
+                let (permit, taken) = loop {
                     let now = ctx.clock.now_ms();
                     let until = job
                         .not_before_ms
@@ -120,10 +120,10 @@ pub(crate) async fn run_pass(
                     if ctx.pauses.until(&queue_of.waiter).is_none_or(|t| t <= now)
                         && ctx.budgets.take(&job.account, now).is_ok()
                     {
-                        break permit;
+                        break (permit, now);
                     }
                 };
-                ctx.attempt(&queue_of, job).await?;
+                ctx.attempt(&queue_of, job, taken).await?;
                 drop(permit);
             }
             Ok::<(), RunError>(())
@@ -239,7 +239,37 @@ struct AttemptCtx {
 
 impl AttemptCtx {
     /// Runs one attempt, and holds back whom its retry-after names.
-    async fn attempt(&self, queue_of: &QueueOf, job: StoredJob) -> Result<(), RunError> {
+    /// Spends `account`'s budgets again when its request goes out later
+    /// after `taken` than the budgets' margins allow (see
+    /// [`crate::budget::Budgets::late_after_ms`]), waiting for them first
+    /// if it must.
+    async fn spend_again_if_late(&self, account: &str, taken: u64) {
+        let Some(late_after) = self.budgets.late_after_ms(account) else {
+            return;
+        };
+        if self.clock.now_ms().saturating_sub(taken) <= late_after {
+            return;
+        }
+        loop {
+            let now = self.clock.now_ms();
+            match self.budgets.take(account, now) {
+                Ok(()) => return,
+                Err(until) => {
+                    let wait = until.saturating_sub(now).max(1);
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                }
+            }
+        }
+    }
+
+    /// Runs one attempt of `job`, whose rate budgets were spent at
+    /// `taken` (ms since the epoch).
+    async fn attempt(
+        &self,
+        queue_of: &QueueOf,
+        job: StoredJob,
+        taken: u64,
+    ) -> Result<(), RunError> {
         // Durable before the plugin runs; committed with the other
         // attempts' writes of the moment.
         let pass = self.at.pass;
@@ -286,6 +316,9 @@ impl AttemptCtx {
                 // import (nothing to do for a job without any); held until
                 // the attempt is over.
                 let media = media::check(&job.payload, poster.as_ref()).await;
+                if media.is_ok() {
+                    self.spend_again_if_late(&job.account, taken).await;
+                }
                 let called = tokio::time::Instant::now();
                 let attempted = match &media {
                     Ok(None) => poster.post(&context, access).await,

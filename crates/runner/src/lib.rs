@@ -405,14 +405,17 @@ impl Runner {
             accounts: workers,
         };
         loop {
-            // No attempt of this process is in flight: what the budgets
-            // spent is all in the store, with what other processes spent.
-            self.spent().await?;
             let scope = owned.clone();
             let jobs = self
                 .call(move |s| s.claim(process, at.pass, scope.as_deref(), limit))
                 .await?;
             if !jobs.is_empty() {
+                // No attempt of this process is in flight: what the budgets
+                // spent is all in the store, with what other processes
+                // spent — read after the claim, which finds an account
+                // free only once the starts of whoever held it last are
+                // stored.
+                self.spent().await?;
                 if dispatch::run_pass(self, at, jobs, report.clone(), stop.clone()).await? {
                     return Ok(true);
                 }

@@ -213,13 +213,35 @@ impl<'a> Importer<'a> {
     }
 }
 
-/// Reads the file at `resolved` (no symlinks left in it) through once:
-/// its size, type and SHA-256, without holding it in memory.
-fn inspect(resolved: &Path, max_bytes: u64) -> Result<Facts, String> {
-    let meta = std::fs::metadata(resolved).map_err(|e| io_reason(&e))?;
+/// Opens the file at `resolved`, whose last part must still be what it was
+/// when the path was resolved: a symlink put in its place since is not
+/// followed, and a pipe or device is refused without waiting on it (a
+/// FIFO would block the open for good).
+fn open_regular(resolved: &Path) -> Result<(std::fs::File, std::fs::Metadata), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(resolved)
+        .map_err(|e| match e.raw_os_error() {
+            Some(code) if code == rustix::io::Errno::LOOP.raw_os_error() => {
+                "it became a symlink after its path was resolved".to_owned()
+            }
+            _ => io_reason(&e),
+        })?;
+    // What was opened, not what the path names now.
+    let meta = file.metadata().map_err(|e| io_reason(&e))?;
     if !meta.is_file() {
         return Err("not a regular file".into());
     }
+    Ok((file, meta))
+}
+
+/// Reads the file at `resolved` (no symlinks left in it) through once:
+/// its size, type and SHA-256, without holding it in memory.
+fn inspect(resolved: &Path, max_bytes: u64) -> Result<Facts, String> {
+    let (file, meta) = open_regular(resolved)?;
     let too_large = |size: u64| {
         format!(
             "it is {size} bytes, over the {} limit (--max-media-size)",
@@ -229,7 +251,6 @@ fn inspect(resolved: &Path, max_bytes: u64) -> Result<Facts, String> {
     if meta.len() > max_bytes {
         return Err(too_large(meta.len()));
     }
-    let file = std::fs::File::open(resolved).map_err(|e| io_reason(&e))?;
     // No further than the limit, should it grow meanwhile.
     let mut file = file.take(max_bytes.saturating_add(1));
     let mut hasher = Sha256::new();
@@ -489,8 +510,8 @@ fn count(n: usize) -> String {
 /// Reads an attachment again, and returns it if it is what was imported.
 fn reread(entry: &Stored) -> Result<Attachment, String> {
     let changed = |what: String| format!("changed after import: {what}");
-    let file = std::fs::File::open(&entry.resolved)
-        .map_err(|e| changed(format!("it cannot be read ({})", io_reason(&e))))?;
+    let (file, _) = open_regular(&entry.resolved)
+        .map_err(|why| changed(format!("it cannot be read ({why})")))?;
     let mut bytes = Vec::with_capacity(entry.size as usize);
     file.take(entry.size.saturating_add(1))
         .read_to_end(&mut bytes)
@@ -655,6 +676,36 @@ mod tests {
             let err = import(dir.path(), serde_json::json!([{"path": "link.png"}])).unwrap_err();
             assert!(err.contains("leads out of the media root"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_file_swapped_for_a_symlink_or_a_pipe_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.png"), PNG).unwrap();
+        std::fs::write(outside.path().join("secret.png"), PNG).unwrap();
+        let payload = import(dir.path(), serde_json::json!([{"path": "a.png"}])).unwrap();
+        let entry: Stored = serde_json::from_value(payload["media"][0].clone()).unwrap();
+        assert!(reread(&entry).is_ok());
+        // Swapped, after the import, for a link to a file of the same
+        // bytes outside the root: the link is not followed.
+        std::fs::remove_file(dir.path().join("a.png")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret.png"), dir.path().join("a.png"))
+            .unwrap();
+        let err = reread(&entry).unwrap_err();
+        assert!(err.contains("became a symlink"), "{err}");
+        // Swapped for a pipe: refused at once rather than waited on.
+        std::fs::remove_file(dir.path().join("a.png")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            dir.path().join("a.png"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+            0,
+        )
+        .unwrap();
+        let err = reread(&entry).unwrap_err();
+        assert!(err.contains("not a regular file"), "{err}");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use orchestrator_retry::PassTally;
 
 use super::leases::renewed_within_its_lease;
-use super::{PostgresStore, accounts_param, job_from_row};
+use super::{NOW, PostgresStore, accounts_param, job_from_row};
 use crate::model::{AttemptRow, RunRow, read_ms, stored_ms};
 use crate::sql::{self, JOB_COLUMNS};
 use crate::status::StatusQueries;
@@ -49,9 +49,23 @@ impl ReadStore for PostgresStore {
     }
 
     fn spent_since(&self, since_ms: u64) -> Result<Vec<(String, u64)>> {
-        self.rows(sql::SPENT_SINCE, vec![Box::new(stored_ms(since_ms))], |r| {
-            (r.get::<_, String>(0), read_ms(r.get::<_, i64>(1)))
-        })
+        // The starts are on the database's clock and the budgets count on
+        // this host's: the times go out and come back shifted by how far
+        // apart the two clocks are (to within the round trip), so a
+        // database clock behind this host's does not refill budgets early.
+        let spent = format!(
+            "WITH skew AS MATERIALIZED (SELECT $2::bigint - {NOW} AS ms)
+             SELECT j.account, a.started_ms + s.ms
+             FROM attempts a JOIN jobs j ON j.id = a.job_id CROSS JOIN skew s
+             WHERE (a.ended_ms >= $1 - s.ms OR a.ended_ms IS NULL) AND a.started_ms >= $1 - s.ms
+             ORDER BY a.started_ms, a.id"
+        );
+        let host_now = orchestrator_contract::time::now_ms();
+        self.rows(
+            &spent,
+            vec![Box::new(stored_ms(since_ms)), Box::new(stored_ms(host_now))],
+            |r| (r.get::<_, String>(0), read_ms(r.get::<_, i64>(1))),
+        )
     }
 
     fn pauses(&self, now_ms: u64, max_wait_ms: u64) -> Result<Vec<Pause>> {
