@@ -362,9 +362,10 @@ pub struct PostgresArgs {
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum SslModeArg {
     Disable,
-    /// libpq's `allow` (the clear first, TLS if the server insists) is
-    /// taken as `prefer`, which connects wherever `allow` does and
-    /// encrypts more often: a `PGSSLMODE=allow` in the shell works.
+    // libpq's `allow` (the clear first, TLS if the server insists) is
+    // taken as `prefer`, which connects wherever `allow` does and encrypts
+    // more often: a `PGSSLMODE=allow` in the shell works. (A comment, not
+    // a doc comment, which the help would list.)
     #[value(alias = "allow")]
     Prefer,
     Require,

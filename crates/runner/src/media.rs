@@ -213,23 +213,37 @@ impl<'a> Importer<'a> {
     }
 }
 
-/// Opens the file at `resolved`, whose last part must still be what it was
-/// when the path was resolved: a symlink put in its place since is not
-/// followed, and a pipe or device is refused without waiting on it (a
-/// FIFO would block the open for good).
+/// Opens the file at `resolved` — a canonical path, with no symlink in
+/// it when it was resolved — following no symlink put anywhere in it
+/// since (`openat2` with `RESOLVE_NO_SYMLINKS`; on a kernel without it, at
+/// least not in its last part), and refusing a pipe or device without
+/// waiting on it (a FIFO would block the open for good).
 fn open_regular(resolved: &Path) -> Result<(std::fs::File, std::fs::Metadata), String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(flags.bits() as i32)
-        .open(resolved)
-        .map_err(|e| match e.raw_os_error() {
-            Some(code) if code == rustix::io::Errno::LOOP.raw_os_error() => {
-                "it became a symlink after its path was resolved".to_owned()
-            }
-            _ => io_reason(&e),
-        })?;
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    use rustix::io::Errno;
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let opened = match rustix::fs::openat2(
+        rustix::fs::CWD,
+        resolved,
+        flags,
+        Mode::empty(),
+        ResolveFlags::NO_SYMLINKS,
+    ) {
+        Err(Errno::NOSYS | Errno::PERM) => {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32)
+                .open(resolved)
+        }
+        other => other.map(std::fs::File::from).map_err(std::io::Error::from),
+    };
+    let file = opened.map_err(|e| match e.raw_os_error() {
+        Some(code) if code == Errno::LOOP.raw_os_error() => {
+            "a symlink was put in its path after the path was resolved".to_owned()
+        }
+        _ => io_reason(&e),
+    })?;
     // What was opened, not what the path names now.
     let meta = file.metadata().map_err(|e| io_reason(&e))?;
     if !meta.is_file() {
@@ -679,7 +693,7 @@ mod tests {
     }
 
     #[test]
-    fn a_file_swapped_for_a_symlink_or_a_pipe_is_not_read() {
+    fn a_file_or_folder_swapped_for_a_symlink_or_a_pipe_is_not_read() {
         let dir = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.png"), PNG).unwrap();
@@ -693,7 +707,19 @@ mod tests {
         std::os::unix::fs::symlink(outside.path().join("secret.png"), dir.path().join("a.png"))
             .unwrap();
         let err = reread(&entry).unwrap_err();
-        assert!(err.contains("became a symlink"), "{err}");
+        assert!(err.contains("a symlink was put in its path"), "{err}");
+        // So is one put in place of a folder on the way.
+        std::fs::create_dir(dir.path().join("img")).unwrap();
+        std::fs::write(dir.path().join("img/b.png"), PNG).unwrap();
+        std::fs::create_dir(outside.path().join("img")).unwrap();
+        std::fs::write(outside.path().join("img/b.png"), PNG).unwrap();
+        let payload = import(dir.path(), serde_json::json!([{"path": "img/b.png"}])).unwrap();
+        let nested: Stored = serde_json::from_value(payload["media"][0].clone()).unwrap();
+        assert!(reread(&nested).is_ok());
+        std::fs::remove_dir_all(dir.path().join("img")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("img"), dir.path().join("img")).unwrap();
+        let err = reread(&nested).unwrap_err();
+        assert!(err.contains("a symlink was put in its path"), "{err}");
         // Swapped for a pipe: refused at once rather than waited on.
         std::fs::remove_file(dir.path().join("a.png")).unwrap();
         rustix::fs::mknodat(
