@@ -116,33 +116,27 @@ impl log::Host for HostState {
     }
 }
 
-impl v0_3::log::Host for HostState {
-    async fn log(&mut self, level: v0_3::log::Level, message: String) {
-        use v0_3::log::Level as Old;
-        let level = match level {
-            Old::Trace => log::Level::Trace,
-            Old::Debug => log::Level::Debug,
-            Old::Info => log::Level::Info,
-            Old::Warn => log::Level::Warn,
-            Old::Error => log::Level::Error,
-        };
-        self.plugin_log(level, message);
-    }
+/// The frozen contracts' `log` imports: their levels are today's, under
+/// each version's own name.
+macro_rules! frozen_log {
+    ($($version:ident),*) => {$(
+        impl $version::log::Host for HostState {
+            async fn log(&mut self, level: $version::log::Level, message: String) {
+                use $version::log::Level as Old;
+                let level = match level {
+                    Old::Trace => log::Level::Trace,
+                    Old::Debug => log::Level::Debug,
+                    Old::Info => log::Level::Info,
+                    Old::Warn => log::Level::Warn,
+                    Old::Error => log::Level::Error,
+                };
+                self.plugin_log(level, message);
+            }
+        }
+    )*};
 }
 
-impl v0_2::log::Host for HostState {
-    async fn log(&mut self, level: v0_2::log::Level, message: String) {
-        use v0_2::log::Level as Old;
-        let level = match level {
-            Old::Trace => log::Level::Trace,
-            Old::Debug => log::Level::Debug,
-            Old::Info => log::Level::Info,
-            Old::Warn => log::Level::Warn,
-            Old::Error => log::Level::Error,
-        };
-        self.plugin_log(level, message);
-    }
-}
+frozen_log!(v0_2, v0_3);
 
 /// A poster's own job's attachments, and nothing else: the names, types,
 /// sizes and alt texts, and the checked bytes in bounded pieces.
