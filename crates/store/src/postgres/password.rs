@@ -135,7 +135,18 @@ fn found(password: String, source: Source) -> Found {
 /// (libpq's rule for the passfile: `u=rw`, 0600, or less).
 fn private_file(path: &Path) -> Result<String, String> {
     let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    // Opened once, and what was opened is checked: not a name that may
+    // point elsewhere by the time it is read (and without waiting on a
+    // pipe, which is refused below).
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
     if !meta.is_file() {
         return Err(format!("{shown} is not a regular file"));
     }
@@ -151,8 +162,8 @@ fn private_file(path: &Path) -> Result<String, String> {
         return Err(format!("{shown} is larger than 1 MiB: not a password file"));
     }
     let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|file| file.take(MOST).read_to_string(&mut text))
+    file.take(MOST)
+        .read_to_string(&mut text)
         .map_err(|e| format!("cannot read {shown}: {e}"))?;
     Ok(text)
 }
@@ -275,6 +286,37 @@ db.internal:5432:batch:worker:s3cret
         assert_eq!(own.password, Some((String::new(), Source::Url)));
         let shown = Source::File(file.clone()).to_string();
         assert!(!shown.contains("from-file"), "{shown}");
+    }
+
+    #[test]
+    fn a_pipe_a_folder_or_a_huge_file_is_no_password_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let pipe = dir.path().join("pipe");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &pipe,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+            0,
+        )
+        .unwrap();
+        // Refused at once: a pipe with no writer is not waited on.
+        assert!(
+            private_file(&pipe)
+                .unwrap_err()
+                .ends_with("is not a regular file")
+        );
+        assert!(
+            private_file(dir.path())
+                .unwrap_err()
+                .ends_with("is not a regular file")
+        );
+        let huge = write(dir.path(), "huge", &"x".repeat((1 << 20) + 1), 0o600);
+        assert!(
+            private_file(&huge)
+                .unwrap_err()
+                .contains("larger than 1 MiB")
+        );
     }
 
     #[test]

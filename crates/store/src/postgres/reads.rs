@@ -52,20 +52,22 @@ impl ReadStore for PostgresStore {
         // The starts are on the database's clock and the budgets count on
         // this host's: the times go out and come back shifted by how far
         // apart the two clocks are (to within a round trip), so a database
-        // clock behind this host's does not refill budgets early. Asked
-        // first, so the read itself compares with a constant (and keeps
-        // to the index on `ended_ms`).
-        let host_now = stored_ms(orchestrator_contract::time::now_ms());
-        let db_now = self.rows(&format!("SELECT {NOW}"), Vec::new(), |r| r.get::<_, i64>(0))?;
-        let skew = db_now.first().map_or(0, |db| host_now.saturating_sub(*db));
-        let since = stored_ms(since_ms).saturating_sub(skew);
-        let spent = self.rows(sql::SPENT_SINCE, vec![Box::new(since)], |r| {
-            (r.get::<_, String>(0), r.get::<_, i64>(1))
-        })?;
-        Ok(spent
-            .into_iter()
-            .map(|(account, started)| (account, read_ms(started.saturating_add(skew))))
-            .collect())
+        // clock behind this host's does not refill budgets early. The
+        // shift is a scalar subquery, worked out once before the scan, so
+        // the bound stays a constant the index on `ended_ms` can take.
+        let spent = format!(
+            "SELECT j.account, a.started_ms + (SELECT $2::bigint - {NOW})
+             FROM attempts a JOIN jobs j ON j.id = a.job_id
+             WHERE (a.ended_ms >= (SELECT $1::bigint - ($2::bigint - {NOW})) OR a.ended_ms IS NULL)
+               AND a.started_ms >= (SELECT $1::bigint - ($2::bigint - {NOW}))
+             ORDER BY a.started_ms, a.id"
+        );
+        let host_now = orchestrator_contract::time::now_ms();
+        self.rows(
+            &spent,
+            vec![Box::new(stored_ms(since_ms)), Box::new(stored_ms(host_now))],
+            |r| (r.get::<_, String>(0), read_ms(r.get::<_, i64>(1))),
+        )
     }
 
     fn pauses(&self, now_ms: u64, max_wait_ms: u64) -> Result<Vec<Pause>> {

@@ -196,3 +196,19 @@ impl PostgresStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_role_and_schema_are_quoted_whatever_they_hold() {
+        let grants = worker_grants("w\"; DROP TABLE jobs; --", "my schema");
+        assert!(
+            grants.contains(r#"TO "w""; DROP TABLE jobs; --";"#),
+            "{grants}"
+        );
+        assert!(grants.contains(r#"ON SCHEMA "my schema" TO"#), "{grants}");
+        assert!(!grants.contains("{role}") && !grants.contains("{schema}"));
+    }
+}

@@ -71,9 +71,15 @@ pub fn without_password(url: &str) -> String {
     let Some(parts) = Parts::of(url) else {
         return url.to_owned();
     };
-    let user = parts
-        .credentials
-        .map(|c| c.split_once(':').map_or(c, |(user, _)| user));
+    // A user part that holds `password=` is a query tokio-postgres read as
+    // the user part (`postgres://db/b?password=x@host`): shown as nothing.
+    let user = parts.credentials.map(|c| {
+        if c.to_ascii_lowercase().contains("password=") {
+            ""
+        } else {
+            c.split_once(':').map_or(c, |(user, _)| user)
+        }
+    });
     let kept: Vec<&str> = parts.pairs().filter(|p| !is_password_pair(p)).collect();
     parts.join(user, &kept)
 }
@@ -82,7 +88,10 @@ pub fn without_password(url: &str) -> String {
 /// parameter).
 pub fn url_has_password(url: &str) -> bool {
     Parts::of(url).is_some_and(|parts| {
-        parts.credentials.is_some_and(|c| c.contains(':')) || parts.pairs().any(is_password_pair)
+        parts
+            .credentials
+            .is_some_and(|c| c.contains(':') || c.to_ascii_lowercase().contains("password="))
+            || parts.pairs().any(is_password_pair)
     })
 }
 
@@ -114,29 +123,11 @@ pub(super) fn take_tls_params(url: &str) -> (String, TlsParams) {
     (parts.join(parts.credentials, &kept), params)
 }
 
-/// `text` with its `%XX` escapes undone (and `+` left as it is, as
-/// tokio-postgres leaves it).
+/// `text` with its `%XX` escapes undone, as tokio-postgres undoes them.
 fn percent_decoded(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]
@@ -172,6 +163,7 @@ mod tests {
         // tokio-postgres reads it: a password may hold `/` and `?`.
         assert!(url_has_password("postgres://u:ab/cd@db/b"));
         assert!(url_has_password("postgres://u:a?b@db/b"));
+        assert!(url_has_password("postgres://db/b?Password=x@y"));
     }
 
     #[test]
@@ -189,6 +181,8 @@ mod tests {
                 "postgres://u@db/b?sslmode=require",
             ),
             ("postgres://u:p:q@db/b", "postgres://u@db/b"),
+            // tokio-postgres reads all before the `@` as the user part.
+            ("postgres://db/b?password=x@y", "postgres://@y"),
         ] {
             assert_eq!(without_password(url), shown);
         }
