@@ -141,16 +141,7 @@ impl Cluster {
     /// is skipped because the binaries are missing. In CI (`CI` is set) a
     /// missing binary fails the test instead.
     pub fn for_test(name: &str) -> Option<Cluster> {
-        match Cluster::start(Durability::Off) {
-            Ok(cluster) => Some(cluster),
-            Err(why) if std::env::var_os("CI").is_some() => {
-                panic!("{name} needs PostgreSQL, and CI must run it: {why}")
-            }
-            Err(why) => {
-                eprintln!("SKIPPED {name}: {why}");
-                None
-            }
-        }
+        Cluster::for_test_with(name, &Setup::default())
     }
 
     /// [`Cluster::for_test`] with `setup`.
