@@ -303,8 +303,8 @@ fn stored(args: &BatchArgs) -> Result<Option<Stored>> {
             &args.state_file,
         )?)
     };
-    let week = orchestrator_runner::budget::MAX_PER.as_millis() as u64;
-    let since = orchestrator_contract::time::now_ms().saturating_sub(week);
+    let horizon = orchestrator_runner::budget::MAX_HORIZON.as_millis() as u64;
+    let since = orchestrator_contract::time::now_ms().saturating_sub(horizon);
     Ok(Some((store.job_summaries()?, store.spent_since(since)?)))
 }
 

@@ -95,7 +95,12 @@ pub fn run(args: &BatchArgs) -> Result<u8> {
         let at = out.find('\n').map_or(out.len(), |i| i + 1);
         out.insert_str(
             at,
-            &format!("  store:       {}, {connection}\n", args.store_name()),
+            // The TLS version is the server's word: escaped as any.
+            &format!(
+                "  store:       {}, {}\n",
+                args.store_name(),
+                shown(&connection.to_string())
+            ),
         );
     }
     out.push_str(&render_budgets(budgets));

@@ -25,6 +25,13 @@ use crate::AccountConfig;
 pub const MAX_COUNT: u32 = 1_000_000;
 pub const MAX_PER: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// The longest margin a rate keeps beyond its window.
+const MAX_MARGIN_MS: u64 = 15_000;
+
+/// How far back any budget's spending can count: the longest window and
+/// its margin.
+pub const MAX_HORIZON: Duration = MAX_PER.saturating_add(Duration::from_millis(MAX_MARGIN_MS));
+
 /// At most `count` attempts in any `per`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rate {
@@ -74,7 +81,7 @@ impl Rate {
 
     fn margin_ms(&self) -> u64 {
         let per = self.per_ms();
-        (per / 20).max((per / 10).min(1_000)).min(15_000)
+        (per / 20).max((per / 10).min(1_000)).min(MAX_MARGIN_MS)
     }
 }
 
@@ -250,6 +257,9 @@ pub struct Budgets {
     /// rates.
     holders: HashMap<String, Vec<Holder>>,
     ledgers: Mutex<HashMap<Holder, Ledger>>,
+    /// Each account's [`Budgets::late_after_ms`], worked out once: the
+    /// rates never change, and every attempt asks.
+    late_after: HashMap<String, u64>,
 }
 
 impl Budgets {
@@ -277,9 +287,21 @@ impl Budgets {
                 holders.insert(account.name.clone(), own);
             }
         }
+        let late_after = holders
+            .iter()
+            .filter_map(|(account, own)| {
+                let least = own
+                    .iter()
+                    .filter_map(|h| ledgers.get(h))
+                    .flat_map(|l: &Ledger| l.rates.0.iter().map(Rate::margin_ms))
+                    .min()?;
+                Some((account.clone(), least / 2))
+            })
+            .collect();
         Budgets {
             holders,
             ledgers: Mutex::new(ledgers),
+            late_after,
         }
     }
 
@@ -340,14 +362,7 @@ impl Budgets {
     /// unit stays spent, so no window of the platform's ever holds more
     /// than it allows.
     pub fn late_after_ms(&self, account: &str) -> Option<u64> {
-        let holders = self.holders.get(account)?;
-        let ledgers = self.ledgers.lock().unwrap_or_else(|e| e.into_inner());
-        holders
-            .iter()
-            .filter_map(|h| ledgers.get(h))
-            .flat_map(|l| l.rates.0.iter().map(Rate::margin_ms))
-            .min()
-            .map(|m| m / 2)
+        self.late_after.get(account).copied()
     }
 
     /// Spends one unit of every budget `account` answers to, if all allow
@@ -453,17 +468,27 @@ mod tests {
             })
         );
         assert_eq!(Rate::parse(" 20 / 10s ").unwrap().to_string(), "20/10s");
-        for bad in [
-            "300",
-            "0/5m",
-            "x/5m",
-            "300/5",
-            "300/0s",
-            "300/30days",
-            "9999999/1h",
+        let (no_slash, count, duration) = (
+            "has no '/'",
+            "the count must be a whole number from 1 to 1000000",
+            "the duration must be from 1s to 7days",
+        );
+        for (bad, why) in [
+            ("300", no_slash),
+            ("0/5m", count),
+            ("x/5m", count),
+            ("-1/5m", count),
+            ("9999999/1h", count),
+            ("300/5", duration),
+            ("300/0s", duration),
+            ("300/30days", duration),
+            ("1/\u{1b}[2J", duration),
         ] {
             let err = Rate::parse(bad).unwrap_err();
-            assert!(err.contains("COUNT/DURATION"), "{bad}: {err}");
+            assert!(
+                err.contains(why) && err.contains("COUNT/DURATION"),
+                "{bad}: {err}"
+            );
         }
     }
 

@@ -431,7 +431,11 @@ impl Refused {
     pub(crate) fn decided(&self) -> Decided {
         Decided {
             category: Category::NonRetryable,
-            reason: self.0.clone(),
+            // Its text quotes stored paths: bounded as a platform's is.
+            reason: orchestrator_contract::text::bounded(
+                self.0.clone(),
+                orchestrator_contract::text::MESSAGE_BYTES,
+            ),
             retry_after_ms: None,
             scope: RetryScope::Job,
             decided_by: "built-in".into(),
@@ -465,7 +469,7 @@ fn takes(poster: &dyn Post, files: usize) -> Result<(), Refused> {
     Err(Refused(format!(
         "it attaches {} but its poster {} cannot read attachments ({built}); \
          media needs a poster built against contract 0.4.0 or later",
-        count(files),
+        orchestrator_contract::text::count(files as u64, "file"),
         poster.info().name
     )))
 }
@@ -513,14 +517,6 @@ pub(crate) async fn check(payload: &str, poster: &dyn Post) -> Result<Option<Che
     }))
 }
 
-fn count(n: usize) -> String {
-    if n == 1 {
-        "1 file".into()
-    } else {
-        format!("{n} files")
-    }
-}
-
 /// Reads an attachment again, and returns it if it is what was imported.
 fn reread(entry: &Stored) -> Result<Attachment, String> {
     let changed = |what: String| format!("changed after import: {what}");
@@ -532,7 +528,7 @@ fn reread(entry: &Stored) -> Result<Attachment, String> {
         .map_err(|e| changed(format!("it cannot be read ({})", io_reason(&e))))?;
     if bytes.len() as u64 != entry.size {
         let now = if bytes.len() as u64 > entry.size {
-            "more than".to_owned()
+            format!("more than {}", entry.size)
         } else {
             bytes.len().to_string()
         };
@@ -828,6 +824,16 @@ mod tests {
             refused.0.starts_with(&format!(
                 "media[0] a.png changed after import: its SHA-256 is now {now}"
             )),
+            "{refused:?}"
+        );
+        let mut grown = PNG.to_vec();
+        grown.extend_from_slice(b"more");
+        std::fs::write(dir.path().join("a.png"), &grown).unwrap();
+        let refused = check(&payload, &Taker(true)).await.err().unwrap();
+        assert!(
+            refused
+                .0
+                .contains("it is now more than 16 bytes (it was 16 when imported)"),
             "{refused:?}"
         );
         std::fs::write(dir.path().join("a.png"), &PNG[..4]).unwrap();
