@@ -300,4 +300,18 @@ fn a_unix_socket_url_connects_in_the_clear_as_before() {
         connection(&store).to_string(),
         "not encrypted (sslmode=prefer)"
     );
+    // A mode that demands TLS (from PGSSLMODE, say) is for TCP: a socket
+    // ignores it, as libpq does.
+    let options = PgOptions {
+        tls: TlsOptions {
+            mode: Some(SslMode::Require),
+            ..TlsOptions::default()
+        },
+        ..PgOptions::default()
+    };
+    let store = PostgresStore::open_with(&socket, &options).unwrap();
+    assert_eq!(
+        connection(&store).to_string(),
+        "not encrypted (sslmode=require)"
+    );
 }

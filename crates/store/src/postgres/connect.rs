@@ -55,7 +55,19 @@ pub(super) fn prepare(url: &str, options: &PgOptions, env: Env<'_>) -> Result<Co
     let trust = Trust::of(root_cert, options.tls.extra_roots.clone());
     let check = tls::check_of(mode, &trust)?;
     let tls = tls::connector(check, &trust)?;
-    config.ssl_mode(mode.negotiation());
+    // PostgreSQL speaks no TLS over a Unix socket, and libpq ignores
+    // sslmode there: so does this, rather than refuse a socket whenever a
+    // shell or file sets sslmode=require for the TCP hosts.
+    let over_sockets = !config.get_hosts().is_empty()
+        && config
+            .get_hosts()
+            .iter()
+            .all(|h| matches!(h, tokio_postgres::config::Host::Unix(_)));
+    config.ssl_mode(if over_sockets {
+        tokio_postgres::config::SslMode::Disable
+    } else {
+        mode.negotiation()
+    });
     // A host that never answers is an error in seconds, not minutes.
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(10));
