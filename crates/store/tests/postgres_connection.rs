@@ -153,8 +153,8 @@ fn sslmode_disable_fails_clearly_against_a_server_that_requires_tls() {
     let reason = refused(&with(&url, "sslmode=disable"), &PgOptions::default());
     assert_eq!(reason.lines().count(), 1, "{reason}");
     assert!(
-        reason.contains("no encryption")
-            && reason.contains("the server requires TLS and sslmode is disable"),
+        reason.contains("no encryption (SQLSTATE 28000)")
+            && reason.contains("sslmode is disable: if the server takes only encrypted connections, use sslmode=require"),
         "{reason}"
     );
 
@@ -212,7 +212,7 @@ fn a_password_comes_from_a_file_only_its_owner_may_read() {
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let reason = refused(&url, &options);
     assert!(
-        reason.contains("password authentication failed")
+        reason.contains("password authentication failed for user \"worker\" (SQLSTATE 28P01)")
             && reason.contains(&format!(
                 "the password came from the password file {}",
                 file.display()

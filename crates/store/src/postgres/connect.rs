@@ -120,7 +120,7 @@ pub(super) fn explained(reason: &str, facts: &Facts) -> String {
             hint.push_str(&format!("; the passfile was not read: {why}"));
         }
         hint
-    } else if reason.contains("password authentication failed") {
+    } else if reason.contains("SQLSTATE 28P01") {
         match &facts.password {
             Some(source) => format!("the password came from {source}"),
             None => return reason.to_owned(),
@@ -133,8 +133,9 @@ pub(super) fn explained(reason: &str, facts: &Facts) -> String {
         "sslmode=verify-full checks that the server's certificate names the URL's host: connect by a name the certificate lists, or use sslmode=verify-ca".to_string()
     } else if reason.contains("UnknownIssuer") || reason.contains("unknown issuer") {
         "the server's certificate is signed by an authority not trusted here: name it with sslrootcert=FILE (or --ca-file FILE)".to_string()
-    } else if reason.contains("no encryption") && facts.mode == SslMode::Disable {
-        "the server requires TLS and sslmode is disable: use sslmode=require, verify-ca or verify-full".to_string()
+    } else if reason.contains("SQLSTATE 28000") && facts.mode == SslMode::Disable {
+        // The same code says the role does not exist, so the hint is an if.
+        "sslmode is disable: if the server takes only encrypted connections, use sslmode=require, verify-ca or verify-full".to_string()
     } else if reason.contains("server does not support TLS") {
         format!(
             "sslmode={} needs TLS, which the server does not offer: turn ssl on in the server, or use sslmode=prefer to connect in the clear",
@@ -149,4 +150,37 @@ pub(super) fn explained(reason: &str, facts: &Facts) -> String {
         return reason.to_owned();
     };
     format!("{reason} ({hint})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(mode: SslMode) -> Facts {
+        Facts {
+            mode,
+            password: Some(Source::Env),
+            passfile_refused: None,
+            pool_size: 16,
+        }
+    }
+
+    #[test]
+    fn a_refused_login_is_explained_by_its_code_in_any_language() {
+        let german = "Passwort-Authentifizierung für Benutzer »x« fehlgeschlagen (SQLSTATE 28P01)";
+        assert_eq!(
+            explained(german, &facts(SslMode::Prefer)),
+            format!("{german} (the password came from PGPASSWORD)")
+        );
+        let no_line = "kein pg_hba.conf-Eintrag für Host »127.0.0.1«, Benutzer »x«, Datenbank »d«, keine Verschlüsselung (SQLSTATE 28000)";
+        assert!(
+            explained(no_line, &facts(SslMode::Disable))
+                .ends_with("(sslmode is disable: if the server takes only encrypted connections, use sslmode=require, verify-ca or verify-full)")
+        );
+        // Under another sslmode the same code has nothing of ours to blame.
+        assert_eq!(explained(no_line, &facts(SslMode::Prefer)), no_line);
+        // Text without the code is not guessed at.
+        let english = "password authentication failed for user \"x\"";
+        assert_eq!(explained(english, &facts(SslMode::Prefer)), english);
+    }
 }

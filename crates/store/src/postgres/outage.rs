@@ -39,6 +39,11 @@ impl From<tokio_postgres::Error> for Failure {
             || std::error::Error::source(&e)
                 .is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some());
         let text = match e.as_db_error() {
+            // A refused login (class 28) carries its code: what the server
+            // says is in its own language, and the hints go by the code.
+            Some(db) if db.code().code().starts_with("28") => {
+                format!("{} (SQLSTATE {})", db.message(), db.code().code())
+            }
             Some(db) => db.message().to_owned(),
             None => super::connect::chain(&e),
         };
