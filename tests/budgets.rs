@@ -50,6 +50,7 @@ pub(crate) fn a_batch_kept_to_its_budget_never_meets_the_platforms_limit() {
 pub(crate) fn a_resumed_run_keeps_to_the_budget_the_last_one_spent() {
     let f = Fixture::new(LIMITED, 20);
     with_rate(&f, "10/5s");
+    let started = Instant::now();
     let mut first = f.spawn(&[]);
     // The first ten post at once; the run then waits for the window.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -68,4 +69,12 @@ pub(crate) fn a_resumed_run_keeps_to_the_budget_the_last_one_spent() {
     let counters = f.sandbox.counters();
     assert_eq!(counters.statuses_created, 20);
     assert_eq!(counters.rate_limited, 0, "the platform never said 429");
+    // The first ten started after `started`, so the other ten could not
+    // start until five seconds after it, however quick the restart: a
+    // second run that forgot them would be done well before.
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "the second run waited out the first run's window: {}",
+        second.stderr
+    );
 }

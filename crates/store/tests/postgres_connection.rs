@@ -135,6 +135,25 @@ fn verify_full_refuses_a_certificate_for_another_name_or_authority() {
         reason.contains("UnknownIssuer") && reason.contains("sslrootcert=FILE"),
         "{reason}"
     );
+    // verify-ca trusts the named authority alone: another's, here another
+    // test cluster's (of the same name, so the signature is what fails),
+    // does not vouch for this server.
+    let Some(other) = Cluster::for_test_with("verify_ca_other_authority", &setup) else {
+        return;
+    };
+    let theirs = other.ca_file().display().to_string();
+    let reason = refused(
+        &with(&url, &format!("sslmode=verify-ca&sslrootcert={theirs}")),
+        &PgOptions::default(),
+    );
+    assert_eq!(reason.lines().count(), 1, "{reason}");
+    assert!(
+        reason.contains("BadSignature")
+            && reason.contains(
+                "but another signed it: name the authority that signed it with sslrootcert=FILE"
+            ),
+        "{reason}"
+    );
     // An unknown mode is named.
     let reason = refused(&with(&url, "sslmode=verify"), &PgOptions::default());
     assert_eq!(

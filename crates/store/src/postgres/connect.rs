@@ -131,6 +131,8 @@ pub(super) fn explained(reason: &str, facts: &Facts) -> String {
         "the server presents an authority's certificate (CA:TRUE) as its own, which rustls refuses: sign a server certificate with that authority and give the server that one (PostgreSQL's documentation, \"Creating Certificates\"), or use sslmode=require, which encrypts without checking".to_string()
     } else if reason.contains("certificate not valid for name") {
         "sslmode=verify-full checks that the server's certificate names the URL's host: connect by a name the certificate lists, or use sslmode=verify-ca".to_string()
+    } else if reason.contains("BadSignature") {
+        "the server's certificate names an authority of the same name as one trusted here, but another signed it: name the authority that signed it with sslrootcert=FILE (or --ca-file FILE)".to_string()
     } else if reason.contains("UnknownIssuer") || reason.contains("unknown issuer") {
         "the server's certificate is signed by an authority not trusted here: name it with sslrootcert=FILE (or --ca-file FILE)".to_string()
     } else if reason.contains("SQLSTATE 28000") && facts.mode == SslMode::Disable {

@@ -460,4 +460,42 @@ mod tests {
             assert_eq!(SslMode::parse(mode.as_str()), Some(mode));
         }
     }
+
+    #[test]
+    fn an_sslrootcert_file_that_cannot_be_used_is_named_in_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let refused = |path: &Path| match connector(Check::Chain, &Trust::File(path.into())) {
+            Ok(_) => panic!("{} was taken", path.display()),
+            Err(reason) => reason,
+        };
+        let missing = dir.path().join("missing.pem");
+        let reason = refused(&missing);
+        assert!(
+            reason.starts_with(&format!("sslrootcert: cannot read {}: ", missing.display())),
+            "{reason}"
+        );
+        let text = dir.path().join("notes.txt");
+        std::fs::write(&text, "not a certificate\n").unwrap();
+        assert_eq!(
+            refused(&text),
+            format!("sslrootcert: {} holds no PEM certificate", text.display())
+        );
+        let broken = dir.path().join("broken.pem");
+        std::fs::write(
+            &broken,
+            "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let reason = refused(&broken);
+        assert!(
+            reason.starts_with(&format!(
+                "sslrootcert: {} is not a PEM certificate file: ",
+                broken.display()
+            )),
+            "{reason}"
+        );
+        for reason in [refused(&missing), refused(&text), refused(&broken)] {
+            assert_eq!(reason.lines().count(), 1, "{reason}");
+        }
+    }
 }
