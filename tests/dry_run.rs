@@ -164,3 +164,101 @@ fn stored_jobs_of_an_account_gone_from_the_file_are_a_problem_and_no_command_run
         "the state changed"
     );
 }
+
+/// The dry run's line for `account`, its columns joined by one space.
+fn account_line(stdout: &str, account: &str) -> String {
+    stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with(account))
+        .unwrap_or_else(|| panic!("no line for {account}: {stdout}"))
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn the_dry_run_says_what_joining_would_make_of_a_run_cut_short() {
+    let f = Fixture::new(
+        "[[account]]\nname = \"slow\"\ntoken = \"t\"\ndelay_ms = 300\n",
+        3,
+    );
+    // Killed with an attempt in flight: its job is stored as running.
+    let mut child = f.spawn(&["--workers", "1"]);
+    crate::crash::wait_for_process(&f, 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while f.sandbox.counters().requests == 0 {
+        assert!(std::time::Instant::now() < deadline, "no attempt began");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = std::fs::read(f.path(STATE)).unwrap();
+
+    // A run would resume run 1 and take the job back with its key: all
+    // three are attempted.
+    let out = run(f.command(&["--run", "--dry-run"]));
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("  Resuming run 1 for every account, cut short in pass 1/3"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        account_line(&out.stdout, "slow").starts_with("slow mastodon-poster 3 -"),
+        "{}",
+        out.stdout
+    );
+    // With a key window shorter than the attempt's age it would be held
+    // for review instead: a new run (the settings differ), two attempted.
+    let out = run(f.command(&["--run", "--dry-run", "--key-window", "0"]));
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        account_line(&out.stdout, "slow").starts_with(
+            "slow mastodon-poster 2 1 held for review: in flight when a run died, longer ago than the platform remembers idempotency keys"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        std::fs::read(f.path(STATE)).unwrap(),
+        before,
+        "the state changed"
+    );
+
+    // The real run does what the first dry run said.
+    let resumed = f.run(&[]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    assert!(
+        resumed.stderr.contains("Resuming run 1 for every account"),
+        "{}",
+        resumed.stderr
+    );
+    assert_eq!(f.sandbox.counters().statuses_created, 3);
+}
+
+#[test]
+fn a_new_run_reopens_what_failed_and_the_dry_run_counts_it() {
+    let f = Fixture::new(
+        "[[account]]\nname = \"flaky\"\ntoken = \"t\"\n\
+         script = [{ respond = \"server-error\", status = 503, times = 1 }]\n",
+        2,
+    );
+    // One pass: the 503 fails its job for good in run 1.
+    let first = f.run(&["--max-passes", "1"]);
+    assert_eq!(first.code, 1, "{}", first.stderr);
+    let out = run(f.command(&["--run", "--dry-run"]));
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains(
+            "  Run 2: a new run for every account, retrying 1 job that failed in earlier runs"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        account_line(&out.stdout, "flaky").starts_with("flaky mastodon-poster 1 1 already posted"),
+        "{}",
+        out.stdout
+    );
+}

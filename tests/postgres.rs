@@ -557,6 +557,25 @@ fn a_process_that_joins_late_works_in_the_run_under_way() {
         "{}",
         other.stderr
     );
+    // The dry run says as much, joining nothing: the same settings would
+    // join the run, other settings are a problem.
+    let dry = crate::support::run(&mut f.command(&["--run", "--dry-run"]));
+    assert_eq!(dry.code, 0, "{}\n{}", dry.stdout, dry.stderr);
+    assert!(
+        dry.stdout
+            .contains("  Joining run 1 for every account (pass 1/3) beside 1 other processes"),
+        "{}",
+        dry.stdout
+    );
+    let dry = crate::support::run(&mut f.command(&["--max-passes", "5", "--run", "--dry-run"]));
+    assert_eq!(dry.code, 2, "{}\n{}", dry.stdout, dry.stderr);
+    assert!(
+        dry.stdout.contains(
+            "run 1 is in progress on other processes with other settings: --max-passes 3 (here 5)"
+        ),
+        "{}",
+        dry.stdout
+    );
     let late = f.spawn(&["--workers", "2", "--lease", "10"]);
     let (code, stderr) = finish(late);
     assert_eq!(code, 0, "{stderr}");

@@ -5,14 +5,14 @@
 //! the rate budgets allow. Every problem is listed at once ([`Problems`]);
 //! no platform is contacted, nothing stored changes.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use anyhow::Result;
 use orchestrator_retry::RetryConfig;
 use orchestrator_runner::budget::Budgets;
 use orchestrator_runner::{AccountConfig, Batch, input};
-use orchestrator_store::{JobState, JobSummary, Store, StoreError};
+use orchestrator_store::{JobState, JobSummary, Joined, NewProcess, Store, StoreError};
 
 use crate::commands::batch::{BatchArgs, open_postgres_unchanged, postgres_url};
 use crate::commands::{run, status};
@@ -70,22 +70,35 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
         problems.add(e);
     }
 
-    // What the store holds: read, never written.
-    let stored = match stored(args) {
+    // What the store holds, and what joining a run would make of it:
+    // worked out, never written.
+    let stored = match stored(args, &config) {
         Ok(stored) => stored,
         Err(e) => {
             problems.add(e);
             None
         }
     };
-    if stored.as_ref().is_none_or(|(jobs, _)| jobs.is_empty()) && args.jobs.is_none() {
+    if stored.as_ref().is_none_or(|s| s.jobs.is_empty()) && args.jobs.is_none() {
         problems.add(format!(
             "no batch in {} yet; give --jobs FILE to import one",
             args.store_name()
         ));
     }
     let mut plans: BTreeMap<String, Plan> = BTreeMap::new();
-    let (known, spent) = stored.unwrap_or_default();
+    let Stored {
+        jobs: known,
+        joined,
+        spent,
+    } = stored.unwrap_or_default();
+    let joined = match joined {
+        Some(Ok(joined)) => Some(joined),
+        Some(Err(e)) => {
+            problems.add(e);
+            None
+        }
+        None => None,
+    };
     let ids: HashSet<&str> = known.iter().map(|j| j.id.as_str()).collect();
     for job in jobs
         .iter()
@@ -94,9 +107,18 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
     {
         plans.entry(job.account.clone()).or_default().attempt += 1;
     }
+    // The jobs as the run would find them once it has joined; as stored
+    // when it could not.
+    let after: Option<HashMap<&str, &JobSummary>> = joined
+        .as_ref()
+        .map(|(_, jobs, _)| jobs.iter().map(|j| (j.id.as_str(), j)).collect());
     for job in &known {
         let plan = plans.entry(job.account.clone()).or_default();
-        match skipped(job, &config, args.release_held) {
+        let then = after
+            .as_ref()
+            .and_then(|a| a.get(job.id.as_str()).copied())
+            .unwrap_or(job);
+        match skipped(job.state, then, &config, args.release_held) {
             None => plan.attempt += 1,
             Some(why) => *plan.skip.entry(why).or_default() += 1,
         }
@@ -146,6 +168,20 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
 
     let mut out =
         String::from("Dry run: no platform was contacted, and nothing stored changed.\n\n");
+    if let Some((joined, _, at_pass)) = &joined {
+        for line in run::run_lines(
+            joined.run,
+            &joined.how,
+            joined.accounts.as_deref(),
+            *at_pass,
+            &config,
+        )
+        .lines()
+        {
+            out.push_str(&format!("  {line}\n"));
+        }
+        out.push('\n');
+    }
     let mut table = Table::new(vec![
         "  ACCOUNT",
         "POSTER",
@@ -278,14 +314,60 @@ async fn batch(
     Some(batch)
 }
 
-type Stored = (Vec<JobSummary>, Vec<(String, u64)>);
+/// The run a run would join, the jobs as they would stand once it had,
+/// and the pass that run is in.
+type Preview = (Joined, Vec<JobSummary>, Option<u32>);
 
-/// The stored jobs, and what the rate budgets spent lately; `None` when
-/// there is no store yet. A state file is opened read-only.
-fn stored(args: &BatchArgs) -> Result<Option<Stored>> {
+/// What the store holds, for the dry run.
+#[derive(Default)]
+struct Stored {
+    /// The jobs as stored.
+    jobs: Vec<JobSummary>,
+    /// The run a run would work on, with the jobs as they would stand once
+    /// it joined (what was in flight taken back, failures reopened); why
+    /// it could not join, when it could not.
+    joined: Option<Result<Preview, StoreError>>,
+    /// What the rate budgets spent lately.
+    spent: Vec<(String, u64)>,
+}
+
+/// What the store holds; `None` when there is no store yet. A state file
+/// is opened read-only, and what joining a run would do is worked out in
+/// a copy (SQLite) or a transaction rolled back (PostgreSQL).
+fn stored(args: &BatchArgs, config: &RetryConfig) -> Result<Option<Stored>> {
     if !args.store_exists() {
         return Ok(None);
     }
+    let store = open_unchanged(args)?;
+    let Some(store) = store else {
+        return Ok(None);
+    };
+    let horizon = orchestrator_runner::budget::MAX_HORIZON.as_millis() as u64;
+    let since = orchestrator_contract::time::now_ms().saturating_sub(horizon);
+    let process = NewProcess {
+        pid: std::process::id(),
+        config: *config,
+        workers: args.workers,
+        accounts: args.accounts.clone(),
+        key_window_ms: Duration::from_secs(args.key_window).as_millis() as u64,
+        plugins: Vec::new(),
+    };
+    // The pass a resumed or joined run is in, as the run's first line
+    // names it (a new run has none yet).
+    let joined = store.preview_join(&process).and_then(|(joined, jobs)| {
+        let at_pass = store.latest_pass(joined.run)?.map(|m| m.pass);
+        Ok((joined, jobs, at_pass))
+    });
+    Ok(Some(Stored {
+        jobs: store.job_summaries()?,
+        joined: Some(joined),
+        spent: store.spent_since(since)?,
+    }))
+}
+
+/// The store, opened so that nothing in it changes; `None` for a
+/// database without the schema (no batch yet).
+fn open_unchanged(args: &BatchArgs) -> Result<Option<Box<dyn Store>>> {
     let store: Box<dyn Store> = if let Some(url) = postgres_url(&args.state_file) {
         // Opened without migrating: a dry run changes nothing, schema
         // included. A database without the schema has no batch yet.
@@ -303,33 +385,42 @@ fn stored(args: &BatchArgs) -> Result<Option<Stored>> {
             &args.state_file,
         )?)
     };
-    let horizon = orchestrator_runner::budget::MAX_HORIZON.as_millis() as u64;
-    let since = orchestrator_contract::time::now_ms().saturating_sub(horizon);
-    Ok(Some((store.job_summaries()?, store.spent_since(since)?)))
+    Ok(Some(store))
 }
 
-/// Why a run would not attempt `job`, if it would not.
-fn skipped(job: &JobSummary, config: &RetryConfig, release_held: bool) -> Option<String> {
-    let why = match job.state {
+/// Why a run would not attempt a job stored as `before`, `then` as it
+/// would stand once the run joined, if it would not.
+fn skipped(
+    before: JobState,
+    then: &JobSummary,
+    config: &RetryConfig,
+    release_held: bool,
+) -> Option<String> {
+    let why = match then.state {
         JobState::Pending | JobState::Retry => return None,
         JobState::Succeeded => "already posted",
         JobState::Cancelled => "cancelled",
-        JobState::Running => "in flight in another run, or cut short (a run takes it up)",
+        JobState::Running => "in flight in another process",
+        // --release-held lets go of what was held before the run joins,
+        // not of what joining holds.
+        JobState::NeedsReview if before != JobState::NeedsReview => {
+            "held for review: in flight when a run died, longer ago than the platform remembers idempotency keys"
+        }
         JobState::NeedsReview if release_held => return None,
         JobState::NeedsReview => "held for review (--release-held)",
         JobState::Failed => {
-            let category = job
+            let category = then
                 .category
                 .as_deref()
                 .and_then(orchestrator_contract::Category::parse)
                 .unwrap_or(orchestrator_contract::Category::Unknown);
-            if config.retries(category) {
-                return None;
-            }
-            return Some(format!(
-                "failed {category} ({})",
-                status::not_retried_because(category)
-            ));
+            let why = if config.retries(category) {
+                // Only a new run reopens what failed in an earlier one.
+                "failed in the run a run would go on with; `retry` reopens it".to_owned()
+            } else {
+                status::not_retried_because(category).to_string()
+            };
+            return Some(format!("failed {category} ({why})"));
         }
     };
     Some(why.to_owned())
@@ -359,4 +450,63 @@ fn reaches(account: &AccountConfig, args: &BatchArgs) -> String {
         .map(|h| shown(h).into_owned())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(state: JobState, category: Option<&str>) -> JobSummary {
+        JobSummary {
+            id: "j".into(),
+            account: "a".into(),
+            state,
+            category: category.map(str::to_owned),
+            attempts: 1,
+            remote_id: None,
+        }
+    }
+
+    #[test]
+    fn a_job_is_skipped_for_what_it_would_be_once_the_run_joined() {
+        let config = RetryConfig::default();
+        let skip = |before, then: &JobSummary, release| skipped(before, then, &config, release);
+        // Taken back from a run that died: attempted again.
+        assert_eq!(
+            skip(JobState::Running, &job(JobState::Retry, None), false),
+            None
+        );
+        // Held by joining: --release-held does not release it.
+        let held = job(JobState::NeedsReview, None);
+        assert!(
+            skip(JobState::Running, &held, true)
+                .unwrap()
+                .starts_with("held for review: in flight when a run died")
+        );
+        // Held before: released by --release-held.
+        assert_eq!(skip(JobState::NeedsReview, &held, true), None);
+        assert_eq!(
+            skip(JobState::NeedsReview, &held, false).unwrap(),
+            "held for review (--release-held)"
+        );
+        // Still in flight after joining: another process holds it.
+        let running = job(JobState::Running, None);
+        assert_eq!(
+            skip(JobState::Running, &running, false).unwrap(),
+            "in flight in another process"
+        );
+        // Failed with a category the settings retry, yet not reopened: the
+        // run goes on rather than beginning anew.
+        let failed = job(JobState::Failed, Some("retryable"));
+        assert_eq!(
+            skip(JobState::Failed, &failed, false).unwrap(),
+            "failed retryable (failed in the run a run would go on with; `retry` reopens it)"
+        );
+        let refused = job(JobState::Failed, Some("non-retryable"));
+        assert!(
+            skip(JobState::Failed, &refused, false)
+                .unwrap()
+                .starts_with("failed non-retryable (")
+        );
+    }
 }

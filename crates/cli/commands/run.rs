@@ -412,7 +412,7 @@ fn log_line(event: RunEvent) -> Option<String> {
 
 /// What the run is: new (and what it retries and skips), resumed, or
 /// joined.
-fn run_lines(
+pub(crate) fn run_lines(
     run: u32,
     how: &JoinedHow,
     accounts: Option<&[String]>,

@@ -200,4 +200,9 @@ pub trait ReadStore: Send + Sync {
     /// Attempts that ended since `since_ms`, by outcome, in buckets of
     /// `bucket_ms`, oldest first (empty buckets left out).
     fn throughput(&self, since_ms: u64, bucket_ms: u64) -> Result<Vec<Throughput>>;
+    /// What [`RunStore::join_run`] would do for `process`, and the jobs as
+    /// they would stand after it (what was in flight taken back, failures
+    /// reopened), worked out without changing the store: the dry run. (The
+    /// process id in it was never stored.)
+    fn preview_join(&self, process: &NewProcess) -> Result<(Joined, Vec<JobSummary>)>;
 }

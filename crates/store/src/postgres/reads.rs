@@ -10,9 +10,9 @@ use crate::model::{AttemptRow, RunRow, read_ms, stored_ms};
 use crate::sql::{self, JOB_COLUMNS};
 use crate::status::StatusQueries;
 use crate::{
-    AccountRow, AttemptRecord, JobFilter, JobState, JobSummary, Pause, ProcessStatus, RUNS_SHOWN,
-    ReadStore, ReasonCount, ReportRow, Result, RetryEntry, RunPass, StatusReport, StoredJob,
-    Throughput,
+    AccountRow, AttemptRecord, JobFilter, JobState, JobSummary, Joined, NewProcess, Pause,
+    ProcessStatus, RUNS_SHOWN, ReadStore, ReasonCount, ReportRow, Result, RetryEntry, RunPass,
+    StatusReport, StoredJob, Throughput,
 };
 
 impl ReadStore for PostgresStore {
@@ -115,17 +115,11 @@ impl ReadStore for PostgresStore {
     }
 
     fn job_summaries(&self) -> Result<Vec<JobSummary>> {
-        self.rows(sql::JOB_SUMMARIES, vec![], |r| {
-            let state: String = r.get(2);
-            JobSummary {
-                id: r.get(0),
-                account: r.get(1),
-                state: JobState::parse(&state).unwrap_or(JobState::Pending),
-                category: r.get(3),
-                attempts: r.get::<_, i32>(4) as u32,
-                remote_id: r.get(5),
-            }
-        })
+        self.rows(sql::JOB_SUMMARIES, vec![], job_summary)
+    }
+
+    fn preview_join(&self, process: &NewProcess) -> Result<(Joined, Vec<JobSummary>)> {
+        self.preview(process)
     }
 
     fn attempts(&self, job: &str) -> Result<Vec<AttemptRecord>> {
@@ -401,5 +395,18 @@ impl StatusQueries for StatusReads<'_> {
             jobs: r.get::<_, i64>(2) as u64,
             example: r.get(3),
         })
+    }
+}
+
+/// A row of [`sql::JOB_SUMMARIES`].
+pub(super) fn job_summary(r: &tokio_postgres::Row) -> JobSummary {
+    let state: String = r.get(2);
+    JobSummary {
+        id: r.get(0),
+        account: r.get(1),
+        state: JobState::parse(&state).unwrap_or(JobState::Pending),
+        category: r.get(3),
+        attempts: r.get::<_, i32>(4) as u32,
+        remote_id: r.get(5),
     }
 }

@@ -14,9 +14,13 @@ use tokio_postgres::Transaction;
 
 use super::leases::{Unheld, recover, renewed_within_its_lease};
 use super::outage::Step;
+use super::reads::job_summary;
 use super::{Inner, NOW, PostgresStore, accounts_param};
 use crate::join::{self, OpenRun, Plan};
-use crate::{Joined, JoinedHow, NewProcess, ProcessId, Result, RunState, Skipped, StoreError};
+use crate::sql;
+use crate::{
+    JobSummary, Joined, JoinedHow, NewProcess, ProcessId, Result, RunState, Skipped, StoreError,
+};
 
 /// Joining a run takes this one, so processes starting together agree on
 /// one run.
@@ -26,18 +30,7 @@ impl PostgresStore {
     /// [`crate::RunStore::join_run`], under the run lock: see the module
     /// documentation.
     pub(super) fn join(&self, process: &NewProcess) -> Result<Joined> {
-        let process_config = serde_json::to_string(&serde_json::json!({
-            "retry": process.config,
-            "workers": process.workers,
-            "accounts": process.accounts,
-            "plugins": process.plugins,
-            "key_window_ms": process.key_window_ms,
-            // Whether it is lost is judged by its own lease, whoever asks.
-            "lease_ms": self.inner.lease.as_millis() as u64,
-        }))
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let config = join::config_text(&process.config)?;
-        let pid = process.pid as i32;
+        let (process_config, config) = process_texts(process, &self.inner)?;
         let host = hostname();
         self.inner
             .key_window_ms
@@ -53,105 +46,161 @@ impl PostgresStore {
             async move {
                 let mut client = inner.pool.get().await?;
                 let tx = client.transaction().await?;
-                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&RUN_LOCK])
-                    .await?;
-                let lease = inner.lease.as_millis() as i64;
-                // Processes that stopped renewing are lost (until they renew
-                // again); the others go on.
-                tx.execute(
-                    &format!(
-                        "UPDATE processes SET state = 'lost'
-                         WHERE state = 'running' AND NOT ({})",
-                        renewed_within_its_lease("$1")
-                    ),
-                    &[&lease],
-                )
-                .await?;
-                let accounts = join::normalized(process.accounts.as_deref());
-                let (run, how) = match join::plan(open_run(&tx).await?, &process)? {
-                    Plan::Join { run, others } => (run, JoinedHow::Joined { others }),
-                    Plan::Resume { run } => {
-                        // The same budgets; the delays are this process's.
-                        tx.execute(
-                            "UPDATE runs SET config = $1 WHERE run = $2",
-                            &[&config, &(run as i32)],
-                        )
-                        .await?;
-                        (run, JoinedHow::Resumed)
-                    }
-                    Plan::Begin { closing } => {
-                        if let Some(closed) = &closing {
-                            tx.execute(
-                                &format!(
-                                    "UPDATE runs SET state = 'closed', ended_ms = {NOW} WHERE run = $1"
-                                ),
-                                &[&(closed.run as i32)],
-                            )
-                            .await?;
-                        }
-                        // Nobody works on the batch now: what is still in
-                        // flight is uncertain, and counts in no budget.
-                        let window = process.key_window_ms as i64;
-                        recover(&tx, window, Unheld::ByLiveProcesses).await?;
-                        let run: i32 = tx
-                            .query_one("SELECT COALESCE(MAX(run), 0) + 1 FROM runs", &[])
-                            .await?
-                            .get(0);
-                        tx.execute(
-                            &format!(
-                                "INSERT INTO runs (run, started_ms, state, config, accounts)
-                                 VALUES ($1, {NOW}, 'open', $2, $3)"
-                            ),
-                            &[&run, &config, &join::accounts_text(accounts.as_deref())],
-                        )
-                        .await?;
-                        let (reopened, skipped) =
-                            fresh_budgets(&tx, &process.config, accounts.as_deref()).await?;
-                        (
-                            run as u32,
-                            JoinedHow::Began {
-                                reopened,
-                                skipped,
-                                closed: closing,
-                            },
-                        )
-                    }
-                };
-                // How this process reaches the database, for --status on
-                // any machine: its connections are all made alike.
-                let (encrypted, version): (bool, Option<String>) = tx
-                    .query_opt(
-                        "SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-                        &[],
-                    )
-                    .await?
-                    .map_or((false, None), |r| (r.get(0), r.get(1)));
-                let connection = crate::StoreConnection {
-                    sslmode: inner.facts.mode.to_string(),
-                    encrypted,
-                    tls_version: version,
-                }
-                .to_string();
-                let id: i64 = tx
-                    .query_one(
-                        &format!(
-                            "INSERT INTO processes (run, pid, host, started_ms, heartbeat_ms, state, config, connection)
-                             VALUES ($1, $2, $3, {NOW}, {NOW}, 'running', $4, $5) RETURNING id"
-                        ),
-                        &[&(run as i32), &pid, &host, &process_config, &connection],
-                    )
-                    .await?
-                    .get(0);
+                let joined =
+                    join_in(&tx, &inner, &process, &process_config, &config, &host).await?;
                 tx.commit().await?;
-                Ok(Joined {
-                    process: ProcessId(id),
-                    run,
-                    accounts,
-                    how,
-                })
+                Ok(joined)
             }
         })
     }
+
+    /// [`crate::ReadStore::preview_join`]: the join in a transaction that
+    /// is rolled back, with the jobs read before it is.
+    pub(super) fn preview(&self, process: &NewProcess) -> Result<(Joined, Vec<JobSummary>)> {
+        let (process_config, config) = process_texts(process, &self.inner)?;
+        let host = hostname();
+        let process = process.clone();
+        self.call(move |inner: Arc<Inner>| {
+            let (process_config, config, host, process) = (
+                process_config.clone(),
+                config.clone(),
+                host.clone(),
+                process.clone(),
+            );
+            async move {
+                let mut client = inner.pool.get().await?;
+                let tx = client.transaction().await?;
+                let joined =
+                    join_in(&tx, &inner, &process, &process_config, &config, &host).await?;
+                let jobs = tx.query(sql::JOB_SUMMARIES, &[]).await?;
+                let jobs = jobs.iter().map(job_summary).collect();
+                // Dropped without a commit: rolled back, nothing changed.
+                drop(tx);
+                Ok((joined, jobs))
+            }
+        })
+    }
+}
+
+/// What a process records of itself, and its budget settings, as text.
+fn process_texts(process: &NewProcess, inner: &Inner) -> Result<(String, String)> {
+    let process_config = serde_json::to_string(&serde_json::json!({
+        "retry": process.config,
+        "workers": process.workers,
+        "accounts": process.accounts,
+        "plugins": process.plugins,
+        "key_window_ms": process.key_window_ms,
+        // Whether it is lost is judged by its own lease, whoever asks.
+        "lease_ms": inner.lease.as_millis() as u64,
+    }))
+    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok((process_config, join::config_text(&process.config)?))
+}
+
+/// Joins `process` to a run in `tx`, under the run lock: see the module
+/// documentation.
+async fn join_in(
+    tx: &Transaction<'_>,
+    inner: &Inner,
+    process: &NewProcess,
+    process_config: &str,
+    config: &str,
+    host: &str,
+) -> Step<Joined> {
+    let pid = process.pid as i32;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&RUN_LOCK])
+        .await?;
+    let lease = inner.lease.as_millis() as i64;
+    // Processes that stopped renewing are lost (until they renew again);
+    // the others go on.
+    tx.execute(
+        &format!(
+            "UPDATE processes SET state = 'lost'
+             WHERE state = 'running' AND NOT ({})",
+            renewed_within_its_lease("$1")
+        ),
+        &[&lease],
+    )
+    .await?;
+    let accounts = join::normalized(process.accounts.as_deref());
+    let (run, how) = match join::plan(open_run(tx).await?, process)? {
+        Plan::Join { run, others } => (run, JoinedHow::Joined { others }),
+        Plan::Resume { run } => {
+            // The same budgets; the delays are this process's.
+            tx.execute(
+                "UPDATE runs SET config = $1 WHERE run = $2",
+                &[&config, &(run as i32)],
+            )
+            .await?;
+            (run, JoinedHow::Resumed)
+        }
+        Plan::Begin { closing } => {
+            if let Some(closed) = &closing {
+                tx.execute(
+                    &format!("UPDATE runs SET state = 'closed', ended_ms = {NOW} WHERE run = $1"),
+                    &[&(closed.run as i32)],
+                )
+                .await?;
+            }
+            // Nobody works on the batch now: what is still in flight is
+            // uncertain, and counts in no budget.
+            let window = process.key_window_ms as i64;
+            recover(tx, window, Unheld::ByLiveProcesses).await?;
+            let run: i32 = tx
+                .query_one("SELECT COALESCE(MAX(run), 0) + 1 FROM runs", &[])
+                .await?
+                .get(0);
+            tx.execute(
+                &format!(
+                    "INSERT INTO runs (run, started_ms, state, config, accounts)
+                     VALUES ($1, {NOW}, 'open', $2, $3)"
+                ),
+                &[&run, &config, &join::accounts_text(accounts.as_deref())],
+            )
+            .await?;
+            let (reopened, skipped) =
+                fresh_budgets(tx, &process.config, accounts.as_deref()).await?;
+            (
+                run as u32,
+                JoinedHow::Began {
+                    reopened,
+                    skipped,
+                    closed: closing,
+                },
+            )
+        }
+    };
+    // How this process reaches the database, for --status on any machine:
+    // its connections are all made alike.
+    let (encrypted, version): (bool, Option<String>) = tx
+        .query_opt(
+            "SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await?
+        .map_or((false, None), |r| (r.get(0), r.get(1)));
+    let connection = crate::StoreConnection {
+        sslmode: inner.facts.mode.to_string(),
+        encrypted,
+        tls_version: version,
+    }
+    .to_string();
+    let id: i64 = tx
+        .query_one(
+            &format!(
+                "INSERT INTO processes (run, pid, host, started_ms, heartbeat_ms, state, config, connection)
+                 VALUES ($1, $2, $3, {NOW}, {NOW}, 'running', $4, $5) RETURNING id"
+            ),
+            &[&(run as i32), &pid, &host, &process_config, &connection],
+        )
+        .await?
+        .get(0);
+    Ok(Joined {
+        process: ProcessId(id),
+        run,
+        accounts,
+        how,
+    })
 }
 
 /// The newest run, when it is open, with how many processes work on it.

@@ -22,7 +22,9 @@ use rusqlite::{Connection, Transaction};
 
 use crate::model::read_ms;
 use crate::write::Write;
-use crate::{AttemptId, JobState, Result, StoreError, StoredJob};
+use crate::{
+    AttemptId, JobState, JobSummary, Joined, NewProcess, ReadStore, Result, StoreError, StoredJob,
+};
 use group::GroupCommit;
 use schema::{SCHEMA_VERSION, check_schema, migrate};
 
@@ -100,10 +102,7 @@ impl SqliteStore {
             .map_err(open_err)?;
         let found = check_schema(&conn, &shown)?;
         let conn = if found < SCHEMA_VERSION {
-            let mut copy = Connection::open_in_memory().map_err(open_err)?;
-            rusqlite::backup::Backup::new(&conn, &mut copy)
-                .and_then(|b| b.run_to_completion(4096, Duration::ZERO, None))
-                .map_err(open_err)?;
+            let mut copy = in_memory(&conn).map_err(open_err)?;
             migrate(&mut copy, &shown).map_err(|e| match e {
                 StoreError::Database(e) => open_err(e),
                 other => other,
@@ -116,6 +115,22 @@ impl SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             group: None,
         })
+    }
+
+    /// [`crate::RunStore::preview_join`]: the join, in a copy of the store
+    /// in memory (the store itself may be open read-only, and stays as it
+    /// is).
+    fn preview(&self, process: &NewProcess) -> Result<(Joined, Vec<JobSummary>)> {
+        let copy = {
+            let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+            in_memory(&conn)?
+        };
+        let copy = SqliteStore {
+            conn: Arc::new(Mutex::new(copy)),
+            group: None,
+        };
+        let joined = copy.join(process)?;
+        Ok((joined, copy.job_summaries()?))
     }
 
     /// The same store writing each attempt's record on the caller's thread,
@@ -143,6 +158,17 @@ impl SqliteStore {
         tx.commit()?;
         Ok(value)
     }
+}
+
+/// A copy of `conn`'s database in memory.
+fn in_memory(conn: &Connection) -> rusqlite::Result<Connection> {
+    let mut copy = Connection::open_in_memory()?;
+    rusqlite::backup::Backup::new(conn, &mut copy)?.run_to_completion(
+        4096,
+        Duration::ZERO,
+        None,
+    )?;
+    Ok(copy)
 }
 
 /// A job state as stored, refused (not guessed) when unreadable.

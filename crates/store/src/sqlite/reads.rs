@@ -10,9 +10,9 @@ use crate::model::{AttemptRow, RunRow, read_ms, stored_ms};
 use crate::sql::{self, JOB_COLUMNS};
 use crate::status::StatusQueries;
 use crate::{
-    AccountRow, AttemptRecord, JobFilter, JobState, JobSummary, Pause, ProcessStatus, RUNS_SHOWN,
-    ReadStore, ReasonCount, ReportRow, Result, RetryEntry, RunPass, StatusReport, StoredJob,
-    Throughput,
+    AccountRow, AttemptRecord, JobFilter, JobState, JobSummary, Joined, NewProcess, Pause,
+    ProcessStatus, RUNS_SHOWN, ReadStore, ReasonCount, ReportRow, Result, RetryEntry, RunPass,
+    StatusReport, StoredJob, Throughput,
 };
 
 impl SqliteStore {
@@ -136,6 +136,10 @@ impl ReadStore for SqliteStore {
         // One lock for the whole report: this process's writes wait for it.
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         crate::status::assemble(&StatusReads(&conn))
+    }
+
+    fn preview_join(&self, process: &NewProcess) -> Result<(Joined, Vec<JobSummary>)> {
+        self.preview(process)
     }
 
     fn job_summaries(&self) -> Result<Vec<JobSummary>> {
