@@ -180,9 +180,8 @@ fn account_line(stdout: &str, account: &str) -> String {
 fn the_dry_run_says_what_joining_would_make_of_a_run_cut_short() {
     let f = Fixture::new(
         "[[account]]\nname = \"slow\"\ntoken = \"t\"\ndelay_ms = 300\n",
-        3,
+        10,
     );
-    // Killed with an attempt in flight: its job is stored as running.
     let mut child = f.spawn(&["--workers", "1"]);
     crate::crash::wait_for_process(&f, 1);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -190,12 +189,34 @@ fn the_dry_run_says_what_joining_would_make_of_a_run_cut_short() {
         assert!(std::time::Instant::now() < deadline, "no attempt began");
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    // While the run works (ten posts of 0.3 s), a run would be refused:
+    // what it has in flight is its own, not a crash's.
+    let out = run(f.command(&["--run", "--dry-run"]));
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains(&format!(
+            "another run (pid {}) is working on {STATE}",
+            child.id()
+        )),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run was still working"
+    );
+    // Killed with an attempt in flight: its job is stored as running.
     child.kill().unwrap();
     child.wait().unwrap();
-    let before = std::fs::read(f.path(STATE)).unwrap();
+    // The file and its write-ahead log, which the killed run left behind.
+    let stored = || {
+        [STATE, &format!("{STATE}-wal")].map(|name| std::fs::read(f.path(name)).unwrap_or_default())
+    };
+    let before = stored();
+    assert!(!before[1].is_empty(), "the killed run left its log");
 
-    // A run would resume run 1 and take the job back with its key: all
-    // three are attempted.
+    // A run would resume run 1 and take the job back with its key: it and
+    // the ones not begun are attempted.
     let out = run(f.command(&["--run", "--dry-run"]));
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(
@@ -204,27 +225,49 @@ fn the_dry_run_says_what_joining_would_make_of_a_run_cut_short() {
         "{}",
         out.stdout
     );
+    // As the store has it: posted, and cut off in flight (almost always
+    // one; none when the kill fell between two attempts). The platform
+    // may have taken the post the kill cut off.
+    let (posted, cut_off) = {
+        use orchestrator_store::{JobState, ReadStore};
+        let store = orchestrator_store::SqliteStore::open_read_only(&f.path(STATE)).unwrap();
+        let jobs = store.job_summaries().unwrap();
+        let count = |state| jobs.iter().filter(|j| j.state == state).count() as u64;
+        (count(JobState::Succeeded), count(JobState::Running))
+    };
     assert!(
-        account_line(&out.stdout, "slow").starts_with("slow mastodon-poster 3 -"),
+        account_line(&out.stdout, "slow").starts_with(&format!(
+            "slow mastodon-poster {} {}",
+            10 - posted,
+            skip_column(posted, 0)
+        )),
         "{}",
         out.stdout
     );
     // With a key window shorter than the attempt's age it would be held
-    // for review instead: a new run (the settings differ), two attempted.
-    let out = run(f.command(&["--run", "--dry-run", "--key-window", "0"]));
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    assert!(
-        account_line(&out.stdout, "slow").starts_with(
-            "slow mastodon-poster 2 1 held for review: in flight when a run died, longer ago than the platform remembers idempotency keys"
-        ),
-        "{}",
-        out.stdout
-    );
-    assert_eq!(
-        std::fs::read(f.path(STATE)).unwrap(),
-        before,
-        "the state changed"
-    );
+    // for review instead (the same run resumed), and --release-held, which
+    // a run applies before it joins, would not let it go.
+    for extra in [&[][..], &["--release-held"][..]] {
+        let out = run(f
+            .command(&["--run", "--dry-run", "--key-window", "0"])
+            .args(extra));
+        assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+        assert!(
+            out.stdout.contains("  Resuming run 1 for every account"),
+            "{}",
+            out.stdout
+        );
+        assert!(
+            account_line(&out.stdout, "slow").starts_with(&format!(
+                "slow mastodon-poster {} {}",
+                10 - posted - cut_off,
+                skip_column(posted, cut_off)
+            )),
+            "{extra:?}: {}",
+            out.stdout
+        );
+    }
+    assert!(stored() == before, "the state changed");
 
     // The real run does what the first dry run said.
     let resumed = f.run(&[]);
@@ -234,7 +277,26 @@ fn the_dry_run_says_what_joining_would_make_of_a_run_cut_short() {
         "{}",
         resumed.stderr
     );
-    assert_eq!(f.sandbox.counters().statuses_created, 3);
+    assert_eq!(f.sandbox.counters().statuses_created, 10);
+}
+
+/// The SKIP column for `posted` jobs already posted and `held` held for
+/// review by joining.
+fn skip_column(posted: u64, held: u64) -> String {
+    let mut parts = Vec::new();
+    if posted > 0 {
+        parts.push(format!("{posted} already posted"));
+    }
+    if held > 0 {
+        parts.push(format!(
+            "{held} held for review: in flight when a run died, longer ago than the platform remembers idempotency keys"
+        ));
+    }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(", ")
+    }
 }
 
 #[test]
@@ -261,4 +323,15 @@ fn a_new_run_reopens_what_failed_and_the_dry_run_counts_it() {
         "{}",
         out.stdout
     );
+    // The run does what the dry run said.
+    let second = f.run(&[]);
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert!(
+        second.stderr.contains(
+            "Run 2: a new run for every account, retrying 1 job that failed in earlier runs"
+        ),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(f.sandbox.counters().statuses_created, 2);
 }

@@ -537,11 +537,61 @@ fn rate_budgets_and_the_dry_run_hold_on_postgres() {
 }
 
 #[test]
+fn the_dry_run_takes_back_what_a_dead_process_held_once_its_lease_ran_out() {
+    let Some(cluster) = Cluster::for_test("the_dry_run_takes_back_a_dead_process") else {
+        return;
+    };
+    let f = seeded(&cluster, 1, 300, 10);
+    let args = ["--workers", "1", "--lease", "2"];
+    let mut victim = f.spawn(&args);
+    let state = f.state();
+    wait_until("an attempt in flight", || {
+        state
+            .report()
+            .unwrap()
+            .iter()
+            .any(|r| r.attempt.outcome == "in-flight")
+    });
+    victim.kill().expect("SIGKILL");
+    let _ = victim.wait();
+    // Past its lease the dead process holds nothing: a run would resume
+    // run 1 and take its job back with the key, so every job not posted
+    // is attempted (the first claim does that; the dry run says so).
+    std::thread::sleep(Duration::from_millis(2_500));
+    let jobs = state.job_summaries().unwrap();
+    let posted = jobs
+        .iter()
+        .filter(|j| j.state == orchestrator_store::JobState::Succeeded)
+        .count();
+    let dry = crate::support::run(&mut f.command(&["--run", "--dry-run", "--lease", "2"]));
+    assert_eq!(dry.code, 0, "{}\n{}", dry.stdout, dry.stderr);
+    assert!(
+        dry.stdout.contains("  Resuming run 1 for every account"),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        dry.stdout
+            .contains(&format!("A run would attempt {}", 10 - posted)),
+        "{}",
+        dry.stdout
+    );
+    assert!(!dry.stdout.contains("in flight"), "{}", dry.stdout);
+    // And nothing changed: the job is still the dead process's in the
+    // store, and no process was added.
+    let after = state.job_summaries().unwrap();
+    assert_eq!(after, jobs);
+    assert_eq!(state.status().unwrap().processes.len(), 1);
+}
+
+#[test]
 fn a_process_that_joins_late_works_in_the_run_under_way() {
     let Some(cluster) = Cluster::for_test("a_process_that_joins_late") else {
         return;
     };
-    let f = seeded(&cluster, 4, 150, 10);
+    // Twenty jobs an account keep the first process busy (~6 s) through
+    // the commands that look at its run.
+    let f = seeded(&cluster, 4, 150, 20);
     let first = f.spawn(&["--workers", "2", "--lease", "10"]);
     let state = f.state();
     wait_until("attempts to be under way", || {
@@ -585,7 +635,7 @@ fn a_process_that_joins_late_works_in_the_run_under_way() {
     );
     let (code, stderr) = finish(first);
     assert_eq!(code, 0, "{stderr}");
-    assert_all_posted_once(&f, 40);
+    assert_all_posted_once(&f, 80);
     let report = f.state().report().unwrap();
     let processes: BTreeSet<_> = report.iter().map(|r| r.attempt.process).collect();
     assert!(report.iter().all(|r| r.attempt.run == Some(1)));

@@ -12,7 +12,7 @@ use anyhow::Result;
 use orchestrator_retry::RetryConfig;
 use orchestrator_runner::budget::Budgets;
 use orchestrator_runner::{AccountConfig, Batch, input};
-use orchestrator_store::{JobState, JobSummary, Joined, NewProcess, Store, StoreError};
+use orchestrator_store::{JobState, JobSummary, JoinPreview, JoinedHow, Store, StoreError};
 
 use crate::commands::batch::{BatchArgs, open_postgres_unchanged, postgres_url};
 use crate::commands::{run, status};
@@ -79,7 +79,7 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
             None
         }
     };
-    if stored.as_ref().is_none_or(|s| s.jobs.is_empty()) && args.jobs.is_none() {
+    if stored.as_ref().is_none_or(Stored::is_empty) && args.jobs.is_none() {
         problems.add(format!(
             "no batch in {} yet; give --jobs FILE to import one",
             args.store_name()
@@ -87,17 +87,22 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
     }
     let mut plans: BTreeMap<String, Plan> = BTreeMap::new();
     let Stored {
-        jobs: known,
-        joined,
+        jobs: as_stored,
+        preview,
         spent,
     } = stored.unwrap_or_default();
-    let joined = match joined {
-        Some(Ok(joined)) => Some(joined),
+    let preview = match preview {
+        Some(Ok(preview)) => Some(preview),
         Some(Err(e)) => {
             problems.add(e);
             None
         }
         None => None,
+    };
+    // The jobs as stored; with the preview, read at its moment.
+    let known = match &preview {
+        Some((preview, _)) => &preview.before,
+        None => &as_stored,
     };
     let ids: HashSet<&str> = known.iter().map(|j| j.id.as_str()).collect();
     for job in jobs
@@ -109,16 +114,19 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
     }
     // The jobs as the run would find them once it has joined; as stored
     // when it could not.
-    let after: Option<HashMap<&str, &JobSummary>> = joined
+    let after: Option<HashMap<&str, &JobSummary>> = preview
         .as_ref()
-        .map(|(_, jobs, _)| jobs.iter().map(|j| (j.id.as_str(), j)).collect());
-    for job in &known {
+        .map(|(p, _)| p.after.iter().map(|j| (j.id.as_str(), j)).collect());
+    let began = preview
+        .as_ref()
+        .is_some_and(|(p, _)| matches!(p.joined.how, JoinedHow::Began { .. }));
+    for job in known {
         let plan = plans.entry(job.account.clone()).or_default();
         let then = after
             .as_ref()
             .and_then(|a| a.get(job.id.as_str()).copied())
             .unwrap_or(job);
-        match skipped(job.state, then, &config, args.release_held) {
+        match skipped(job.state, then, &config, args.release_held, began) {
             None => plan.attempt += 1,
             Some(why) => *plan.skip.entry(why).or_default() += 1,
         }
@@ -168,7 +176,7 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
 
     let mut out =
         String::from("Dry run: no platform was contacted, and nothing stored changed.\n\n");
-    if let Some((joined, _, at_pass)) = &joined {
+    if let Some((JoinPreview { joined, .. }, at_pass)) = &preview {
         for line in run::run_lines(
             joined.run,
             &joined.how,
@@ -314,53 +322,77 @@ async fn batch(
     Some(batch)
 }
 
-/// The run a run would join, the jobs as they would stand once it had,
-/// and the pass that run is in.
-type Preview = (Joined, Vec<JobSummary>, Option<u32>);
+/// What joining a run would do, and the pass that run is in.
+type Preview = (JoinPreview, Option<u32>);
 
 /// What the store holds, for the dry run.
 #[derive(Default)]
 struct Stored {
-    /// The jobs as stored.
+    /// The jobs as stored (when there is no preview).
     jobs: Vec<JobSummary>,
-    /// The run a run would work on, with the jobs as they would stand once
-    /// it joined (what was in flight taken back, failures reopened); why
-    /// it could not join, when it could not.
-    joined: Option<Result<Preview, StoreError>>,
+    /// What joining a run would do; why a run could not join, when it
+    /// could not.
+    preview: Option<Result<Preview, anyhow::Error>>,
     /// What the rate budgets spent lately.
     spent: Vec<(String, u64)>,
 }
 
-/// What the store holds; `None` when there is no store yet. A state file
-/// is opened read-only, and what joining a run would do is worked out in
-/// a copy (SQLite) or a transaction rolled back (PostgreSQL).
+impl Stored {
+    /// Whether the store holds no job.
+    fn is_empty(&self) -> bool {
+        match &self.preview {
+            Some(Ok((preview, _))) => preview.before.is_empty(),
+            _ => self.jobs.is_empty(),
+        }
+    }
+}
+
+/// What the store holds; `None` when there is no store yet, or when the
+/// run would clear it (`--force-reseed`). A state file is opened
+/// read-only, and what joining a run would do is worked out in a copy
+/// (SQLite) or a transaction rolled back (PostgreSQL).
 fn stored(args: &BatchArgs, config: &RetryConfig) -> Result<Option<Stored>> {
-    if !args.store_exists() {
+    if !args.store_exists() || args.force_reseed {
         return Ok(None);
     }
-    let store = open_unchanged(args)?;
-    let Some(store) = store else {
+    let Some(store) = open_unchanged(args)? else {
         return Ok(None);
     };
     let horizon = orchestrator_runner::budget::MAX_HORIZON.as_millis() as u64;
     let since = orchestrator_contract::time::now_ms().saturating_sub(horizon);
-    let process = NewProcess {
-        pid: std::process::id(),
-        config: *config,
-        workers: args.workers,
-        accounts: args.accounts.clone(),
-        key_window_ms: Duration::from_secs(args.key_window).as_millis() as u64,
-        plugins: Vec::new(),
+    // A run working on a state file refuses another: there is nothing to
+    // join, and what it has in flight is its own.
+    let locked = match postgres_url(&args.state_file) {
+        Some(_) => None,
+        None => {
+            orchestrator_store::run_lock_holder(&args.state_file)?.map(|pid| StoreError::Locked {
+                path: args.state_file.display().to_string(),
+                pid,
+            })
+        }
     };
-    // The pass a resumed or joined run is in, as the run's first line
-    // names it (a new run has none yet).
-    let joined = store.preview_join(&process).and_then(|(joined, jobs)| {
-        let at_pass = store.latest_pass(joined.run)?.map(|m| m.pass);
-        Ok((joined, jobs, at_pass))
-    });
+    let preview = match locked {
+        Some(locked) => Err(locked.into()),
+        None => {
+            let process = run::options(args, *config).process(Vec::new());
+            // The pass a resumed or joined run is in, as the run's first
+            // line names it (a new run has none yet).
+            store
+                .preview_join(&process)
+                .and_then(|preview| {
+                    let at_pass = store.latest_pass(preview.joined.run)?.map(|m| m.pass);
+                    Ok((preview, at_pass))
+                })
+                .map_err(anyhow::Error::from)
+        }
+    };
+    let jobs = match preview {
+        Ok(_) => Vec::new(),
+        Err(_) => store.job_summaries()?,
+    };
     Ok(Some(Stored {
-        jobs: store.job_summaries()?,
-        joined: Some(joined),
+        jobs,
+        preview: Some(preview),
         spent: store.spent_since(since)?,
     }))
 }
@@ -395,6 +427,7 @@ fn skipped(
     then: &JobSummary,
     config: &RetryConfig,
     release_held: bool,
+    began: bool,
 ) -> Option<String> {
     let why = match then.state {
         JobState::Pending | JobState::Retry => return None,
@@ -414,7 +447,7 @@ fn skipped(
                 .as_deref()
                 .and_then(orchestrator_contract::Category::parse)
                 .unwrap_or(orchestrator_contract::Category::Unknown);
-            let why = if config.retries(category) {
+            let why = if config.retries(category) && !began {
                 // Only a new run reopens what failed in an earlier one.
                 "failed in the run a run would go on with; `retry` reopens it".to_owned()
             } else {
@@ -470,7 +503,8 @@ mod tests {
     #[test]
     fn a_job_is_skipped_for_what_it_would_be_once_the_run_joined() {
         let config = RetryConfig::default();
-        let skip = |before, then: &JobSummary, release| skipped(before, then, &config, release);
+        let skip =
+            |before, then: &JobSummary, release| skipped(before, then, &config, release, false);
         // Taken back from a run that died: attempted again.
         assert_eq!(
             skip(JobState::Running, &job(JobState::Retry, None), false),
@@ -501,6 +535,14 @@ mod tests {
         assert_eq!(
             skip(JobState::Failed, &failed, false).unwrap(),
             "failed retryable (failed in the run a run would go on with; `retry` reopens it)"
+        );
+        // A new run reopens every failure it retries: one still failed
+        // after it is one it does not (here, a category it cannot read).
+        let odd = job(JobState::Failed, Some("from-a-newer-version"));
+        assert!(
+            !skipped(JobState::Failed, &odd, &config, false, true)
+                .unwrap()
+                .contains("a run would go on with")
         );
         let refused = job(JobState::Failed, Some("non-retryable"));
         assert!(

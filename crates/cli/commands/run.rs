@@ -179,7 +179,7 @@ async fn lock(args: &BatchArgs) -> Result<Option<RunLock>> {
 }
 
 /// How the runner works, from the flags.
-fn options(args: &BatchArgs, config: RetryConfig) -> RunOptions {
+pub(crate) fn options(args: &BatchArgs, config: RetryConfig) -> RunOptions {
     RunOptions {
         config,
         workers: args.workers,
@@ -435,7 +435,7 @@ pub(crate) fn run_lines(
                 lines.push(format!(
                     "Run {} was cut short under other settings ({}): closed, and a new run begins",
                     closed.run,
-                    closed.differences.join(", ")
+                    shown(&closed.differences.join(", "))
                 ));
             }
             let retrying = match reopened {

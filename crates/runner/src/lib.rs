@@ -79,6 +79,21 @@ pub struct RunOptions {
     pub outage_limit: Duration,
 }
 
+impl RunOptions {
+    /// The process these options make, as the store records it on joining
+    /// a run (and the dry run previews it).
+    pub fn process(&self, plugins: Vec<orchestrator_store::PluginUse>) -> NewProcess {
+        NewProcess {
+            pid: std::process::id(),
+            config: self.config,
+            workers: self.workers,
+            accounts: self.only_accounts.clone(),
+            key_window_ms: self.key_window.as_millis() as u64,
+            plugins,
+        }
+    }
+}
+
 /// Attempts a run makes before `--halt-on-failure-rate` may judge it: a
 /// couple of early failures say little.
 pub const HALT_MIN_ATTEMPTS: u64 = 10;
@@ -138,14 +153,7 @@ impl Runner {
     ) -> Result<RunOutcome, RunError> {
         let store = &self.store;
         self.check_accounts().await?;
-        let new = NewProcess {
-            pid: std::process::id(),
-            config: self.options.config,
-            workers: self.options.workers,
-            accounts: self.options.only_accounts.clone(),
-            key_window_ms: self.options.key_window.as_millis() as u64,
-            plugins: self.batch().plugins_in_use(),
-        };
+        let new = self.options.process(self.batch().plugins_in_use());
         let joined = self.call(move |s| s.join_run(&new)).await?;
         let (process, run) = (joined.process, joined.run);
         report(RunEvent::Started {

@@ -27,7 +27,7 @@ mod write;
 
 pub use durable::Durable;
 pub use error::{Result, StoreError};
-pub use lock::{Acquired, RunLock};
+pub use lock::{Acquired, RunLock, holder as run_lock_holder};
 pub use model::*;
 pub use postgres::{
     DEFAULT_LEASE, POSTGRES_SCHEMA_VERSION, PostgresStore, WORKER_GRANTS, is_postgres_url,

@@ -65,6 +65,36 @@ impl RunLock {
     }
 }
 
+/// Whether a run holds the lock of `state_file`, without taking it (a
+/// look lasting a shared lock's moment): `Some` with the pid it wrote,
+/// when it said one.
+pub fn holder(state_file: &Path) -> Result<Option<Option<u32>>> {
+    let path = PathBuf::from(format!("{}.lock", state_file.display()));
+    let mut file = match File::open(&path) {
+        Ok(file) => file,
+        // No lock file: no run has worked here since it was made.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(StoreError::Open {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            });
+        }
+    };
+    match file.try_lock_shared() {
+        Ok(()) => Ok(None),
+        Err(TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            Ok(Some(pid.trim().parse().ok()))
+        }
+        Err(TryLockError::Error(e)) => Err(StoreError::Open {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
 impl Drop for RunLock {
     fn drop(&mut self) {
         // A clean end leaves no pid behind, so the next run does not report

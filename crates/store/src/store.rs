@@ -6,7 +6,9 @@
 //! a run's next step (which run, which pass, which jobs). [`ReadStore`] is
 //! what an observer reads (`--status`, `report`, `explain`, the tallies
 //! and waits a run reports): nothing there changes the store, so a store
-//! opened read-only answers all of it.
+//! opened read-only answers all of it (but for the dry run's
+//! [`ReadStore::preview_join`] on PostgreSQL, which writes in a
+//! transaction it rolls back).
 //!
 //! Callers hold a `Box<dyn Store>` or an `Arc<dyn Store>`, which offers
 //! both halves; a caller that names a concrete store brings the halves'
@@ -14,9 +16,9 @@
 
 use crate::{
     AccountRow, AttemptId, AttemptOutcome, AttemptRecord, ClaimLimit, Durable, ImportSummary,
-    JobChange, JobFilter, JobSummary, Joined, NewJob, NewProcess, PassMark, Pause, ProcessId,
-    ProcessState, ReportRow, Result, RunPass, RunState, StatusReport, StoreConnection, StoredJob,
-    Throughput,
+    JobChange, JobFilter, JobSummary, JoinPreview, Joined, NewJob, NewProcess, PassMark, Pause,
+    ProcessId, ProcessState, ReportRow, Result, RunPass, RunState, StatusReport, StoreConnection,
+    StoredJob, Throughput,
 };
 
 /// The store behind a batch: both halves, for callers that run a batch
@@ -200,9 +202,9 @@ pub trait ReadStore: Send + Sync {
     /// Attempts that ended since `since_ms`, by outcome, in buckets of
     /// `bucket_ms`, oldest first (empty buckets left out).
     fn throughput(&self, since_ms: u64, bucket_ms: u64) -> Result<Vec<Throughput>>;
-    /// What [`RunStore::join_run`] would do for `process`, and the jobs as
-    /// they would stand after it (what was in flight taken back, failures
-    /// reopened), worked out without changing the store: the dry run. (The
-    /// process id in it was never stored.)
-    fn preview_join(&self, process: &NewProcess) -> Result<(Joined, Vec<JobSummary>)>;
+    /// What [`RunStore::join_run`] would do for `process`, with the jobs
+    /// before and after, worked out without changing the store: the dry
+    /// run. (On PostgreSQL, in a transaction rolled back: it needs the
+    /// rights a run has.)
+    fn preview_join(&self, process: &NewProcess) -> Result<JoinPreview>;
 }

@@ -47,6 +47,21 @@ pub struct Joined {
     pub how: JoinedHow,
 }
 
+/// What joining a run would do, worked out without changing the store
+/// ([`crate::ReadStore::preview_join`]).
+#[derive(Debug, Clone)]
+pub struct JoinPreview {
+    /// The run it would work on, and how (the process id was never
+    /// stored).
+    pub joined: Joined,
+    /// The jobs as stored, read at the same moment as the rest.
+    pub before: Vec<crate::JobSummary>,
+    /// The jobs as the process would find them once it had joined and
+    /// taken back what nobody holds: in flight from a dead process made
+    /// eligible (or held for review), failures reopened by a new run.
+    pub after: Vec<crate::JobSummary>,
+}
+
 /// How a process came to work on its run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JoinedHow {

@@ -10,7 +10,7 @@ use crate::model::{AttemptRow, RunRow, read_ms, stored_ms};
 use crate::sql::{self, JOB_COLUMNS};
 use crate::status::StatusQueries;
 use crate::{
-    AccountRow, AttemptRecord, JobFilter, JobState, JobSummary, Joined, NewProcess, Pause,
+    AccountRow, AttemptRecord, JobFilter, JobState, JobSummary, JoinPreview, NewProcess, Pause,
     ProcessStatus, RUNS_SHOWN, ReadStore, ReasonCount, ReportRow, Result, RetryEntry, RunPass,
     StatusReport, StoredJob, Throughput,
 };
@@ -118,7 +118,7 @@ impl ReadStore for PostgresStore {
         self.rows(sql::JOB_SUMMARIES, vec![], job_summary)
     }
 
-    fn preview_join(&self, process: &NewProcess) -> Result<(Joined, Vec<JobSummary>)> {
+    fn preview_join(&self, process: &NewProcess) -> Result<JoinPreview> {
         self.preview(process)
     }
 

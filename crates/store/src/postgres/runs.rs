@@ -19,7 +19,8 @@ use super::{Inner, NOW, PostgresStore, accounts_param};
 use crate::join::{self, OpenRun, Plan};
 use crate::sql;
 use crate::{
-    JobSummary, Joined, JoinedHow, NewProcess, ProcessId, Result, RunState, Skipped, StoreError,
+    JobSummary, JoinPreview, Joined, JoinedHow, NewProcess, ProcessId, Result, RunState, Skipped,
+    StoreError,
 };
 
 /// Joining a run takes this one, so processes starting together agree on
@@ -56,7 +57,7 @@ impl PostgresStore {
 
     /// [`crate::ReadStore::preview_join`]: the join in a transaction that
     /// is rolled back, with the jobs read before it is.
-    pub(super) fn preview(&self, process: &NewProcess) -> Result<(Joined, Vec<JobSummary>)> {
+    pub(super) fn preview(&self, process: &NewProcess) -> Result<JoinPreview> {
         let (process_config, config) = process_texts(process, &self.inner)?;
         let host = hostname();
         let process = process.clone();
@@ -70,13 +71,26 @@ impl PostgresStore {
             async move {
                 let mut client = inner.pool.get().await?;
                 let tx = client.transaction().await?;
+                // A look, not a wait: a lock a run holds long fails the
+                // preview rather than holding up the processes behind it.
+                tx.batch_execute("SET LOCAL lock_timeout = '10s'").await?;
+                let summaries = |rows: Vec<tokio_postgres::Row>| -> Vec<JobSummary> {
+                    rows.iter().map(job_summary).collect()
+                };
+                let before = summaries(tx.query(sql::JOB_SUMMARIES, &[]).await?);
                 let joined =
                     join_in(&tx, &inner, &process, &process_config, &config, &host).await?;
-                let jobs = tx.query(sql::JOB_SUMMARIES, &[]).await?;
-                let jobs = jobs.iter().map(job_summary).collect();
-                // Dropped without a commit: rolled back, nothing changed.
-                drop(tx);
-                Ok((joined, jobs))
+                // What a joining process's first claim takes back: the
+                // jobs of processes whose lease ran out.
+                recover(&tx, process.key_window_ms as i64, Unheld::Expired).await?;
+                let after = summaries(tx.query(sql::JOB_SUMMARIES, &[]).await?);
+                // Nothing of it is kept.
+                tx.rollback().await?;
+                Ok(JoinPreview {
+                    joined,
+                    before,
+                    after,
+                })
             }
         })
     }

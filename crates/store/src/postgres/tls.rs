@@ -218,6 +218,12 @@ pub(super) fn connector(check: Check, trust: &Trust) -> Result<MakeRustls, Strin
                 // what it signs.
                 let _ = roots.add(cert);
             }
+            if let (Trust::File(path), true) = (trust, roots.is_empty()) {
+                return Err(format!(
+                    "sslrootcert: {} holds no certificate usable as an authority",
+                    path.display()
+                ));
+            }
             let webpki =
                 WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                     .build()
@@ -493,6 +499,20 @@ mod tests {
                 broken.display()
             )),
             "{reason}"
+        );
+        // Well-formed PEM whose content is no certificate.
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(
+            &garbage,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        assert_eq!(
+            refused(&garbage),
+            format!(
+                "sslrootcert: {} holds no certificate usable as an authority",
+                garbage.display()
+            )
         );
         for reason in [refused(&missing), refused(&text), refused(&broken)] {
             assert_eq!(reason.lines().count(), 1, "{reason}");

@@ -23,7 +23,7 @@ use rusqlite::{Connection, Transaction};
 use crate::model::read_ms;
 use crate::write::Write;
 use crate::{
-    AttemptId, JobState, JobSummary, Joined, NewProcess, ReadStore, Result, StoreError, StoredJob,
+    AttemptId, JobState, JoinPreview, NewProcess, ReadStore, Result, StoreError, StoredJob,
 };
 use group::GroupCommit;
 use schema::{SCHEMA_VERSION, check_schema, migrate};
@@ -117,10 +117,10 @@ impl SqliteStore {
         })
     }
 
-    /// [`crate::RunStore::preview_join`]: the join, in a copy of the store
-    /// in memory (the store itself may be open read-only, and stays as it
-    /// is).
-    fn preview(&self, process: &NewProcess) -> Result<(Joined, Vec<JobSummary>)> {
+    /// [`crate::ReadStore::preview_join`]: the join, in a copy of the
+    /// store in memory (the store itself may be open read-only, and stays
+    /// as it is).
+    fn preview(&self, process: &NewProcess) -> Result<JoinPreview> {
         let copy = {
             let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
             in_memory(&conn)?
@@ -129,8 +129,13 @@ impl SqliteStore {
             conn: Arc::new(Mutex::new(copy)),
             group: None,
         };
+        let before = copy.job_summaries()?;
         let joined = copy.join(process)?;
-        Ok((joined, copy.job_summaries()?))
+        Ok(JoinPreview {
+            joined,
+            before,
+            after: copy.job_summaries()?,
+        })
     }
 
     /// The same store writing each attempt's record on the caller's thread,
@@ -163,9 +168,11 @@ impl SqliteStore {
 /// A copy of `conn`'s database in memory.
 fn in_memory(conn: &Connection) -> rusqlite::Result<Connection> {
     let mut copy = Connection::open_in_memory()?;
+    // In one step: one read of one moment, which a writer meanwhile
+    // cannot make start over.
     rusqlite::backup::Backup::new(conn, &mut copy)?.run_to_completion(
-        4096,
-        Duration::ZERO,
+        i32::MAX,
+        Duration::from_millis(10),
         None,
     )?;
     Ok(copy)
