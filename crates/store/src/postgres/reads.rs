@@ -188,17 +188,7 @@ impl ReadStore for PostgresStore {
                 Box::new(crate::model::page_size(limit)),
                 Box::new(stored_ms(offset)),
             ],
-            |r| {
-                let state: String = r.get(2);
-                JobSummary {
-                    id: r.get(0),
-                    account: r.get(1),
-                    state: JobState::parse(&state).unwrap_or(JobState::Pending),
-                    category: r.get(3),
-                    attempts: r.get::<_, i32>(4) as u32,
-                    remote_id: r.get(5),
-                }
-            },
+            job_summary,
         )?;
         Ok((jobs, total))
     }

@@ -31,24 +31,16 @@ impl PostgresStore {
     /// [`crate::RunStore::join_run`], under the run lock: see the module
     /// documentation.
     pub(super) fn join(&self, process: &NewProcess) -> Result<Joined> {
-        let (process_config, config) = process_texts(process, &self.inner)?;
-        let host = hostname();
+        let joining = self.joining(process)?;
         self.inner
             .key_window_ms
             .store(process.key_window_ms as i64, Ordering::Relaxed);
-        let process = process.clone();
         self.call(move |inner: Arc<Inner>| {
-            let (process_config, config, host, process) = (
-                process_config.clone(),
-                config.clone(),
-                host.clone(),
-                process.clone(),
-            );
+            let joining = joining.clone();
             async move {
                 let mut client = inner.pool.get().await?;
                 let tx = client.transaction().await?;
-                let joined =
-                    join_in(&tx, &inner, &process, &process_config, &config, &host).await?;
+                let joined = join_in(&tx, &inner, &joining).await?;
                 tx.commit().await?;
                 Ok(joined)
             }
@@ -58,16 +50,9 @@ impl PostgresStore {
     /// [`crate::ReadStore::preview_join`]: the join in a transaction that
     /// is rolled back, with the jobs read before it is.
     pub(super) fn preview(&self, process: &NewProcess) -> Result<JoinPreview> {
-        let (process_config, config) = process_texts(process, &self.inner)?;
-        let host = hostname();
-        let process = process.clone();
+        let joining = self.joining(process)?;
         self.call(move |inner: Arc<Inner>| {
-            let (process_config, config, host, process) = (
-                process_config.clone(),
-                config.clone(),
-                host.clone(),
-                process.clone(),
-            );
+            let joining = joining.clone();
             async move {
                 let mut client = inner.pool.get().await?;
                 let tx = client.transaction().await?;
@@ -78,11 +63,11 @@ impl PostgresStore {
                     rows.iter().map(job_summary).collect()
                 };
                 let before = summaries(tx.query(sql::JOB_SUMMARIES, &[]).await?);
-                let joined =
-                    join_in(&tx, &inner, &process, &process_config, &config, &host).await?;
+                let joined = join_in(&tx, &inner, &joining).await?;
                 // What a joining process's first claim takes back: the
                 // jobs of processes whose lease ran out.
-                recover(&tx, process.key_window_ms as i64, Unheld::Expired).await?;
+                let window = joining.process.key_window_ms as i64;
+                recover(&tx, window, Unheld::Expired).await?;
                 let after = summaries(tx.query(sql::JOB_SUMMARIES, &[]).await?);
                 // Nothing of it is kept.
                 tx.rollback().await?;
@@ -96,31 +81,46 @@ impl PostgresStore {
     }
 }
 
-/// What a process records of itself, and its budget settings, as text.
-fn process_texts(process: &NewProcess, inner: &Inner) -> Result<(String, String)> {
-    let process_config = serde_json::to_string(&serde_json::json!({
-        "retry": process.config,
-        "workers": process.workers,
-        "accounts": process.accounts,
-        "plugins": process.plugins,
-        "key_window_ms": process.key_window_ms,
-        // Whether it is lost is judged by its own lease, whoever asks.
-        "lease_ms": inner.lease.as_millis() as u64,
-    }))
-    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    Ok((process_config, join::config_text(&process.config)?))
+/// What a joining process brings to [`join_in`], for every try of it.
+struct Joining {
+    process: NewProcess,
+    /// What it records of itself.
+    process_config: String,
+    /// Its budget settings, as a run records them.
+    config: String,
+    host: String,
+}
+
+impl PostgresStore {
+    fn joining(&self, process: &NewProcess) -> Result<Arc<Joining>> {
+        let process_config = serde_json::to_string(&serde_json::json!({
+            "retry": process.config,
+            "workers": process.workers,
+            "accounts": process.accounts,
+            "plugins": process.plugins,
+            "key_window_ms": process.key_window_ms,
+            // Whether it is lost is judged by its own lease, whoever asks.
+            "lease_ms": self.inner.lease.as_millis() as u64,
+        }))
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(Arc::new(Joining {
+            process: process.clone(),
+            process_config,
+            config: join::config_text(&process.config)?,
+            host: hostname(),
+        }))
+    }
 }
 
 /// Joins `process` to a run in `tx`, under the run lock: see the module
 /// documentation.
-async fn join_in(
-    tx: &Transaction<'_>,
-    inner: &Inner,
-    process: &NewProcess,
-    process_config: &str,
-    config: &str,
-    host: &str,
-) -> Step<Joined> {
+async fn join_in(tx: &Transaction<'_>, inner: &Inner, joining: &Joining) -> Step<Joined> {
+    let Joining {
+        process,
+        process_config,
+        config,
+        host,
+    } = joining;
     let pid = process.pid as i32;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&RUN_LOCK])
         .await?;
