@@ -5,7 +5,7 @@
 //! the rate budgets allow. Every problem is listed at once ([`Problems`]);
 //! no platform is contacted, nothing stored changes.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -79,7 +79,7 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
             None
         }
     };
-    if stored.as_ref().is_none_or(Stored::is_empty) && args.jobs.is_none() {
+    if stored.as_ref().is_none_or(|s| s.jobs.is_empty()) && args.jobs.is_none() {
         problems.add(format!(
             "no batch in {} yet; give --jobs FILE to import one",
             args.store_name()
@@ -87,7 +87,7 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
     }
     let mut plans: BTreeMap<String, Plan> = BTreeMap::new();
     let Stored {
-        jobs: as_stored,
+        jobs: known,
         preview,
         spent,
     } = stored.unwrap_or_default();
@@ -99,11 +99,6 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
         }
         None => None,
     };
-    // The jobs as stored; with the preview, read at its moment.
-    let known = match &preview {
-        Some((preview, _)) => &preview.before,
-        None => &as_stored,
-    };
     let ids: HashSet<&str> = known.iter().map(|j| j.id.as_str()).collect();
     for job in jobs
         .iter()
@@ -112,19 +107,18 @@ pub async fn run(args: &BatchArgs) -> Result<u8> {
     {
         plans.entry(job.account.clone()).or_default().attempt += 1;
     }
-    // The jobs as the run would find them once it has joined; as stored
-    // when it could not.
-    let after: Option<HashMap<&str, &JobSummary>> = preview
-        .as_ref()
-        .map(|(p, _)| p.after.iter().map(|j| (j.id.as_str(), j)).collect());
+    // The jobs as the run would find them once it has joined (the same
+    // jobs in the same order: joining adds none); as stored when it could
+    // not.
+    let after = preview.as_ref().map(|(p, _)| &p.after);
     let began = preview
         .as_ref()
         .is_some_and(|(p, _)| matches!(p.joined.how, JoinedHow::Began { .. }));
-    for job in known {
+    for (i, job) in known.iter().enumerate() {
         let plan = plans.entry(job.account.clone()).or_default();
         let then = after
-            .as_ref()
-            .and_then(|a| a.get(job.id.as_str()).copied())
+            .and_then(|a| a.get(i))
+            .filter(|then| then.id == job.id)
             .unwrap_or(job);
         match skipped(job.state, then, &config, args.release_held, began) {
             None => plan.attempt += 1,
@@ -328,23 +322,13 @@ type Preview = (JoinPreview, Option<u32>);
 /// What the store holds, for the dry run.
 #[derive(Default)]
 struct Stored {
-    /// The jobs as stored (when there is no preview).
+    /// The jobs as stored (with a preview, as it read them).
     jobs: Vec<JobSummary>,
     /// What joining a run would do; why a run could not join, when it
     /// could not.
     preview: Option<Result<Preview, anyhow::Error>>,
     /// What the rate budgets spent lately.
     spent: Vec<(String, u64)>,
-}
-
-impl Stored {
-    /// Whether the store holds no job.
-    fn is_empty(&self) -> bool {
-        match &self.preview {
-            Some(Ok((preview, _))) => preview.before.is_empty(),
-            _ => self.jobs.is_empty(),
-        }
-    }
 }
 
 /// What the store holds; `None` when there is no store yet, or when the
@@ -386,9 +370,9 @@ fn stored(args: &BatchArgs, config: &RetryConfig) -> Result<Option<Stored>> {
                 .map_err(anyhow::Error::from)
         }
     };
-    let jobs = match preview {
-        Ok(_) => Vec::new(),
-        Err(_) => store.job_summaries()?,
+    let (jobs, preview) = match preview {
+        Ok((mut preview, at_pass)) => (std::mem::take(&mut preview.before), Ok((preview, at_pass))),
+        Err(e) => (store.job_summaries()?, Err(e)),
     };
     Ok(Some(Stored {
         jobs,

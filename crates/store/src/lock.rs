@@ -28,7 +28,7 @@ pub enum Acquired {
 impl RunLock {
     /// Takes the lock of `state_file`, or says which process holds it.
     pub fn acquire(state_file: &Path) -> Result<(RunLock, Acquired)> {
-        let path = PathBuf::from(format!("{}.lock", state_file.display()));
+        let path = lock_path(state_file);
         let io = |e: std::io::Error| StoreError::Open {
             path: path.display().to_string(),
             reason: e.to_string(),
@@ -69,7 +69,7 @@ impl RunLock {
 /// look lasting a shared lock's moment): `Some` with the pid it wrote,
 /// when it said one.
 pub fn holder(state_file: &Path) -> Result<Option<Option<u32>>> {
-    let path = PathBuf::from(format!("{}.lock", state_file.display()));
+    let path = lock_path(state_file);
     let mut file = match File::open(&path) {
         Ok(file) => file,
         // No lock file: no run has worked here since it was made.
@@ -93,6 +93,11 @@ pub fn holder(state_file: &Path) -> Result<Option<Option<u32>>> {
             reason: e.to_string(),
         }),
     }
+}
+
+/// Where the lock of `state_file` is.
+fn lock_path(state_file: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.lock", state_file.display()))
 }
 
 impl Drop for RunLock {
@@ -133,5 +138,26 @@ mod tests {
             }
         };
         assert_eq!(acquired, Acquired::TakenOver(4194303));
+    }
+
+    #[test]
+    fn a_look_at_the_lock_names_its_holder_and_takes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state.sqlite");
+        // No lock file: no run.
+        assert_eq!(holder(&state).unwrap(), None);
+        let (lock, _) = RunLock::acquire(&state).unwrap();
+        assert_eq!(holder(&state).unwrap(), Some(Some(std::process::id())));
+        drop(lock);
+        // Free once its holder lets go (allowing, as above, for a spawned
+        // child's copy of the descriptor).
+        let started = std::time::Instant::now();
+        while holder(&state).unwrap().is_some() {
+            assert!(started.elapsed().as_secs() < 5, "the lock stayed held");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        // Looking left it free: a run takes it.
+        let (_lock, acquired) = RunLock::acquire(&state).unwrap();
+        assert_eq!(acquired, Acquired::Free);
     }
 }
