@@ -61,8 +61,22 @@ impl<'a> Parts<'a> {
     }
 }
 
+/// A query pair's key as tokio-postgres reads it: percent-decoded
+/// (`passw%6Frd` is `password`).
+fn key_of(pair: &str) -> String {
+    percent_decoded(pair.split_once('=').map_or(pair, |(key, _)| key))
+}
+
 fn is_password_pair(pair: &str) -> bool {
-    pair.to_ascii_lowercase().starts_with("password=")
+    pair.contains('=') && key_of(pair).eq_ignore_ascii_case("password")
+}
+
+/// Whether a user part holds `password=` (a query tokio-postgres read as
+/// the user part), its escapes undone.
+fn holds_password_pair(credentials: &str) -> bool {
+    percent_decoded(credentials)
+        .to_ascii_lowercase()
+        .contains("password=")
 }
 
 /// `url` without its password (in the user part or a `password=`
@@ -74,7 +88,7 @@ pub fn without_password(url: &str) -> String {
     // A user part that holds `password=` is a query tokio-postgres read as
     // the user part (`postgres://db/b?password=x@host`): shown as nothing.
     let user = parts.credentials.map(|c| {
-        if c.to_ascii_lowercase().contains("password=") {
+        if holds_password_pair(c) {
             ""
         } else {
             c.split_once(':').map_or(c, |(user, _)| user)
@@ -90,7 +104,7 @@ pub fn url_has_password(url: &str) -> bool {
     Parts::of(url).is_some_and(|parts| {
         parts
             .credentials
-            .is_some_and(|c| c.contains(':') || c.to_ascii_lowercase().contains("password="))
+            .is_some_and(|c| c.contains(':') || holds_password_pair(c))
             || parts.pairs().any(is_password_pair)
     })
 }
@@ -113,8 +127,8 @@ pub(super) fn take_tls_params(url: &str) -> (String, TlsParams) {
     let mut params = TlsParams::default();
     let mut kept = Vec::new();
     for pair in parts.pairs() {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        match key {
+        let value = pair.split_once('=').map_or("", |(_, value)| value);
+        match key_of(pair).as_str() {
             "sslmode" => params.mode = Some(percent_decoded(value)),
             "sslrootcert" => params.root_cert = Some(percent_decoded(value)),
             _ => kept.push(pair),
@@ -151,6 +165,10 @@ mod tests {
         let (url, params) = take_tls_params("postgres://u:a?b/c@db/b?sslmode=require");
         assert_eq!(url, "postgres://u:a?b/c@db/b");
         assert_eq!(params.mode.as_deref(), Some("require"));
+        // An escaped key is the same key to tokio-postgres.
+        let (url, params) = take_tls_params("postgres://u@db/b?ssl%6Dode=disable");
+        assert_eq!(url, "postgres://u@db/b");
+        assert_eq!(params.mode.as_deref(), Some("disable"));
     }
 
     #[test]
@@ -164,6 +182,9 @@ mod tests {
         assert!(url_has_password("postgres://u:ab/cd@db/b"));
         assert!(url_has_password("postgres://u:a?b@db/b"));
         assert!(url_has_password("postgres://db/b?Password=x@y"));
+        // Keys are percent-decoded, as tokio-postgres decodes them.
+        assert!(url_has_password("postgres://u@db/b?passw%6Frd=x"));
+        assert!(url_has_password("postgres://db/b?%70assword=x@y"));
     }
 
     #[test]
@@ -183,6 +204,12 @@ mod tests {
             ("postgres://u:p:q@db/b", "postgres://u@db/b"),
             // tokio-postgres reads all before the `@` as the user part.
             ("postgres://db/b?password=x@y", "postgres://@y"),
+            // An escaped key is the same key to tokio-postgres.
+            (
+                "postgres://u@db/b?passw%6Frd=secret&sslmode=require",
+                "postgres://u@db/b?sslmode=require",
+            ),
+            ("postgres://db/b?%70assword=secret@y", "postgres://@y"),
         ] {
             assert_eq!(without_password(url), shown);
         }
