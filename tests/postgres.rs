@@ -500,6 +500,25 @@ fn a_worker_role_runs_a_batch_but_may_not_change_the_schema() {
     );
     let status = as_worker(&["--status"]);
     assert_eq!(status.code, 0, "{}", status.stderr);
+
+    // A schema of the worker's own name comes first on the default search
+    // path: the batch is still the one found in `public`, and no second,
+    // empty store is made in the worker's schema.
+    cluster.sql(
+        &owner,
+        "CREATE SCHEMA batch_worker AUTHORIZATION batch_worker",
+    );
+    let status = as_worker(&["--status"]);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    assert_eq!(
+        cluster
+            .query(
+                &owner,
+                "SELECT count(*) FROM pg_tables WHERE schemaname = 'batch_worker'"
+            )
+            .trim(),
+        "0"
+    );
 }
 
 #[test]

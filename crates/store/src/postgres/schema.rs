@@ -68,7 +68,7 @@ async fn version(client: &impl GenericClient) -> Step<Option<i64>> {
     let table: bool = client
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tables
-                            WHERE schemaname = current_schema()
+                            WHERE schemaname = ANY (current_schemas(false))
                               AND tablename = 'orchestrator_schema')",
             &[],
         )
