@@ -332,4 +332,17 @@ fn a_unix_socket_url_connects_in_the_clear_as_before() {
         connection(&store).to_string(),
         "not encrypted (sslmode=require)"
     );
+    // Nor is an authority asked for, or its file read: verify-ca with no
+    // root file, or one that is not there, is for TCP too.
+    for root_cert in [None, Some("/nonexistent/ca.pem".into())] {
+        let options = PgOptions {
+            tls: TlsOptions {
+                mode: Some(SslMode::VerifyCa),
+                root_cert,
+                ..TlsOptions::default()
+            },
+            ..PgOptions::default()
+        };
+        PostgresStore::open_with(&socket, &options).unwrap();
+    }
 }

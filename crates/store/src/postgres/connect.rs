@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::PgOptions;
 use super::password::{self, Env, Source};
-use super::tls::{self, MakeRustls, SslMode, Trust};
+use super::tls::{self, Check, MakeRustls, SslMode, Trust};
 use super::url::take_tls_params;
 
 /// What a store connects with, and what messages say of it.
@@ -53,16 +53,21 @@ pub(super) fn prepare(url: &str, options: &PgOptions, env: Env<'_>) -> Result<Co
         .map(PathBuf::from)
         .or_else(|| options.tls.root_cert.clone());
     let trust = Trust::of(root_cert, options.tls.extra_roots.clone());
-    let check = tls::check_of(mode, &trust)?;
-    let tls = tls::connector(check, &trust)?;
     // PostgreSQL speaks no TLS over a Unix socket, and libpq ignores
     // sslmode there: so does this, rather than refuse a socket whenever a
-    // shell or file sets sslmode=require for the TCP hosts.
+    // shell or file sets sslmode=require for the TCP hosts (nor read an
+    // authority's file it would not use).
     let over_sockets = !config.get_hosts().is_empty()
         && config
             .get_hosts()
             .iter()
             .all(|h| matches!(h, tokio_postgres::config::Host::Unix(_)));
+    let check = if over_sockets {
+        Check::Nothing
+    } else {
+        tls::check_of(mode, &trust)?
+    };
+    let tls = tls::connector(check, &trust)?;
     config.ssl_mode(if over_sockets {
         tokio_postgres::config::SslMode::Disable
     } else {
