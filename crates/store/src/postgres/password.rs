@@ -157,14 +157,16 @@ fn private_file(path: &Path) -> Result<String, String> {
         ));
     }
     // A passfile of many lines is a few KiB; anything past 1 MiB is not one.
+    // Read to one byte past it: a file that grew since it was looked at
+    // is refused too, not cut.
     const MOST: u64 = 1 << 20;
-    if meta.len() > MOST {
-        return Err(format!("{shown} is larger than 1 MiB: not a password file"));
-    }
     let mut text = String::new();
-    file.take(MOST)
+    file.take(MOST + 1)
         .read_to_string(&mut text)
         .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if text.len() as u64 > MOST {
+        return Err(format!("{shown} is larger than 1 MiB: not a password file"));
+    }
     Ok(text)
 }
 
