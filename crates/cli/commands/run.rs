@@ -469,3 +469,27 @@ pub(crate) fn run_lines(
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orchestrator_store::ClosedRun;
+
+    #[test]
+    fn a_stored_run_s_account_names_reach_the_terminal_escaped() {
+        // The closed run's accounts come from the store, which took them
+        // from an accounts file: a control sequence among them is shown,
+        // not sent to the terminal.
+        let how = JoinedHow::Began {
+            reopened: 0,
+            skipped: Vec::new(),
+            closed: Some(ClosedRun {
+                run: 1,
+                differences: vec!["accounts evil\u{1b}[2J (here every account)".into()],
+            }),
+        };
+        let lines = run_lines(2, &how, None, None, &RetryConfig::default());
+        assert!(!lines.contains('\u{1b}'), "{lines:?}");
+        assert!(lines.starts_with("Run 1 was cut short under other settings (accounts evil"));
+    }
+}
