@@ -33,15 +33,7 @@ fn a_good_batch_passes_and_nothing_is_sent_or_stored() {
     let out = run(f.command(&["--run", "--dry-run"]));
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("No problems found"), "{}", out.stdout);
-    let line = |account: &str| {
-        out.stdout
-            .lines()
-            .find(|l| l.trim_start().starts_with(account))
-            .unwrap_or_else(|| panic!("no line for {account}: {}", out.stdout))
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
+    let line = |account: &str| account_line(&out.stdout, account);
     assert!(
         line("alice").starts_with("alice mastodon-poster 0 3 already posted"),
         "{}",
